@@ -1,0 +1,151 @@
+"""The exception hierarchy of rc2_platform.
+
+Every error a user can cause derives from :class:`Rc2Error`. Messages say what was
+wrong, with which value (collection, dataset type, data ID, file), and what to do.
+The CLI prints ``str(error)`` on one line and exits non-zero; it never shows a
+traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class Rc2Error(Exception):
+    """Base class of every user-facing error raised by rc2_platform."""
+
+
+class ConfigError(Rc2Error, ValueError):
+    """A configuration file or value is invalid."""
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+class RegistryError(Rc2Error):
+    """Base class of registry errors."""
+
+
+class SchemaVersionError(RegistryError):
+    """The registry database was written by an incompatible schema version."""
+
+
+class RepositoryNotFoundError(RegistryError, FileNotFoundError):
+    """No repository (``butler.yaml``) exists at the given location."""
+
+
+class RepositoryExistsError(RegistryError, FileExistsError):
+    """A repository already exists where a new one was to be created."""
+
+
+class DimensionError(RegistryError, KeyError):
+    """An unknown dimension, or a data ID that is incomplete or inconsistent."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we do not want that.
+        return str(self.args[0]) if self.args else ""
+
+
+class DimensionValueError(DimensionError):
+    """A data ID value does not exist in the registry or has the wrong type."""
+
+
+class DatasetTypeError(RegistryError):
+    """Base class of dataset type errors."""
+
+
+class MissingDatasetTypeError(DatasetTypeError, KeyError):
+    """A dataset type is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictingDefinitionError(DatasetTypeError):
+    """A dataset type or dimension record was re-registered with a different definition."""
+
+
+class CollectionError(RegistryError):
+    """Base class of collection errors."""
+
+
+class MissingCollectionError(CollectionError, KeyError):
+    """A collection does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CollectionTypeError(CollectionError):
+    """An operation is not valid for the collection's type (e.g. a put into a CHAINED)."""
+
+
+class CollectionCycleError(CollectionError):
+    """A CHAINED collection would contain itself."""
+
+
+class DatasetError(RegistryError):
+    """Base class of dataset errors."""
+
+
+class DatasetConflictError(DatasetError):
+    """A dataset with the same dataset type, data ID and RUN already exists."""
+
+
+class CalibrationConflictError(DatasetError):
+    """Two calibrations of the same dataset type and data ID would have overlapping validity."""
+
+
+class DatasetNotFoundError(DatasetError, LookupError):
+    """A requested dataset does not exist."""
+
+
+class QueryError(RegistryError):
+    """Base class of query errors."""
+
+
+class ExpressionSyntaxError(QueryError):
+    """A where-expression could not be parsed; the message points at the offending part."""
+
+
+class ExpressionError(QueryError):
+    """A where-expression parsed but refers to unknown identifiers, binds or wrong types."""
+
+
+# --- datastore ------------------------------------------------------------------------
+
+
+class DatastoreError(Rc2Error):
+    """Base class of datastore errors."""
+
+
+class PathTraversalError(DatastoreError):
+    """A data ID value would make a path that leaves the datastore root."""
+
+
+class FormatterError(DatastoreError):
+    """An object could not be written or read with the storage class's formatter."""
+
+
+class FileNotInDatastoreError(DatastoreError, FileNotFoundError):
+    """The datastore has no file for a dataset that the registry knows."""
+
+
+# --- ingest / pipeline / graph / execution --------------------------------------------
+
+
+class IngestError(Rc2Error):
+    """A file could not be ingested; the message names the file and the reason."""
+
+
+class PipelineError(Rc2Error):
+    """A pipeline definition is invalid (bad YAML, broken contract, mismatched connections)."""
+
+
+class GraphError(Rc2Error):
+    """A QuantumGraph could not be built, written or read."""
+
+
+class ExecutionError(Rc2Error):
+    """A quantum or job failed, or an execution config is invalid."""
+
+
+class TaskError(ExecutionError):
+    """A science task failed on its data (too few matches, all-NaN image, ...)."""

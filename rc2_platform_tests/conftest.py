@@ -1,0 +1,24 @@
+"""Shared fixtures: one parametrized registry database per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rc2_platform_tests.databases import BACKENDS, scratch_database
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty registry database on SQLite, PostgreSQL or MariaDB."""
+    with scratch_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def db_url_sqlite_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty registry database on SQLite or PostgreSQL (heavier ingest tests)."""
+    with scratch_database(request.param, tmp_path) as url:
+        yield url
