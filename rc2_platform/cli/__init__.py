@@ -18,6 +18,7 @@ from rc2_platform import __version__
 COMMAND_MODULES = (
     "rc2_platform.cli.butler_commands",
     "rc2_platform.cli.ingest_commands",
+    "rc2_platform.cli.pipeline_commands",
     "rc2_platform.cli.graph_commands",
     "rc2_platform.cli.execution_commands",
     "rc2_platform.cli.validate_commands",
