@@ -1,0 +1,317 @@
+"""The POSIX file datastore: where the bytes of each dataset live."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
+from rc2_platform.datastore.formatters import Formatter, get_formatter
+from rc2_platform.datastore.templates import PathTemplate
+from rc2_platform.errors import (
+    DatastoreError,
+    FileNotInDatastoreError,
+    FormatterError,
+    PathTraversalError,
+)
+from rc2_platform.registry.dataset_types import DatasetRef
+
+
+class Transfer(enum.StrEnum):
+    """How :meth:`FileDatastore.ingest` brings an existing file in."""
+
+    DIRECT = "direct"  #: leave the file where it is; record its absolute path
+    COPY = "copy"
+    HARDLINK = "hardlink"
+    SYMLINK = "symlink"
+    MOVE = "move"
+    AUTO = "auto"  #: in place if inside the root, else hardlink, else copy
+
+
+@dataclass(frozen=True, slots=True)
+class DatastoreRecord:
+    """Where one dataset's file is; stored by the Butler in ``file_datastore_records``.
+
+    ``path`` is POSIX and relative to the datastore root, except for files ingested
+    with ``transfer="direct"`` which keep their absolute path.
+    """
+
+    dataset_id: uuid.UUID
+    path: str
+    formatter: str
+    storage_class: str
+    file_size: int
+
+
+@dataclass
+class _Txn:
+    undo: list[Callable[[], None]] = field(default_factory=list)
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class FileDatastore:
+    """Files under ``root``, laid out by path templates, written by formatters.
+
+    Parameters
+    ----------
+    root : Path
+        Datastore root directory (created if missing).
+    config : DatastoreConfig, optional
+        Templates and storage classes; the packaged defaults if omitted.
+
+    Notes
+    -----
+    The datastore holds no database: callers keep the returned
+    :class:`DatastoreRecord`. Writes go to a temporary file in the target directory
+    and are renamed into place, so a failed write leaves no file.
+    """
+
+    def __init__(self, root: Path | str, config: DatastoreConfig | None = None):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config = config if config is not None else load_datastore_config()
+        self._templates = {k: PathTemplate(v, k) for k, v in self.config.templates.items()}
+        self._local = threading.local()
+
+    # --- paths -------------------------------------------------------------------------
+
+    def formatter_for(self, storage_class: str) -> Formatter:
+        """Return the formatter configured for ``storage_class``."""
+        sc = self.config.storage_classes.get(storage_class)
+        if sc is None:
+            raise FormatterError(
+                f"storage class {storage_class!r} has no formatter; add it to "
+                f"storage_classes.yaml (known: {sorted(self.config.storage_classes)})"
+            )
+        return get_formatter(sc.formatter)
+
+    def relative_path_for(self, ref: DatasetRef, extension: str | None = None) -> str:
+        """Return the root-relative POSIX path of ``ref``'s file, from its template.
+
+        Needs no registry: workers compute output paths from the ref alone.
+
+        Raises
+        ------
+        PathTraversalError
+            If a data ID value or the run would make a path outside the root.
+        """
+        dt = ref.dataset_type
+        template = self._templates.get(dt.name, self._templates["default"])
+        values: dict[str, Any] = dict(ref.data_id.to_dict())
+        values.update(dataset_type=dt.name, storage_class=dt.storage_class, id=str(ref.id))
+        rel = template.format(values, ref.run)
+        ext = extension if extension is not None else self.formatter_for(dt.storage_class).extension
+        rel += ext
+        self._inside_root(rel, ref)
+        return rel
+
+    def path_for(self, ref: DatasetRef) -> Path:
+        """Return the absolute path of ``ref``'s file (see :meth:`relative_path_for`)."""
+        return self.root / self.relative_path_for(ref)
+
+    def _inside_root(self, rel: str, what: object) -> Path:
+        # Resolve the directory only: a leaf symlink made by symlink-ingest may point out.
+        lexical = Path(os.path.normpath(self.root / rel))
+        path = lexical.parent.resolve() / lexical.name
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise PathTraversalError(
+                f"path {rel!r} for {what} resolves to {path}, outside the datastore root "
+                f"{self.root}; check the data ID values and run name"
+            )
+        return path
+
+    def absolute(self, record: DatastoreRecord) -> Path:
+        """Return the absolute path of a record's file, refusing paths that leave the root."""
+        if os.path.isabs(record.path):
+            return Path(record.path)
+        self._inside_root(record.path, f"dataset {record.dataset_id}")
+        return self.root / record.path
+
+    # --- put / get -----------------------------------------------------------------------
+
+    def put(self, obj: Any, ref: DatasetRef, *, overwrite: bool = False) -> DatastoreRecord:
+        """Write ``obj`` as ``ref``'s file, atomically.
+
+        Raises
+        ------
+        DatastoreError
+            If the file already exists and ``overwrite`` is False.
+        FormatterError
+            If the formatter cannot write ``obj``; no file is left behind.
+        """
+        formatter = self.formatter_for(ref.dataset_type.storage_class)
+        rel = self.relative_path_for(ref, formatter.extension)
+        target = self.root / rel
+        if target.exists() and not overwrite:
+            raise DatastoreError(
+                f"file {rel} for {ref} already exists in datastore {self.root}; remove the "
+                "dataset first or write to a new RUN"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{formatter.extension}")
+        try:
+            formatter.write(obj, tmp)
+            os.replace(tmp, target)
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, DatastoreError):
+                raise
+            raise FormatterError(
+                f"could not write {ref} with formatter {formatter.name!r} to {rel}: {exc}"
+            ) from exc
+        self._on_undo(lambda: self._delete(target))
+        return DatastoreRecord(
+            ref.id, rel, formatter.name, ref.dataset_type.storage_class, target.stat().st_size
+        )
+
+    def get(self, ref: DatasetRef, record: DatastoreRecord | None = None) -> Any:
+        """Read ``ref``'s object (from ``record`` if given, else from its template path).
+
+        Raises
+        ------
+        FileNotInDatastoreError
+            If the file is missing.
+        """
+        if record is not None:
+            path, formatter = self.absolute(record), get_formatter(record.formatter)
+        else:
+            formatter = self.formatter_for(ref.dataset_type.storage_class)
+            path = self.root / self.relative_path_for(ref, formatter.extension)
+        if not path.exists():
+            raise FileNotInDatastoreError(
+                f"no file for {ref} at {path}; the file was removed or never written"
+            )
+        try:
+            return formatter.read(path)
+        except DatastoreError:
+            raise
+        except Exception as exc:
+            raise FormatterError(f"could not read {path} for {ref}: {exc}") from exc
+
+    def exists(self, ref: DatasetRef, record: DatastoreRecord | None = None) -> bool:
+        """Whether ``ref``'s file exists."""
+        path = self.absolute(record) if record is not None else self.path_for(ref)
+        return path.exists()
+
+    # --- remove --------------------------------------------------------------------------
+
+    def remove(self, ref: DatasetRef, record: DatastoreRecord | None = None) -> None:
+        """Delete ``ref``'s file (a no-op if already gone).
+
+        Files ingested with ``direct`` are outside the root and are only forgotten,
+        never deleted. Inside :meth:`transaction` the delete happens on commit.
+        """
+        if record is not None and os.path.isabs(record.path):
+            return
+        path = self.absolute(record) if record is not None else self.path_for(ref)
+        if not (path.exists() or path.is_symlink()):
+            return
+        txn = self._current()
+        if txn is None:
+            self._delete(path)
+            return
+        trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.trash")
+        os.replace(path, trash)
+        txn.undo.append(lambda: os.replace(trash, path))
+        txn.on_commit.append(lambda: self._delete(trash))
+
+    def _delete(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    # --- transactions --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Undo this block's file writes if it raises; apply deferred deletes if not.
+
+        Put the registry transaction *inside* this block so that a failed registry
+        commit also removes the files::
+
+            with datastore.transaction(), registry.transaction():
+                record = datastore.put(obj, ref)
+                registry.insert_records([record])
+
+        Nested blocks join the outermost one. State is per thread.
+        """
+        stack: list[_Txn] = self._local.__dict__.setdefault("stack", [])
+        if stack:
+            yield
+            return
+        txn = _Txn()
+        stack.append(txn)
+        try:
+            yield
+        except BaseException:
+            stack.pop()
+            for undo in reversed(txn.undo):
+                with contextlib.suppress(OSError):
+                    undo()
+            raise
+        stack.pop()
+        for action in txn.on_commit:
+            with contextlib.suppress(OSError):
+                action()
+
+    def _current(self) -> _Txn | None:
+        stack: list[_Txn] = self._local.__dict__.get("stack", [])
+        return stack[-1] if stack else None
+
+    def _on_undo(self, action: Callable[[], None]) -> None:
+        txn = self._current()
+        if txn is not None:
+            txn.undo.append(action)
+
+    # --- ingest --------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        path: Path | str,
+        ref: DatasetRef,
+        transfer: Transfer | str = Transfer.AUTO,
+        *,
+        formatter: str | None = None,
+    ) -> DatastoreRecord:
+        """Bring an existing file in as ``ref``'s file.
+
+        Parameters
+        ----------
+        path : Path or str
+            The existing file.
+        ref : DatasetRef
+            The dataset it becomes.
+        transfer : Transfer or str
+            ``direct``, ``copy``, ``hardlink``, ``symlink``, ``move`` or ``auto``.
+        formatter : str, optional
+            Formatter name to record; default: the storage class's formatter.
+
+        Raises
+        ------
+        DatastoreError
+            Unknown transfer mode, missing source, target exists, or the link failed.
+        """
+        from rc2_platform.datastore._ingest import ingest_file
+
+        return ingest_file(self, Path(path), ref, _transfer(transfer), formatter)
+
+
+def _transfer(value: Transfer | str) -> Transfer:
+    try:
+        return Transfer(value)
+    except ValueError:
+        raise DatastoreError(
+            f"unknown transfer mode {value!r}; use one of {[t.value for t in Transfer]}"
+        ) from None
