@@ -36,6 +36,10 @@ class RepositoryExistsError(RegistryError, FileExistsError):
     """A repository already exists where a new one was to be created."""
 
 
+class RegistryConnectionError(RegistryError):
+    """The registry database could not be reached or its URL is unusable."""
+
+
 class DimensionError(RegistryError, KeyError):
     """An unknown dimension, or a data ID that is incomplete or inconsistent."""
 
@@ -149,3 +153,31 @@ class ExecutionError(Rc2Error):
 
 class TaskError(ExecutionError):
     """A science task failed on its data (too few matches, all-NaN image, ...)."""
+
+
+class QuantumOutputError(ExecutionError):
+    """A task returned outputs that do not match its quantum's output refs."""
+
+
+class RunNotFoundError(ExecutionError, LookupError):
+    """No execution journal exists for a RUN in a repository."""
+
+
+class ClusterJobError(ExecutionError):
+    """A cluster job could not start (bad graph, cluster, quanta or repository)."""
+
+
+class BackendError(ExecutionError):
+    """An execution backend (local, HTCondor, Kubernetes) could not submit, query or cancel."""
+
+
+class JobSubmissionError(BackendError):
+    """A cluster job could not be submitted; the message names the job and the reason."""
+
+
+class UnknownJobHandleError(BackendError):
+    """A job handle does not belong to this backend (or to this backend instance)."""
+
+
+class JobWaitTimeoutError(BackendError):
+    """Waiting for cluster jobs exceeded the given timeout; the jobs keep running."""

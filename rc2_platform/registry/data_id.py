@@ -90,7 +90,9 @@ class DataCoordinate(Mapping[str, DataIdValue]):
         return super().__eq__(other)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{d}: {v!r}" for d, v in zip(self._dimensions, self._values, strict=True))
+        inner = ", ".join(
+            f"{d}: {v!r}" for d, v in zip(self._dimensions, self._values, strict=True)
+        )
         return "{" + inner + "}"
 
     def to_dict(self) -> dict[str, DataIdValue]:

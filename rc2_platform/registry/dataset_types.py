@@ -95,6 +95,9 @@ def make_dataset_id(
         return uuid.uuid4()
     key = ";".join(
         [dataset_type.name, run]
-        + [f"{d}={v}" for d, v in sorted(zip(data_id.dimensions, data_id.values_tuple, strict=True))]
+        + [
+            f"{d}={v}"
+            for d, v in sorted(zip(data_id.dimensions, data_id.values_tuple, strict=True))
+        ]
     )
     return uuid.uuid5(DATASET_ID_NAMESPACE, key)
