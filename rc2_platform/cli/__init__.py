@@ -17,11 +17,13 @@ from rc2_platform import __version__
 #: Modules whose ``register(group)`` function adds their commands, in help order.
 COMMAND_MODULES = (
     "rc2_platform.cli.butler_commands",
+    "rc2_platform.cli.simulate_commands",
     "rc2_platform.cli.ingest_commands",
     "rc2_platform.cli.pipeline_commands",
     "rc2_platform.cli.graph_commands",
     "rc2_platform.cli.execution_commands",
     "rc2_platform.cli.validate_commands",
+    "rc2_platform.cli.demo_commands",
 )
 
 
