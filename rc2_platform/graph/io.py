@@ -27,7 +27,7 @@ import struct
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -79,16 +79,21 @@ class _HeaderTables:
     runs: _Interner
     connections: _Interner
     output_run: str
+    #: Dataset UUID -> whether it is the deterministic output id (computed once per dataset).
+    deterministic: dict[uuid.UUID, bool] = field(default_factory=dict)
 
 
 def _encode_ref(ref: DatasetRef, values: _Interner, tables: _HeaderTables) -> Any:
     dims = ref.dataset_type.dimensions
     vidx = [values(ref.data_id[d]) for d in dims]
-    if (
-        ref.run == tables.output_run
-        and ref.id == output_ref(ref.dataset_type, ref.data_id, ref.run).id
-    ):
-        return vidx
+    if ref.run == tables.output_run:
+        known = tables.deterministic.get(ref.id)
+        if known is None:
+            known = tables.deterministic[ref.id] = (
+                ref.id == output_ref(ref.dataset_type, ref.data_id, ref.run).id
+            )
+        if known:
+            return vidx
     return {
         "r": tables.runs(ref.run),
         "u": base64.b64encode(ref.id.bytes).decode("ascii"),
