@@ -1,0 +1,1 @@
+"""Quantum execution: executor, clustering, run reports and backends (no Dagster here)."""

@@ -1,0 +1,88 @@
+"""Execution backends: where cluster jobs run (local processes, HTCondor, Kubernetes).
+
+All backends implement :class:`Backend` (``submit`` / ``status`` / ``cancel`` /
+``wait``) over :class:`ClusterJob` and :class:`JobHandle`. :func:`make_backend` builds
+one from the execution config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rc2_platform.errors import ConfigError
+
+from ..execution_config import ExecutionConfig
+from .base import TERMINAL_STATES, Backend, ClusterJob, JobHandle, JobState, JobStatus
+from .local import LocalBackend
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Backend",
+    "ClusterJob",
+    "JobHandle",
+    "JobState",
+    "JobStatus",
+    "LocalBackend",
+    "make_backend",
+]
+
+
+def make_backend(
+    config: ExecutionConfig,
+    kind: str | None = None,
+    *,
+    schedd: Any = None,
+    kubernetes_api: Any = None,
+) -> Backend:
+    """Build the backend ``kind`` (default: ``config.backends.default``) from the config.
+
+    Parameters
+    ----------
+    config : `ExecutionConfig`
+        The execution config.
+    kind : `str`, optional
+        ``"local"``, ``"htcondor"`` or ``"kubernetes"``.
+    schedd : `ScheddClient`, optional
+        For HTCondor: the schedd client (a real ``HTCondorSchedd`` if omitted).
+    kubernetes_api : `object`, optional
+        For Kubernetes: a ``BatchV1Api``-like client; if omitted, the ``kubernetes``
+        package's client is built from the in-cluster or kubeconfig configuration.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown backend name, or Kubernetes without a usable client.
+    """
+    kind = kind or config.backends.default
+    if kind == "local":
+        return LocalBackend(max_workers=config.backends.local.max_workers)
+    if kind == "htcondor":
+        from .htcondor import HTCondorBackend
+
+        return HTCondorBackend(schedd, config.backends.htcondor, config.retry)
+    if kind == "kubernetes":
+        from .kubernetes import KubernetesBackend
+
+        return KubernetesBackend(
+            kubernetes_api or _default_kubernetes_api(), config.backends.kubernetes
+        )
+    raise ConfigError(f"Unknown execution backend {kind!r}; use local, htcondor or kubernetes.")
+
+
+def _default_kubernetes_api() -> Any:
+    try:
+        from kubernetes import client, config  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigError(
+            "The Kubernetes backend needs the 'kubernetes' package (installed with dagster-k8s)."
+        ) from None
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except Exception as exc:
+            raise ConfigError(
+                f"No Kubernetes configuration found (in-cluster or kubeconfig): {exc}"
+            ) from None
+    return client.BatchV1Api()

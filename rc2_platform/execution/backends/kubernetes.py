@@ -1,0 +1,277 @@
+"""The Kubernetes backend: one ``batch/v1 Job`` per cluster job, through an injected API client.
+
+The API client is duck-typed like ``kubernetes.client.BatchV1Api``
+(``create_namespaced_job``, ``read_namespaced_job_status``, ``delete_namespaced_job``),
+so tests drive the backend with a recording fake and production passes the real
+client (or the Dagster layer wraps the same manifest in ``PipesK8sClient``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rc2_platform.errors import BackendError, ConfigError, JobSubmissionError
+
+from ..execution_config import KubernetesSettings
+from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
+
+__all__ = [
+    "APP_NAME",
+    "DEFAULT_SCHEMA_VERSION",
+    "KubernetesBackend",
+    "build_job_manifest",
+    "kubernetes_name",
+    "validate_manifest",
+]
+
+#: ``app.kubernetes.io/name`` of everything rc2 creates.
+APP_NAME = "rc2-platform"
+#: Kubernetes version whose schema :func:`validate_manifest` checks by default.
+DEFAULT_SCHEMA_VERSION = "1.30"
+#: Container exit code of a process killed by SIGKILL (the kernel OOM killer).
+OOM_EXIT_CODE = 137
+
+
+def kubernetes_name(text: str, prefix: str = "rc2-") -> str:
+    """Turn ``text`` into a DNS-1123 label (<= 63 chars), unique via a hash when shortened."""
+    name = prefix + re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    if len(name) > 63:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        name = name[:54].rstrip("-") + "-" + digest
+    return name
+
+
+def _label_value(value: str) -> str:
+    """Make a valid label value (<= 63 chars of ``[A-Za-z0-9._-]``, alphanumeric ends)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", value)[:63]
+    return cleaned.strip("-._")
+
+
+def _label_key(key: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", key)[:63].strip("-._")
+    if not name:
+        raise ConfigError(f"Label key {key!r} has no usable characters for a Kubernetes label.")
+    return f"rc2/{name}"
+
+
+def build_job_manifest(
+    job: ClusterJob, settings: KubernetesSettings | None = None
+) -> dict[str, Any]:
+    """Return the ``batch/v1 Job`` manifest (a plain dict) of one cluster job.
+
+    The pod runs ``job.command`` in ``settings.image`` with ``restartPolicy: Never``,
+    requests ``job.request_memory_mb`` MiB and ``job.request_cpus`` cores (memory limit
+    = request x ``memory_limit_factor``; no CPU limit), mounts the datastore PVC, and is
+    retried ``job.max_retries`` times (``backoffLimit``); disruptions (node drain,
+    preemption) do not count as failures.
+    """
+    settings = settings or KubernetesSettings()
+    name = kubernetes_name(job.name)
+    labels = {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/component": "cluster-job",
+        "rc2/cluster": _label_value(job.name),
+    }
+    labels.update({_label_key(k): _label_value(v) for k, v in sorted(job.labels.items())})
+    volume = settings.datastore_volume
+    container: dict[str, Any] = {
+        "name": "rc2",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(job.command),
+        "workingDir": str(job.working_dir),
+        "env": [{"name": k, "value": v} for k, v in sorted(job.env.items())],
+        "resources": {
+            "requests": {"memory": f"{job.request_memory_mb}Mi", "cpu": str(job.request_cpus)},
+            "limits": {"memory": f"{int(job.request_memory_mb * settings.memory_limit_factor)}Mi"},
+        },
+        "volumeMounts": [
+            {"name": "datastore", "mountPath": volume.mount_path, "readOnly": volume.read_only}
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "datastore",
+                "persistentVolumeClaim": {
+                    "claimName": volume.pvc_name,
+                    "readOnly": volume.read_only,
+                },
+            }
+        ],
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    spec: dict[str, Any] = {
+        "backoffLimit": job.max_retries,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                }
+            ]
+        },
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if settings.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": {"rc2/cluster-name": job.name},
+        },
+        "spec": spec,
+    }
+
+
+def validate_manifest(manifest: dict[str, Any], version: str = DEFAULT_SCHEMA_VERSION) -> None:
+    """Validate a manifest offline against the Kubernetes schema (strict: no unknown keys).
+
+    Raises
+    ------
+    ConfigError
+        If the manifest does not match the schema of Kubernetes ``version``.
+    """
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        name = manifest.get("metadata", {}).get("name")
+        path = ".".join(str(p) for p in exc.path)
+        raise ConfigError(
+            f"Kubernetes manifest {name!r} is invalid at {path or '<top>'}: {exc.message}"
+        ) from None
+
+
+def _field(obj: Any, snake: str, camel: str | None = None) -> Any:
+    """Read a field from a kubernetes-client model object or a plain dict."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(camel or snake, obj.get(snake))
+    return getattr(obj, snake, None)
+
+
+def job_status_from_api(job_object: Any) -> JobStatus:
+    """Map a ``V1Job`` (object or dict) to a :class:`JobStatus`."""
+    status = _field(job_object, "status")
+    active = _field(status, "active") or 0
+    succeeded = _field(status, "succeeded") or 0
+    failed = _field(status, "failed") or 0
+    attempts = active + succeeded + failed
+    for condition in _field(status, "conditions") or []:
+        if _field(condition, "status") != "True":
+            continue
+        kind = _field(condition, "type")
+        reason = _field(condition, "reason")
+        message = _field(condition, "message")
+        text = ": ".join(str(p) for p in (reason, message) if p) or None
+        if kind == "Complete":
+            return JobStatus(JobState.SUCCEEDED, 0, None, attempts)
+        if kind == "Failed":
+            return JobStatus(JobState.FAILED, None, text, attempts)
+        if kind == "Suspended":
+            return JobStatus(JobState.HELD, None, text, attempts)
+    if active:
+        return JobStatus(JobState.RUNNING, None, None, attempts)
+    return JobStatus(JobState.PENDING, None, None, attempts)
+
+
+class KubernetesBackend(Backend):
+    """Run cluster jobs as Kubernetes ``batch/v1`` Jobs.
+
+    Parameters
+    ----------
+    api : `object`
+        A ``kubernetes.client.BatchV1Api`` or anything with the same three methods.
+    settings : `KubernetesSettings`, optional
+        Namespace, image, service account, datastore volume, node selector.
+    """
+
+    name: ClassVar[str] = "kubernetes"
+
+    def __init__(self, api: Any, settings: KubernetesSettings | None = None) -> None:
+        self.api = api
+        self.settings = settings or KubernetesSettings()
+        self._deleted: set[str] = set()
+
+    def submit(self, jobs: Sequence[ClusterJob]) -> list[JobHandle]:
+        """Create one Job per cluster job in ``settings.namespace``."""
+        manifests = [build_job_manifest(job, self.settings) for job in jobs]
+        names = [m["metadata"]["name"] for m in manifests]
+        if len(set(names)) != len(names):
+            raise JobSubmissionError(f"Cluster job names collide as Kubernetes names: {names}.")
+        handles = []
+        namespace = self.settings.namespace
+        for job, manifest in zip(jobs, manifests, strict=True):
+            try:
+                self.api.create_namespaced_job(namespace=namespace, body=manifest)
+            except Exception as exc:  # ApiException and transport errors
+                status = getattr(exc, "status", None)
+                hint = (
+                    " (a Job of that name exists: delete it or use a new run)"
+                    if status == 409
+                    else ""
+                )
+                raise JobSubmissionError(
+                    f"Could not create Kubernetes Job {manifest['metadata']['name']!r} for cluster "
+                    f"job {job.name!r} in namespace {namespace!r}: {exc}{hint}"
+                ) from None
+            handles.append(
+                JobHandle(
+                    id=f"{namespace}/{manifest['metadata']['name']}",
+                    job_name=job.name,
+                    backend=self.name,
+                    info={"namespace": namespace, "k8s_name": manifest["metadata"]["name"]},
+                )
+            )
+        return handles
+
+    def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        """Read each Job's status; a deleted (404) Job is REMOVED."""
+        self._check_handles(handles)
+        result = {}
+        for handle in handles:
+            namespace, name = handle.id.split("/", 1)
+            try:
+                job_object = self.api.read_namespaced_job_status(name=name, namespace=namespace)
+            except Exception as exc:
+                if getattr(exc, "status", None) == 404:
+                    reason = "cancelled" if handle.id in self._deleted else "Job no longer exists"
+                    result[handle.id] = JobStatus(JobState.REMOVED, None, reason)
+                    continue
+                raise BackendError(f"Could not read Kubernetes Job {handle.id!r}: {exc}") from None
+            status = job_status_from_api(job_object)
+            if handle.id in self._deleted and not status.state.is_terminal:
+                status = JobStatus(JobState.REMOVED, None, "cancelled", status.attempts)
+            result[handle.id] = status
+        return result
+
+    def cancel(self, handles: Sequence[JobHandle]) -> None:
+        """Delete the Jobs and their pods (foreground propagation)."""
+        self._check_handles(handles)
+        for handle in handles:
+            namespace, name = handle.id.split("/", 1)
+            try:
+                self.api.delete_namespaced_job(
+                    name=name, namespace=namespace, propagation_policy="Foreground"
+                )
+            except Exception as exc:
+                if getattr(exc, "status", None) != 404:
+                    raise BackendError(
+                        f"Could not delete Kubernetes Job {handle.id!r}: {exc}"
+                    ) from None
+            self._deleted.add(handle.id)

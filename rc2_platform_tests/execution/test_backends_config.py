@@ -1,0 +1,61 @@
+"""The execution config: packaged default, per-task resources, retries, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rc2_platform.errors import ConfigError
+from rc2_platform.execution.backends import LocalBackend, make_backend
+from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
+from rc2_platform.execution.execution_config import load_execution_config
+
+
+def test_default_config_has_rc2_steps_and_per_task_memory() -> None:
+    config = load_execution_config()
+    assert config.clustering["step1"].group_by == ["instrument", "visit"]
+    assert config.clustering["step2"].group_by == ["skymap", "tract", "patch"]
+    assert config.step_for_task("calibrate") == "step1"
+    assert config.resources.for_task("assembleCoadd") == (8192, 1)
+    assert config.resources.for_task("unknownTask") == (2048, 1)
+    assert config.backends.default == "local"
+
+
+def test_job_resources_take_largest_task_times_processes(tmp_path: Path) -> None:
+    file = tmp_path / "exec.yaml"
+    file.write_text(
+        "resources:\n  default: {request_memory_mb: 1000, request_cpus: 1}\n"
+        "  tasks: {big: {request_memory_mb: 5000}, wide: {request_cpus: 3}}\n"
+        "retry: {max_retries: 1, tasks: {big: 4}}\nprocesses_per_job: 2\n"
+    )
+    config = load_execution_config(file)
+    assert config.job_resources(["big", "wide", "small"]) == (10000, 6)
+    assert config.job_max_retries(["small", "big"]) == 4
+    assert config.job_max_retries(["small"]) == 1
+
+
+def test_typo_in_config_names_file_and_key(tmp_path: Path) -> None:
+    file = tmp_path / "exec.yaml"
+    file.write_text("retry:\n  max_retires: 3\n")
+    with pytest.raises(ConfigError, match=r"exec\.yaml.*retry\.max_retires"):
+        load_execution_config(file)
+
+
+def test_missing_and_malformed_files_raise_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_execution_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resources: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_execution_config(bad)
+
+
+def test_make_backend_builds_configured_backends() -> None:
+    config = load_execution_config()
+    local = make_backend(config)
+    assert isinstance(local, LocalBackend) and local.max_workers == 2
+    condor = make_backend(config, "htcondor", schedd=LocalScheddDouble())
+    assert isinstance(condor, HTCondorBackend)
+    with pytest.raises(ConfigError, match="slurm"):
+        make_backend(config, "slurm")

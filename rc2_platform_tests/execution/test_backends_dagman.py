@@ -1,0 +1,122 @@
+"""Whole-graph submission as one DAGMan workflow: DAG + node submit files, re-read by htcondor2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import htcondor2
+import pytest
+
+from rc2_platform.errors import JobSubmissionError
+from rc2_platform.execution.backends import ClusterJob, JobState
+from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble, write_dag
+
+
+def _jobs(tmp_path: Path) -> list[ClusterJob]:
+    def job(name: str, retries: int = 0) -> ClusterJob:
+        return ClusterJob(
+            name,
+            [sys.executable, "-c", "pass"],
+            2048,
+            1,
+            labels={"step": name.split("-")[0]},
+            working_dir=tmp_path,
+            log_dir=tmp_path / "logs",
+            max_retries=retries,
+        )
+
+    return [
+        job("step1-visit-1"),
+        job("step1-visit-2"),
+        job("step2-patch-0", 2),
+        job("step3-patch-0"),
+    ]
+
+
+DEPS = {"step2-patch-0": {"step1-visit-1", "step1-visit-2"}, "step3-patch-0": {"step2-patch-0"}}
+
+
+@pytest.fixture
+def fake_dagman(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in ``condor_dagman`` on PATH: ``Submit.from_dag`` only needs it to exist."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "condor_dagman"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    return exe
+
+
+def test_dag_file_has_job_vars_retry_and_parent_child_lines(tmp_path: Path) -> None:
+    dag = write_dag(_jobs(tmp_path), DEPS, tmp_path / "dag")
+    lines = dag.read_text().splitlines()
+    jobs = [line.split()[1] for line in lines if line.startswith("JOB ")]
+    assert jobs.index("step2-patch-0") > jobs.index("step1-visit-2")  # topological order
+    assert sorted(jobs) == sorted(j.name for j in _jobs(tmp_path))
+    assert 'VARS step1-visit-1 rc2_node="step1-visit-1"' in lines
+    assert "RETRY step2-patch-0 2" in lines
+    assert not any(line.startswith("RETRY step1") for line in lines)
+    assert "PARENT step1-visit-1 step1-visit-2 CHILD step2-patch-0" in lines
+    assert "PARENT step2-patch-0 CHILD step3-patch-0" in lines
+
+
+def test_node_submit_files_are_reread_by_htcondor_submit(tmp_path: Path) -> None:
+    dag = write_dag(_jobs(tmp_path), DEPS, tmp_path / "dag")
+    sub = htcondor2.Submit((dag.parent / "jobs" / "step2-patch-0.sub").read_text())
+    assert sub["request_memory"].startswith("int(min({ifThenElse(isUndefined(MemoryUsage), 2048")
+    assert sub["request_cpus"] == "1"
+    assert sub["My.rc2_dag_node"] == '"$(rc2_node)"'
+    assert "max_retries" not in sub  # the DAG's RETRY does exit-code retries
+    assert "NumJobStarts <= 2" in sub["periodic_release"]  # memory retries stay in the queue
+
+
+def test_dag_is_accepted_by_submit_from_dag(tmp_path: Path, fake_dagman: Path) -> None:
+    dag = write_dag(_jobs(tmp_path), DEPS, tmp_path / "dag")
+    description = htcondor2.Submit.from_dag(str(dag), {})
+    assert description["universe"] == "scheduler"
+    assert Path(description["executable"]) == fake_dagman
+    assert f"-Dag {dag}" in description["arguments"]
+
+
+def test_from_dag_rejects_a_malformed_dag(tmp_path: Path, fake_dagman: Path) -> None:
+    bad = tmp_path / "bad.dag"
+    bad.write_text("JOB a a.sub\nBOGUS line\n")
+    with pytest.raises(htcondor2.HTCondorException, match="BOGUS"):
+        htcondor2.Submit.from_dag(str(bad), {})
+
+
+def test_submit_dag_runs_dagman_job_on_schedd_double(tmp_path: Path, fake_dagman: Path) -> None:
+    jobs = _jobs(tmp_path)
+    backend = HTCondorBackend(LocalScheddDouble())
+    handle = backend.submit_dag(jobs, DEPS, tmp_path / "dag", dag_name="tract9615")
+    assert handle.info["dag"].endswith("tract9615.dag")
+    # The stand-in condor_dagman exits 0 at once: this proves the submission path only.
+    assert backend.wait([handle], poll_seconds=0.05)[handle.id].state is JobState.SUCCEEDED
+    # No real DAGMan ran the nodes: they have no events and read as PENDING.
+    assert {s.state for s in backend.dag_node_status(jobs).values()} == {JobState.PENDING}
+    assert (tmp_path / "dag" / "tract9615.dag.condor.sub").exists()
+
+
+def test_bad_dependencies_are_rejected(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    with pytest.raises(JobSubmissionError, match="unknown job"):
+        write_dag(jobs, {"step2-patch-0": {"step9-x"}}, tmp_path / "d1")
+    with pytest.raises(JobSubmissionError, match="cycle"):
+        write_dag(
+            jobs,
+            {"step1-visit-1": {"step2-patch-0"}, "step2-patch-0": {"step1-visit-1"}},
+            tmp_path / "d2",
+        )
+    with pytest.raises(JobSubmissionError, match="Duplicate"):
+        write_dag([*jobs, jobs[0]], {}, tmp_path / "d3")
+
+
+def test_submit_dag_without_condor_dagman_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backend = HTCondorBackend(LocalScheddDouble())
+    with pytest.raises(JobSubmissionError, match="condor_dagman"):
+        backend.submit_dag(_jobs(tmp_path), DEPS, tmp_path / "dag")
