@@ -1,0 +1,266 @@
+"""``rc2 bootstrap``, ``rc2 ingest-raws``, ``rc2 define-visits`` and the other ingest commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from rc2_platform.butler import Butler
+from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stderr_console
+from rc2_platform.errors import ConfigError
+from rc2_platform.ingest import (
+    CalibrationEntry,
+    IngestResult,
+    bootstrap,
+    define_visits,
+    ingest_bright_object_masks,
+    ingest_calibrations,
+    ingest_raws,
+    ingest_refcats,
+    load_bootstrap_config,
+    register_instrument,
+    register_skymap,
+)
+
+_COLUMNS = ["step", "collection", "ingested", "skipped", "failed", "seconds"]
+_TRANSFERS = click.Choice(["direct", "copy", "hardlink", "symlink", "move"])
+
+
+def _report(result: IngestResult, as_json: bool) -> None:
+    """Print the result row (stdout) and every failure with its reason (stderr)."""
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        row = result.as_dict()
+        emit_rows([row], _COLUMNS, as_json=False)
+    for item, reason in result.failed:
+        click.echo(f"failed: {item}: {reason}", err=True)
+
+
+def _exit_for(result: IngestResult) -> None:
+    if result.failed and result.ingested == 0 and result.skipped == 0:
+        sys.exit(1)
+
+
+def _open(repo: str) -> Butler:
+    return Butler(repo)
+
+
+@click.command("bootstrap")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--repo", required=True, type=click.Path(file_okay=False), help="Repository folder.")
+@click.option("--registry-url", default=None, help="Server registry URL for a new repository.")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
+@json_option
+@handles_errors
+def bootstrap_command(
+    config: str, repo: str, registry_url: str | None, processes: int, as_json: bool
+) -> None:
+    """Build a whole repository from CONFIG (a bootstrap.yaml); re-running changes nothing."""
+    summary = bootstrap(
+        config, repo, registry_url, processes=processes, progress=not as_json,
+        console=stderr_console,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    for step, item, reason in summary.failed:
+        click.echo(f"failed [{step}]: {item}: {reason}", err=True)
+
+
+@click.command("ingest-raws")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--run", default="HSC/raw/all", show_default=True, help="RUN collection.")
+@click.option("--transfer", type=_TRANSFERS, default="symlink", show_default=True)
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--tract", "tracts", multiple=True, type=int, help="Only raws overlapping it.")
+@click.option("--band", "bands", multiple=True, help="Only raws of this band.")
+@click.option("--skymap", default=None, help="Sky map of --tract (default: the only one).")
+@json_option
+@handles_errors
+def ingest_raws_command(
+    repo: str,
+    files: tuple[str, ...],
+    run: str,
+    transfer: str,
+    processes: int,
+    tracts: tuple[int, ...],
+    bands: tuple[str, ...],
+    skymap: str | None,
+    as_json: bool,
+) -> None:
+    """Ingest raw FITS FILES (or directories); failed files are listed with the reason.
+
+    Exits 1 only if every file failed.
+    """
+    with _open(repo) as butler:
+        result = ingest_raws(
+            butler, files, run=run, transfer=transfer, processes=processes,
+            tracts=list(tracts) or None, bands=list(bands) or None, skymap=skymap,
+        )  # fmt: skip
+    _report(result, as_json)
+    _exit_for(result)
+
+
+@click.command("define-visits")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option("--where", default="", help="Where-expression on exposures.")
+@click.option("--raw-run", default="HSC/raw/all", show_default=True)
+@click.option("--tract", "tracts", multiple=True, type=int)
+@click.option("--band", "bands", multiple=True)
+@click.option("--skymap", default=None)
+@json_option
+@handles_errors
+def define_visits_command(
+    repo: str,
+    where: str,
+    raw_run: str,
+    tracts: tuple[int, ...],
+    bands: tuple[str, ...],
+    skymap: str | None,
+    as_json: bool,
+) -> None:
+    """Define one visit per exposure, with detector regions and their overlaps."""
+    with _open(repo) as butler:
+        result = define_visits(
+            butler, where=where, raw_run=raw_run, tracts=list(tracts) or None,
+            bands=list(bands) or None, skymap=skymap,
+        )  # fmt: skip
+    _report(result, as_json)
+    _exit_for(result)
+
+
+@click.command("register-instrument")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option("--name", default="HSC", show_default=True)
+@json_option
+@handles_errors
+def register_instrument_command(repo: str, name: str, as_json: bool) -> None:
+    """Register the instrument, its bands, physical filters and detectors."""
+    with _open(repo) as butler:
+        _report(register_instrument(butler, name), as_json)
+
+
+@click.command("register-skymap")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option("--name", default="hsc_rings_v1", show_default=True, help="Registry name.")
+@click.option(
+    "--config", "config_name", default=None, help="Entry of skymaps.yaml (default: NAME)."
+)
+@click.option("--tract", "tracts", multiple=True, type=int, help="Only these tracts (default all).")
+@json_option
+@handles_errors
+def register_skymap_command(
+    repo: str, name: str, config_name: str | None, tracts: tuple[int, ...], as_json: bool
+) -> None:
+    """Register a rings sky map: all tracts and patches, and the skyMap dataset."""
+    with _open(repo) as butler:
+        _report(register_skymap(butler, name, config_name, tracts=list(tracts) or None), as_json)
+
+
+def _load_manifest(path: Path) -> list[CalibrationEntry]:
+    """Calibration entries from a list, or from the ``calibrations`` of a bootstrap.yaml."""
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "skymap" in data:
+        return list(load_bootstrap_config(path).calibrations)
+    if isinstance(data, dict):
+        data = data.get("calibrations")
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a list of calibrations (or a 'calibrations' key)")
+    for item in data:
+        if isinstance(item, dict) and "file" in item and not Path(item["file"]).is_absolute():
+            item["file"] = str(path.parent / item["file"])
+    try:
+        return TypeAdapter(list[CalibrationEntry]).validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{path}: invalid calibration entry {loc}: {err['msg']}") from None
+
+
+@click.command("ingest-calibs")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--collection", default="HSC/calib", show_default=True, help="CALIBRATION collection."
+)
+@click.option("--run", default=None, help="Prefix of the per-epoch RUNs (default: --collection).")
+@click.option("--transfer", type=_TRANSFERS, default="copy", show_default=True)
+@json_option
+@handles_errors
+def ingest_calibs_command(
+    repo: str, manifest: str, collection: str, run: str | None, transfer: str, as_json: bool
+) -> None:
+    """Ingest master calibrations from MANIFEST and certify them with their validity."""
+    entries = _load_manifest(Path(manifest))
+    with _open(repo) as butler:
+        result = ingest_calibrations(
+            butler, entries, run=run, collection=collection, transfer=transfer
+        )
+    _report(result, as_json)
+    _exit_for(result)
+
+
+@click.command("ingest-refcats")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--run", default="refcats", show_default=True)
+@click.option("--all", "all_shards", is_flag=True, help="Also shards not overlapping raws.")
+@json_option
+@handles_errors
+def ingest_refcats_command(
+    repo: str, config: str, run: str, all_shards: bool, as_json: bool
+) -> None:
+    """Ingest the reference-catalog shards named in CONFIG (a bootstrap.yaml)."""
+    cfg = load_bootstrap_config(config)
+    if cfg.refcat is None:
+        raise ConfigError(f"{config} names no refcat")
+    with _open(repo) as butler:
+        result = ingest_refcats(
+            butler, cfg.refcat.shards, name=cfg.refcat.name, run=run,
+            only_overlapping=not all_shards, transfer=cfg.refcat.transfer,
+        )  # fmt: skip
+    _report(result, as_json)
+    _exit_for(result)
+
+
+@click.command("ingest-masks")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--run", default="masks", show_default=True)
+@click.option("--all", "all_masks", is_flag=True, help="Also patches not overlapping raws.")
+@json_option
+@handles_errors
+def ingest_masks_command(repo: str, config: str, run: str, all_masks: bool, as_json: bool) -> None:
+    """Ingest the bright-object masks named in CONFIG (a bootstrap.yaml)."""
+    cfg = load_bootstrap_config(config)
+    with _open(repo) as butler:
+        result = ingest_bright_object_masks(
+            butler, cfg.masks, skymap=cfg.skymap.name, run=run, only_overlapping=not all_masks
+        )
+    _report(result, as_json)
+    _exit_for(result)
+
+
+def register(group: click.Group) -> None:
+    """Add the ingest commands to the ``rc2`` group."""
+    for command in (
+        bootstrap_command,
+        ingest_raws_command,
+        define_visits_command,
+        register_instrument_command,
+        register_skymap_command,
+        ingest_calibs_command,
+        ingest_refcats_command,
+        ingest_masks_command,
+    ):
+        group.add_command(command)

@@ -1,0 +1,113 @@
+"""``ingest_bright_object_masks``: per-patch bright-star masks as ``brightObjectMask``.
+
+The ds9-style ``.reg`` files are parsed (:func:`rc2_platform.simulate.read_mask_file`)
+and stored as JSON plain data (storage class ``Region``)::
+
+    {"skymap": ..., "tract": 9813, "patch": 40,
+     "circles": [{"ra": .., "dec": .., "radius_arcsec": .., "id": .., "mag": ..}, ...]}
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.butler import Butler, FileDataset
+from rc2_platform.datastore import get_formatter
+from rc2_platform.errors import Rc2Error
+from rc2_platform.ingest._common import MASK, IngestResult, dataset_type_for, timed
+from rc2_platform.ingest._geometry import only_skymap
+from rc2_platform.ingest._overlap_sets import covered
+from rc2_platform.ingest.bootstrap_config import MaskEntry
+from rc2_platform.registry import DatasetIdGenMode, DatasetRef
+from rc2_platform.simulate import read_mask_file
+
+__all__ = ["ingest_bright_object_masks", "mask_dataset"]
+
+NO_VISITS = (
+    "no visit_detector_region exists to select overlapping patches: run define-visits "
+    "first, or pass only_overlapping=False (--all)"
+)
+
+
+def mask_dataset(skymap: str, entry: MaskEntry) -> dict[str, Any]:
+    """Parse a mask file into the stored plain-data form (ConfigError if malformed)."""
+    circles = [
+        {
+            "ra": c.ra,
+            "dec": c.dec,
+            "radius_arcsec": c.radius_arcsec,
+            "id": c.id,
+            "mag": None if math.isnan(c.mag) else c.mag,
+        }
+        for c in read_mask_file(entry.file)
+    ]
+    return {"skymap": skymap, "tract": entry.tract, "patch": entry.patch, "circles": circles}
+
+
+def ingest_bright_object_masks(
+    butler: Butler,
+    masks: Sequence[MaskEntry],
+    *,
+    skymap: str | None = None,
+    run: str = "masks",
+    only_overlapping: bool = True,
+) -> IngestResult:
+    """Ingest bright-object masks as ``brightObjectMask(skymap, tract, patch) [Region]``.
+
+    Parameters
+    ----------
+    butler : Butler
+        The repository (sky map registered).
+    masks : sequence of MaskEntry
+        ``(tract, patch, file)`` entries.
+    skymap : str, optional
+        Sky map of the tracts; default: the only registered one.
+    run : str
+        RUN collection.
+    only_overlapping : bool
+        Only patches that overlap an ingested raw (visits must be defined).
+
+    Returns
+    -------
+    IngestResult
+        Malformed files are in ``failed``; the others are ingested in one transaction.
+    """
+    result = IngestResult("masks", collection=run)
+    with timed(result):
+        if not masks:
+            return result
+        name = only_skymap(butler, skymap)
+        if only_overlapping:
+            patches = covered(butler, "patch", ["skymap", "tract", "patch"])
+            if patches is None:
+                result.failed.append((MASK, NO_VISITS))
+                return result
+            masks = [m for m in masks if (name, m.tract, m.patch) in patches]
+        reg = butler.registry
+        dt = dataset_type_for(reg.universe, MASK, ["skymap", "tract", "patch"], "Region")
+        reg.register_dataset_type(dt)
+        reg.register_run(run)
+        fmt = get_formatter("json")
+        with tempfile.TemporaryDirectory(dir=butler.root) as tmp:
+            datasets = []
+            for m in masks:
+                try:
+                    obj = mask_dataset(name, m)
+                except (Rc2Error, OSError) as exc:
+                    result.failed.append((str(m.file), str(exc)))
+                    continue
+                values = {"skymap": name, "tract": m.tract, "patch": m.patch}
+                data_id = reg.universe.data_id(values, dt.dimensions)
+                ref = DatasetRef.make(dt, data_id, run, DatasetIdGenMode.DATAID_TYPE_RUN)
+                path = Path(tmp) / f"{m.tract}_{m.patch}.json"
+                fmt.write(obj, path)
+                datasets.append(FileDataset(path, ref, formatter="json"))
+            new = butler.ingest(datasets, transfer="move")
+        result.ingested = len(new)
+        result.skipped = len(datasets) - len(new)
+        result.rows = 2 * len(new)
+    return result
