@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
+from astropy.io import fits
 from pydantic import Field
 
+from rc2_platform.datastore.exposure import Exposure
 from rc2_platform.pipeline import (
     BaseConnection,
     Input,
@@ -16,13 +20,25 @@ from rc2_platform.pipeline import (
 )
 from rc2_platform.tasks._common import (
     EXPOSURE,
-    NOT_YET,
     OBJECT_MASK,
     PATCH,
     PATCH_BAND,
     SKY_MAP,
     SKYMAP,
     VISIT_PATCH,
+)
+from rc2_platform.tasks._helpers import (
+    add_mask_planes,
+    as_exposure,
+    band_of,
+    header_of,
+    load,
+    load_all,
+    mask_regions,
+    patch_geometry,
+    planes,
+    psf_fwhm,
+    shape2,
 )
 
 
@@ -84,6 +100,97 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
             return connections
         return {n: c for n, c in connections.items() if n != "bright_object_mask"}
 
+    def run_quantum(self, inputs: Mapping[str, Any], data_id: Mapping[str, Any]) -> dict[str, Any]:
+        """Run with the quantum's data ID (the patch, for the bright-object mask grid)."""
+        self.metadata.setdefault("data_id", dict(data_id))
+        return self.run(**inputs, data_id=data_id)
+
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"coadd_exposure": Exposure}`` (SCIENCE: issue 6)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"coadd_exposure": Exposure}``: the band's coadd of the patch in nJy.
+
+        ``MEANCLIP`` is :func:`~rc2_platform.tasks.algorithms.assemble_coadd` with
+        ``nsigma = sigma_clip`` (per-pixel rejection against the median of >= 3
+        inputs), ``MEAN`` the same without rejection, ``MEDIAN`` the per-pixel median
+        of the valid inputs. Bright-object regions set BRIGHT_OBJECT. The header has
+        ``BAND``, ``PSF_FWHM`` (weighted rms of the warps' FWHMs), ``N_WARPS`` and the
+        input visits (``VISITS``).
+
+        Raises
+        ------
+        TaskDataError
+            If fewer than ``min_warps`` warps are given.
+        """
+        from rc2_platform.tasks.algorithms import (
+            TaskDataError,
+            assemble_coadd,
+            bright_object_mask,
+            coadd_psf_fwhm,
+        )
+
+        cfg = self.config
+        warps = [as_exposure(w, "warp") for w in load_all(inputs["input_warps"])]
+        if len(warps) < cfg.min_warps:
+            raise TaskDataError(
+                f"{len(warps)} warp(s) for this patch and band, need min_warps={cfg.min_warps}"
+            )
+        first = warps[0]
+        data_id = inputs.get("data_id") or self.metadata.get("data_id") or {}
+        mask_bool = None
+        regions = mask_regions(load(inputs.get("bright_object_mask")))
+        if regions and cfg.do_mask_bright_objects and first.wcs is not None:
+            mask_bool = bright_object_mask(regions, first.wcs, shape2(first))
+        stacked = [planes(w) for w in warps]
+        result = assemble_coadd(
+            [s[0] for s in stacked],
+            [s[1] for s in stacked],
+            [s[2] for s in stacked],
+            nsigma=cfg.sigma_clip if cfg.statistic == "MEANCLIP" else np.inf,
+            bright_object_mask=mask_bool,
+        )
+        image, variance = result.image, result.variance
+        if cfg.statistic == "MEDIAN":
+            image, variance = _median_stack(stacked)
+        fwhm = coadd_psf_fwhm(
+            [psf_fwhm(header_of(w), "warp") for w in warps], [float(w) for w in result.weights]
+        )
+        header = fits.Header()
+        header["BAND"] = band_of(header_of(first))
+        for key in ("TRACT", "PATCH"):
+            if key in header_of(first):
+                header[key] = header_of(first)[key]
+        if data_id:
+            header["TRACT"], header["PATCH"] = int(data_id["tract"]), int(data_id["patch"])
+        header["PSF_FWHM"] = (fwhm, "coadd PSF FWHM (pixels), Gaussian approximation")
+        header["N_WARPS"] = (len(warps), "warps combined")
+        header["VISITS"] = ",".join(str(header_of(w).get("VISIT", "?")) for w in warps)[:68]
+        header["STATIST"] = cfg.statistic
+        header["N_MASKRG"] = (len(regions), "bright-object regions applied")
+        header["BUNIT"] = "nJy"
+        add_mask_planes(header)
+        if data_id:
+            patch_geometry(inputs["sky_map"], data_id)  # validates the patch exists
+        self.metadata.update(
+            {"n_warps": len(warps), "psf_fwhm": fwhm, "n_mask_regions": len(regions)}
+        )
+        coadd = Exposure(image, result.mask, variance, header, first.wcs)
+        return {"coadd_exposure": coadd}
+
+
+def _median_stack(
+    stacked: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of the valid warp pixels and its approximate variance."""
+    import warnings
+
+    from rc2_platform.tasks.algorithms.coadd import COADD_REJECT_BITS
+
+    img = np.stack([np.where((m & COADD_REJECT_BITS) == 0, i, np.nan) for i, _, m in stacked])
+    var = np.stack(
+        [np.where(np.isfinite(i), v, np.nan) for i, (_, v, _) in zip(img, stacked, strict=True)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nan_to_num(np.nanmedian(img, axis=0))
+        n = np.maximum(np.sum(np.isfinite(img), axis=0), 1)
+        variance = np.nan_to_num(np.pi / 2 * np.nanmean(var, axis=0) / n)
+    return median.astype(np.float32), variance.astype(np.float32)

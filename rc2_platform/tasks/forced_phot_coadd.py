@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from rc2_platform.pipeline import Input, Output, PipelineTask, TaskConfig
-from rc2_platform.tasks._common import EXPOSURE, NOT_YET, PATCH, PATCH_BAND, SOURCE_CATALOG
+from rc2_platform.tasks._common import EXPOSURE, PATCH, PATCH_BAND, SOURCE_CATALOG
+from rc2_platform.tasks._helpers import (
+    aperture_correction,
+    apply_aperture_correction,
+    as_exposure,
+    band_of,
+    header_of,
+    load,
+    psf_fwhm,
+)
 
 
 class ForcedPhotCoaddConfig(TaskConfig):
@@ -46,5 +56,42 @@ class ForcedPhotCoaddTask(PipelineTask[ForcedPhotCoaddConfig]):
     )
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"measurement": Table}`` (SCIENCE: issue 6)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"measurement": Table}``: forced fluxes of every reference object.
+
+        :func:`~rc2_platform.tasks.algorithms.forced_photometry` at the reference
+        ``ra``/``dec`` through this band's coadd WCS (no re-centroiding, no deblending:
+        neighbours contaminate the apertures, not much the PSF flux). The PSF fluxes
+        are aperture-corrected to the largest aperture (meta ``APCORR``); with
+        ``do_psf_flux`` false the PSF flux columns are removed. Keeps ``ref_band``.
+        """
+        from rc2_platform.tasks.algorithms import forced_photometry
+        from rc2_platform.tasks.algorithms._psf import FWHM_PER_SIGMA
+        from rc2_platform.tasks.algorithms.measurement import aperture_column
+
+        cfg = self.config
+        reference = load(inputs["ref_cat"])
+        coadd = as_exposure(load(inputs["exposure"]), "deepCoadd")
+        header = header_of(coadd)
+        band = band_of(header)
+        fwhm = psf_fwhm(header, "deepCoadd")
+        table = forced_photometry(
+            np.asarray(coadd.image, dtype=np.float64),
+            np.asarray(coadd.variance, dtype=np.float64),
+            coadd.mask,
+            reference,
+            wcs=coadd.wcs,
+            psf_sigma=fwhm / FWHM_PER_SIGMA,
+            band=band,
+            aperture_radii=cfg.aperture_radii_pixels,
+        )
+        if "n_peaks" in reference.colnames:
+            table["n_peaks"] = np.asarray(reference["n_peaks"])
+        if "ref_band" in reference.colnames:
+            table["ref_band"] = reference["ref_band"]
+        factor = aperture_correction(table, aperture_column(max(cfg.aperture_radii_pixels)))
+        apply_aperture_correction(table, factor)
+        if not cfg.do_psf_flux:
+            table.remove_columns(["psf_flux", "psf_flux_err", "psf_mag", "psf_mag_err", "snr"])
+        table.meta.update({"BAND": band, "PSF_FWHM": fwhm, "APCORR": factor})
+        self.metadata.update({"n_objects": len(table), "aperture_correction": factor})
+        return {"measurement": table}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
 from pydantic import Field
 
+from rc2_platform.datastore.exposure import Exposure
 from rc2_platform.pipeline import (
     BaseConnection,
     Input,
@@ -15,7 +19,16 @@ from rc2_platform.pipeline import (
     PrerequisiteInput,
     TaskConfig,
 )
-from rc2_platform.tasks._common import EXPOSURE, EXPOSURE_DETECTOR, NOT_YET
+from rc2_platform.tasks._common import EXPOSURE, EXPOSURE_DETECTOR
+from rc2_platform.tasks._helpers import (
+    add_mask_planes,
+    as_exposure,
+    clean_header,
+    header_of,
+    load,
+    number,
+    section_columns,
+)
 
 
 class IsrConfig(TaskConfig):
@@ -93,5 +106,86 @@ class IsrTask(PipelineTask[IsrConfig]):
         return {n: c for n, c in connections.items() if n not in off}
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"output_exposure": Exposure}`` (SCIENCE: issue 6 implements this)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"output_exposure": Exposure}``: the ISR-corrected image in electrons.
+
+        Raw layout and detector constants come from the raw header (``BIASSEC``,
+        ``DATASEC``, ``GAIN``, ``RDNOISE``, ``SATURATE``, ``EXPTIME``, ``DARKTIME``);
+        ``gain``/``saturation_level`` in the config are used only when the header lacks
+        them (``gain`` also overrides the header when set). Master calibrations in ADU
+        (``BUNIT`` ``adu`` / ``adu/s``, what the simulator writes) are converted to
+        electrons with the gain. The WCS is the raw header's TAN WCS.
+
+        Raises
+        ------
+        TaskDataError
+            If the raw has no finite pixel, calibration shapes differ, or a needed header
+            card is missing.
+        """
+        from rc2_platform.tasks.algorithms import run_isr
+
+        cfg = self.config
+        raw = as_exposure(load(inputs["ccd_exposure"]), "raw")
+        header = header_of(raw)
+        gain = cfg.gain or number(header, "GAIN", None)
+        overscan = section_columns(header, "BIASSEC")
+        data = section_columns(header, "DATASEC")
+        n_overscan = 0 if overscan is None or not cfg.do_overscan else overscan[1] - overscan[0]
+        pixels = np.asarray(raw.image, dtype=np.float64)
+        if data is not None and overscan is not None:
+            stop = max(data[1], overscan[1]) if cfg.do_overscan else data[1]
+            pixels = pixels[:, data[0] : stop]
+        exptime = number(header, "EXPTIME", None)
+        calibs = {
+            name: _calib_electrons(load(inputs.get(name)), gain)
+            if getattr(cfg, f"do_{name}")
+            else None
+            for name in ("bias", "dark")
+        }
+        flat = load(inputs.get("flat")) if cfg.do_flat else None
+        saturation = (
+            number(header, "SATURATE", cfg.saturation_level) if cfg.do_saturation else np.inf
+        )
+        result = run_isr(
+            pixels,
+            overscan_columns=n_overscan,
+            gain=gain,
+            read_noise=number(header, "RDNOISE", 0.0),
+            saturation=saturation,
+            exposure_time=exptime,
+            dark_time=number(header, "DARKTIME", exptime),
+            bias=calibs["bias"],
+            dark=calibs["dark"],
+            dark_exposure_time=1.0,
+            flat=None if flat is None else np.asarray(as_exposure(flat, "flat").image, float),
+            overscan_order=cfg.overscan_fit_order,
+        )
+        out_header = clean_header(header)
+        for key in ("DATASEC", "BIASSEC"):
+            out_header.remove(key, ignore_missing=True)
+        out_header["BUNIT"] = ("electron", "pixel unit after ISR")
+        out_header["ISR_OSCN"] = (result.overscan_level, "mean overscan level subtracted (ADU)")
+        out_header["ISR_GAIN"] = (gain, "gain applied (e-/ADU)")
+        add_mask_planes(out_header)
+        sky = (
+            float(np.median(result.image[result.mask == 0])) if (result.mask == 0).any() else np.nan
+        )
+        self.metadata.update(
+            {"overscan_level": result.overscan_level, "median_level": sky, "gain": gain}
+        )
+        wcs = raw.wcs if raw.wcs is not None else _header_wcs(header)
+        exposure = Exposure(result.image, result.mask, result.variance, out_header, wcs)
+        return {"output_exposure": exposure}
+
+
+def _calib_electrons(calib: Any, gain: float) -> np.ndarray | None:
+    """A master bias/dark image in electrons (per second for darks)."""
+    if calib is None:
+        return None
+    exp = as_exposure(calib, "master calibration")
+    unit = str(header_of(exp).get("BUNIT", "")).strip().lower()
+    image = np.asarray(exp.image, dtype=np.float64)
+    return image * gain if unit.startswith("adu") else image
+
+
+def _header_wcs(header: fits.Header) -> WCS | None:
+    return WCS(header) if "CTYPE1" in header else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from rc2_platform.pipeline import (
@@ -16,12 +17,25 @@ from rc2_platform.pipeline import (
 )
 from rc2_platform.tasks._common import (
     EXPOSURE,
-    NOT_YET,
     OBJECT_MASK,
     PATCH,
     PATCH_BAND,
     SOURCE_CATALOG,
 )
+from rc2_platform.tasks._helpers import (
+    aperture_correction,
+    apply_aperture_correction,
+    as_exposure,
+    band_of,
+    deblend_from_table,
+    header_of,
+    load,
+    mask_regions,
+    planes,
+    psf_fwhm,
+    shape2,
+)
+from rc2_platform.tasks.algorithms.measurement import aperture_column
 
 
 class MeasureMergedCoaddSourcesConfig(TaskConfig):
@@ -80,5 +94,46 @@ class MeasureMergedCoaddSourcesTask(PipelineTask[MeasureMergedCoaddSourcesConfig
         return {n: c for n, c in connections.items() if n != "bright_object_mask"}
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"output_sources": Table}`` (SCIENCE: issue 6)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"output_sources": Table}``: every deblended child measured.
+
+        :func:`~rc2_platform.tasks.algorithms.measure_coadd` (neighbours replaced by
+        their deblended models): Gaussian-weighted centroid, aperture fluxes at
+        ``aperture_radii_pixels``, PSF flux, adaptive moments, flags; fluxes in nJy,
+        ``ra``/``dec`` from the coadd WCS. Bright-object regions are ORed into the mask
+        (``flag_bright_object``). With ``do_apply_ap_corr`` the PSF fluxes are scaled to
+        the largest aperture (median ratio of bright isolated stars; meta ``APCORR``).
+        """
+        from rc2_platform.tasks.algorithms import bright_object_mask, measure_coadd
+        from rc2_platform.tasks.algorithms._psf import FWHM_PER_SIGMA
+        from rc2_platform.tasks.algorithms.mask_bits import BRIGHT_OBJECT
+
+        cfg = self.config
+        table_in = load(inputs["input_catalog"])
+        coadd = as_exposure(load(inputs["exposure"]), "deepCoadd")
+        header = header_of(coadd)
+        band = band_of(header)
+        image, variance, mask = planes(coadd)
+        regions = mask_regions(load(inputs.get("bright_object_mask")))
+        if regions and cfg.do_mask_bright_objects and coadd.wcs is not None:
+            mask[bright_object_mask(regions, coadd.wcs, shape2(coadd))] |= BRIGHT_OBJECT
+        deblended = deblend_from_table(table_in)
+        table = measure_coadd(
+            image,
+            variance,
+            mask,
+            deblended,
+            psf_sigma=psf_fwhm(header, "deepCoadd") / FWHM_PER_SIGMA,
+            band=band,
+            wcs=coadd.wcs,
+            aperture_radii=cfg.aperture_radii_pixels,
+        )
+        table["n_peaks"] = np.asarray(deblended.catalog["n_peaks"])
+        factor = 1.0
+        if cfg.do_apply_ap_corr:
+            factor = aperture_correction(table, aperture_column(max(cfg.aperture_radii_pixels)))
+            apply_aperture_correction(table, factor)
+        table.meta.update(
+            {"BAND": band, "PSF_FWHM": psf_fwhm(header, "deepCoadd"), "APCORR": factor}
+        )
+        self.metadata.update({"n_sources": len(table), "aperture_correction": factor})
+        return {"output_sources": table}

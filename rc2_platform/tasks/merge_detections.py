@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from rc2_platform.pipeline import Input, Output, PipelineTask, TaskConfig
 from rc2_platform.tasks._common import (
-    NOT_YET,
     PATCH,
     PATCH_BAND,
     SKY_MAP,
     SKYMAP,
     SOURCE_CATALOG,
+)
+from rc2_platform.tasks._helpers import (
+    decode_footprints,
+    encode_footprints,
+    load_all,
+    patch_geometry,
+    strip_footprints,
+    table_meta_band,
 )
 
 
@@ -56,6 +65,49 @@ class MergeDetectionsTask(PipelineTask[MergeDetectionsConfig]):
         doc="Merged footprints and peaks of all bands.",
     )
 
+    def run_quantum(self, inputs: Mapping[str, Any], data_id: Mapping[str, Any]) -> dict[str, Any]:
+        """Run with the quantum's data ID (the patch WCS gives peak distances in pixels)."""
+        self.metadata.setdefault("data_id", dict(data_id))
+        return self.run(**inputs, data_id=data_id)
+
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"output_catalog": Table}`` (SCIENCE: issue 6)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"output_catalog": Table}``: merged peaks with parent footprints.
+
+        The band of each input catalog is its ``BAND`` meta (written by detection), so
+        the order of the inputs does not matter. Peaks within
+        ``min_new_peak_distance_arcsec`` are merged in ``priority_list`` order
+        (:func:`~rc2_platform.tasks.algorithms.merge_detections`); peaks found in fewer
+        than ``min_bands`` bands are dropped. Footprints (the union over bands) are
+        stored as spans on the first peak of each parent (``parent_id``).
+        """
+        from rc2_platform.tasks.algorithms import TaskDataError, merge_detections
+        from rc2_platform.tasks.algorithms.detection import DetectionResult
+
+        cfg = self.config
+        catalogs = load_all(inputs["catalogs"])
+        if not catalogs:
+            raise TaskDataError("mergeDetections got no deepCoadd_det catalog")
+        detections: dict[str, DetectionResult] = {}
+        for k, cat in enumerate(catalogs):
+            band = table_meta_band(cat) or f"band{k}"
+            detections[band] = DetectionResult(
+                decode_footprints(cat, "footprint_id"), strip_footprints(cat)
+            )
+        data_id = inputs.get("data_id") or self.metadata.get("data_id")
+        wcs, pixel_arcsec = None, None
+        if data_id and inputs.get("sky_map") is not None:
+            wcs = patch_geometry(inputs["sky_map"], data_id).wcs
+            pixel_arcsec = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
+        radius = cfg.min_new_peak_distance_arcsec / (pixel_arcsec or 1.0)
+        merged = merge_detections(
+            detections, match_radius=max(radius, 1.0), priority=cfg.priority_list, wcs=wcs
+        )
+        table = merged.peaks
+        if cfg.min_bands > 1:
+            table = table[np.asarray(table["n_bands"]) >= cfg.min_bands]
+        shape = merged.labels.shape
+        labels = merged.labels
+        encode_footprints(table, labels, "parent_id")
+        table.meta.update({"FP_NY": shape[0], "FP_NX": shape[1], "BANDS": ",".join(detections)})
+        self.metadata.update({"n_peaks": len(table), "bands": sorted(detections)})
+        return {"output_catalog": table}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from rc2_platform.pipeline import Input, Output, PipelineTask, TaskConfig
-from rc2_platform.tasks._common import NOT_YET, PATCH, PATCH_BAND, SOURCE_CATALOG
+from rc2_platform.tasks._common import PATCH, PATCH_BAND, SOURCE_CATALOG
+from rc2_platform.tasks._helpers import load_all, table_meta_band
 
 
 class MergeMeasurementsConfig(TaskConfig):
@@ -44,5 +46,35 @@ class MergeMeasurementsTask(PipelineTask[MergeMeasurementsConfig]):
     )
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        """Return ``{"merged_catalog": Table}`` (SCIENCE: issue 6)."""
-        raise NotImplementedError(NOT_YET.format(type(self).__name__))
+        """Return ``{"merged_catalog": Table}``: the reference-band row of every object.
+
+        The band of each input is its ``BAND`` meta or ``band`` column (input order does
+        not matter). The reference band is the first of ``priority_list`` where the
+        object has ``flux_column`` S/N >= ``min_sn`` and no edge/bad/centroid flag, else
+        the band of highest S/N (:func:`~rc2_platform.tasks.algorithms.merge_measurements`).
+        Adds ``ref_band`` and ``ref_snr``.
+        """
+        from rc2_platform.tasks.algorithms import TaskDataError, merge_measurements
+
+        cfg = self.config
+        tables = load_all(inputs["catalogs"])
+        if not tables:
+            raise TaskDataError("mergeMeasurements got no deepCoadd_meas catalog")
+        by_band = {}
+        for k, table in enumerate(tables):
+            band = table_meta_band(table) or f"band{k}"
+            table = table.copy()
+            if cfg.flux_column != "psf_flux":
+                if cfg.flux_column not in table.colnames:
+                    raise TaskDataError(
+                        f"flux_column {cfg.flux_column!r} is not a deepCoadd_meas column"
+                    )
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    table["snr"] = np.asarray(table[cfg.flux_column], float) / np.asarray(
+                        table[f"{cfg.flux_column}_err"], float
+                    )
+            by_band[band] = table
+        merged = merge_measurements(by_band, priority=cfg.priority_list, min_snr=cfg.min_sn)
+        merged.meta = {"BANDS": ",".join(sorted(by_band))}
+        self.metadata.update({"n_objects": len(merged), "bands": sorted(by_band)})
+        return {"merged_catalog": merged}

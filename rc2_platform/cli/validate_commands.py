@@ -1,0 +1,110 @@
+"""``rc2 validate RUN --repo REPO``: compare a run's forced photometry with the truth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stdout_console
+
+_COLUMNS = ("band", "metric", "value", "bound", "unit", "n", "result")
+
+
+def _default_truth(repo: Path) -> Path | None:
+    """The truth file the repo's bootstrap recorded (``truth:`` in a bootstrap YAML), if any."""
+    import yaml
+
+    for name in ("bootstrap.yaml", "bootstrap_config.yaml"):
+        path = repo / name
+        if path.is_file():
+            data: Any = yaml.safe_load(path.read_text()) or {}
+            truth = data.get("truth") if isinstance(data, dict) else None
+            if truth:
+                base = Path(str(data.get("root", path.parent)))
+                return (base / str(truth)).resolve()
+    marker = repo / "truth_path.txt"
+    if marker.is_file():
+        return Path(marker.read_text().strip())
+    return None
+
+
+def register(group: click.Group) -> None:
+    """Add ``validate`` to the ``rc2`` group."""
+
+    @group.command("validate")
+    @click.argument("run")
+    @click.option("--repo", required=True, type=click.Path(path_type=Path), help="Repository.")
+    @click.option(
+        "--truth",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Truth catalog FITS (default: what the bootstrap recorded).",
+    )
+    @click.option(
+        "--png",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the residual/coverage figure to this PNG file.",
+    )
+    @click.option(
+        "--bright-mag",
+        type=float,
+        default=21.0,
+        show_default=True,
+        help="Stars brighter than this enter photometry and astrometry.",
+    )
+    @click.option(
+        "--depth-mag",
+        type=float,
+        default=23.0,
+        show_default=True,
+        help="Completeness is measured to this magnitude.",
+    )
+    @click.option("--strict", is_flag=True, help="Exit 2 if any metric fails.")
+    @json_option
+    @handles_errors
+    def validate(
+        run: str,
+        repo: Path,
+        truth: Path | None,
+        png: Path | None,
+        bright_mag: float,
+        depth_mag: float,
+        strict: bool,
+        as_json: bool,
+    ) -> None:
+        """Match RUN's deepCoadd_forced_src objects to the truth and print the metrics."""
+        from rc2_platform.butler import Butler
+        from rc2_platform.validate import (
+            ValidationConfig,
+            ValidationError,
+            load_run_catalogs,
+            read_truth_file,
+            validate_catalogs,
+            write_figure,
+        )
+
+        truth_path = truth or _default_truth(repo)
+        if truth_path is None:
+            raise ValidationError(
+                f"no truth catalog recorded for repository {repo}; pass --truth FILE"
+            )
+        truth_table = read_truth_file(truth_path)
+        butler = Butler(repo)
+        try:
+            catalogs, sky_map = load_run_catalogs(butler, run)
+        finally:
+            butler.close()
+        config = ValidationConfig(bright_mag=bright_mag, depth_mag=depth_mag)
+        report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
+        emit_rows(report.rows(), _COLUMNS, as_json=as_json, title=f"validation of {run}")
+        if png is not None:
+            write_figure(report, patches, png)
+            if not as_json:
+                stdout_console.print(f"figure written to {png}")
+        if strict and not report.passed:
+            click.echo("validation FAILED", err=True)
+            sys.exit(2)

@@ -1,0 +1,142 @@
+"""Gather a RUN's forced catalogs, validate them against truth, draw the figure.
+
+:func:`primary_rows` keeps one copy of objects detected in the overlap of neighbouring
+patches (those inside the patch's inner box, LSST's ``detect_isPrimary``);
+:func:`in_patches` marks truth objects in the processed area; :func:`validate_run`
+reads ``deepCoadd_forced_src`` of every patch and band of a RUN through the Butler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table, vstack
+from numpy.typing import NDArray
+
+from rc2_platform.errors import Rc2Error
+from rc2_platform.validate.metrics import ValidationConfig, ValidationReport, compute_metrics
+
+FORCED_DATASET = "deepCoadd_forced_src"
+
+
+class ValidationError(Rc2Error):
+    """The inputs of a validation are missing or unusable (no catalogs, no truth)."""
+
+
+def primary_rows(table: Table, patch: Any) -> NDArray[np.bool_]:
+    """Rows whose pixel position (patch outer-box frame) lies in the patch's inner box."""
+    x0, y0 = patch.pixel_origin
+    inner = patch.inner_bbox
+    x = np.asarray(table["x"], float) + x0
+    y = np.asarray(table["y"], float) + y0
+    return np.asarray(
+        (x >= inner.x_min - 0.5)
+        & (x < inner.x_max - 0.5)
+        & (y >= inner.y_min - 0.5)
+        & (y < inner.y_max - 0.5)
+    )
+
+
+def in_patches(truth: Table, patches: Sequence[Any]) -> NDArray[np.bool_]:
+    """Whether each truth object falls in the inner box of one of ``patches``."""
+    out = np.zeros(len(truth), dtype=bool)
+    ra, dec = np.asarray(truth["ra"], float), np.asarray(truth["dec"], float)
+    for patch in patches:
+        x, y = patch.tract.wcs.world_to_pixel_values(ra, dec)
+        b = patch.inner_bbox
+        out |= (
+            (x >= b.x_min - 0.5) & (x < b.x_max - 0.5) & (y >= b.y_min - 0.5) & (y < b.y_max - 0.5)
+        )
+    return out
+
+
+def combine_patches(
+    catalogs: Mapping[tuple[int, int, str], Table], sky_map: Any
+) -> tuple[dict[str, Table], list[Any]]:
+    """Stack per-(tract, patch, band) catalogs into one primary-only table per band.
+
+    Returns the band tables and the patch infos seen.
+    """
+    by_band: dict[str, list[Table]] = {}
+    patches: dict[tuple[int, int], Any] = {}
+    for (tract, patch_id, band), table in sorted(catalogs.items()):
+        patch = patches.setdefault((tract, patch_id), sky_map.tract(tract).patch(patch_id))
+        keep = table[primary_rows(table, patch)]
+        keep["tract"] = np.full(len(keep), tract, dtype=np.int64)
+        keep["patch"] = np.full(len(keep), patch_id, dtype=np.int64)
+        by_band.setdefault(band, []).append(keep)
+    return (
+        {b: vstack(ts, metadata_conflicts="silent") for b, ts in by_band.items()},
+        list(patches.values()),
+    )
+
+
+def read_truth_file(path: str | Path) -> Table:
+    """Read the truth catalog (HDU ``TRUTH`` if present, else the first table).
+
+    Raises
+    ------
+    ValidationError
+        If the file is missing or lacks ``ra``/``dec``/``is_star``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"truth catalog {path} does not exist; pass --truth FILE")
+    try:
+        truth = Table.read(path, hdu="TRUTH")
+    except (KeyError, ValueError, IndexError):
+        truth = Table.read(path)
+    missing = [c for c in ("id", "ra", "dec") if c not in truth.colnames]
+    if missing:
+        raise ValidationError(f"truth catalog {path} lacks column(s) {missing}")
+    return truth
+
+
+def validate_catalogs(
+    catalogs: Mapping[tuple[int, int, str], Table],
+    truth: Table,
+    sky_map: Any,
+    config: ValidationConfig | None = None,
+) -> tuple[ValidationReport, list[Any]]:
+    """Validate per-patch forced catalogs against the truth (primary rows, processed area)."""
+    if not catalogs:
+        raise ValidationError("no forced-photometry catalogs to validate")
+    bands, patches = combine_patches(catalogs, sky_map)
+    report = compute_metrics(bands, truth, config, in_footprint=in_patches(truth, patches))
+    return report, patches
+
+
+def load_run_catalogs(butler: Any, run: str) -> tuple[dict[tuple[int, int, str], Table], Any]:
+    """Read every ``deepCoadd_forced_src`` of ``run`` and the sky map they are on.
+
+    Raises
+    ------
+    ValidationError
+        If the RUN has no forced catalogs.
+    """
+    from rc2_platform.skymap import load_skymap
+    from rc2_platform.tasks._helpers import resolve_skymap
+
+    refs = butler.query_datasets(FORCED_DATASET, collections=[run])
+    if not refs:
+        raise ValidationError(
+            f"RUN {run!r} has no {FORCED_DATASET} datasets; run the pipeline through "
+            "forcedPhotCoadd first"
+        )
+    catalogs: dict[tuple[int, int, str], Table] = {}
+    skymap_name = None
+    for ref in refs:
+        data_id = ref.data_id.to_dict()
+        skymap_name = str(data_id["skymap"])
+        catalogs[(int(data_id["tract"]), int(data_id["patch"]), str(data_id["band"]))] = butler.get(
+            ref
+        )
+    assert skymap_name is not None
+    try:
+        sky_map = resolve_skymap(butler.get("skyMap", {"skymap": skymap_name}))
+    except Exception:  # noqa: BLE001 - fall back to the shipped sky map config
+        sky_map = load_skymap(skymap_name)
+    return catalogs, sky_map

@@ -1,0 +1,127 @@
+"""Validation statistics on synthetic catalogs whose answer is known; figure; CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from click.testing import CliRunner
+
+from rc2_platform.tasks.algorithms import mag_to_njy
+from rc2_platform.validate import (
+    ValidationConfig,
+    compute_metrics,
+    match_to_truth,
+    robust_scatter,
+    validate_catalogs,
+    write_figure,
+)
+
+
+def _truth(n: int = 2000, seed: int = 5) -> Table:
+    rng = np.random.default_rng(seed)
+    t = Table()
+    t["id"] = np.arange(1, n + 1)
+    t["ra"] = 150.0 + rng.uniform(0, 0.3, n)
+    t["dec"] = 2.0 + rng.uniform(0, 0.3, n)
+    t["i_mag"] = rng.uniform(17.0, 24.0, n)
+    t["is_star"] = np.ones(n, bool)
+    return t
+
+
+def _measured(
+    truth: Table, offset: float, scatter: float, astro_arcsec: float, keep: float
+) -> Table:
+    rng = np.random.default_rng(11)
+    n = len(truth)
+    sel = rng.uniform(size=n) < keep
+    cat = Table()
+    dec = np.asarray(truth["dec"])[sel]
+    cat["ra"] = np.asarray(truth["ra"])[sel] + rng.normal(
+        0, astro_arcsec, sel.sum()
+    ) / 3600 / np.cos(np.radians(dec))
+    cat["dec"] = dec + rng.normal(0, astro_arcsec, sel.sum()) / 3600
+    mag = np.asarray(truth["i_mag"])[sel] + offset + rng.normal(0, scatter, sel.sum())
+    cat["psf_flux"] = mag_to_njy(mag)
+    cat["flag_edge"] = np.zeros(sel.sum(), bool)
+    return cat
+
+
+def _by_metric(report) -> dict:
+    return {m.metric: m for m in report.metrics}
+
+
+def test_statistics_recover_known_offset_scatter_astrometry_completeness() -> None:
+    truth = _truth()
+    cat = _measured(truth, offset=0.01, scatter=0.02, astro_arcsec=0.03, keep=0.9)
+    report = compute_metrics({"i": cat}, truth, ValidationConfig(bright_mag=22.0, depth_mag=23.0))
+    m = _by_metric(report)
+    assert abs(m["median_offset"].value - 0.01) < 0.004
+    assert abs(m["scatter"].value - 0.02) < 0.004
+    assert abs(m["astrometric_scatter"].value - 0.03) < 0.005
+    assert abs(m["completeness"].value - 0.9) < 0.03
+    assert m["median_offset"].passed and m["scatter"].passed and m["astrometric_scatter"].passed
+    assert not m["completeness"].passed and not report.passed
+    assert {r["result"] for r in report.rows()} == {"PASS", "FAIL"}
+
+
+def test_bounds_fail_when_offset_and_scatter_are_too_large() -> None:
+    truth = _truth()
+    cat = _measured(truth, offset=0.05, scatter=0.08, astro_arcsec=0.1, keep=1.0)
+    m = _by_metric(compute_metrics({"i": cat}, truth))
+    assert not m["median_offset"].passed and not m["scatter"].passed
+    assert not m["astrometric_scatter"].passed and m["completeness"].passed
+
+
+def test_matching_is_one_to_one_within_the_radius() -> None:
+    truth = Table({"id": [1, 2, 3], "ra": [10.0, 10.0 + 0.2 / 3600, 11.0], "dec": [0.0, 0.0, 0.0]})
+    cat = Table({"ra": [10.0 + 0.05 / 3600], "dec": [0.0]})
+    index, sep = match_to_truth(cat, truth, 1.0)
+    assert list(index) == [0, -1, -1]
+    assert abs(sep[0] - 0.05) < 1e-6 and np.isnan(sep[2])
+
+
+def test_robust_scatter_ignores_outliers() -> None:
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(0, 0.1, 5000), np.full(100, 50.0)])
+    assert abs(robust_scatter(values) - 0.1) < 0.01
+
+
+def test_primary_rows_and_figure(tmp_path: Path) -> None:
+    from rc2_platform.skymap import load_skymap
+
+    sky_map = load_skymap("hsc_rings_v1_tiny")
+    patch = sky_map.tract(9813).patch(40)
+    x0, y0 = patch.pixel_origin
+    xs = np.array([patch.inner_bbox.x_min + 10, patch.outer_bbox.x_min + 1]) - x0
+    ys = np.array([patch.inner_bbox.y_min + 10, patch.inner_bbox.y_min + 10]) - y0
+    ra, dec = patch.wcs.pixel_to_world_values(xs.astype(float), ys.astype(float))
+    cat = Table(
+        {
+            "x": xs.astype(float),
+            "y": ys.astype(float),
+            "ra": ra,
+            "dec": dec,
+            "psf_flux": mag_to_njy([20.0, 20.0]),
+        }
+    )
+    truth = Table(
+        {"id": [1, 2], "ra": ra, "dec": dec, "i_mag": [20.0, 20.0], "is_star": [True, True]}
+    )
+    report, patches = validate_catalogs({(9813, 40, "i"): cat}, truth, sky_map)
+    m = _by_metric(report)
+    # The second object lies in the patch border only: not primary, not in the footprint.
+    assert m["completeness"].n == 1 and m["completeness"].value == 1.0
+    png = write_figure(report, patches, tmp_path / "v.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_reports_missing_truth_in_one_line(tmp_path: Path) -> None:
+    from rc2_platform.cli import main
+
+    result = CliRunner().invoke(
+        main, ["validate", "run1", "--repo", str(tmp_path), "--truth", str(tmp_path / "no.fits")]
+    )
+    assert result.exit_code != 0
+    assert "no.fits" in result.output and len(result.output.strip().splitlines()) == 1
