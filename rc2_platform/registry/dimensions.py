@@ -284,11 +284,12 @@ class DimensionUniverse:
                 f"data ID value {value!r} for {dimension!r} must be an integer "
                 f"(got {type(value).__name__})"
             )
-        if type(value) is str and value:
+        length = self[dimension].key.length  # type: ignore[union-attr]
+        if type(value) is str and value and len(value) <= length and "\x00" not in value:
             return value
         raise DimensionValueError(
-            f"data ID value {value!r} for {dimension!r} must be a non-empty string "
-            f"(got {type(value).__name__})"
+            f"data ID value {value!r} for {dimension!r} must be a non-empty string of at "
+            f"most {length} characters without NUL (got {type(value).__name__})"
         )
 
     def data_id(

@@ -1,0 +1,512 @@
+"""The Butler: the facade users hold over a registry and a file datastore.
+
+A repository is a folder with ``butler.yaml``, the datastore's files and, by default,
+the SQLite registry ``registry.sqlite3``. A server registry (PostgreSQL, MariaDB) is
+named by URL in ``butler.yaml`` *without* its password, which comes from the
+environment variable ``RC2_DB_PASSWORD`` when the repository is opened.
+
+Every write is atomic across the two halves: registry rows and files land together or
+not at all (the datastore transaction wraps the registry transaction, so a failed
+registry commit also removes the files written inside it).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
+from rc2_platform.errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    FileNotInDatastoreError,
+    RegistryConnectionError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+)
+from rc2_platform.registry import (
+    CollectionType,
+    DataCoordinate,
+    DatasetIdGenMode,
+    DatasetRef,
+    DatasetType,
+    Registry,
+    Timespan,
+)
+from rc2_platform.registry._engine import safe_url
+
+_log = logging.getLogger(__name__)
+
+BUTLER_CONFIG = "butler.yaml"
+SQLITE_FILE = "registry.sqlite3"
+_ROOT_TOKEN = "<butlerRoot>"
+
+CollectionArg = str | Sequence[str]
+
+
+@dataclass(frozen=True)
+class FileDataset:
+    """An existing file to ingest as one dataset.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    ref : DatasetRef
+        The dataset it becomes (its UUID is used as given).
+    formatter : str, optional
+        Formatter name to record, when not the storage class's default.
+    """
+
+    path: Path
+    ref: DatasetRef
+    formatter: str | None = None
+
+
+def _parse_url(url: str) -> sa.URL:
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        # Not echoed: a malformed URL may still hold a password.
+        raise RegistryConnectionError(
+            "the registry URL is not a valid SQLAlchemy URL; write it as "
+            "dialect+driver://user@host:port/database (e.g. postgresql+psycopg://rc2@db/rc2) "
+            "and give the password in RC2_DB_PASSWORD"
+        ) from None
+
+
+@contextmanager
+def _connecting(url: str) -> Iterator[None]:
+    """Turn driver-level connection failures into a RegistryConnectionError."""
+    try:
+        yield
+    except sa.exc.NoSuchModuleError as exc:
+        raise RegistryConnectionError(
+            f"no database driver for registry URL {safe_url(url)}: {exc}; install the driver "
+            "or name one in the URL (postgresql+psycopg, mysql+pymysql)"
+        ) from None
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        raise RegistryConnectionError(
+            f"cannot connect to the registry at {safe_url(url)}: {reason}; check that the "
+            "server runs, the URL is right and RC2_DB_PASSWORD holds the password"
+        ) from None
+
+
+def _strip_password(url: str) -> str:
+    parsed = _parse_url(url)
+    if parsed.password is not None:
+        _log.warning(
+            "the registry URL carried a password; it is not stored in %s. Set RC2_DB_PASSWORD "
+            "in the environment of every process that opens this repository.",
+            BUTLER_CONFIG,
+        )
+        # URL.set(password=None) keeps the old password (None means 'unchanged').
+        parsed = parsed._replace(password=None)
+    return parsed.render_as_string(hide_password=False)
+
+
+class Butler:
+    """Open an existing repository.
+
+    Parameters
+    ----------
+    root : str or Path
+        Repository folder (holding ``butler.yaml``).
+    collections : str or sequence of str, optional
+        Default collections searched by :meth:`get` and the queries.
+    run : str, optional
+        Default RUN for :meth:`put`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        collections: CollectionArg | None = None,
+        run: str | None = None,
+    ) -> None:
+        root = Path(root).resolve()
+        config = self.read_config(root)
+        url = str(config["registry"]["url"]).replace(_ROOT_TOKEN, str(root))
+        with _connecting(url):
+            registry = Registry.open(url)
+        self._setup(root, config, registry, collections, run)
+
+    def _setup(
+        self,
+        root: Path,
+        config: Mapping[str, Any],
+        registry: Registry,
+        collections: CollectionArg | None,
+        run: str | None,
+    ) -> None:
+        self.root = root
+        self.registry = registry
+        try:
+            self.datastore = self.open_datastore(root, config)
+        except BaseException:
+            registry.close()
+            raise
+        self.collections: list[str] = (
+            [collections] if isinstance(collections, str) else list(collections or [])
+        )
+        self.run = run
+        self._records = self.registry.schema.file_datastore_records
+
+    # --- creation and configuration ---------------------------------------------------
+
+    @staticmethod
+    def read_config(root: str | Path) -> dict[str, Any]:
+        """Read and check ``root/butler.yaml``."""
+        path = Path(root) / BUTLER_CONFIG
+        if not path.exists():
+            raise RepositoryNotFoundError(
+                f"no repository at {root}: {path} does not exist; create one with `rc2 create {root}`"
+            )
+        try:
+            config = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if (
+            not isinstance(config, dict)
+            or "registry" not in config
+            or "url" not in config["registry"]
+        ):
+            raise ConfigError(f"{path} lacks registry.url; it is not a butler configuration")
+        return config
+
+    @staticmethod
+    def open_datastore(root: str | Path, config: Mapping[str, Any] | None = None) -> FileDatastore:
+        """Open only the datastore of a repository (what batch workers use: no database)."""
+        root = Path(root).resolve()
+        config = config if config is not None else Butler.read_config(root)
+        ds = config.get("datastore", {}) or {}
+        ds_config = ds.get("config")
+        return FileDatastore(
+            root,
+            load_datastore_config(Path(root) / ds_config) if ds_config else None,
+        )
+
+    @classmethod
+    def create(
+        cls, root: str | Path, registry_url: str | None = None, *, exist_ok: bool = False
+    ) -> Butler:
+        """Create a new repository at ``root`` and return it opened.
+
+        Parameters
+        ----------
+        root : str or Path
+            Folder for ``butler.yaml`` and the datastore (created if missing).
+        registry_url : str, optional
+            SQLAlchemy URL of a server registry; default: SQLite inside ``root``. A
+            password in the URL is not stored (use ``RC2_DB_PASSWORD``).
+        exist_ok : bool
+            Return the existing repository instead of failing when one is there.
+        """
+        root = Path(root).resolve()
+        if (root / BUTLER_CONFIG).exists():
+            if exist_ok:
+                return cls(root)
+            raise RepositoryExistsError(
+                f"a repository already exists at {root}; open it, or choose another folder"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        stored_url = (
+            f"sqlite:///{_ROOT_TOKEN}/{SQLITE_FILE}"
+            if registry_url is None
+            else _strip_password(registry_url)
+        )
+        url = stored_url.replace(_ROOT_TOKEN, str(root)) if registry_url is None else registry_url
+        with _connecting(url):
+            registry = Registry.create(url)
+        config = {"registry": {"url": stored_url}, "datastore": {"root": _ROOT_TOKEN}}
+        try:
+            (root / BUTLER_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        except BaseException:
+            registry.close()
+            raise
+        _log.info("created repository at %s", root)
+        # Keep the registry opened with the URL as given (it may carry the password), so
+        # the returned butler works even before RC2_DB_PASSWORD is exported.
+        butler = cls.__new__(cls)
+        butler._setup(root, config, registry, None, None)
+        return butler
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.registry.close()
+
+    def __enter__(self) -> Butler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One transaction over registry rows and datastore files."""
+        with self.datastore.transaction(), self.registry.transaction() as conn:
+            yield conn
+
+    # --- dataset types and collections -----------------------------------------------------
+
+    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
+        """Register a dataset type after checking the datastore can store it.
+
+        Parameters
+        ----------
+        dataset_type : DatasetType
+            The definition; dimensions may be given in any order and may include
+            implied ones (the registry keeps the required ones, in canonical order).
+
+        Returns
+        -------
+        bool
+            True if registered now, False if an identical definition existed.
+
+        Raises
+        ------
+        FormatterError
+            The storage class has no formatter in the datastore configuration.
+        ConflictingDefinitionError
+            A dataset type of that name exists with another definition.
+        DimensionError
+            An unknown dimension.
+        """
+        self.datastore.formatter_for(dataset_type.storage_class)
+        return self.registry.register_dataset_type(dataset_type)
+
+    def remove_collection(self, name: str, *, unstore: bool = True) -> int:
+        """Remove a collection; for a RUN also its datasets and (``unstore``) their files.
+
+        Atomic: the files are deleted only once the registry rows are gone.
+
+        Returns
+        -------
+        int
+            The number of datasets removed (0 for TAGGED, CHAINED, CALIBRATION).
+        """
+        refs: list[DatasetRef] = []
+        if self.registry.get_collection_type(name) is CollectionType.RUN:
+            for dt in self.registry.query_dataset_types():
+                refs.extend(self.registry.query_datasets(dt, [name], find_first=False))
+        records = self.datastore_records(refs) if unstore else {}
+        with self.transaction():
+            self.registry.remove_collection(name)
+            for ref in refs:
+                rec = records.get(ref.id)
+                if rec is not None:
+                    self.datastore.remove(ref, rec)
+        return len(refs)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _collections(self, collections: CollectionArg | None) -> list[str]:
+        if collections is None:
+            if not self.collections:
+                raise DatasetNotFoundError(
+                    "no collections given to search; pass --collections (or collections=...)"
+                )
+            return self.collections
+        return [collections] if isinstance(collections, str) else list(collections)
+
+    def _dataset_type(self, dataset_type: str | DatasetType) -> DatasetType:
+        if isinstance(dataset_type, DatasetType):
+            return dataset_type
+        return self.registry.get_dataset_type(dataset_type)
+
+    def _insert_records(self, conn: sa.Connection, records: Sequence[DatastoreRecord]) -> None:
+        if records:
+            conn.execute(
+                self._records.insert(),
+                [
+                    {
+                        "dataset_id": r.dataset_id,
+                        "path": r.path,
+                        "storage_class": r.storage_class,
+                        "formatter": r.formatter,
+                        "file_size": r.file_size,
+                    }
+                    for r in records
+                ],
+            )
+
+    def datastore_records(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, DatastoreRecord]:
+        """The datastore records of ``refs`` (one query per 5,000 refs)."""
+        ids = [r.id for r in refs]
+        t = self._records
+        out: dict[uuid.UUID, DatastoreRecord] = {}
+        with self.registry.engine.connect() as conn:
+            for i in range(0, len(ids), 5000):
+                for row in conn.execute(sa.select(t).where(t.c.dataset_id.in_(ids[i : i + 5000]))):
+                    out[row.dataset_id] = DatastoreRecord(
+                        row.dataset_id,
+                        row.path,
+                        row.formatter,
+                        row.storage_class,
+                        row.file_size or 0,
+                    )
+        return out
+
+    def resolve(
+        self,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: CollectionArg | None = None,
+        timespan: Timespan | None = None,
+    ) -> DatasetRef:
+        """Find the ref of one dataset (a ref is returned as is)."""
+        if isinstance(dataset_type, DatasetRef):
+            return dataset_type
+        dt = self._dataset_type(dataset_type)
+        ref = self.registry.find_dataset(
+            dt, data_id or {}, self._collections(collections), timespan
+        )
+        if ref is None:
+            raise DatasetNotFoundError(
+                f"no {dt.name} dataset with data ID {dict(data_id or {})} in collections "
+                f"{self._collections(collections)}"
+            )
+        return ref
+
+    # --- put / get / exists / remove ------------------------------------------------------
+
+    def put(
+        self,
+        obj: Any,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any],
+        *,
+        run: str | None = None,
+        id_mode: DatasetIdGenMode = DatasetIdGenMode.UNIQUE,
+    ) -> DatasetRef:
+        """Store ``obj`` as a new dataset in ``run``; atomic over registry and file."""
+        run = run or self.run
+        if run is None:
+            raise DatasetNotFoundError("put needs a RUN collection: pass run=...")
+        dt = self._dataset_type(dataset_type)
+        with self.transaction() as conn:
+            (ref,) = self.registry.insert_datasets(dt, [data_id], run, id_mode)
+            record = self.datastore.put(obj, ref)
+            self._insert_records(conn, [record])
+        return ref
+
+    def get(
+        self,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: CollectionArg | None = None,
+        timespan: Timespan | None = None,
+    ) -> Any:
+        """Read one dataset, given its ref, or its type and data ID (find-first search)."""
+        ref = self.resolve(dataset_type, data_id, collections=collections, timespan=timespan)
+        record = self.datastore_records([ref]).get(ref.id)
+        if record is None:
+            raise FileNotInDatastoreError(
+                f"{ref} is registered but has no file record; it was never stored or was unstored"
+            )
+        return self.datastore.get(ref, record)
+
+    def exists(
+        self,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: CollectionArg | None = None,
+    ) -> bool:
+        """Whether the dataset is registered and its file is present."""
+        try:
+            ref = self.resolve(dataset_type, data_id, collections=collections)
+        except DatasetNotFoundError:
+            return False
+        record = self.datastore_records([ref]).get(ref.id)
+        return record is not None and self.datastore.exists(ref, record)
+
+    def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> None:
+        """Remove datasets from the registry and (with ``unstore``) their files."""
+        refs = list(refs)
+        records = self.datastore_records(refs) if unstore else {}
+        with self.transaction():
+            self.registry.remove_datasets(refs)
+            for ref in refs:
+                rec = records.get(ref.id)
+                if rec is not None:
+                    self.datastore.remove(ref, rec)
+
+    # --- ingest and batch registration -----------------------------------------------------
+
+    def ingest(
+        self,
+        datasets: Sequence[FileDataset],
+        *,
+        transfer: Transfer | str = Transfer.AUTO,
+    ) -> list[DatasetRef]:
+        """Ingest existing files as datasets whose refs are given (atomic, batched).
+
+        Refs that already exist with the same UUID (deterministic ingest ids) are skipped,
+        so re-running an ingest is a no-op. Returns the refs that were new.
+        """
+        if not datasets:
+            return []
+        with self.transaction() as conn:
+            new = {r.id for r in self.registry.import_datasets([d.ref for d in datasets])}
+            records = [
+                self.datastore.ingest(d.path, d.ref, transfer, formatter=d.formatter)
+                for d in datasets
+                if d.ref.id in new
+            ]
+            self._insert_records(conn, records)
+        return [d.ref for d in datasets if d.ref.id in new]
+
+    def register_outputs(self, stored: Sequence[tuple[DatasetRef, DatastoreRecord]]) -> int:
+        """Register datasets whose files a worker already wrote (one transaction).
+
+        Used by execution: workers write through the datastore alone and the orchestrating
+        side calls this per finished job. Already registered refs are skipped; returns the
+        number newly registered.
+        """
+        if not stored:
+            return 0
+        with self.registry.transaction() as conn:
+            new = {r.id for r in self.registry.import_datasets([ref for ref, _ in stored])}
+            self._insert_records(conn, [rec for ref, rec in stored if ref.id in new])
+        return len(new)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        *,
+        collections: CollectionArg | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> list[DatasetRef]:
+        """Datasets of one type in ``collections`` matching ``where``."""
+        return self.registry.query_datasets(
+            dataset_type, self._collections(collections), where, bind, find_first
+        )
+
+    def query_data_ids(
+        self, dimensions: Iterable[str], *, where: str = "", bind: Mapping[str, Any] | None = None
+    ) -> list[DataCoordinate]:
+        """Data IDs of ``dimensions`` matching ``where``."""
+        return self.registry.query_data_ids(dimensions, where, bind)
+
+    def query_dimension_records(
+        self, element: str, *, where: str = "", bind: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Dimension records of ``element`` matching ``where``."""
+        return self.registry.query_dimension_records(element, where, bind)
