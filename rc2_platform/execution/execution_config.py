@@ -75,6 +75,8 @@ class ClusteringRule(_Model):
 
     group_by: list[str] = Field(min_length=1)
     tasks: list[str] = Field(default_factory=list)
+    #: A group_by dimension a quantum lacks is read from this one instead (visit: exposure).
+    equal_dimensions: dict[str, str] = Field(default_factory=dict)
     max_quanta_per_job: int | None = Field(default=None, gt=0)
 
 

@@ -1,8 +1,10 @@
 """Grouping quanta into clusters: the jobs a tract is executed as.
 
 A rule names the tasks it covers and the dimensions whose values define a cluster, e.g.
-``step1: {tasks: [isr, characterizeImage, calibrate], group_by: [instrument, visit]}``
-puts all single-frame quanta of one visit into one job. Quanta of a task that no rule
+``step1: {tasks: [isr, characterizeImage, calibrate], group_by: [instrument, visit],
+equal_dimensions: {visit: exposure}}`` puts all single-frame quanta of one visit into one
+job; ``equal_dimensions`` says that an exposure-level quantum (isr) takes its ``visit``
+value from its ``exposure`` (one exposure per visit, as for HSC). Quanta of a task that no rule
 covers each become their own cluster. Rules come from the execution config
 (:mod:`rc2_platform.execution.execution_config`); this module only needs their shape.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rc2_platform.errors import GraphError
 from rc2_platform.graph.model import QuantumGraph
@@ -99,14 +101,8 @@ def plan_clusters(graph: QuantumGraph, rules: Mapping[str, ClusterRule]) -> Clus
             name = f"{q.task_label}_" + "_".join(_value_token(v) for v in q.data_id.values_tuple)
             stage = q.task_label
         else:
-            missing = [d for d in rules[rule_name].group_by if d not in q.data_id]
-            if missing:
-                raise GraphError(
-                    f"clustering rule {rule_name!r} groups by {missing}, but {q.task_label} quanta "
-                    f"have dimensions {list(q.data_id.dimensions)}; fix group_by in the execution config"
-                )
             name = f"{rule_name}_" + "_".join(
-                _value_token(q.data_id[d]) for d in rules[rule_name].group_by
+                _value_token(v) for v in _group_values(rule_name, rules[rule_name], q)
             )
             stage = rule_name
         members[name].append(index)
@@ -122,6 +118,24 @@ def plan_clusters(graph: QuantumGraph, rules: Mapping[str, ClusterRule]) -> Clus
     stages = _stage_order(graph, clusters, stage_of, owner)
     _check_acyclic(parents)
     return ClusterPlan(dict(clusters), stage_of, stages, parents)
+
+
+def _group_values(rule_name: str, rule: ClusterRule, quantum: Any) -> list[object]:
+    """The quantum's values of the rule's group_by dimensions, through equal_dimensions."""
+    equal: Mapping[str, str] = getattr(rule, "equal_dimensions", None) or {}
+    values = []
+    for dim in rule.group_by:
+        if dim in quantum.data_id:
+            values.append(quantum.data_id[dim])
+        elif equal.get(dim) in quantum.data_id:
+            values.append(quantum.data_id[equal[dim]])
+        else:
+            raise GraphError(
+                f"clustering rule {rule_name!r} groups by {dim!r}, but {quantum.task_label} quanta "
+                f"have dimensions {list(quantum.data_id.dimensions)}; fix group_by (or "
+                f"equal_dimensions, e.g. {{visit: exposure}}) in the execution config"
+            )
+    return values
 
 
 def _split_oversized(

@@ -1,0 +1,303 @@
+"""Run one cluster job: its quanta in dependency order, in one or several processes.
+
+This is what every backend runs (``rc2 run-cluster GRAPH --cluster NAME --repo REPO
+--result FILE``). The job reads only its quanta from the graph file, opens only the
+datastore (no registry connection), and writes a JSON *result file* naming, per quantum,
+``succeeded`` / ``failed`` / ``blocked``, the error, timings, peak memory and the
+datastore records of the files written. The orchestrator registers the outputs of the
+succeeded quanta from that file in one transaction. A job that dies writes no result
+file, so none of its outputs get registered; the files it wrote are overwritten by the
+next attempt.
+
+A failed quantum does not stop independent quanta of the job; quanta that need its
+outputs are ``blocked``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.datastore import DatastoreRecord
+from rc2_platform.errors import ClusterJobError, GraphError
+from rc2_platform.execution.executor import (
+    BLOCKED,
+    SUCCEEDED,
+    PreparedTask,
+    QuantumExecutor,
+    QuantumOutcome,
+)
+from rc2_platform.graph.io import QuantumGraphReader
+from rc2_platform.graph.model import Quantum
+
+__all__ = [
+    "JobResult",
+    "load_input_records",
+    "run_cluster",
+    "write_input_records",
+]
+
+RESULT_FORMAT = 1
+
+
+@dataclass
+class JobResult:
+    """The result file of one cluster job attempt."""
+
+    cluster: str
+    attempt: int
+    start: float
+    end: float
+    host: str
+    processes: int
+    outcomes: list[QuantumOutcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of quanta per status."""
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.status] = out.get(o.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data of the result file."""
+        return {
+            "format": RESULT_FORMAT,
+            "cluster": self.cluster,
+            "attempt": self.attempt,
+            "start": self.start,
+            "end": self.end,
+            "host": self.host,
+            "processes": self.processes,
+            "quanta": [o.to_json() for o in self.outcomes],
+        }
+
+    def write(self, path: str | Path) -> None:
+        """Write the result file atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> JobResult:
+        """Read a result file.
+
+        Raises
+        ------
+        ClusterJobError
+            If the file is not a readable result file.
+        """
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(
+                cluster=str(data["cluster"]),
+                attempt=int(data["attempt"]),
+                start=float(data["start"]),
+                end=float(data["end"]),
+                host=str(data["host"]),
+                processes=int(data["processes"]),
+                outcomes=[QuantumOutcome.from_json(q) for q in data["quanta"]],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ClusterJobError(f"cannot read job result file {path}: {exc}") from None
+
+
+def write_input_records(path: str | Path, records: Iterable[DatastoreRecord]) -> int:
+    """Write the overall inputs' datastore records for workers; return how many."""
+    doc = {str(r.dataset_id): [r.path, r.formatter, r.storage_class, r.file_size] for r in records}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(doc, separators=(",", ":")))
+    os.replace(tmp, path)
+    return len(doc)
+
+
+def load_input_records(path: str | Path | None) -> dict[uuid.UUID, DatastoreRecord]:
+    """Read a file written by :func:`write_input_records` (empty if ``path`` is None)."""
+    if path is None:
+        return {}
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ClusterJobError(f"cannot read input records file {path}: {exc}") from None
+    return {
+        uuid.UUID(k): DatastoreRecord(uuid.UUID(k), p, f, s, int(n))
+        for k, (p, f, s, n) in doc.items()
+    }
+
+
+# Worker-process state for the multi-process mode (inherited through fork).
+_STATE: dict[str, Any] = {}
+
+
+def _execute_in_child(index: int) -> QuantumOutcome:
+    executor: QuantumExecutor = _STATE["executor"]
+    quantum: Quantum = _STATE["quanta"][index]
+    return executor.execute(quantum, _STATE["tasks"][quantum.task_label])
+
+
+def _local_upstream(quanta: Sequence[Quantum]) -> dict[int, set[int]]:
+    producers = {ref.id: q.index for q in quanta for ref in q.all_outputs()}
+    return {q.index: {producers[r.id] for r in q.all_inputs() if r.id in producers} for q in quanta}
+
+
+def _blocked(quantum: Quantum, by: QuantumOutcome) -> QuantumOutcome:
+    return QuantumOutcome(
+        quantum.index,
+        quantum.task_label,
+        dict(quantum.data_id.to_dict()),
+        BLOCKED,
+        error=f"upstream quantum {by.task_label} {by.data_id} {by.status}",
+    )
+
+
+def _run_serial(
+    order: Sequence[Quantum],
+    upstream: Mapping[int, set[int]],
+    executor: QuantumExecutor,
+    tasks: Mapping[str, PreparedTask],
+) -> list[QuantumOutcome]:
+    done: dict[int, QuantumOutcome] = {}
+    for q in order:
+        bad = [done[u] for u in sorted(upstream[q.index]) if done[u].status != SUCCEEDED]
+        done[q.index] = _blocked(q, bad[0]) if bad else executor.execute(q, tasks[q.task_label])
+    return [done[q.index] for q in order]
+
+
+def _run_parallel(
+    order: Sequence[Quantum],
+    upstream: Mapping[int, set[int]],
+    executor: QuantumExecutor,
+    tasks: Mapping[str, PreparedTask],
+    processes: int,
+) -> list[QuantumOutcome]:
+    by_index = {q.index: q for q in order}
+    _STATE.update(executor=executor, quanta=by_index, tasks=tasks)
+    waiting = {i: set(ups) for i, ups in upstream.items()}
+    downstream: dict[int, list[int]] = {i: [] for i in by_index}
+    for i, ups in upstream.items():
+        for u in ups:
+            downstream[u].append(i)
+    done: dict[int, QuantumOutcome] = {}
+    ready = deque(q.index for q in order if not waiting[q.index])
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        running: dict[Future[QuantumOutcome], int] = {}
+        while ready or running:
+            while ready:
+                i = ready.popleft()
+                running[pool.submit(_execute_in_child, i)] = i
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = running.pop(fut)
+                done[i] = fut.result()  # a dead child raises BrokenProcessPool: the job dies
+                for d in downstream[i]:
+                    if d in done:
+                        continue
+                    if done[i].status != SUCCEEDED:
+                        _block_all(d, done[i], by_index, downstream, done)
+                        continue
+                    waiting[d].discard(i)
+                    if not waiting[d]:
+                        ready.append(d)
+    _STATE.clear()
+    return [done[q.index] for q in order]
+
+
+def _block_all(
+    start: int,
+    cause: QuantumOutcome,
+    by_index: Mapping[int, Quantum],
+    downstream: Mapping[int, list[int]],
+    done: dict[int, QuantumOutcome],
+) -> None:
+    stack = [start]
+    while stack:
+        i = stack.pop()
+        if i in done:
+            continue
+        done[i] = _blocked(by_index[i], cause)
+        stack.extend(downstream[i])
+
+
+def run_cluster(
+    graph_path: str | Path,
+    cluster: str,
+    repo: str | Path,
+    *,
+    result_path: str | Path | None = None,
+    processes: int = 1,
+    quanta: Sequence[int] | None = None,
+    input_records: str | Path | None = None,
+    attempt: int = 1,
+) -> JobResult:
+    """Run the quanta of one cluster and write the job result file.
+
+    Parameters
+    ----------
+    graph_path : str or Path
+        The ``.qgraph`` file.
+    cluster : str
+        Cluster name (the graph's ``clusters`` or, when ``quanta`` is given, a label).
+    repo : str or Path
+        Repository root; only its datastore is opened.
+    result_path : str or Path, optional
+        Where to write the result file (JSON).
+    processes : int
+        Number of processes running quanta at once (fork; 1 = in this process).
+    quanta : sequence of int, optional
+        Run only these quantum indexes (retries; clusters planned by the orchestrator).
+    input_records : str or Path, optional
+        File of the overall inputs' datastore records (see :func:`write_input_records`).
+    attempt : int
+        Attempt number, recorded in the result.
+
+    Raises
+    ------
+    ClusterJobError
+        If the cluster or quanta are unknown or ``processes`` < 1.
+    """
+    from rc2_platform.butler import Butler
+
+    if processes < 1:
+        raise ClusterJobError(f"--processes must be at least 1, not {processes}")
+    start = time.time()
+    try:
+        with QuantumGraphReader(graph_path) as reader:
+            if quanta is not None:
+                selected = reader.read_quanta(quanta)
+            else:
+                selected = reader.read_cluster(cluster)
+            summaries = {t.label: t for t in reader.tasks}
+            output_run = reader.output_run
+    except GraphError as exc:
+        raise ClusterJobError(f"cluster job {cluster!r}: {exc}") from None
+    rank = {label: i for i, label in enumerate(summaries)}
+    order = sorted(selected, key=lambda q: (rank[q.task_label], q.index))
+    tasks = {label: PreparedTask(summaries[label]) for label in {q.task_label for q in order}}
+    executor = QuantumExecutor(
+        Butler.open_datastore(repo), output_run, load_input_records(input_records)
+    )
+    upstream = _local_upstream(order)
+    if processes == 1 or len(order) < 2:
+        outcomes = _run_serial(order, upstream, executor, tasks)
+    else:
+        outcomes = _run_parallel(order, upstream, executor, tasks, processes)
+    result = JobResult(
+        cluster, attempt, start, time.time(), socket.gethostname(), processes, outcomes
+    )
+    if result_path is not None:
+        result.write(result_path)
+    return result

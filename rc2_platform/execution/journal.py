@@ -1,0 +1,129 @@
+"""Run state on disk: an append-only JSON-lines journal plus per-job folders.
+
+Layout under a repository (``REPO/_runs/<safe run name>/``)::
+
+    journal.jsonl                 one JSON object per line, appended, never rewritten
+    input_records.json            datastore records of the graph's overall inputs
+    jobs/<cluster>/attempt<N>/    result.json, <cluster>.out, <cluster>.err (+ backend files)
+
+Every event has ``event`` (its kind) and ``time`` (Unix seconds). Writers append whole
+lines with one ``write`` call under ``O_APPEND``, so a crash leaves at most a truncated last
+line, which readers skip. ``rc2 report`` and ``rc2 restart`` read only this folder (and
+the job result files it names), so they work after the orchestrator is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.errors import RunNotFoundError
+
+__all__ = ["RUNS_DIR", "Journal", "run_directory", "safe_run_name"]
+
+#: Folder of a repository holding one sub-folder per executed RUN.
+RUNS_DIR = "_runs"
+
+
+def safe_run_name(run: str) -> str:
+    """Return a file-name-safe, collision-free token for a RUN name.
+
+    ``HSC/runs/RC2`` becomes ``HSC_runs_RC2-<8 hex digits of its SHA-1>``.
+    """
+    token = re.sub(r"[^A-Za-z0-9._-]", "_", run).strip("._") or "run"
+    return f"{token[:80]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
+
+
+def run_directory(repo: str | Path, run: str) -> Path:
+    """Return ``REPO/_runs/<safe run name>`` (not created)."""
+    return Path(repo).resolve() / RUNS_DIR / safe_run_name(run)
+
+
+class Journal:
+    """The append-only event log of one RUN's execution.
+
+    Parameters
+    ----------
+    directory : Path
+        The run's folder (see :func:`run_directory`); created if missing.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "journal.jsonl"
+
+    @classmethod
+    def for_run(cls, repo: str | Path, run: str, *, must_exist: bool = False) -> Journal:
+        """Open the journal of ``run`` in ``repo``.
+
+        Raises
+        ------
+        RunNotFoundError
+            With ``must_exist``, when the run was never executed from this repository.
+        """
+        directory = run_directory(repo, run)
+        if must_exist and not (directory / "journal.jsonl").exists():
+            raise RunNotFoundError(
+                f"no execution journal for RUN {run!r} in repository {repo} "
+                f"(looked for {directory / 'journal.jsonl'}); start it with `rc2 run`"
+            )
+        return cls(directory)
+
+    def job_dir(self, cluster: str, attempt: int) -> Path:
+        """Folder of one attempt of one cluster job (created)."""
+        path = self.directory / "jobs" / cluster / f"attempt{attempt}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def input_records_path(self) -> Path:
+        """Where the orchestrator writes the overall inputs' datastore records."""
+        return self.directory / "input_records.json"
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event (with the current time) and return it."""
+        record = {"event": event, "time": time.time(), **fields}
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        return record
+
+    def events(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        """Iterate over the events (of one ``kind``, if given), oldest first."""
+        if not self.path.exists():
+            return
+        with self.path.open() as stream:
+            for line in stream:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a truncated last line of a crashed writer
+                if kind is None or record.get("event") == kind:
+                    yield record
+
+    def last(self, kind: str) -> dict[str, Any] | None:
+        """The latest event of one kind, or None."""
+        found = None
+        for record in self.events(kind):
+            found = record
+        return found
+
+    def cancel_requested(self) -> bool:
+        """Whether ``rc2 cancel`` asked this run to stop after it last started."""
+        state = False
+        for record in self.events():
+            if record["event"] == "cancel_requested":
+                state = True
+            elif record["event"] == "run_started":
+                state = False
+        return state
