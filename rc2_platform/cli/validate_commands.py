@@ -77,34 +77,18 @@ def register(group: click.Group) -> None:
         as_json: bool,
     ) -> None:
         """Match RUN's deepCoadd_forced_src objects to the truth and print the metrics."""
-        from rc2_platform.butler import Butler
-        from rc2_platform.validate import (
-            ValidationConfig,
-            ValidationError,
-            load_run_catalogs,
-            read_truth_file,
-            validate_catalogs,
-            write_figure,
-        )
+        from rc2_platform.validate import ValidationConfig, ValidationError, validate_run
 
         truth_path = truth or _default_truth(repo)
         if truth_path is None:
             raise ValidationError(
                 f"no truth catalog recorded for repository {repo}; pass --truth FILE"
             )
-        truth_table = read_truth_file(truth_path)
-        butler = Butler(repo)
-        try:
-            catalogs, sky_map = load_run_catalogs(butler, run)
-        finally:
-            butler.close()
         config = ValidationConfig(bright_mag=bright_mag, depth_mag=depth_mag)
-        report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
+        report = validate_run(repo, run, truth_path, config, png)
         emit_rows(report.rows(), _COLUMNS, as_json=as_json, title=f"validation of {run}")
-        if png is not None:
-            write_figure(report, patches, png)
-            if not as_json:
-                stdout_console.print(f"figure written to {png}")
+        if png is not None and not as_json:
+            stdout_console.print(f"figure written to {png}")
         if strict and not report.passed:
             click.echo("validation FAILED", err=True)
             sys.exit(2)

@@ -30,9 +30,11 @@ from rc2_platform.validate.report import (
     load_run_catalogs,
     read_truth_file,
     validate_catalogs,
+    validate_run,
 )
 
 __all__ = [
+    "validate_run",
     "Metric",
     "ValidationConfig",
     "ValidationError",

@@ -140,3 +140,37 @@ def load_run_catalogs(butler: Any, run: str) -> tuple[dict[tuple[int, int, str],
     except Exception:  # noqa: BLE001 - fall back to the shipped sky map config
         sky_map = load_skymap(skymap_name)
     return catalogs, sky_map
+
+
+def validate_run(
+    repo: str | Path,
+    run: str,
+    truth: str | Path,
+    config: ValidationConfig | None = None,
+    png: str | Path | None = None,
+) -> ValidationReport:
+    """Validate a RUN of a repository against a truth catalog file (and draw the figure).
+
+    Parameters
+    ----------
+    repo : str or Path
+        Repository folder.
+    run : str
+        RUN collection holding ``deepCoadd_forced_src``.
+    truth : str or Path
+        Truth catalog FITS file written by the simulator.
+    config : ValidationConfig, optional
+        Magnitude limits and bounds.
+    png : str or Path, optional
+        Where to write the residual/coverage figure.
+    """
+    from rc2_platform.butler import Butler
+    from rc2_platform.validate.figure import write_figure
+
+    truth_table = read_truth_file(truth)
+    with Butler(repo) as butler:
+        catalogs, sky_map = load_run_catalogs(butler, run)
+    report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
+    if png is not None:
+        write_figure(report, patches, png)
+    return report
