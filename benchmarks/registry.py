@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/registry.py --backends sqlite,postgresql,mariadb [--datasets 100000]
+    python benchmarks/registry.py --backends sqlite,postgresql --skymap [--tracts N]
 
 Prints one JSON document on stdout. Server URLs come from RC2_TEST_POSTGRES_URL and
 RC2_TEST_MYSQL_URL (defaults: the local test servers); a scratch database is created
@@ -171,6 +172,54 @@ def bench_survey(reg: Registry, visits: int, detectors: int) -> dict[str, Any]:
     }
 
 
+def bench_skymap(reg: Registry, tracts: int | None) -> dict[str, Any]:
+    """Register the rings sky map (all tracts, or the first ``tracts``) columnar."""
+    import resource
+
+    import numpy as np
+
+    from rc2_platform.skymap import load_skymap
+    from rc2_platform.skymap.bulk import iter_patch_records, tract_records
+
+    skymap = load_skymap()
+    ids = None if tracts is None else np.arange(tracts)
+    t0 = time.perf_counter()
+    reg.insert_dimension_records("skymap", [{"skymap": skymap.name}])
+    tr = tract_records(skymap, ids)
+    reg.insert_dimension_columns(
+        "tract", {"skymap": skymap.name, "tract": tr.tract, "region": tr.regions}
+    )
+    n_patches = 0
+    with reg.transaction():
+        for chunk in iter_patch_records(skymap, ids, chunk_tracts=1000):
+            n_patches += reg.insert_dimension_columns(
+                "patch",
+                {
+                    "skymap": skymap.name,
+                    "tract": chunk.tract,
+                    "patch": chunk.patch,
+                    "cell_x": chunk.cell_x,
+                    "cell_y": chunk.cell_y,
+                    "region": chunk.regions,
+                },
+            )
+    seconds = time.perf_counter() - t0
+    with reg.engine.connect() as conn:
+        n_ovl = conn.execute(
+            sa.select(sa.func.count()).select_from(reg.schema.overlaps["ovl_patch_htm7"])
+        ).scalar_one()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "skymap": {
+            "tracts": len(tr),
+            "patches": n_patches,
+            "patch_htm7_rows": n_ovl,
+            "seconds": round(seconds, 3),
+            "peak_rss_mib": round(rss),
+        }
+    }
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run every benchmark on one backend in a scratch database."""
     import pytest
@@ -180,6 +229,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             with scratch_database(backend, Path(tmp)) as url:
                 reg = Registry.create(url)
                 try:
+                    if args.skymap:
+                        return bench_skymap(reg, args.tracts)
                     out = bench_datasets(reg, args.datasets, args.lookups)
                     out.update(bench_survey(reg, args.visits, args.detectors))
                 finally:
@@ -197,6 +248,10 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2_000)
     parser.add_argument("--visits", type=int, default=1_000)
     parser.add_argument("--detectors", type=int, default=104)
+    parser.add_argument(
+        "--skymap", action="store_true", help="only register the rings sky map (peak RSS)"
+    )
+    parser.add_argument("--tracts", type=int, default=None, help="--skymap: first N tracts")
     args = parser.parse_args()
     results = {b: run_backend(b, args) for b in args.backends.split(",")}
     print(json.dumps(results, indent=2))

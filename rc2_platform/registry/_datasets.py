@@ -17,6 +17,7 @@ from rc2_platform.errors import (
     DimensionValueError,
     MissingDatasetTypeError,
 )
+from rc2_platform.registry._bulk import insert_rows, uuid_to_db
 from rc2_platform.registry._records import chunks
 from rc2_platform.registry.data_id import DataCoordinate
 from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
@@ -196,22 +197,20 @@ class DatasetManager:
         if not refs:
             return []
         dims = stored.dataset_type.dimensions
-        ds_rows = [
-            {"dataset_id": r.id, "dataset_type_id": stored.id, "run_id": run_id} for r in refs
+        to_db = uuid_to_db(conn.dialect)
+        type_id = stored.id
+        ids = [to_db(r.id) for r in refs]
+        ds_rows = [(i, type_id, run_id) for i in ids]
+        tag_rows = [
+            (type_id, run_id, i, *r.data_id.values_tuple) for i, r in zip(ids, refs, strict=True)
         ]
-        tag_rows = []
-        for r in refs:
-            row: dict[str, Any] = dict(zip(dims, r.data_id.values_tuple, strict=True))
-            row["dataset_id"] = r.id
-            row["dataset_type_id"] = stored.id
-            row["collection_id"] = run_id
-            tag_rows.append(row)
+        tag_cols = ["dataset_type_id", "collection_id", "dataset_id", *dims]
         try:
             with conn.begin_nested() if conn.dialect.name == "postgresql" else _Null():
-                for part in chunks(ds_rows, 20_000):
-                    conn.execute(self.schema.dataset.insert(), part)
-                for part in chunks(tag_rows, 20_000):
-                    conn.execute(stored.tags.insert(), part)
+                insert_rows(
+                    conn, self.schema.dataset, ["dataset_id", "dataset_type_id", "run_id"], ds_rows
+                )
+                insert_rows(conn, stored.tags, tag_cols, tag_rows)
         except sa.exc.IntegrityError as exc:
             self.explain_integrity_error(conn, stored, refs, run_id, exc)
         self.note_summary(conn, run_id, stored.id)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from lsst.sphgeom import Region
 
 from rc2_platform.errors import ConflictingDefinitionError, DimensionError, DimensionValueError
-from rc2_platform.registry import _overlaps
+from rc2_platform.registry import _overlaps, _spatial
+from rc2_platform.registry._bulk import insert_rows
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.schema import RegistrySchema
 from rc2_platform.registry.timespan import Timespan
@@ -53,13 +54,7 @@ class RecordManager:
             if row[d] is not None or d in el.required:
                 row[d] = self.universe.coerce_value(d, row[d])
         if el.has_region:
-            region = record.get("region")
-            if region is not None and not isinstance(region, Region):
-                raise DimensionValueError(
-                    f"{el.name} record {self.key_of(el, row)}: 'region' must be an lsst.sphgeom "
-                    f"Region, not {type(region).__name__}"
-                )
-            row["region"] = None if region is None else bytes(region.encode())
+            row["region"] = self._region_bytes(el, row, record.get("region"))
         if el.has_timespan:
             ts = record.get("timespan")
             if ts is not None and not isinstance(ts, Timespan):
@@ -69,6 +64,21 @@ class RecordManager:
             row["timespan_begin"] = None if ts is None else ts.begin_nsec
             row["timespan_end"] = None if ts is None else ts.end_nsec
         return row
+
+    def _region_bytes(
+        self, el: DimensionElement, row: Mapping[str, Any], region: Any
+    ) -> bytes | None:
+        """A region as stored: sphgeom Region objects are encoded, encoded bytes kept."""
+        if region is None:
+            return None
+        if isinstance(region, Region):
+            return bytes(region.encode())
+        if isinstance(region, bytes | bytearray | memoryview) and len(region) > 1:
+            return bytes(region)
+        raise DimensionValueError(
+            f"{el.name} record {self.key_of(el, row)}: 'region' must be an lsst.sphgeom "
+            f"Region or its encoded bytes, not {type(region).__name__}"
+        )
 
     def from_row(
         self, el: DimensionElement, row: Mapping[str, Any] | sa.RowMapping
@@ -136,12 +146,112 @@ class RecordManager:
         table = self.schema.elements[element]
         try:
             with conn.begin_nested() if conn.dialect.name == "postgresql" else _null():
-                conn.execute(table.insert(), rows)
+                names = list(rows[0])
+                insert_rows(conn, table, names, [tuple(r[c] for c in names) for r in rows])
         except sa.exc.IntegrityError as exc:
             self._raise_insert_error(conn, el, rows, exc)
         if el.has_region:
             self.insert_overlaps(conn, el, [r for r in rows if r.get("region") is not None])
         return len(rows)
+
+    def insert_columns(
+        self,
+        conn: sa.Connection,
+        element: str,
+        columns: Mapping[str, Any],
+        skip_existing: bool = False,
+    ) -> int:
+        """Columnar insert: one sequence (or numpy array, or scalar) per column.
+
+        Regions must be encoded bytes (``region``), timespans given as
+        ``timespan_begin``/``timespan_end`` TAI nanoseconds. Returns rows inserted.
+        """
+        el = self.universe[element]
+        if not el.has_table:
+            raise DimensionError(f"{element!r} is a sky pixelization; it has no records to insert")
+        names, values = self._column_lists(el, columns)
+        n = len(values[0]) if values else 0
+        if n == 0:
+            return 0
+        key_idx = [names.index(d) for d in el.required]
+        keys = list(zip(*[values[i] for i in key_idx], strict=True))
+        rows = list(zip(*values, strict=True))
+        if len(set(keys)) != n:
+            return self.insert(
+                conn, element, [dict(zip(names, r, strict=True)) for r in rows], skip_existing
+            )
+        if skip_existing:
+            existing = self.existing_rows(conn, el, keys)
+            if existing:
+                keep = [i for i, k in enumerate(keys) if k not in existing]
+                rows, keys = [rows[i] for i in keep], [keys[i] for i in keep]
+        if not rows:
+            return 0
+        table = self.schema.elements[element]
+        try:
+            with conn.begin_nested() if conn.dialect.name == "postgresql" else _null():
+                insert_rows(conn, table, names, rows)
+        except sa.exc.IntegrityError as exc:
+            dict_rows = [dict(zip(names, r, strict=True)) for r in rows]
+            self._raise_insert_error(conn, el, dict_rows, exc)
+        if el.has_region and "region" in names:
+            r = names.index("region")
+            present = [i for i, row in enumerate(rows) if row[r] is not None]
+            self.insert_region_overlaps(
+                conn, el, [keys[i] for i in present], [rows[i][r] for i in present]
+            )
+        return len(rows)
+
+    def _column_lists(
+        self, el: DimensionElement, columns: Mapping[str, Any]
+    ) -> tuple[list[str], list[list[Any]]]:
+        """Validated column names and value lists (scalars broadcast, numpy -> Python)."""
+        allowed = set(el.columns) | ({"region"} if el.has_region else set())
+        if el.has_timespan:
+            allowed |= {"timespan_begin", "timespan_end"}
+        unknown = set(columns) - allowed
+        missing = [d for d in el.required if d not in columns]
+        if unknown or missing:
+            raise DimensionError(
+                f"{el.name} columns: unknown {sorted(unknown)}, missing key(s) {missing}; "
+                f"allowed: {sorted(allowed)}"
+            )
+        n = max((len(v) for v in columns.values() if not _is_scalar(v)), default=1)
+        names, values = [], []
+        for name, col in columns.items():
+            if _is_scalar(col):
+                vals = [col] * n
+            else:
+                vals = col.tolist() if hasattr(col, "tolist") else list(col)
+            if len(vals) != n:
+                raise DimensionError(
+                    f"{el.name} column {name!r} has {len(vals)} values, expected {n}"
+                )
+            if name in el.required or name in el.implied:
+                vals = self._check_key_values(name, vals, required=name in el.required)
+            elif name == "region":
+                for v in vals:
+                    if v is not None and not (isinstance(v, bytes) and len(v) > 1):
+                        raise DimensionValueError(
+                            f"{el.name} column 'region' must hold encoded region bytes "
+                            f"(rc2_platform.geometry.encode_quads), not {type(v).__name__}"
+                        )
+            names.append(name)
+            values.append(vals)
+        return names, values
+
+    def _check_key_values(self, dim: str, vals: list[Any], required: bool) -> list[Any]:
+        kinds = {type(v) for v in vals}
+        want = int if self.universe.key_type(dim) == "int" else str
+        if kinds == {want} and want is int:
+            return vals
+        if not required:
+            kinds.discard(type(None))
+        checked = {
+            v: (None if v is None and not required else self.universe.coerce_value(dim, v))
+            for v in set(vals)
+        }
+        return [checked[v] for v in vals]
 
     def _raise_insert_error(
         self, conn: sa.Connection, el: DimensionElement, rows: list[dict[str, Any]], exc: Exception
@@ -202,7 +312,25 @@ class RecordManager:
         """Materialize every configured overlap involving the new ``rows`` of ``el``."""
         if not rows:
             return
-        items = [(self.key_of(el, r), Region.decode(r["region"])) for r in rows]
+        self.insert_region_overlaps(
+            conn, el, [self.key_of(el, r) for r in rows], [r["region"] for r in rows]
+        )
+
+    def insert_region_overlaps(
+        self,
+        conn: sa.Connection,
+        el: DimensionElement,
+        keys: list[tuple[Any, ...]],
+        blobs: list[bytes],
+    ) -> None:
+        """Materialize the overlaps of new records given as keys and encoded regions."""
+        if not keys:
+            return
+        verts = _spatial.polygon_vertices(blobs)
+        if verts is not None:
+            self._insert_overlaps_vectorized(conn, el, keys, verts)
+            return
+        items = [(k, Region.decode(b)) for k, b in zip(keys, blobs, strict=True)]
         pixel_memberships: dict[int, list[tuple[Any, int]]] = {}
         overlaps = self.universe.config.overlaps
         # Skypix overlaps first: the region-region pairs below use them as candidates.
@@ -221,6 +349,80 @@ class RecordManager:
                 self._insert_pairs(conn, ov.table, el, other, region_pairs)
             else:
                 self._insert_pairs(conn, ov.table, other, el, [(b, a) for a, b in region_pairs])
+
+    def _insert_overlaps_vectorized(
+        self,
+        conn: sa.Connection,
+        el: DimensionElement,
+        keys: list[tuple[Any, ...]],
+        verts: Any,
+    ) -> None:
+        """Overlaps of convex-polygon regions, computed set-wise (see ``_spatial``)."""
+        pixels: dict[int, tuple[Any, Any]] = {}
+        for ov in self.universe.config.overlaps:
+            other = self.universe[ov.b]
+            if ov.a == el.name and other.skypix_level is not None:
+                idx, pix = _spatial.pixel_overlaps(verts, other.skypix_level)
+                pixels[other.skypix_level] = (idx, pix)
+                rows = [(*keys[i], p) for i, p in zip(idx.tolist(), pix.tolist(), strict=True)]
+                self._insert_rows(conn, ov.table, el, other, rows)
+        for ov in self.universe.config.overlaps:
+            if el.name not in (ov.a, ov.b) or self.universe[ov.b].skypix_level is not None:
+                continue
+            other = self.universe[ov.b if ov.a == el.name else ov.a]
+            other_keys, other_blobs = self._other_regions(conn, el, other, pixels)
+            if not other_keys:
+                continue
+            other_verts = _spatial.polygon_vertices(other_blobs)
+            if other_verts is None:
+                mine = [(k, Region.decode(self._blob(verts[i]))) for i, k in enumerate(keys)]
+                right = [
+                    (k, Region.decode(b)) for k, b in zip(other_keys, other_blobs, strict=True)
+                ]
+                pairs = _overlaps.region_pairs(mine, right)
+            else:
+                ia, ib = _spatial.region_overlaps(verts, other_verts)
+                pairs = [
+                    (keys[i], other_keys[j]) for i, j in zip(ia.tolist(), ib.tolist(), strict=True)
+                ]
+            if ov.a == el.name:
+                self._insert_pairs(conn, ov.table, el, other, pairs)
+            else:
+                self._insert_pairs(conn, ov.table, other, el, [(b, a) for a, b in pairs])
+
+    @staticmethod
+    def _blob(vertices: Any) -> bytes:
+        return b"p" + vertices.astype("<f8").tobytes()
+
+    def _other_regions(
+        self,
+        conn: sa.Connection,
+        el: DimensionElement,
+        other: DimensionElement,
+        pixels: dict[int, tuple[Any, Any]],
+    ) -> tuple[list[tuple[Any, ...]], list[bytes]]:
+        """Keys and region bytes of ``other`` records that may overlap the new regions."""
+        mine, theirs = self._pixel_table(el.name), self._pixel_table(other.name)
+        other_table = self.schema.elements[other.name]
+        cols = [other_table.c[d] for d in other.required]
+        if mine is None or theirs is None or mine[1] != theirs[1] or mine[1] not in pixels:
+            stmt = sa.select(*cols, other_table.c.region).where(other_table.c.region.is_not(None))
+            found = {tuple(r[:-1]): bytes(r[-1]) for r in conn.execute(stmt)}
+        else:
+            pix_table = self.schema.overlaps[theirs[0]]
+            pixel_col = pix_table.c[_skypix_name(self, theirs[1])]
+            join_on = sa.and_(*[pix_table.c[d] == other_table.c[d] for d in other.required])
+            found = {}
+            for part in chunks(sorted(set(pixels[mine[1]][1].tolist()))):
+                stmt = (
+                    sa.select(*cols, other_table.c.region)
+                    .select_from(pix_table.join(other_table, join_on))
+                    .where(pixel_col.in_(part))
+                    .distinct()
+                )
+                for r in conn.execute(stmt):
+                    found[tuple(r[:-1])] = bytes(r[-1])
+        return list(found), list(found.values())
 
     def _pixel_table(self, element: str) -> tuple[str, int] | None:
         for ov in self.universe.config.overlaps:
@@ -277,15 +479,32 @@ class RecordManager:
     ) -> None:
         if not pairs:
             return
+        rows = {(*ka, *(kb if isinstance(kb, tuple) else (kb,))): None for ka, kb in pairs}
+        self._insert_rows(conn, table_name, a, b, list(rows))
+
+    def _insert_rows(
+        self,
+        conn: sa.Connection,
+        table_name: str,
+        a: DimensionElement,
+        b: DimensionElement,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Insert overlap rows given as ``(*a key, *b key)`` tuples (driver level)."""
+        if not rows:
+            return
         table = self.schema.overlaps[table_name]
-        a_dims, b_dims = a.required, (b.required if b.has_table else (b.name,))
-        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for ka, kb in pairs:
-            row = dict(zip(a_dims, ka, strict=True))
-            row.update(zip(b_dims, kb if isinstance(kb, tuple) else (kb,), strict=True))
-            rows[tuple(row[c.name] for c in table.columns)] = row
-        # Overlap rows of a re-inserted record may exist already (skip_existing inserts).
-        conn.execute(table.insert(), list(rows.values()))
+        names = list(a.required) + [d for d in (b.required if b.has_table else (b.name,))]
+        # Side a and b may share leading dimensions (instrument, skymap): keep the first.
+        keep = [i for i, n in enumerate(names) if n not in names[:i]]
+        cols = [names[i] for i in keep]
+        if len(keep) != len(names):
+            rows = [tuple(r[i] for i in keep) for r in rows]
+        insert_rows(conn, table, cols, rows)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) or getattr(value, "ndim", None) == 0
 
 
 def _skypix_name(mgr: RecordManager, level: int) -> str:

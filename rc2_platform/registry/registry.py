@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from rc2_platform.errors import (
     DimensionError,
     SchemaVersionError,
 )
+from rc2_platform.registry._bulk import random_uuids, select_raw, uuid_from_db
 from rc2_platform.registry._collections import CollectionManager, CollectionRecord
 from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
 from rc2_platform.registry._engine import make_engine, safe_url
@@ -58,6 +60,7 @@ class Registry:
         self.datasets = DatasetManager(self.schema)
         self.queries = QueryBuilder(self.schema)
         self._conn: sa.Connection | None = None
+        self._local = threading.local()
         self._lookup_cache: dict[
             tuple[Any, ...], tuple[sa.Select[Any] | None, StoredDatasetType]
         ] = {}
@@ -115,6 +118,10 @@ class Registry:
 
     def close(self) -> None:
         """Release every pooled connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
         self.engine.dispose()
 
     def refresh(self) -> None:
@@ -150,6 +157,34 @@ class Registry:
         else:
             with self.engine.connect() as conn:
                 yield conn
+
+    @contextmanager
+    def _lookup(self) -> Iterator[sa.Connection]:
+        """Connection for small read-only lookups.
+
+        Inside :meth:`transaction` it is the transaction's connection. On server
+        backends outside a transaction it is one connection per thread kept in
+        AUTOCOMMIT mode, so each lookup sees the latest committed data without a pool
+        checkout and pre-ping round trip per call. SQLite uses a pooled connection.
+        """
+        if self._conn is not None:
+            yield self._conn
+            return
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        cached: sa.Connection | None = getattr(self._local, "conn", None)
+        if cached is None or cached.closed or cached.invalidated:
+            cached = self._local.conn = self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        try:
+            yield cached
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._local.conn = None
+            raise
 
     def analyze(self, tables: Iterable[str] | None = None) -> None:
         """Refresh planner statistics (``ANALYZE``) for ``tables`` (default: all)."""
@@ -200,6 +235,38 @@ class Registry:
         """
         with self.transaction() as conn:
             n = self.records.insert(conn, element, records, skip_existing)
+        self._maybe_analyze(n, [element, *self.schema.overlaps])
+        return n
+
+    def insert_dimension_columns(
+        self, element: str, columns: Mapping[str, Any], *, skip_existing: bool = False
+    ) -> int:
+        """Columnar fast path of :meth:`insert_dimension_records` for bulk records.
+
+        Parameters
+        ----------
+        element : str
+            Element name, e.g. ``patch``.
+        columns : Mapping[str, Any]
+            One sequence or numpy array per column (a scalar is broadcast, e.g.
+            ``skymap="hsc_rings_v1"``). Regions go under ``region`` as encoded bytes
+            (:func:`rc2_platform.geometry.encode_quads`, or ``bytes(region.encode())``);
+            timespans as ``timespan_begin``/``timespan_end`` TAI nanoseconds.
+        skip_existing : bool
+            Leave records whose key exists untouched instead of failing.
+
+        Returns
+        -------
+        int
+            The number of records inserted.
+
+        Notes
+        -----
+        Rows go to the database at driver level (COPY on PostgreSQL) and overlaps of
+        convex-polygon regions are computed with numpy (see ``docs/registry.md``).
+        """
+        with self.transaction() as conn:
+            n = self.records.insert_columns(conn, element, columns, skip_existing)
         self._maybe_analyze(n, [element, *self.schema.overlaps])
         return n
 
@@ -286,12 +353,31 @@ class Registry:
         self, stored: StoredDatasetType, data_ids: Iterable[Mapping[str, Any]]
     ) -> list[DataCoordinate]:
         dims = stored.dataset_type.dimensions
+        ints = tuple(self.universe.key_type(d) == "int" for d in dims)
+        checked: dict[tuple[str, Any], Any] = {}
+        coerce = self.universe.coerce_value
+
+        def check(k: str, v: Any) -> Any:
+            key = (k, v)
+            if key not in checked:
+                checked[key] = coerce(k, v)
+            return checked[key]
+
         out = []
         for d in data_ids:
             if isinstance(d, DataCoordinate) and d.dimensions == dims:
                 out.append(d)
-            else:
+                continue
+            # Fast path: plain ints for integer dimensions (strings are always checked).
+            try:
+                values = tuple(
+                    v if i and type(v) is int else check(k, v)
+                    for k, i, v in zip(dims, ints, [d[k] for k in dims], strict=True)
+                )
+            except (KeyError, TypeError):
                 out.append(self.universe.data_id(d, dims))
+                continue
+            out.append(DataCoordinate(dims, values))
         return out
 
     def insert_datasets(
@@ -313,10 +399,12 @@ class Registry:
                 conn, run, CollectionType.RUN, action="insert datasets into"
             )
             dt = stored.dataset_type
-            refs = [
-                DatasetRef(dt, d, run, make_dataset_id(dt, d, run, id_mode))
-                for d in self._data_ids(stored, data_ids)
-            ]
+            coords = self._data_ids(stored, data_ids)
+            if id_mode is DatasetIdGenMode.UNIQUE:
+                ids = random_uuids(len(coords))
+            else:
+                ids = [make_dataset_id(dt, d, run, id_mode) for d in coords]
+            refs = [DatasetRef(dt, d, run, i) for d, i in zip(coords, ids, strict=True)]
             self.datasets.insert_refs(conn, stored, refs, rec.id, idempotent=False)
         self._maybe_analyze(len(refs), ["dataset", stored.tags.name])
         return refs
@@ -546,13 +634,34 @@ class Registry:
                     .select_from(plan.from_)
                     .where(*self.queries.where_clause(plan, expr, bind))
                 )
-            n = len(dims)
-            rows = conn.execute(stmt).all()
-            return [
-                self._to_ref(conn, stored, row, n)
-                for row in rows
-                if wanted is None or tuple(row[:n]) in wanted
-            ]
+            return self._rows_to_refs(conn, stored, select_raw(conn, stmt), wanted)
+
+    def _rows_to_refs(
+        self,
+        conn: sa.Connection,
+        stored: StoredDatasetType,
+        rows: Sequence[Sequence[Any]],
+        wanted: set[tuple[Any, ...]] | None,
+    ) -> list[DatasetRef]:
+        """Refs from raw ``(dims..., dataset_id, run_id)`` rows (the read-back hot path)."""
+        dt = stored.dataset_type
+        dims = dt.dimensions
+        n = len(dims)
+        from_db = uuid_from_db(conn.dialect)
+        runs: dict[int, str] = {}
+        out = []
+        make_coord = DataCoordinate
+        make_ref = DatasetRef
+        for row in rows:
+            values = tuple(row[:n])
+            if wanted is not None and values not in wanted:
+                continue
+            run_id = row[n + 1]
+            run = runs.get(run_id)
+            if run is None:
+                run = runs[run_id] = self.collections.by_id(conn, run_id).name
+            out.append(make_ref(dt, make_coord(dims, values), run, from_db(row[n])))
+        return out
 
     def find_dataset(
         self,
@@ -568,7 +677,7 @@ class Registry:
             coll_key,
             timespan,
         )
-        with self._read() as conn:
+        with self._lookup() as conn:
             cached = self._lookup_cache.get(key)
             if cached is None:
                 stored = self.datasets.get(conn, dataset_type)
@@ -580,14 +689,18 @@ class Registry:
             coord = (
                 data_id
                 if isinstance(data_id, DataCoordinate) and data_id.dimensions == dims
-                else self.universe.data_id(data_id, dims)
+                else self._data_ids(stored, [data_id])[0]
             )
             if stmt is None:
                 return None
             row = conn.execute(
                 stmt, {f"k_{d}": v for d, v in zip(dims, coord.values_tuple, strict=True)}
             ).first()
-            return None if row is None else self._to_ref(conn, stored, row, len(dims))
+            if row is None:
+                return None
+            n = len(dims)
+            run = self.collections.by_id(conn, row[n + 1]).name
+            return DatasetRef(stored.dataset_type, coord, run, row[n])
 
     def find_calibrations(
         self,

@@ -114,9 +114,12 @@ class RegistrySchema:
         """Foreign keys from columns ``dims`` to each dimension's table."""
         out = []
         present = set(dims)
+        # A dimension required by another one of ``dims`` is checked transitively
+        # (exposure -> instrument): skip its FK, each FK costs a check per inserted row.
+        covered = {r for d in dims if d != skip for r in self.universe[d].required if r != d}
         for d in dims:
             el = self.universe[d]
-            if d == skip or not el.has_table or not set(el.required) <= present:
+            if d == skip or d in covered or not el.has_table or not set(el.required) <= present:
                 continue
             target = self.elements[d]
             out.append(
