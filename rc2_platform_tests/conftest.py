@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rc2_platform_tests.databases import BACKENDS, scratch_database
+
+if TYPE_CHECKING:
+    from rc2_platform.simulate import SimulationResult
 
 
 @pytest.fixture(params=BACKENDS)
@@ -22,3 +26,11 @@ def db_url_sqlite_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     """URL of an empty registry database on SQLite or PostgreSQL (heavier ingest tests)."""
     with scratch_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tiny_survey(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    """The ``tiny`` preset written once per test session (per xdist worker), seed 1."""
+    from rc2_platform.simulate import simulate
+
+    return simulate("tiny", tmp_path_factory.mktemp("tiny") / "survey", seed=1)

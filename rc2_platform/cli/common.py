@@ -40,9 +40,9 @@ def handles_errors(func: F) -> F:
 
 def json_option(func: F) -> F:
     """Add ``--json`` (machine-readable output) to a command."""
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
-    )(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
 
 
 def _jsonable(value: Any) -> Any:

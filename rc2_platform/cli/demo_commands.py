@@ -11,7 +11,9 @@ from rc2_platform.cli.common import emit_rows, handles_errors, stderr_console
 
 @click.command("demo")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="demo")
-@click.option("--registry-url", default=None, help="Server registry URL (default: SQLite in DIRECTORY/repo).")
+@click.option(
+    "--registry-url", default=None, help="Server registry URL (default: SQLite in DIRECTORY/repo)."
+)
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic survey.")
 @click.option("--processes", default=1, show_default=True, help="Processes per cluster job.")
 @click.option("--jobs", default=2, show_default=True, help="Cluster jobs at once (local backend).")

@@ -1,0 +1,38 @@
+"""Dagster definitions of rc2_platform: the only package that imports dagster.
+
+``dagster dev -w workspace.yaml`` loads :data:`defs`. Assets wrap the ingest, graph and
+execution library calls; see ``docs/dagster.md``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rc2_platform.defs.graph_assets import quantum_graph, quantum_graph_job, quantum_graph_sensor
+from rc2_platform.defs.ingest_assets import ingest_assets
+from rc2_platform.defs.resources import ButlerResource, SurveyResource
+from rc2_platform.defs.schedules import monthly_reprocessing
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("ingest"),
+    description="Ingest one tract × band partition (and the unpartitioned ingest assets).",
+)
+
+
+def build_definitions(
+    butler: ButlerResource | None = None, survey: SurveyResource | None = None
+) -> dg.Definitions:
+    """The Definitions, with resources overridable (tests point them at temporary folders)."""
+    return dg.Definitions(
+        assets=[*ingest_assets, quantum_graph],
+        jobs=[quantum_graph_job],
+        sensors=[quantum_graph_sensor],
+        schedules=[monthly_reprocessing],
+        resources={"butler": butler or ButlerResource(), "survey": survey or SurveyResource()},
+    )
+
+
+defs = build_definitions()
+
+__all__ = ["build_definitions", "defs"]

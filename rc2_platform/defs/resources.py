@@ -1,0 +1,44 @@
+"""Dagster resources: the repository (ButlerResource) and the survey's bootstrap config."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from rc2_platform.butler import Butler
+from rc2_platform.ingest.bootstrap_config import BootstrapConfig, load_bootstrap_config
+
+#: Defaults used by `dagster dev` in a checkout after `rc2 demo ./demo`.
+DEFAULT_REPO = "demo/repo"
+DEFAULT_BOOTSTRAP = "demo/survey/bootstrap.yaml"
+
+
+class ButlerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Gives assets and ops the data repository.
+
+    ``repo`` is the repository folder (``butler.yaml``); ``registry_url`` is only needed
+    to *create* a repository on a server registry. The registry password, if any, comes
+    from ``RC2_DB_PASSWORD`` in the environment, never from this config.
+    """
+
+    repo: str = os.environ.get("RC2_REPO", DEFAULT_REPO)
+    registry_url: str | None = os.environ.get("RC2_REGISTRY_URL")
+
+    def open(self) -> Butler:
+        """Open the repository, creating it first when it does not exist."""
+        return Butler.create(self.repo, self.registry_url, exist_ok=True)
+
+    @property
+    def root(self) -> Path:
+        """The repository folder, absolute."""
+        return Path(self.repo).resolve()
+
+
+class SurveyResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where the survey's data are: the ``bootstrap.yaml`` written by ``rc2 simulate``."""
+
+    bootstrap_config: str = os.environ.get("RC2_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+
+    def load(self) -> BootstrapConfig:
+        """Read and validate the bootstrap config (absolute paths)."""
+        return load_bootstrap_config(self.bootstrap_config)
