@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from rc2_platform.defs.execution_assets import execution_job, execution_resources, pipeline_outputs
+from rc2_platform.defs.execution_sensor import execution_sensor
 from rc2_platform.defs.graph_assets import quantum_graph, quantum_graph_job, quantum_graph_sensor
 from rc2_platform.defs.ingest_assets import ingest_assets
 from rc2_platform.defs.resources import ButlerResource, SurveyResource
@@ -25,11 +27,15 @@ def build_definitions(
 ) -> dg.Definitions:
     """The Definitions, with resources overridable (tests point them at temporary folders)."""
     return dg.Definitions(
-        assets=[*ingest_assets, quantum_graph],
-        jobs=[quantum_graph_job],
-        sensors=[quantum_graph_sensor],
+        assets=[*ingest_assets, quantum_graph, pipeline_outputs],
+        jobs=[quantum_graph_job, execution_job],
+        sensors=[quantum_graph_sensor, execution_sensor],
         schedules=[monthly_reprocessing],
-        resources={"butler": butler or ButlerResource(), "survey": survey or SurveyResource()},
+        resources={
+            "butler": butler or ButlerResource(),
+            "survey": survey or SurveyResource(),
+            **execution_resources(),
+        },
     )
 
 

@@ -22,7 +22,7 @@ commands, journal, registration, retries); nothing here imports Dagster.
 
 from __future__ import annotations
 
-import functools
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -141,17 +141,20 @@ def mapping_key(tract: str, cluster: str) -> str:
     return f"t{tract}_" + re.sub(r"[^A-Za-z0-9_]", "_", cluster)
 
 
-@functools.lru_cache(maxsize=4)
-def _graph_and_plan(
-    path: str, mtime: float, clustering: tuple[tuple[str, Any], ...]
-) -> tuple[QuantumGraph, ClusterPlan]:
-    graph = load_graph(path)
-    return graph, plan_clusters(graph, dict(clustering))
+#: (graph path, mtime, clustering rules as JSON) -> (graph, plan); a tract's graph is
+#: loaded once per process, not once per cluster step.
+_CACHE: dict[tuple[str, float, str], tuple[QuantumGraph, ClusterPlan]] = {}
 
 
 def _load(path: str, config: ExecutionConfig) -> tuple[QuantumGraph, ClusterPlan]:
-    rules = tuple(sorted(config.clustering.items()))
-    return _graph_and_plan(path, Path(path).stat().st_mtime, rules)
+    rules = json.dumps({k: v.model_dump() for k, v in config.clustering.items()}, sort_keys=True)
+    key = (str(Path(path).resolve()), Path(path).stat().st_mtime, rules)
+    if key not in _CACHE:
+        graph = load_graph(path)
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (graph, plan_clusters(graph, config.clustering))
+    return _CACHE[key]
 
 
 def check_stages(graph_path: str, config: ExecutionConfig, stages: Sequence[str]) -> None:
@@ -190,22 +193,13 @@ def _orchestrator(
     backend: Backend,
     options: RunOptions | None,
 ) -> _Orchestrator:
-    orch = _Orchestrator.__new__(_Orchestrator)
-    graph, plan = _load(graph_path, config)
-    # The fields _Orchestrator.__init__ sets, with the graph and plan from the cache
-    # (a tract's graph is loaded once per process, not once per cluster step).
-    orch.graph_path = Path(graph_path).resolve()
-    orch.butler, orch.config, orch.backend = butler, config, backend
-    orch.options = options or RunOptions()
-    orch.graph, orch.plan = graph, plan
-    from rc2_platform.execution.journal import Journal
+    """The runner's orchestrator over one graph (its own constructor: no copied state).
 
-    orch.journal = Journal.for_run(butler.root, graph.output_run)
-    orch.state, orch.starts, orch.memory, orch.finished = {}, {}, {}, set()
-    orch.active, orch.attempts = {}, {}
-    orch.refs_by_id = {r.id: r for q in graph.quanta for r in q.all_outputs()}
-    orch.processes = orch.options.processes or config.processes_per_job
-    return orch
+    It loads the graph itself (once per cluster step; the cached copy serves planning).
+    """
+    return _Orchestrator(
+        Path(graph_path).resolve(), butler, config, options or RunOptions(), backend
+    )
 
 
 def prepare_run(
@@ -498,8 +492,3 @@ def band_summary(
             if rows is not None:
                 e["rows"][name] = e["rows"].get(name, 0) + rows
     return summary
-
-
-def make_backend(config: ExecutionConfig, kind: str | None = None, **kwargs: Any) -> Backend:
-    """Build a backend from the config (re-export of the backends' factory)."""
-    return _make_backend(config, kind, **kwargs)

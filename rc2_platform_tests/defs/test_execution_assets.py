@@ -1,0 +1,373 @@
+"""The execution job: clusters fanned out stage by stage, outputs registered and materialized.
+
+Runs Dagster's real instance and in-process executor against a real SQLite repository
+holding a synthetic RC2-shaped graph of stand-in tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from rc2_platform.butler import Butler
+from rc2_platform.defs.execution_assets import (
+    OUTPUT_DATASET_TYPES,
+    STAGES,
+    execution_job,
+    execution_resources,
+    pipeline_outputs,
+)
+from rc2_platform.defs.graph_assets import quantum_graph
+from rc2_platform.defs.ingest_assets import ingest_assets
+from rc2_platform.defs.partitions import tract_range_keys
+from rc2_platform.defs.resources import ButlerResource, SurveyResource
+from rc2_platform.execution.execution_config import load_execution_config
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.stand_in import STAND_IN_CLASS
+from rc2_platform.graph import Quantum, QuantumGraph, TaskSummary, output_ref, save_graph
+from rc2_platform.graph.clustering import plan_clusters
+from rc2_platform.graph.io import load_graph
+from rc2_platform.registry.data_id import DataCoordinate
+from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
+
+pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+
+TRACT = "9615"
+
+
+BANDS = ("g", "r", "i", "z", "y")
+RUN = "u/test/exec"
+VD = ("instrument", "visit", "detector")
+PV = ("instrument", "visit", "skymap", "tract", "patch")
+PB = ("band", "skymap", "tract", "patch")
+P = ("skymap", "tract", "patch")
+ORDER = ("isr", "characterizeImage", "calibrate", "makeWarp", "assembleCoadd", "detection",
+         "mergeDetections", "deblend", "measure", "mergeMeasurements", "forcedPhotCoadd")  # fmt: skip
+
+
+def _records(butler: Butler, visits: int, detectors: int, patches: int) -> None:
+    reg = butler.registry
+    reg.insert_dimension_records("instrument", [{"instrument": "HSC"}])
+    reg.insert_dimension_records("band", [{"band": b} for b in BANDS])
+    reg.insert_dimension_records(
+        "physical_filter",
+        [{"instrument": "HSC", "physical_filter": f"HSC-{b.upper()}", "band": b} for b in BANDS],
+    )
+    reg.insert_dimension_records("day_obs", [{"instrument": "HSC", "day_obs": 20160101}])
+    reg.insert_dimension_records(
+        "detector", [{"instrument": "HSC", "detector": d} for d in range(detectors)]
+    )
+    reg.insert_dimension_records(
+        "visit",
+        [
+            {
+                "instrument": "HSC",
+                "visit": v,
+                "physical_filter": f"HSC-{BANDS[v % 5].upper()}",
+                "day_obs": 20160101,
+            }
+            for v in range(visits)
+        ],
+    )
+    reg.insert_dimension_records("skymap", [{"skymap": "rings"}])
+    reg.insert_dimension_records("tract", [{"skymap": "rings", "tract": int(TRACT)}])
+    reg.insert_dimension_records(
+        "patch", [{"skymap": "rings", "tract": int(TRACT), "patch": p} for p in range(patches)]
+    )
+
+
+class _Builder:
+    """Adds stand-in quanta of the RC2 pipeline's shape (JSON outputs)."""
+
+    def __init__(self) -> None:
+        self.quanta: list[Quantum] = []
+        self.dims: dict[str, tuple[str, ...]] = {}
+
+    def add(self, label: str, dims: tuple[str, ...], values: tuple[Any, ...],
+            inputs: dict[str, tuple[DatasetRef, ...]], out: str) -> DatasetRef:  # fmt: skip
+        self.dims[label] = dims
+        data_id = DataCoordinate(dims, values)
+        ref = output_ref(DatasetType(out, dims, "Json"), data_id, RUN)
+        meta = output_ref(DatasetType(f"{label}_metadata", dims, "Json"), data_id, RUN)
+        self.quanta.append(
+            Quantum(len(self.quanta), label, data_id, inputs, {"out": (ref,), "metadata": (meta,)})
+        )
+        return ref
+
+
+def _coadd_quanta(
+    b: _Builder, calexp: dict[tuple[int, int], DatasetRef], visits: int, p: int
+) -> None:
+    tract = int(TRACT)
+    det, coadds = {}, {}
+    for i, band in enumerate(BANDS):
+        warps = tuple(
+            b.add(
+                "makeWarp",
+                PV,
+                ("HSC", v, "rings", tract, p),
+                {"calexp": (calexp[v, 0],)},
+                "deepCoadd_directWarp",
+            )
+            for v in range(i, visits, 5)
+        )
+        vals = (band, "rings", tract, p)
+        coadds[band] = b.add("assembleCoadd", PB, vals, {"warps": warps}, "deepCoadd")
+        det[band] = b.add("detection", PB, vals, {"coadd": (coadds[band],)}, "deepCoadd_det")
+    merged = b.add(
+        "mergeDetections",
+        P,
+        ("rings", tract, p),
+        {"dets": tuple(det.values())},
+        "deepCoadd_mergeDet",
+    )
+    meas = {}
+    for band in BANDS:
+        vals = (band, "rings", tract, p)
+        flux = b.add(
+            "deblend", PB, vals, {"m": (merged,), "c": (coadds[band],)}, "deepCoadd_deblendedFlux"
+        )
+        meas[band] = b.add("measure", PB, vals, {"f": (flux,)}, "deepCoadd_meas")
+    ref = b.add(
+        "mergeMeasurements", P, ("rings", tract, p), {"meas": tuple(meas.values())}, "deepCoadd_ref"
+    )
+    for band in BANDS:
+        vals = (band, "rings", tract, p)
+        b.add(
+            "forcedPhotCoadd", PB, vals, {"r": (ref,), "c": (coadds[band],)}, "deepCoadd_forced_src"
+        )
+
+
+def build_synthetic(
+    root: Path, visits: int, detectors: int, patches: int
+) -> tuple[Path, Path, str]:
+    """A SQLite repository and an RC2-shaped stand-in graph of tract 9615; (repo, graph, run).
+
+    Single-frame quanta per visit x detector, one warp per visit x patch, coadd quanta per
+    patch x band, merges per patch; visit ``v`` is in band ``BANDS[v % 5]``.
+    """
+    repo = root / "repo"
+    butler = Butler.create(repo)
+    _records(butler, visits, detectors, patches)
+    raw = DatasetType("raw_standin", VD, "Json")
+    butler.registry.register_run("raw/all")
+    butler.registry.register_dataset_type(raw)
+    raws, stored = {}, []
+    for v in range(visits):
+        for d in range(detectors):
+            ref = output_ref(raw, DataCoordinate(VD, ("HSC", v, d)), "raw/all")
+            raws[v, d] = ref
+            stored.append((ref, butler.datastore.put({"raw": [v, d]}, ref)))
+    butler.register_outputs(stored)
+    butler.close()
+    b = _Builder()
+    calexp = {}
+    for v in range(visits):
+        for d in range(detectors):
+            vals = ("HSC", v, d)
+            isr = b.add("isr", VD, vals, {"raw": (raws[v, d],)}, "postISRCCD")
+            ic = b.add("characterizeImage", VD, vals, {"inp": (isr,)}, "icExp")
+            calexp[v, d] = b.add("calibrate", VD, vals, {"exp": (ic,)}, "calexp")
+    for p in range(patches):
+        _coadd_quanta(b, calexp, visits, p)
+    rank = {label: i for i, label in enumerate(ORDER)}
+    b.quanta.sort(key=lambda q: (rank[q.task_label], q.index))
+    for i, q in enumerate(b.quanta):
+        q.index = i
+    tasks = [TaskSummary(label, STAND_IN_CLASS, b.dims[label], {}) for label in ORDER]
+    graph = QuantumGraph(tasks, b.quanta, output_run=RUN, input_collections=["raw/all"])
+    path = root / "tract.qgraph"
+    save_graph(graph, path)
+    return repo, path, RUN
+
+
+def record_graph(instance: dg.DagsterInstance, graph: Path, run: str, tract: str = TRACT) -> None:
+    """Make ``graph`` the newest quantum_graph materialization of ``tract``."""
+    if not instance.has_dynamic_partition("tracts", tract):
+        instance.add_dynamic_partitions("tracts", [tract])
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            quantum_graph.key,
+            partition=tract,
+            metadata={"path": dg.MetadataValue.path(str(graph)), "output_run": run},
+        )
+    )
+
+
+def definitions(repo: Path, **pipes: Any) -> dg.Definitions:
+    """Definitions with the execution assets, pointed at ``repo``."""
+    from rc2_platform.defs.execution_sensor import execution_sensor
+
+    return dg.Definitions(
+        assets=[*ingest_assets, quantum_graph, pipeline_outputs],
+        jobs=[execution_job],
+        sensors=[execution_sensor],
+        resources={
+            "butler": ButlerResource(repo=str(repo)),
+            "survey": SurveyResource(),
+            **execution_resources(**pipes),
+        },
+    )
+
+
+def range_tags(tract: str = TRACT) -> dict[str, str]:
+    start, end = tract_range_keys(tract)
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+
+
+def run_tract(
+    instance: dg.DagsterInstance,
+    repo: Path,
+    run_config: Mapping[str, Any] | None = None,
+    **pipes: Any,
+) -> dg.ExecuteInProcessResult:
+    job = definitions(repo, **pipes).resolve_job_def("execution_job")
+    return job.execute_in_process(
+        instance=instance,
+        tags=range_tags(),
+        run_config=dict(run_config or {}),
+        raise_on_error=False,
+    )
+
+
+def registered(repo: Path, graph: QuantumGraph) -> int:
+    """How many of the graph's outputs are registered with a file record."""
+    with Butler(repo) as butler:
+        return len(butler.datastore_records(r for q in graph.quanta for r in q.all_outputs()))
+
+
+def replace_tasks(graph: QuantumGraph, path: Path, tasks: list[TaskSummary]) -> None:
+    """Save ``graph`` with other task summaries."""
+    new = QuantumGraph(
+        tasks, graph.quanta, output_run=graph.output_run, input_collections=graph.input_collections,
+        init_outputs=graph.init_outputs, metadata=graph.metadata, clusters=graph.clusters,
+    )  # fmt: skip
+    save_graph(new, path)
+
+
+def test_tract_runs_as_one_step_per_cluster_with_bounded_event_log(tmp_path: Path) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=30, detectors=20, patches=10)
+    graph = load_graph(graph_path)
+    plan = plan_clusters(graph, load_execution_config().clustering)
+    assert len(graph) > 2000 and 40 <= len(plan.clusters) <= 60
+    with dg.instance_for_test() as instance:
+        record_graph(instance, graph_path, run)
+        result = run_tract(instance, repo)
+        assert result.success
+        run_id = result.run_id
+        steps = instance.get_run_step_stats(run_id)
+        fixed = 2 + len(STAGES)  # prepare, plan_<stage> per stage, materialize_outputs
+        assert len(steps) == len(plan.clusters) + fixed
+        assert all(s.status is not None and s.status.value == "SUCCESS" for s in steps)
+        rows = instance.get_records_for_run(run_id, limit=100_000).records
+        assert len(rows) < 20_000
+        # Per tract, scaled: < 40 event rows per step.
+        assert len(rows) < 40 * len(steps)
+        # One materialization per output asset and band of the tract.
+        for name in OUTPUT_DATASET_TYPES:
+            parts = instance.get_materialized_partitions(dg.AssetKey(name))
+            assert parts == {f"{b}|{TRACT}" for b in "grizy"}
+        mat = (
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("deepCoadd"), asset_partitions=[f"g|{TRACT}"]
+                ),
+                limit=1,
+            )
+            .records[0]
+            .asset_materialization
+        )
+        assert mat is not None
+        meta = mat.metadata
+        assert meta["RUN"].value == run
+        assert meta["quanta succeeded"].value == len(graph)
+        assert meta["quanta failed"].value == 0
+        assert meta["g datasets"].value == sum(
+            1 for q in graph.quanta if q.task_label == "assembleCoadd" and q.data_id["band"] == "g"
+        )
+    outputs = sum(1 for q in graph.quanta for _ in q.all_outputs())
+    assert registered(repo, graph) == outputs
+    assert Journal.for_run(repo, run).last("run_finished")["status"] == "succeeded"  # type: ignore[index]
+
+
+def test_failed_quantum_is_reported_downstream_blocked_and_run_not_failed(tmp_path: Path) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
+    graph = load_graph(graph_path)
+    # Make calibrate fail on visit 0 detector 0: its warps/coadds in band g are blocked.
+    fail = {"fail_on": [{"visit": 0, "detector": 0}]}
+    tasks = [
+        TaskSummary(t.label, t.task_class, t.dimensions, fail, t.step)
+        if t.label == "calibrate"
+        else t
+        for t in graph.tasks
+    ]
+    replace_tasks(graph, graph_path, tasks)
+    with dg.instance_for_test() as instance:
+        record_graph(instance, graph_path, run)
+        result = run_tract(instance, repo)
+        assert result.success  # failures are reported, not raised
+        mat = (
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("calexp"), asset_partitions=[f"g|{TRACT}"]
+                ),
+                limit=1,
+            )
+            .records[0]
+            .asset_materialization
+        )
+        assert mat is not None
+        assert mat.metadata["quanta failed"].value == 1
+        blocked = mat.metadata["quanta blocked"].value
+        assert isinstance(blocked, int) and blocked > 0
+        assert mat.metadata["g quanta failed"].value == 1
+        assert "told to fail" in str(mat.metadata["failures"].value)
+        # Configured to fail: the same graph (now resumed) fails the Dagster run.
+        again = run_tract(
+            instance,
+            repo,
+            {
+                "ops": {
+                    "pipeline_outputs": {
+                        "ops": {
+                            "prepare_execution": {
+                                "config": {"resume": True, "fail_on_failed_quanta": True}
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        assert not again.success
+    finished = list(Journal.for_run(repo, run).events("run_finished"))
+    assert finished[-1]["counts"]["failed"] == 1
+
+
+def test_graph_with_stage_missing_from_config_fails_clearly(tmp_path: Path) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=1, detectors=1, patches=1)
+    graph = load_graph(graph_path)
+    tasks = [
+        TaskSummary(
+            "extraTask" if t.label == "forcedPhotCoadd" else t.label,
+            t.task_class,
+            t.dimensions,
+            t.config,
+            t.step,
+        )  # fmt: skip
+        for t in graph.tasks
+    ]
+    for q in graph.quanta:
+        if q.task_label == "forcedPhotCoadd":
+            q.task_label = "extraTask"
+    replace_tasks(graph, graph_path, tasks)
+    with dg.instance_for_test() as instance:
+        record_graph(instance, graph_path, run)
+        result = run_tract(instance, repo)
+        assert not result.success
+        failure = [e for e in result.all_events if e.is_step_failure][0]
+        error = failure.step_failure_data.error
+        assert error is not None and "extraTask" in error.to_string()
