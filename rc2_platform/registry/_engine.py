@@ -10,6 +10,9 @@ import sqlalchemy as sa
 #: Environment variable holding the password of a server registry.
 PASSWORD_ENV = "RC2_DB_PASSWORD"
 
+#: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
+WRITE_TRANSACTION = "rc2_write_transaction"
+
 
 def safe_url(url: str | sa.URL) -> str:
     """The URL as text with any password hidden (for messages and logs)."""
@@ -57,4 +60,5 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    immediate = conn.get_execution_options().get(WRITE_TRANSACTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -21,7 +21,7 @@ from rc2_platform.errors import (
 from rc2_platform.registry._bulk import random_uuids, select_raw, uuid_from_db
 from rc2_platform.registry._collections import CollectionManager, CollectionRecord
 from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
-from rc2_platform.registry._engine import make_engine, safe_url
+from rc2_platform.registry._engine import WRITE_TRANSACTION, make_engine, safe_url
 from rc2_platform.registry._queries import QueryBuilder
 from rc2_platform.registry._records import RecordManager
 from rc2_platform.registry.data_id import DataCoordinate
@@ -141,7 +141,13 @@ class Registry:
             yield self._conn
             return
         try:
-            with self.engine.begin() as conn:
+            # WRITE_TRANSACTION makes SQLite take its write lock at BEGIN (BEGIN IMMEDIATE):
+            # two processes writing one registry then wait for each other (busy timeout)
+            # instead of failing when a read-started transaction tries to write.
+            with (
+                self.engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn,
+                conn.begin(),
+            ):
                 self._conn = conn
                 yield conn
         except BaseException:
