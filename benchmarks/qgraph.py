@@ -1,16 +1,18 @@
-"""Benchmark: QuantumGraph generation for one RC2-sized tract, on SQLite and PostgreSQL.
+"""Benchmark: QuantumGraph generation for RC2 tract 9615, on SQLite and PostgreSQL.
 
 Run::
 
-    python benchmarks/qgraph.py [--backends sqlite,postgresql] [--out result.json]
+    python benchmarks/qgraph.py [--backends sqlite,postgresql] [--survey DIR] [--out result.json]
+    python benchmarks/qgraph.py --synthetic   # the older synthetic registry, no bootstrap
 
-The ingest bootstrap (``rc2_platform.ingest``) was not available when this was
-written, so the repository is a *synthetic registry filled directly* at RC2 scale:
-HSC with 104 detectors, 5 bands x 10 visits dithered around one tract of 9 x 9
-patches (about 5,000 detector-visits overlapping the tract and 3,300 visit-patch
-overlaps), bias/dark per detector, flats per filter and detector, refcat htm7 shards,
-bright-object masks and the skyMap dataset. Each measured build runs in a fresh
-subprocess so peak RSS is the build's own (plus imports). JSON goes to stdout.
+By default the ``rc2`` preset is simulated for tract 9615 (header-only raws, ~35 s; or
+reuse ``--survey DIR`` written by ``rc2 simulate rc2 DIR --tracts 9615``) and bootstrapped
+into a fresh repository per backend with ``rc2_platform.ingest.bootstrap``; the graph of
+the whole DRP-RC2 pipeline over ``skymap = 'hsc_rings_v1' AND tract = 9615`` is then
+built twice in fresh subprocesses: right after the bootstrap, and after an explicit
+``ANALYZE`` (planner statistics refreshed). Each build reports seconds, peak RSS, SQL
+statements, graph file size and the time to open the file and fetch one quantum.
+JSON goes to stdout.
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ def fill(reg: Registry) -> None:
     reg.analyze()
 
 
-def measure(url: str, out_dir: Path) -> dict[str, object]:
+def measure(
+    url: str, out_dir: Path, where: str = WHERE, inputs: list[str] = INPUTS
+) -> dict[str, object]:
     """Build, save, reload and fetch one quantum (run in a fresh subprocess)."""
     from rc2_platform.graph import QuantumGraphReader, save_graph
     from rc2_platform.graph.builder import QuantumGraphBuilder
@@ -150,7 +154,7 @@ def measure(url: str, out_dir: Path) -> dict[str, object]:
 
     sa.event.listen(reg.engine, "before_cursor_execute", count)
     start = time.perf_counter()
-    graph = QuantumGraphBuilder(reg, pipeline, INPUTS, "bench/run", WHERE).build()
+    graph = QuantumGraphBuilder(reg, pipeline, inputs, "bench/run", where).build()
     seconds = time.perf_counter() - start
     path = out_dir / f"bench-{uuid.uuid4().hex[:6]}.qgraph"
     size = save_graph(graph, path)
@@ -208,20 +212,85 @@ def run_backend(backend: str, tmp: Path) -> dict[str, object]:
             admin.dispose()
 
 
+RC2_WHERE = "skymap = 'hsc_rings_v1' AND tract = 9615"
+RC2_INPUTS = ["HSC/defaults"]
+
+
+def _measure_in_subprocess(url: str, tmp: Path, real: bool) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--measure", url, "--tmp", str(tmp)]
+    if real:
+        cmd.append("--real")
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return dict(json.loads(proc.stdout))
+
+
+def run_rc2_backend(backend: str, survey: Path, tmp: Path) -> dict[str, object]:
+    """Bootstrap the rc2 survey into a fresh repository of ``backend`` and measure builds."""
+    from rc2_platform.butler import Butler
+    from rc2_platform.ingest import bootstrap
+
+    url, admin, name = _backend_url(backend, tmp)
+    repo = tmp / f"repo-{backend}"
+    try:
+        start = time.perf_counter()
+        bootstrap(
+            survey / "bootstrap.yaml",
+            repo,
+            None if backend == "sqlite" else url,
+            progress=False,
+        )
+        boot_seconds = time.perf_counter() - start
+        with Butler(repo) as butler:
+            reg_url = butler.registry.engine.url.render_as_string(hide_password=False)
+        fresh = _measure_in_subprocess(reg_url, tmp, real=True)
+        with Butler(repo) as butler:
+            butler.registry.analyze()
+        analyzed = _measure_in_subprocess(reg_url, tmp, real=True)
+        return {
+            "backend": backend,
+            "bootstrap_seconds": round(boot_seconds, 1),
+            "after_bootstrap": fresh,
+            "after_analyze": analyzed,
+        }
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--survey", type=Path, help="Reuse an `rc2 simulate rc2` output folder.")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="Use the synthetic registry (no bootstrap)."
+    )
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.tmp)))
+        if args.real:
+            print(json.dumps(measure(args.measure, args.tmp, RC2_WHERE, RC2_INPUTS)))
+        else:
+            print(json.dumps(measure(args.measure, args.tmp)))
         return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            results.append(run_backend(backend.strip(), Path(tmp)))
+        if args.synthetic:
+            for backend in args.backends.split(","):
+                results.append(run_backend(backend.strip(), Path(tmp)))
+        else:
+            survey = args.survey
+            if survey is None:
+                from rc2_platform.simulate import simulate
+
+                survey = Path(tmp) / "survey"
+                simulate("rc2", survey, seed=1, tracts=[9615])
+            for backend in args.backends.split(","):
+                results.append(run_rc2_backend(backend.strip(), survey, Path(tmp)))
     text = json.dumps({"benchmark": "qgraph", "results": results}, indent=2)
     print(text)
     if args.out:

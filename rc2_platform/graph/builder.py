@@ -162,6 +162,8 @@ class QuantumGraphBuilder:
             ``extend_run``/``clobber``/``skip_existing_in``, or inconsistent connections.
         """
         started = datetime.datetime.now(datetime.UTC)
+        self._progress("refreshing planner statistics")
+        self.registry.refresh_statistics()
         self._progress("checking dataset types")
         self._check_dataset_types()
         self._check_output_run()

@@ -193,20 +193,42 @@ class Registry:
             raise
 
     def analyze(self, tables: Iterable[str] | None = None) -> None:
-        """Refresh planner statistics (``ANALYZE``) for ``tables`` (default: all)."""
-        names = list(tables) if tables is not None else [t.name for t in self.schema.all_tables()]
+        """Refresh planner statistics (``ANALYZE``) for ``tables`` (default: every table).
+
+        The default includes the per-dimension-group ``tags_*`` and ``calibs_*`` tables,
+        which this process's schema object may not have loaded.
+        """
         dialect = self.engine.dialect.name
         with self.engine.connect() as conn:
             existing = set(sa.inspect(conn).get_table_names())
-            names = [n for n in names if n in existing]
+            names = sorted(existing) if tables is None else [n for n in tables if n in existing]
+            names = [n for n in names if not n.startswith("sqlite_")]
             if not names:
                 return
-            if dialect == "mysql" or dialect == "mariadb":
+            if dialect in ("mysql", "mariadb"):
                 conn.exec_driver_sql("ANALYZE TABLE " + ", ".join(names))
+            elif dialect == "postgresql":
+                conn.exec_driver_sql("ANALYZE " + ", ".join(names))
             else:
                 for name in names:
                     conn.exec_driver_sql(f"ANALYZE {name}")
             conn.commit()
+
+    def refresh_statistics(self) -> list[str]:
+        """ANALYZE the tables whose statistics are missing or stale; return their names.
+
+        Cheap when nothing is stale (one catalog query). The graph builder calls it before
+        its big query so that a fresh repository plans as well as an analyzed one.
+        """
+        from rc2_platform.registry._statistics import stale_tables
+
+        if self._conn is not None:
+            return []
+        with self.engine.connect() as conn:
+            names = stale_tables(conn)
+        if names:
+            self.analyze(names)
+        return names
 
     def _maybe_analyze(self, count: int, tables: Iterable[str]) -> None:
         if count >= ANALYZE_THRESHOLD and self._conn is None:
