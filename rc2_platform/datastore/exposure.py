@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+
+def _empty_header() -> fits.Header:
+    # astropy is imported on first use, not when the datastore is imported.
+    from astropy.io import fits
+
+    return fits.Header()
 
 
 @dataclass
@@ -31,7 +40,7 @@ class Exposure:
     image: np.ndarray
     mask: np.ndarray | None = None
     variance: np.ndarray | None = None
-    header: fits.Header | dict[str, Any] = field(default_factory=fits.Header)
+    header: fits.Header | dict[str, Any] = field(default_factory=_empty_header)
     wcs: WCS | None = None
 
     def __post_init__(self) -> None:

@@ -11,16 +11,24 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import yaml
-from astropy.io import fits
-from astropy.table import Table
-from astropy.wcs import WCS
 
 from rc2_platform.datastore.exposure import Exposure
 from rc2_platform.errors import FormatterError
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.table import Table
+
+# astropy is imported where a FITS file is read or written (not at import time), so that
+# processes handling only YAML/JSON datasets do not pay its ~0.7 s import.
+
+#: libyaml's C emitter/parser when PyYAML has them (same output, several times faster).
+_YamlDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _TYPE_KEY = "__rc2_type__"
 _DATA_KEY = "data"
@@ -49,13 +57,17 @@ class FitsExposureFormatter(Formatter):
     """:class:`Exposure` as FITS: primary header, then IMAGE, MASK, VARIANCE HDUs.
 
     The WCS goes in the IMAGE header. A plain single-HDU FITS image (e.g. a raw
-    file) reads back as an Exposure with no mask and variance.
+    file) reads back as an Exposure with no mask and variance; a header-only file (no
+    data in any HDU, e.g. the metadata-scale presets' raws) reads back as an Exposure with
+    an empty (0 x 0) image and the primary header.
     """
 
     name = "fits_exposure"
     extension = ".fits"
 
     def write(self, obj: Any, path: Path) -> None:
+        from astropy.io import fits
+
         if isinstance(obj, np.ndarray):
             obj = Exposure(obj)
         if not isinstance(obj, Exposure):
@@ -72,6 +84,9 @@ class FitsExposureFormatter(Formatter):
         fits.HDUList(hdus).writeto(path)
 
     def read(self, path: Path) -> Exposure:
+        from astropy.io import fits
+        from astropy.wcs import WCS
+
         with fits.open(path, memmap=False) as hdus:
             names = [h.name for h in hdus]
             if "IMAGE" in names:
@@ -80,6 +95,9 @@ class FitsExposureFormatter(Formatter):
             else:
                 image_hdu = next((h for h in hdus if h.data is not None), None)
                 if image_hdu is None:
+                    if len(hdus) == 1 and hdus[0].header.get("NAXIS", 0) == 0:
+                        empty = np.zeros((0, 0), dtype=np.float32)
+                        return Exposure(empty, header=hdus[0].header.copy())
                     raise FormatterError(f"FITS file {path} holds no image data")
                 header = image_hdu.header.copy()
             wcs = WCS(image_hdu.header) if "CTYPE1" in image_hdu.header else None
@@ -101,9 +119,13 @@ class FitsImageFormatter(Formatter):
             raise FormatterError(
                 f"the {self.name} formatter writes numpy arrays, not {type(obj).__name__}"
             )
+        from astropy.io import fits
+
         fits.PrimaryHDU(obj).writeto(path)
 
     def read(self, path: Path) -> np.ndarray:
+        from astropy.io import fits
+
         with fits.open(path, memmap=False) as hdus:
             return np.array(hdus[0].data)
 
@@ -115,6 +137,8 @@ class FitsTableFormatter(Formatter):
     extension = ".fits"
 
     def write(self, obj: Any, path: Path) -> None:
+        from astropy.table import Table
+
         if isinstance(obj, np.ndarray) and obj.dtype.names:
             obj = Table(obj)
         if not isinstance(obj, Table):
@@ -124,6 +148,8 @@ class FitsTableFormatter(Formatter):
         obj.write(path, format="fits")
 
     def read(self, path: Path) -> Table:
+        from astropy.table import Table
+
         return Table.read(path, format="fits", hdu=1)
 
 
@@ -135,11 +161,11 @@ class YamlFormatter(Formatter):
 
     def write(self, obj: Any, path: Path) -> None:
         with open(path, "w", encoding="utf-8") as stream:
-            yaml.safe_dump(_to_plain(obj), stream, sort_keys=False)
+            yaml.dump(_to_plain(obj), stream, Dumper=_YamlDumper, sort_keys=False)
 
     def read(self, path: Path) -> Any:
         with open(path, encoding="utf-8") as stream:
-            return _from_plain(yaml.safe_load(stream), path)
+            return _from_plain(yaml.load(stream, Loader=_YamlLoader), path)
 
 
 class JsonFormatter(Formatter):
@@ -187,6 +213,8 @@ def get_formatter(name: str) -> Formatter:
 
 
 def _to_header(header: Any) -> fits.Header:
+    from astropy.io import fits
+
     if isinstance(header, fits.Header):
         return header.copy()
     out = fits.Header()

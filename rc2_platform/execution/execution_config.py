@@ -102,6 +102,14 @@ class LocalSettings(_Model):
     """Local process pool."""
 
     max_workers: int = Field(default=2, gt=0)
+    launcher: Literal["forkserver", "subprocess"] = Field(
+        default="forkserver",
+        description="forkserver: jobs are forked from a pre-imported server (fast start); "
+        "subprocess: a new `rc2 run-cluster` process per job",
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="extra modules the fork server imports once"
+    )
 
 
 class HTCondorSettings(_Model):

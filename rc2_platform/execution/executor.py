@@ -9,10 +9,12 @@ job that died before its outputs were registered never stop a retry or a resume.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,10 @@ FAILED = "failed"
 BLOCKED = "blocked"
 
 _log = logging.getLogger(__name__)
+
+#: Number of overall-input objects (not produced by the graph) an executor keeps in memory.
+INPUT_CACHE_SIZE = 32
+_MISSING = object()
 
 
 @dataclass
@@ -184,6 +190,9 @@ class QuantumExecutor:
         self.datastore = datastore
         self.output_run = output_run
         self.input_records = dict(input_records or {})
+        # Overall inputs (not written by the graph: refcat shards, sky map, calibrations)
+        # are often read by many quanta of a job; keep the last few, hand out copies.
+        self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
 
     def execute(self, quantum: Quantum, task: PreparedTask) -> QuantumOutcome:
         """Run one quantum; never raises for task failures (they become the outcome)."""
@@ -232,6 +241,10 @@ class QuantumExecutor:
         return outcome
 
     def _read(self, ref: DatasetRef, read: list[str]) -> Any:
+        if ref.run != self.output_run:
+            obj = self._cached_read(ref)
+            read.append(str(ref.id))
+            return obj
         try:
             obj = self.datastore.get(ref, self.input_records.get(ref.id))
         except FileNotInDatastoreError:
@@ -243,6 +256,18 @@ class QuantumExecutor:
             raise
         read.append(str(ref.id))
         return obj
+
+    def _cached_read(self, ref: DatasetRef) -> Any:
+        """Read an overall input through a small LRU cache; each caller gets its own copy."""
+        obj = self._cache.get(ref.id, _MISSING)
+        if obj is _MISSING:
+            obj = self.datastore.get(ref, self.input_records.get(ref.id))
+            self._cache[ref.id] = obj
+            if len(self._cache) > INPUT_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(ref.id)
+        return copy.deepcopy(obj)
 
     def _load_inputs(self, quantum: Quantum, task: PreparedTask, read: list[str]) -> dict[str, Any]:
         inputs: dict[str, Any] = {}

@@ -15,6 +15,7 @@ outputs are ``blocked``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -37,17 +38,22 @@ from rc2_platform.execution.executor import (
     QuantumExecutor,
     QuantumOutcome,
 )
-from rc2_platform.graph.io import QuantumGraphReader
-from rc2_platform.graph.model import Quantum
+from rc2_platform.graph.io import QuantumGraphReader, save_graph
+from rc2_platform.graph.model import Quantum, QuantumGraph
 
 __all__ = [
+    "JOB_METADATA_KEY",
     "JobResult",
     "load_input_records",
     "run_cluster",
     "write_input_records",
+    "write_job_graph",
 ]
 
 RESULT_FORMAT = 1
+
+#: Graph-metadata key of a *job graph* (see :func:`write_job_graph`).
+JOB_METADATA_KEY = "rc2_job"
 
 
 @dataclass
@@ -116,12 +122,72 @@ class JobResult:
 
 def write_input_records(path: str | Path, records: Iterable[DatastoreRecord]) -> int:
     """Write the overall inputs' datastore records for workers; return how many."""
-    doc = {str(r.dataset_id): [r.path, r.formatter, r.storage_class, r.file_size] for r in records}
+    doc = _records_doc(records)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(doc, separators=(",", ":")))
     os.replace(tmp, path)
     return len(doc)
+
+
+def _records_doc(records: Iterable[DatastoreRecord]) -> dict[str, list[Any]]:
+    return {str(r.dataset_id): [r.path, r.formatter, r.storage_class, r.file_size] for r in records}
+
+
+def _records_from_doc(doc: Mapping[str, Any]) -> dict[uuid.UUID, DatastoreRecord]:
+    out = {}
+    for k, (p, f, s, n) in doc.items():
+        key = uuid.UUID(k)
+        out[key] = DatastoreRecord(key, p, f, s, int(n))
+    return out
+
+
+def write_job_graph(
+    path: str | Path,
+    graph: QuantumGraph,
+    indexes: Sequence[int],
+    input_records: Mapping[uuid.UUID, DatastoreRecord],
+    cluster: str,
+) -> int:
+    """Write the self-contained graph file of one job; return its size in bytes.
+
+    It holds only the job's quanta (renumbered 0..n-1; their indexes in ``graph`` are kept
+    in the metadata and restored by :func:`run_cluster`) and the datastore records of
+    their overall inputs, so that a job reads a few kB instead of decoding the blocks of
+    the whole graph that hold its quanta and a records file for every input of the run.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write (``.qgraph`` format).
+    graph : QuantumGraph
+        The whole graph.
+    indexes : sequence of int
+        The job's quanta (indexes in ``graph``).
+    input_records : mapping of UUID to DatastoreRecord
+        Records of the run's overall inputs; those the job reads are copied in.
+    cluster : str
+        The cluster name, recorded in the metadata.
+    """
+    quanta = [dataclasses.replace(graph.quanta[i], index=k) for k, i in enumerate(indexes)]
+    needed = {
+        r.id: input_records[r.id] for q in quanta for r in q.all_inputs() if r.id in input_records
+    }
+    labels = {q.task_label for q in quanta}
+    job = QuantumGraph(
+        [t for t in graph.tasks if t.label in labels],
+        quanta,
+        output_run=graph.output_run,
+        input_collections=graph.input_collections,
+        metadata={
+            JOB_METADATA_KEY: {
+                "cluster": cluster,
+                "indexes": list(indexes),
+                "input_records": _records_doc(needed.values()),
+            }
+        },
+    )
+    return save_graph(job, path)
 
 
 def load_input_records(path: str | Path | None) -> dict[uuid.UUID, DatastoreRecord]:
@@ -132,10 +198,7 @@ def load_input_records(path: str | Path | None) -> dict[uuid.UUID, DatastoreReco
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ClusterJobError(f"cannot read input records file {path}: {exc}") from None
-    return {
-        uuid.UUID(k): DatastoreRecord(uuid.UUID(k), p, f, s, int(n))
-        for k, (p, f, s, n) in doc.items()
-    }
+    return _records_from_doc(doc)
 
 
 # Worker-process state for the multi-process mode (inherited through fork).
@@ -232,6 +295,23 @@ def _block_all(
         stack.extend(downstream[i])
 
 
+def _read_job_graph(
+    reader: QuantumGraphReader, job: Mapping[str, Any], quanta: Sequence[int] | None
+) -> list[Quantum]:
+    """All quanta of a job graph, with their indexes in the whole graph restored."""
+    indexes = [int(i) for i in job["indexes"]]
+    selected = reader.read_quanta(range(reader.n_quanta))
+    for q in selected:
+        q.index = indexes[q.index]
+    if quanta is not None:
+        keep = set(quanta)
+        unknown = keep - set(indexes)
+        if unknown:
+            raise GraphError(f"{reader.path} does not hold quanta {sorted(unknown)[:5]}")
+        selected = [q for q in selected if q.index in keep]
+    return selected
+
+
 def run_cluster(
     graph_path: str | Path,
     cluster: str,
@@ -248,7 +328,9 @@ def run_cluster(
     Parameters
     ----------
     graph_path : str or Path
-        The ``.qgraph`` file.
+        The ``.qgraph`` file: the whole graph, or a job graph written by
+        :func:`write_job_graph` (then all its quanta run, with their original indexes, and
+        its embedded input records are used).
     cluster : str
         Cluster name (the graph's ``clusters`` or, when ``quanta`` is given, a label).
     repo : str or Path
@@ -274,9 +356,14 @@ def run_cluster(
     if processes < 1:
         raise ClusterJobError(f"--processes must be at least 1, not {processes}")
     start = time.time()
+    job_records: dict[uuid.UUID, DatastoreRecord] = {}
     try:
         with QuantumGraphReader(graph_path) as reader:
-            if quanta is not None:
+            job = (reader.header.get("metadata") or {}).get(JOB_METADATA_KEY)
+            if job is not None:
+                selected = _read_job_graph(reader, job, quanta)
+                job_records = _records_from_doc(job.get("input_records") or {})
+            elif quanta is not None:
                 selected = reader.read_quanta(quanta)
             else:
                 selected = reader.read_cluster(cluster)
@@ -284,12 +371,11 @@ def run_cluster(
             output_run = reader.output_run
     except GraphError as exc:
         raise ClusterJobError(f"cluster job {cluster!r}: {exc}") from None
+    job_records.update(load_input_records(input_records))
     rank = {label: i for i, label in enumerate(summaries)}
     order = sorted(selected, key=lambda q: (rank[q.task_label], q.index))
     tasks = {label: PreparedTask(summaries[label]) for label in {q.task_label for q in order}}
-    executor = QuantumExecutor(
-        Butler.open_datastore(repo), output_run, load_input_records(input_records)
-    )
+    executor = QuantumExecutor(Butler.open_datastore(repo), output_run, job_records)
     upstream = _local_upstream(order)
     if processes == 1 or len(order) < 2:
         outcomes = _run_serial(order, upstream, executor, tasks)

@@ -58,6 +58,8 @@ class Journal:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "journal.jsonl"
+        self._scan_offset = 0
+        self._cancel_state = False
 
     @classmethod
     def for_run(cls, repo: str | Path, run: str, *, must_exist: bool = False) -> Journal:
@@ -119,11 +121,27 @@ class Journal:
         return found
 
     def cancel_requested(self) -> bool:
-        """Whether ``rc2 cancel`` asked this run to stop after it last started."""
-        state = False
-        for record in self.events():
-            if record["event"] == "cancel_requested":
-                state = True
-            elif record["event"] == "run_started":
-                state = False
-        return state
+        """Whether ``rc2 cancel`` asked this run to stop after it last started.
+
+        Called at every orchestrator poll: reads only the lines appended since the last
+        call (the journal only grows) and parses only those naming the two events.
+        """
+        if not self.path.exists():
+            return self._cancel_state
+        with self.path.open("rb") as stream:
+            stream.seek(self._scan_offset)
+            chunk = stream.read()
+        end = chunk.rfind(b"\n") + 1  # complete lines only
+        for line in chunk[:end].splitlines():
+            if b"cancel_requested" not in line and b"run_started" not in line:
+                continue
+            try:
+                kind = json.loads(line).get("event")
+            except ValueError:
+                continue
+            if kind == "cancel_requested":
+                self._cancel_state = True
+            elif kind == "run_started":
+                self._cancel_state = False
+        self._scan_offset += end
+        return self._cancel_state

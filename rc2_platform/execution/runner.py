@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -33,7 +32,12 @@ from rc2_platform.errors import ClusterJobError, ExecutionError
 from rc2_platform.execution.backends import Backend, ClusterJob, JobHandle, JobStatus, make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.executor import FAILED, SUCCEEDED, PreparedTask, QuantumOutcome
-from rc2_platform.execution.job import JobResult, write_input_records
+from rc2_platform.execution.job import (
+    JobResult,
+    load_input_records,
+    write_input_records,
+    write_job_graph,
+)
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.registration import (
     output_refs_by_id,
@@ -66,7 +70,8 @@ class RunOptions:
     resume : bool
         Skip quanta whose outputs are already registered in the RUN.
     poll_seconds : float
-        Pause between backend status polls.
+        Pause between backend status polls (local jobs: at most 10 ms, since a poll there
+        costs microseconds and every pause delays the next job's start).
     executable : list of str or None
         Command prefix running the ``rc2`` CLI on workers; the ``rc2`` script next to
         this Python (local) or ``rc2`` on the PATH when None.
@@ -135,6 +140,10 @@ class _Orchestrator:
         self.attempts: dict[str, int] = {}
         self.refs_by_id = output_refs_by_id(self.graph)
         self.processes = options.processes or config.processes_per_job
+        self.input_records: dict[Any, Any] | None = None
+        self._pause = (
+            min(options.poll_seconds, 0.01) if backend.name == "local" else options.poll_seconds
+        )
 
     # --- preparation ----------------------------------------------------------------
 
@@ -162,10 +171,9 @@ class _Orchestrator:
         overall = {
             r.id: r for q in graph.quanta for r in q.all_inputs() if r.id not in graph.producers
         }
-        write_input_records(
-            self.journal.input_records_path,
-            self.butler.datastore_records(overall.values()).values(),
-        )
+        records = self.butler.datastore_records(overall.values())
+        write_input_records(self.journal.input_records_path, records.values())
+        self.input_records = {r.dataset_id: r for r in records.values()}
         if self.options.resume:
             self._skip_existing()
 
@@ -231,7 +239,7 @@ class _Orchestrator:
                     del self.active[attempt.cluster]
                     self._finish(attempt, status)
             if self.active:
-                time.sleep(self.options.poll_seconds)
+                time.sleep(self._pause)
 
     def _submit_ready(self) -> None:
         jobs: list[tuple[ClusterJob, _Attempt]] = []
@@ -284,18 +292,16 @@ class _Orchestrator:
         base_memory, cpus = self.config.job_resources(labels)
         memory = self.memory.setdefault(name, base_memory)
         directory = self.journal.job_dir(name, number)
-        quanta_file = directory / "quanta.json"
-        quanta_file.write_text(json.dumps(quanta))
+        job_graph = directory / "job.qgraph"
+        write_job_graph(job_graph, self.graph, quanta, self._input_records(), name)
         command = [
             *worker_command(self.options.executable),
-            "run-cluster", str(self.graph_path.resolve()),
+            "run-cluster", str(job_graph),
             "--cluster", name,
             "--repo", str(self.butler.root),
             "--result", str(directory / "result.json"),
             "--processes", str(self.processes),
             "--attempt", str(number),
-            "--quanta-file", str(quanta_file),
-            "--input-records", str(self.journal.input_records_path),
         ]  # fmt: skip
         job = ClusterJob(
             name=name,
@@ -313,6 +319,13 @@ class _Orchestrator:
         for i in quanta:
             self.starts[i] = self.starts.get(i, 0) + 1
         return job, _Attempt(name, number, quanta, memory, directory, JobHandle("", name, ""))
+
+    def _input_records(self) -> dict[Any, Any]:
+        """The overall inputs' records (exported by :meth:`prepare`, maybe in another process)."""
+        records = getattr(self, "input_records", None)
+        if records is None:
+            records = self.input_records = load_input_records(self.journal.input_records_path)
+        return records
 
     def _journal_submit(self, job: ClusterJob, attempt: _Attempt) -> None:
         self.journal.append(

@@ -55,7 +55,10 @@ def make_backend(
     """
     kind = kind or config.backends.default
     if kind == "local":
-        return LocalBackend(max_workers=config.backends.local.max_workers)
+        local = config.backends.local
+        return LocalBackend(
+            max_workers=local.max_workers, launcher=local.launcher, preload=local.preload
+        )
     if kind == "htcondor":
         from .htcondor import HTCondorBackend
 
