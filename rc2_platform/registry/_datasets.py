@@ -17,7 +17,7 @@ from rc2_platform.errors import (
     DimensionValueError,
     MissingDatasetTypeError,
 )
-from rc2_platform.registry._bulk import insert_rows, uuid_to_db
+from rc2_platform.registry._bulk import insert_rows, select_raw, uuid_to_db
 from rc2_platform.registry._records import chunks
 from rc2_platform.registry.data_id import DataCoordinate
 from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
@@ -44,12 +44,15 @@ class DatasetManager:
         self._types: dict[str, StoredDatasetType] = {}
         self._types_by_id: dict[int, StoredDatasetType] = {}
         self._summary: set[tuple[int, int]] = set()
+        #: Bumped whenever a collection summary row is added (cached search paths expire).
+        self.summary_generation = 0
 
     def clear_cache(self) -> None:
         """Forget cached dataset types and collection summaries."""
         self._types.clear()
         self._types_by_id.clear()
         self._summary.clear()
+        self.summary_generation += 1
 
     # --- dataset types ----------------------------------------------------------------
 
@@ -167,7 +170,22 @@ class DatasetManager:
         ).first()
         if exists is None:
             conn.execute(t.insert().values(collection_id=collection_id, dataset_type_id=type_id))
+            self.summary_generation += 1
         self._summary.add((collection_id, type_id))
+
+    def remove_tagged(self, conn: sa.Connection, collection_id: int) -> None:
+        """Delete the tags rows of TAGGED ``collection_id`` (before removing it)."""
+        t = self.schema.collection_summary
+        type_ids = conn.execute(
+            sa.select(t.c.dataset_type_id).where(t.c.collection_id == collection_id)
+        ).scalars()
+        for type_id in list(type_ids):
+            tags = self.by_id(conn, type_id).tags
+            conn.execute(
+                tags.delete().where(
+                    tags.c.dataset_type_id == type_id, tags.c.collection_id == collection_id
+                )
+            )
 
     def collections_with(
         self, conn: sa.Connection, type_id: int, collection_ids: Sequence[int]
@@ -190,13 +208,19 @@ class DatasetManager:
         refs: Sequence[DatasetRef],
         run_id: int,
         idempotent: bool,
+        checked: bool = False,
     ) -> list[DatasetRef]:
-        """Insert refs (one run) into ``dataset`` and the tags table; return the new ones."""
+        """Insert refs (one run) into ``dataset`` and the tags table; return the new ones.
+
+        Data IDs are validated set-wise first (:meth:`check_data_ids`) unless
+        ``checked`` says the caller already did.
+        """
         if idempotent:
             refs = self._drop_identical(conn, stored, refs, run_id)
         if not refs:
             return []
-        dims = stored.dataset_type.dimensions
+        if not checked:
+            self.check_data_ids(conn, stored, [r.data_id.values_tuple for r in refs])
         to_db = uuid_to_db(conn.dialect)
         type_id = stored.id
         ids = [to_db(r.id) for r in refs]
@@ -204,17 +228,85 @@ class DatasetManager:
         tag_rows = [
             (type_id, run_id, i, *r.data_id.values_tuple) for i, r in zip(ids, refs, strict=True)
         ]
+        # Imported refs may carry values of other int types: text COPY converts them.
+        self.write_rows(conn, stored, run_id, ds_rows, tag_rows, refs, binary=False)
+        return list(refs)
+
+    def write_rows(
+        self,
+        conn: sa.Connection,
+        stored: StoredDatasetType,
+        run_id: int,
+        ds_rows: Sequence[tuple[Any, ...]],
+        tag_rows: Sequence[tuple[Any, ...]],
+        refs: Sequence[DatasetRef],
+        binary: bool = True,
+    ) -> None:
+        """Bulk-write driver-ready ``dataset`` and tags rows; explain constraint failures.
+
+        ``binary`` (PostgreSQL binary COPY) needs data ID values of exactly ``int`` /
+        ``str`` type, as :meth:`Registry.insert_datasets` normalises them.
+        """
+        dims = stored.dataset_type.dimensions
         tag_cols = ["dataset_type_id", "collection_id", "dataset_id", *dims]
         try:
             with conn.begin_nested() if conn.dialect.name == "postgresql" else _Null():
                 insert_rows(
-                    conn, self.schema.dataset, ["dataset_id", "dataset_type_id", "run_id"], ds_rows
+                    conn,
+                    self.schema.dataset,
+                    ["dataset_id", "dataset_type_id", "run_id"],
+                    ds_rows,
+                    binary=binary,
                 )
-                insert_rows(conn, stored.tags, tag_cols, tag_rows)
+                insert_rows(conn, stored.tags, tag_cols, tag_rows, binary=binary)
         except sa.exc.IntegrityError as exc:
             self.explain_integrity_error(conn, stored, refs, run_id, exc)
         self.note_summary(conn, run_id, stored.id)
-        return list(refs)
+
+    def check_data_ids(
+        self, conn: sa.Connection, stored: StoredDatasetType, keys: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Raise DimensionValueError unless every data ID's dimension records exist.
+
+        One query per referenced element over the batch's distinct values (what the
+        dropped per-row foreign keys of the tags table used to check).
+        """
+        dims = stored.dataset_type.dimensions
+        for name in self.schema.dimension_checks(dims):
+            el = self.universe[name]
+            idx = [dims.index(r) for r in el.required]
+            wanted: set[tuple[Any, ...]]
+            if len(idx) == 1:
+                wanted = {(v,) for v in {k[idx[0]] for k in keys}}
+            elif len(idx) == 2:
+                i0, i1 = idx
+                wanted = {(k[i0], k[i1]) for k in keys}
+            else:
+                wanted = {tuple(k[i] for i in idx) for k in keys}
+            found = self._existing_keys(conn, name, wanted)
+            missing = wanted - found
+            if missing:
+                shown = sorted(missing, key=repr)[:5]
+                raise DimensionValueError(
+                    f"{stored.dataset_type.name}: data ID value(s) "
+                    f"{[dict(zip(el.required, m, strict=True)) for m in shown]} do not exist "
+                    f"in the registry's {name} records; insert those dimension records first"
+                )
+
+    def _existing_keys(
+        self, conn: sa.Connection, element: str, wanted: set[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        el = self.universe[element]
+        table = self.schema.elements[element]
+        cols = [table.c[k] for k in el.required]
+        found: set[tuple[Any, ...]] = set()
+        last = sorted({k[-1] for k in wanted}, key=repr)
+        for part in chunks(last, 10_000):
+            stmt = sa.select(*cols).where(cols[-1].in_(part))
+            if len(cols) > 1:
+                stmt = stmt.where(*restrict_columns(cols[:-1], wanted, 100))
+            found.update(tuple(row) for row in select_raw(conn, stmt))
+        return found
 
     def _drop_identical(
         self,

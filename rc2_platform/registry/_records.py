@@ -366,6 +366,21 @@ class RecordManager:
                 pixels[other.skypix_level] = (idx, pix)
                 rows = [(*keys[i], p) for i, p in zip(idx.tolist(), pix.tolist(), strict=True)]
                 self._insert_rows(conn, ov.table, el, other, rows)
+        self.insert_region_region_overlaps(conn, el, keys, verts, pixels)
+
+    def insert_region_region_overlaps(
+        self,
+        conn: sa.Connection,
+        el: DimensionElement,
+        keys: list[tuple[Any, ...]],
+        verts: Any,
+        pixels: dict[int, tuple[Any, Any]],
+    ) -> None:
+        """Overlaps of new convex polygons with the regions of other elements.
+
+        ``pixels`` maps a skypix level to the new records' ``(row index, pixel)``
+        memberships, used to fetch only the other records sharing a pixel.
+        """
         for ov in self.universe.config.overlaps:
             if el.name not in (ov.a, ov.b) or self.universe[ov.b].skypix_level is not None:
                 continue

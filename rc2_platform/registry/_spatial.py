@@ -186,3 +186,101 @@ def region_overlaps(a: FloatArray, b: FloatArray) -> tuple[IntArray, IntArray]:
     ia, ib = ia[near], ib[near]
     keep = _exact(a, _normals(a), b, _normals(b), ia, ib)
     return ia[keep], ib[keep]
+
+
+def grid_pixel_overlaps(
+    centre: FloatArray,
+    east: FloatArray,
+    north: FloatArray,
+    x_edges: FloatArray,
+    y_edges: FloatArray,
+    level: int,
+) -> tuple[IntArray, IntArray]:
+    """HTM pixels overlapping the cells of gnomonic (TAN) grids, e.g. sky-map patches.
+
+    Each group ``g`` is a grid of ``nx x ny`` cells on the tangent plane at
+    ``centre[g]`` with axes ``east[g]``/``north[g]`` (orthonormal): cell ``(x, y)`` is
+    the great-circle polygon whose plane coordinates (``v.e / v.c``, ``v.n / v.c``) span
+    ``x_edges[x]..x_edges[x + 1]`` and ``y_edges[y]..y_edges[y + 1]`` (tangent-plane
+    units, i.e. ``tan`` of the angle). Great circles are straight lines in this
+    projection, so a cell is an axis-aligned rectangle and a trixel a triangle, and the
+    2-D separating-axis test (rectangle axes + triangle edge normals) is exact. Touching
+    pairs count as overlapping, as in :func:`pixel_overlaps`.
+
+    Parameters
+    ----------
+    centre, east, north : numpy.ndarray
+        ``(g, 3)`` tangent points and plane axes.
+    x_edges, y_edges : numpy.ndarray
+        ``nx + 1`` and ``ny + 1`` cell edges, monotonic, shared by every group.
+    level : int
+        HTM level.
+
+    Returns
+    -------
+    row, pixel : numpy.ndarray
+        ``row = g * nx * ny + y * nx + x`` and the HTM pixel id, sorted by row then pixel.
+    """
+    xe, ye = np.asarray(x_edges, np.float64), np.asarray(y_edges, np.float64)
+    nx, ny = len(xe) - 1, len(ye) - 1
+    if len(centre) == 0 or nx < 1 or ny < 1:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    xlo, xhi = np.minimum(xe[:-1], xe[1:]), np.maximum(xe[:-1], xe[1:])
+    ylo, yhi = np.minimum(ye[:-1], ye[1:]), np.maximum(ye[:-1], ye[1:])
+    # Bounding circle of a whole grid: its farthest corner from the tangent point.
+    far = np.hypot(np.abs(xe).max(), np.abs(ye).max())
+    radius = float(np.arctan(far))
+    tree, _, tcentres, tradii = _trixel_index(level)
+    tverts, tids = trixels(level)
+    gi, ti = _candidates(tree, len(tids), centre, radius + float(tradii.max()))
+    near = _near(centre, np.full(len(centre), radius), tcentres, tradii, gi, ti)
+    gi, ti = gi[near], ti[near]
+    shift = int(tids.max()).bit_length()
+    keys: list[IntArray] = []
+    step = max(1, _CHUNK // (nx * ny // 8 + 1))
+    for s in range(0, len(gi), step):
+        g, t = gi[s : s + step], ti[s : s + step]
+        pair, yy, xx = _grid_cells(
+            tverts[t], centre[g], east[g], north[g], (xlo, xhi, ylo, yhi)
+        ).nonzero()
+        row = g[pair] * (nx * ny) + yy * nx + xx
+        keys.append((row << shift) | tids[t[pair]])
+    key = np.sort(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    return key >> shift, key & ((1 << shift) - 1)
+
+
+def _grid_cells(
+    tv: FloatArray,
+    c: FloatArray,
+    e: FloatArray,
+    n: FloatArray,
+    bounds: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> npt.NDArray[np.bool_]:
+    """``(pairs, ny, nx)`` flags: does triangle ``tv[p]`` meet cell ``(x, y)`` of plane ``p``."""
+    xlo, xhi, ylo, yhi = bounds
+    d = np.einsum("pvk,pk->pv", tv, c)
+    if (d <= 0.0).any():
+        raise ValueError("a trixel candidate lies outside a grid's tangent hemisphere")
+    px = np.einsum("pvk,pk->pv", tv, e) / d
+    py = np.einsum("pvk,pk->pv", tv, n) / d
+    # Rectangle axes: bounding-box separation.
+    keep_x = (px.max(1)[:, None] >= xlo - _EPS) & (px.min(1)[:, None] <= xhi + _EPS)
+    keep_y = (py.max(1)[:, None] >= ylo - _EPS) & (py.min(1)[:, None] <= yhi + _EPS)
+    keep = keep_y[:, :, None] & keep_x[:, None, :]
+    # Triangle edge normals, oriented so that the triangle lies on the >= 0 side.
+    orient = np.sign(
+        (px[:, 1] - px[:, 0]) * (py[:, 2] - py[:, 0])
+        - (py[:, 1] - py[:, 0]) * (px[:, 2] - px[:, 0])
+    )
+    for i in range(3):
+        j = (i + 1) % 3
+        a = -(py[:, j] - py[:, i]) * orient
+        b = (px[:, j] - px[:, i]) * orient
+        norm = np.hypot(a, b)
+        norm[norm == 0] = 1.0
+        a, b = a / norm, b / norm
+        c0 = -(a * px[:, i] + b * py[:, i])
+        fx = np.maximum(a[:, None] * xlo, a[:, None] * xhi)
+        fy = np.maximum(b[:, None] * ylo, b[:, None] * yhi)
+        keep &= (c0[:, None, None] + fy[:, :, None] + fx[:, None, :]) >= -_EPS
+    return keep

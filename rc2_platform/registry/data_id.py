@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 DataIdValue = int | str
@@ -54,6 +54,25 @@ class DataCoordinate(Mapping[str, DataIdValue]):
                 f"a data ID for dimensions {list(dimensions)} must give all of them"
             )
         return cls(dimensions, tuple(mapping[d] for d in dimensions))
+
+    @classmethod
+    def from_value_rows(
+        cls, dimensions: tuple[str, ...], rows: Iterable[tuple[DataIdValue, ...]]
+    ) -> list[DataCoordinate]:
+        """Many data IDs from already-checked value tuples (the registry's bulk paths).
+
+        Skips ``__init__``'s length check: every tuple must have one value per dimension.
+        """
+        new = object.__new__
+        out: list[DataCoordinate] = []
+        append = out.append
+        for values in rows:
+            self = new(cls)
+            self._dimensions = dimensions
+            self._values = values
+            self._hash = hash((dimensions, values))
+            append(self)
+        return out
 
     @property
     def dimensions(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,7 +25,9 @@ class CollectionType(enum.IntEnum):
 class DatasetIdGenMode(enum.Enum):
     """How new dataset UUIDs are made."""
 
-    #: A random UUID4 for every new dataset.
+    #: A new unique UUID for every dataset (``Registry.insert_datasets`` makes
+    #: time-ordered version-7 UUIDs so that bulk inserts append to the id indexes;
+    #: ``DatasetRef.make`` a random UUID4).
     UNIQUE = "unique"
     #: uuid5 of (dataset type, data ID, run): re-ingesting the same thing gives the same id.
     DATAID_TYPE_RUN = "dataid_type_run"
@@ -90,14 +93,24 @@ def make_dataset_id(
     run: str,
     mode: DatasetIdGenMode = DatasetIdGenMode.UNIQUE,
 ) -> uuid.UUID:
-    """Return a new dataset UUID; deterministic for :attr:`DatasetIdGenMode.DATAID_TYPE_RUN`."""
+    """Return a new dataset UUID; deterministic for :attr:`DatasetIdGenMode.DATAID_TYPE_RUN`.
+
+    The deterministic id is ``uuid5(DATASET_ID_NAMESPACE, "type;run;dim=value;...")`` with
+    the dimensions sorted by name; it is computed directly with hashlib because the graph
+    builder makes one for every output (tens of thousands per tract).
+    """
     if mode is DatasetIdGenMode.UNIQUE:
         return uuid.uuid4()
-    key = ";".join(
-        [dataset_type.name, run]
-        + [
-            f"{d}={v}"
-            for d, v in sorted(zip(data_id.dimensions, data_id.values_tuple, strict=True))
-        ]
-    )
-    return uuid.uuid5(DATASET_ID_NAMESPACE, key)
+    dims = data_id.dimensions
+    order = _SORTED_POSITIONS.get(dims)
+    if order is None:
+        order = _SORTED_POSITIONS[dims] = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+    values = data_id.values_tuple
+    key = ";".join([dataset_type.name, run, *(f"{dims[i]}={values[i]}" for i in order)])
+    digest = hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()
+    return uuid.UUID(bytes=digest[:16], version=5)
+
+
+_NAMESPACE_BYTES = DATASET_ID_NAMESPACE.bytes
+#: Per dimension tuple, the positions of its dimensions in name order.
+_SORTED_POSITIONS: dict[tuple[str, ...], tuple[int, ...]] = {}

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from rc2_platform.registry.dimensions import ColumnConfig, DimensionElement, DimensionUniverse
 
 #: Version of the schema written by this code; opening another one fails.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 MAX_NAME = 30
 
@@ -155,20 +155,16 @@ class RegistrySchema:
         return table
 
     def _overlap_table(self, name: str, a: str, b: str) -> sa.Table:
+        """A materialized overlap table: the composite primary key only.
+
+        No foreign keys: overlap rows are written only by the registry, from records
+        it has just validated and inserted (dimension records are never deleted), so
+        a per-row FK check (a trigger per row on PostgreSQL) would buy nothing. On
+        SQLite the table is ``WITHOUT ROWID`` (the primary-key B-tree is the table).
+        """
         dims = self.universe.sorted(set(self.universe[a].required) | set(self.universe[b].required))
         cols = [self.dimension_column(d, primary_key=True, autoincrement=False) for d in dims]
-        fks = []
-        for side in (a, b):
-            el = self.universe[side]
-            if el.has_table:
-                fks.append(
-                    sa.ForeignKeyConstraint(
-                        list(el.required),
-                        [self.elements[side].c[c] for c in el.required],
-                        ondelete="CASCADE",
-                    )
-                )
-        table = sa.Table(name, self.metadata, *cols, *fks)
+        table = sa.Table(name, self.metadata, *cols, sqlite_with_rowid=False)
         # The primary key leads with side a's columns; index side b for the reverse join.
         sa.Index(None, *[table.c[d] for d in self.universe[b].required])
         return table
@@ -212,23 +208,20 @@ class RegistrySchema:
             sa.Column("is_calibration", sa.Boolean(), nullable=False),
             sa.Column("group_id", sa.ForeignKey("dataset_group.group_id"), nullable=False),
         )
+        # No foreign keys on the two hot tables' type/run/collection/data ID columns: each
+        # costs a check (a trigger on PostgreSQL) per inserted row. The registry writes
+        # those values from its own cached records and validates data IDs set-wise per
+        # batch (see ``DatasetManager.check_data_ids``); collection removal deletes the
+        # membership rows explicitly.
         self.dataset = sa.Table(
             "dataset",
             md,
             sa.Column("dataset_id", sa.Uuid(), primary_key=True),
-            sa.Column(
-                "dataset_type_id",
-                sa.ForeignKey("dataset_type.dataset_type_id"),
-                nullable=False,
-                index=True,
-            ),
-            sa.Column(
-                "run_id",
-                sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
-                nullable=False,
-                index=True,
-            ),
+            sa.Column("dataset_type_id", sa.Integer(), nullable=False),
+            sa.Column("run_id", sa.Integer(), nullable=False),
         )
+        # Removal of a run; also covers searches by run and type.
+        sa.Index(None, self.dataset.c.run_id, self.dataset.c.dataset_type_id)
         self.collection_summary = sa.Table(
             "collection_summary",
             md,
@@ -269,17 +262,15 @@ class RegistrySchema:
         return tags, calibs
 
     def _membership_table(self, name: str, dims: tuple[str, ...], calib: bool) -> sa.Table:
-        cols: list[Any] = []
-        if calib:
-            cols.append(
-                sa.Column(
-                    "calib_id",
-                    sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                    sa.Identity(),
-                    primary_key=True,
-                )
-            )
-        cols += [
+        if not calib:
+            return self._tags_table(name, dims)
+        cols: list[Any] = [
+            sa.Column(
+                "calib_id",
+                sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                sa.Identity(),
+                primary_key=True,
+            ),
             sa.Column(
                 "dataset_type_id",
                 sa.ForeignKey("dataset_type.dataset_type_id"),
@@ -289,28 +280,60 @@ class RegistrySchema:
                 "collection_id",
                 sa.ForeignKey("collection.collection_id", ondelete="CASCADE"),
                 nullable=False,
-                primary_key=not calib,
             ),
             sa.Column(
                 "dataset_id",
                 sa.ForeignKey("dataset.dataset_id", ondelete="CASCADE"),
                 nullable=False,
-                primary_key=not calib,
             ),
         ]
         cols += [self.dimension_column(d, nullable=False) for d in dims]
-        if calib:
-            cols.append(sa.Column("valid_begin", sa.BigInteger(), nullable=False))
-            cols.append(sa.Column("valid_end", sa.BigInteger(), nullable=False))
+        cols.append(sa.Column("valid_begin", sa.BigInteger(), nullable=False))
+        cols.append(sa.Column("valid_end", sa.BigInteger(), nullable=False))
         table = sa.Table(name, self.metadata, *cols, *self._dimension_fks(dims))
-        search = [table.c.dataset_type_id, table.c.collection_id, *[table.c[d] for d in dims]]
-        if calib:
-            sa.Index(None, *search)
-        else:
-            # One dataset per (type, collection, data ID); also the find-first index.
-            sa.UniqueConstraint(*search)
+        sa.Index(None, table.c.dataset_type_id, table.c.collection_id, *[table.c[d] for d in dims])
         sa.Index(None, table.c.dataset_id)
         return table
+
+    def _tags_table(self, name: str, dims: tuple[str, ...]) -> sa.Table:
+        """RUN/TAGGED membership: the table every dataset insert writes a row to.
+
+        Only the foreign key to ``dataset`` remains (it cascades dataset removal); data
+        IDs are validated set-wise per batch by the registry and collection removal
+        deletes rows explicitly, so an insert costs no per-row check against the
+        dimension, type or collection tables. The primary key leads with
+        ``dataset_id`` and so also serves removal and tagging by id.
+        """
+        cols: list[Any] = [
+            sa.Column("dataset_type_id", sa.Integer(), nullable=False),
+            sa.Column("collection_id", sa.Integer(), nullable=False, primary_key=True),
+            sa.Column(
+                "dataset_id",
+                sa.ForeignKey("dataset.dataset_id", ondelete="CASCADE"),
+                nullable=False,
+                primary_key=True,
+            ),
+        ]
+        cols += [self.dimension_column(d, nullable=False) for d in dims]
+        table = sa.Table(
+            name,
+            self.metadata,
+            *cols,
+            sa.PrimaryKeyConstraint("dataset_id", "collection_id"),
+        )
+        # One dataset per (type, collection, data ID); also the find-first index.
+        sa.UniqueConstraint(
+            table.c.dataset_type_id, table.c.collection_id, *[table.c[d] for d in dims]
+        )
+        return table
+
+    def dimension_checks(self, dims: tuple[str, ...]) -> list[str]:
+        """Elements whose records must exist for data IDs of ``dims`` (one check each).
+
+        The same elements a foreign key would reference: a dimension required by
+        another one of ``dims`` is covered by that one's check.
+        """
+        return [fk.referred_table.name for fk in self._dimension_fks(dims)]
 
     def all_tables(self) -> list[sa.Table]:
         """Every table known so far, dependencies first."""
