@@ -92,8 +92,16 @@ def run_demo(
                 Pipeline.from_yaml("DRP-RC2"),
                 input_collections=[config.collections.defaults],
                 output_run=DEMO_RUN,
-                where="skymap = :skymap AND tract = :tract",
-                bind={"skymap": config.skymap.name, "tract": config.tracts[0]},
+                # The simulated patches (those with bright-object masks): coadds elsewhere
+                # would lack their mask, and warps there would feed nothing.
+                where="skymap = :skymap AND tract = :tract AND patch IN (:patches)",
+                bind={
+                    "skymap": config.skymap.name,
+                    "tract": config.tracts[0],
+                    "patches": sorted(
+                        {m.patch for m in config.masks if m.tract == config.tracts[0]}
+                    ),
+                },
                 skip_existing_in=[DEMO_RUN] if resuming else [],
                 extend_run=resuming,
             ).build()
