@@ -930,7 +930,7 @@ class Registry:
                 .where(*self.queries.where_clause(plan, expr, bind))
                 .distinct()
             )
-            return dims, [tuple(r) for r in conn.execute(stmt)]
+            return dims, [tuple(r) for r in conn.execute(stmt).fetchall()]
 
     def query_data_ids(
         self,
