@@ -1,0 +1,76 @@
+"""The layer rules of docs/architecture.md, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import rc2_platform
+
+PACKAGE = Path(rc2_platform.__file__).parent
+
+#: Layers and the rc2_platform subpackages each may not import.
+FORBIDDEN = {
+    "geometry": {
+        "registry",
+        "datastore",
+        "butler",
+        "ingest",
+        "graph",
+        "execution",
+        "defs",
+        "tasks",
+    },
+    "registry": {
+        "datastore",
+        "butler",
+        "instrument",
+        "skymap",
+        "ingest",
+        "pipeline",
+        "graph",
+        "execution",
+        "tasks",
+        "defs",
+    },
+    "datastore": {"butler", "ingest", "graph", "execution", "defs"},
+    "pipeline": {"graph", "execution", "defs", "ingest"},
+    "graph": {"execution", "defs", "ingest"},
+    "execution": {"defs"},
+    "tasks": {"defs", "execution", "graph"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_nothing_below_defs_imports_dagster() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "defs" in path.relative_to(PACKAGE).parts:
+            continue
+        for name in _imports(path):
+            root = name.split(".")[0]
+            # dagster_pipes is the dependency-free protocol package workers speak.
+            if root in ("dagster", "dagster_k8s", "dagster_postgres", "dagster_webserver"):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+def test_layers_point_down_only() -> None:
+    offenders = []
+    for layer, forbidden in FORBIDDEN.items():
+        for path in (PACKAGE / layer).rglob("*.py"):
+            for name in _imports(path):
+                parts = name.split(".")
+                if parts[0] == "rc2_platform" and len(parts) > 1 and parts[1] in forbidden:
+                    offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
