@@ -14,7 +14,7 @@ _BACKENDS = click.Choice(["local", "htcondor", "kubernetes"])
 
 def register(group: click.Group) -> None:
     """Add the execution commands to ``group``."""
-    for command in (run, submit, report, cancel, restart, run_cluster):
+    for command in (run, submit, register_results, report, cancel, restart, run_cluster):
         group.add_command(command)
 
 
@@ -59,11 +59,47 @@ def run(graph: str, repo: str, config: str | None, processes: int | None, jobs: 
 @click.option("--execution-config", "config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--processes", type=click.IntRange(min=1), help="Processes per cluster job.")
 @click.option("--resume", is_flag=True, help="Skip quanta whose outputs exist in the RUN.")
+@click.option("--dagman", is_flag=True, help="HTCondor: submit the whole graph as one DAG.")
+@click.option("--dag-dir", type=click.Path(file_okay=False), help="Where --dagman writes the DAG.")
+@click.option("--dry-run", is_flag=True, help="With --dagman: write the DAG, submit nothing.")
 @handles_errors
 def submit(graph: str, repo: str, backend: str, config: str | None, processes: int | None,
-           resume: bool) -> None:  # fmt: skip
-    """Execute a QuantumGraph on HTCondor or Kubernetes, cluster by cluster, and wait."""
-    _execute(graph, repo, config, backend, processes, None, resume)
+           resume: bool, dagman: bool, dag_dir: str | None, dry_run: bool) -> None:  # fmt: skip
+    """Execute a QuantumGraph on HTCondor or Kubernetes, cluster by cluster, and wait.
+
+    With --dagman (HTCondor only) the whole graph becomes one DAGMan workflow and the
+    command returns once it is submitted; its FINAL node runs `rc2 register-results`.
+    """
+    if not dagman:
+        if dag_dir or dry_run:
+            raise click.UsageError("--dag-dir and --dry-run need --dagman")
+        _execute(graph, repo, config, backend, processes, None, resume)
+        return
+    if backend != "htcondor":
+        raise click.UsageError(f"--dagman needs --backend htcondor, not {backend!r}")
+    from rc2_platform.execution.dagman_submit import submit_graph_dag
+    from rc2_platform.execution.runner import RunOptions
+
+    options = RunOptions(backend=backend, processes=processes, resume=resume)
+    sub = submit_graph_dag(
+        graph, repo, config_path=config, options=options, dag_dir=dag_dir, dry_run=dry_run
+    )
+    click.echo(f"RUN {sub.run}: DAG {sub.dag} ({len(sub.jobs)} nodes + FINAL)")
+    if sub.handle is None:
+        click.echo("dry run: nothing submitted")
+    else:
+        click.echo(f"submitted as HTCondor cluster {sub.handle.id.split('.')[0]}")
+
+
+@click.command("register-results")
+@click.argument("run_name", metavar="RUN")
+@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
+@handles_errors
+def register_results(run_name: str, repo: str) -> None:
+    """Register the outputs of RUN's finished jobs (DAGMan FINAL node; idempotent)."""
+    from rc2_platform.execution.dagman_submit import register_results as _register
+
+    _print_summary(_register(repo, run_name))
 
 
 @click.command("restart")

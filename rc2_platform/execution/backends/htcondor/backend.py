@@ -101,8 +101,11 @@ class HTCondorBackend(Backend):
         dependencies: Mapping[str, set[str]],
         dag_dir: Path,
         dag_name: str = "rc2",
+        final: ClusterJob | None = None,
     ) -> JobHandle:
         """Write a DAGMan workflow for ``jobs`` and submit it as one DAGMan job.
+
+        ``final``, if given, becomes the DAG's ``FINAL`` node (see :func:`write_dag`).
 
         Returns the handle of the DAGMan job itself (its ``info`` holds ``dag`` and the
         DAGMan ``event_log``); node states come from :meth:`dag_node_status`.
@@ -112,7 +115,9 @@ class HTCondorBackend(Backend):
         JobSubmissionError
             If the dependencies are invalid, or ``condor_dagman`` is not installed.
         """
-        dag_path = write_dag(jobs, dependencies, dag_dir, self.settings, self.retry, dag_name)
+        dag_path = write_dag(
+            jobs, dependencies, dag_dir, self.settings, self.retry, dag_name, final
+        )
         try:
             description = htcondor2.Submit.from_dag(str(dag_path), {"force": True})
         except htcondor2.HTCondorException as exc:

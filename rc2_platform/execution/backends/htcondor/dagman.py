@@ -67,6 +67,7 @@ def write_dag(
     settings: HTCondorSettings | None = None,
     retry: RetryPolicy | None = None,
     dag_name: str = "rc2",
+    final: ClusterJob | None = None,
 ) -> Path:
     """Write ``<dag_dir>/<dag_name>.dag`` and ``<dag_dir>/jobs/<job>.sub``.
 
@@ -82,13 +83,16 @@ def write_dag(
         HTCondor settings and retry policy used for every node's submit description.
     dag_name : `str`
         Base name of the ``.dag`` file.
+    final : `ClusterJob`, optional
+        A ``FINAL`` node, run once after all other nodes (whether they succeeded or not).
 
     Returns
     -------
     dag_path : `pathlib.Path`
         The absolute path of the ``.dag`` file.
     """
-    order = check_dependencies(jobs, dependencies)
+    order = check_dependencies([*jobs, *([final] if final else [])], dependencies)
+    order = [name for name in order if final is None or name != final.name]
     by_name = {job.name: job for job in jobs}
     dag_dir = Path(dag_dir).absolute()
     (dag_dir / "jobs").mkdir(parents=True, exist_ok=True)
@@ -103,6 +107,11 @@ def write_dag(
         lines.append(f'VARS {name} rc2_node="{name}"')
         if job.max_retries:
             lines.append(f"RETRY {name} {job.max_retries}")
+    if final is not None:
+        sub_path = dag_dir / "jobs" / f"{final.name}.sub"
+        sub_path.write_text(str(build_submit_description(final, settings, retry, dag_node=True)))
+        lines.append(f"FINAL {final.name} {sub_path}")
+        lines.append(f'VARS {final.name} rc2_node="{final.name}"')
     for name in order:
         parents = sorted(dependencies.get(name, ()))
         if parents:

@@ -1,0 +1,199 @@
+"""``rc2 submit --dagman``: one DAG for the whole graph, then "be DAGMan" and register."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import htcondor2
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rc2_platform.butler import Butler
+from rc2_platform.cli import main
+from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
+from rc2_platform.execution.backends.htcondor.submit import split_arguments, split_environment
+from rc2_platform.execution.dagman_submit import FINAL_NODE, register_results, submit_graph_dag
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.report import build_report
+from rc2_platform.graph import load_graph
+from rc2_platform.graph.clustering import plan_clusters
+from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
+
+
+@pytest.fixture
+def fake_dagman(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in ``condor_dagman`` on PATH: ``Submit.from_dag`` only needs it to exist."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "condor_dagman"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return exe
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Path:
+    butler, raws = make_repo(tmp_path / "repo")
+    butler.close()
+    make_graph(tmp_path / "g.qgraph", raws)
+    (tmp_path / "exec.yaml").write_text(
+        yaml.safe_dump(make_config(retries=2).model_dump(mode="json"))
+    )
+    return tmp_path
+
+
+def _submit_dry(tmp: Path) -> Path:
+    result = CliRunner().invoke(
+        main,
+        ["submit", str(tmp / "g.qgraph"), "--repo", str(tmp / "repo"), "--backend", "htcondor",
+         "--dagman", "--dry-run", "--dag-dir", str(tmp / "dag"),
+         "--execution-config", str(tmp / "exec.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    (dag,) = (tmp / "dag").glob("*.dag")
+    assert str(dag) in result.output
+    return dag
+
+
+def _parse_dag(dag: Path) -> tuple[dict[str, Path], dict[str, set[str]], dict[str, str], str]:
+    nodes: dict[str, Path] = {}
+    parents: dict[str, set[str]] = {}
+    retries: dict[str, str] = {}
+    final = ""
+    for line in dag.read_text().splitlines():
+        words = line.split()
+        if words and words[0] in ("JOB", "FINAL"):
+            nodes[words[1]] = Path(words[2])
+            final = words[1] if words[0] == "FINAL" else final
+        elif words and words[0] == "RETRY":
+            retries[words[1]] = words[2]
+        elif words and words[0] == "PARENT":
+            split = words.index("CHILD")
+            for child in words[split + 1 :]:
+                parents.setdefault(child, set()).update(words[1:split])
+    return nodes, parents, retries, final
+
+
+def _command(sub: htcondor2.Submit) -> list[str]:
+    return [sub["executable"], *split_arguments(sub["arguments"])]
+
+
+def _run_node(sub: htcondor2.Submit) -> str:
+    """Run a node's job as a schedd would: its command, environment and directory."""
+    env = {**os.environ, **split_environment(sub.get("environment", ""))}
+    proc = subprocess.run(
+        _command(sub), env=env, cwd=sub.get("initialdir") or None,
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def _registered(repo: Path, dataset_type: str) -> int:
+    with Butler(repo) as butler:
+        return len(butler.query_datasets(dataset_type, collections=RUN))
+
+
+def test_dry_run_dag_is_accepted_and_matches_the_cluster_plan(
+    setup: Path, fake_dagman: Path
+) -> None:
+    tmp = setup
+    dag = _submit_dry(tmp)
+    description = htcondor2.Submit.from_dag(str(dag), {})
+    assert f"-Dag {dag}" in description["arguments"]
+
+    nodes, parents, retries, final = _parse_dag(dag)
+    plan = plan_clusters(load_graph(tmp / "g.qgraph"), make_config().clustering)
+    assert set(nodes) == set(plan.clusters) | {FINAL_NODE}
+    assert final == FINAL_NODE
+    assert {n: p for n, p in parents.items()} == {n: p for n, p in plan.parents.items() if p}
+    assert retries == {name: "2" for name in plan.clusters}  # retry policy max_retries=2
+    for name in plan.clusters:
+        sub = htcondor2.Submit(nodes[name].read_text())
+        command = _command(sub)
+        assert command[1] == "run-cluster"
+        assert command[command.index("--cluster") + 1] == name
+        assert Path(command[2]).name == "job.qgraph" and Path(command[2]).exists()
+        assert split_environment(sub["environment"])["RC2_JOB_MEMORY_MB"] == "2048"
+        assert command[command.index("--repo") + 1] == str((tmp / "repo").resolve())
+        assert sub["request_cpus"] == "1"
+        assert sub["request_memory"].startswith("int(min({ifThenElse(isUndefined(MemoryUsage)")
+    final_cmd = _command(htcondor2.Submit(nodes[FINAL_NODE].read_text()))
+    assert final_cmd[1:] == ["register-results", RUN, "--repo", str((tmp / "repo").resolve())]
+
+
+def test_being_dagman_registers_everything_and_report_shows_success(setup: Path) -> None:
+    tmp = setup
+    dag = _submit_dry(tmp)
+    nodes, parents, _retries, final = _parse_dag(dag)
+    assert _registered(tmp / "repo", "c_out") == 0  # nothing ran yet
+    done: set[str] = set()
+    order = [n for n in nodes if n != final]
+    while len(done) < len(order):  # a topological order of the DAG
+        ready = [n for n in order if n not in done and parents.get(n, set()) <= done]
+        assert ready, "the DAG has a cycle"
+        for name in ready:
+            assert "succeeded" in _run_node(htcondor2.Submit(nodes[name].read_text()))
+            done.add(name)
+    out = _run_node(htcondor2.Submit(nodes[final].read_text()))
+    assert f"RUN {RUN}: succeeded" in out
+    for dt, n in (("a_out", 3), ("b_out", 3), ("c_out", 1)):
+        assert _registered(tmp / "repo", dt) == n
+
+    # Idempotent: running the FINAL node again registers nothing new and adds no job events.
+    journal = Journal.for_run(tmp / "repo", RUN)
+    finished = len(list(journal.events("job_finished")))
+    assert register_results(tmp / "repo", RUN).status == "succeeded"
+    assert len(list(journal.events("job_finished"))) == finished
+
+    rep = CliRunner().invoke(main, ["report", RUN, "--repo", str(tmp / "repo"), "--json"])
+    assert rep.exit_code == 0, rep.output
+    data = json.loads(rep.output)
+    assert data["status"] == "succeeded"
+    assert data["totals"]["succeeded"] == 7
+    assert data["totals"]["failed"] == data["totals"]["pending"] == 0
+
+
+def test_missing_node_results_are_reported_failed(setup: Path) -> None:
+    tmp = setup
+    _submit_dry(tmp)  # no node runs (DAGMan gave up): FINAL still registers what exists
+    summary = register_results(tmp / "repo", RUN)
+    assert summary.status == "failed"
+    assert summary.counts["succeeded"] == 0
+    assert summary.counts == {"succeeded": 0, "failed": 6, "blocked": 1, "pending": 0}
+    rep = build_report(tmp / "repo", RUN)
+    assert rep.status == "failed"
+    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["failed"] == 3
+    # Running it again (a rescue DAG's FINAL) adds no second job event for the same node.
+    journal = Journal.for_run(tmp / "repo", RUN)
+    died = len(list(journal.events("job_finished")))
+    register_results(tmp / "repo", RUN)
+    assert len(list(journal.events("job_finished"))) == died == 3
+
+
+def test_submit_goes_to_the_schedd_and_is_journaled(setup: Path, fake_dagman: Path) -> None:
+    tmp = setup
+    backend = HTCondorBackend(LocalScheddDouble(first_cluster=42))
+    sub = submit_graph_dag(tmp / "g.qgraph", tmp / "repo", config=make_config(), backend=backend)
+    assert sub.handle is not None and sub.handle.id == "42.0"
+    assert sub.dag.exists() and sub.dag.with_name(sub.dag.name + ".condor.sub").exists()
+    journal = Journal.for_run(tmp / "repo", RUN)
+    event = journal.last("dag_submitted")
+    assert event is not None and event["handle"]["id"] == "42.0"
+    assert {e["cluster"] for e in journal.events("job_submitted")} == {j.name for j in sub.jobs}
+
+
+def test_dagman_needs_htcondor_backend(setup: Path) -> None:
+    tmp = setup
+    result = CliRunner().invoke(
+        main,
+        ["submit", str(tmp / "g.qgraph"), "--repo", str(tmp / "repo"), "--backend", "local",
+         "--dagman"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "--dagman needs --backend htcondor" in result.output
