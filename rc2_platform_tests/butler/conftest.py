@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import lsst.sphgeom as sg
 import pytest
 import sqlalchemy as sa
 
 from rc2_platform.butler import Butler
-from rc2_platform.registry import DatasetType, Registry, Timespan
+from rc2_platform.registry import DatasetType, Registry
+from rc2_platform_tests.registry_fixtures import insert_two_visits
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "Exposure")
 SRC = DatasetType("src", ("instrument", "visit", "detector"), "SourceCatalog")
@@ -24,40 +24,9 @@ RUN = "HSC/runs/test"
 _NOT_DATASETS = {"butler.yaml", "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm"}
 
 
-def box(ra: float, dec: float, w: float) -> sg.ConvexPolygon:
-    """A small spherical quadrilateral with lower-left corner (ra, dec) in degrees."""
-    corners = [(ra, dec), (ra + w, dec), (ra + w, dec + w), (ra, dec + w)]
-    return sg.ConvexPolygon([sg.UnitVector3d(sg.LonLat.fromDegrees(a, b)) for a, b in corners])
-
-
 def populate(reg: Registry) -> None:
     """Instrument HSC, bands g/r, detectors 0/1, visits 1 (g) and 2 (r), the dataset types."""
-    reg.insert_dimension_records("instrument", [{"instrument": "HSC"}])
-    reg.insert_dimension_records("band", [{"band": "g"}, {"band": "r"}])
-    reg.insert_dimension_records(
-        "physical_filter",
-        [
-            {"instrument": "HSC", "physical_filter": "HSC-G", "band": "g"},
-            {"instrument": "HSC", "physical_filter": "HSC-R", "band": "r"},
-        ],
-    )
-    reg.insert_dimension_records("detector", [{"instrument": "HSC", "detector": d} for d in (0, 1)])
-    reg.insert_dimension_records("day_obs", [{"instrument": "HSC", "day_obs": 20200101}])
-    reg.insert_dimension_records(
-        "visit",
-        [
-            {
-                "instrument": "HSC",
-                "visit": v,
-                "physical_filter": f,
-                "day_obs": 20200101,
-                "exposure_time": 30.0,
-                "region": box(ra, 0, 1),
-                "timespan": Timespan(v * 100, v * 100 + 30),
-            }
-            for v, f, ra in ((1, "HSC-G", 0.0), (2, "HSC-R", 10.0))
-        ],
-    )
+    insert_two_visits(reg)
     for dt in ALL_TYPES:
         reg.register_dataset_type(dt)
     reg.register_run(RUN)

@@ -31,15 +31,10 @@ from rc2_platform.registry import (
     Timespan,
 )
 from rc2_platform.registry.schema import SCHEMA_VERSION
+from rc2_platform_tests.registry_fixtures import box, insert_two_visits
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "ExposureF")
 BIAS = DatasetType("bias", ("instrument", "detector"), "ExposureF", is_calibration=True)
-
-
-def box(ra: float, dec: float, w: float) -> sg.ConvexPolygon:
-    """A small spherical quadrilateral with lower-left corner (ra, dec) in degrees."""
-    corners = [(ra, dec), (ra + w, dec), (ra + w, dec + w), (ra, dec + w)]
-    return sg.ConvexPolygon([sg.UnitVector3d(sg.LonLat.fromDegrees(a, b)) for a, b in corners])
 
 
 def populate(reg: Registry) -> None:
@@ -49,32 +44,7 @@ def populate(reg: Registry) -> None:
     patch 0 covers ra 0.2-0.4, patch 1 covers ra 10.6-10.8: so detector 0 of visit 1
     overlaps only patch 0, detector 1 of visit 2 overlaps only patch 1.
     """
-    reg.insert_dimension_records("instrument", [{"instrument": "HSC"}])
-    reg.insert_dimension_records("band", [{"band": "g"}, {"band": "r"}])
-    reg.insert_dimension_records(
-        "physical_filter",
-        [
-            {"instrument": "HSC", "physical_filter": "HSC-G", "band": "g"},
-            {"instrument": "HSC", "physical_filter": "HSC-R", "band": "r"},
-        ],
-    )
-    reg.insert_dimension_records("detector", [{"instrument": "HSC", "detector": d} for d in (0, 1)])
-    reg.insert_dimension_records("day_obs", [{"instrument": "HSC", "day_obs": 20200101}])
-    reg.insert_dimension_records(
-        "visit",
-        [
-            {
-                "instrument": "HSC",
-                "visit": v,
-                "physical_filter": f,
-                "day_obs": 20200101,
-                "exposure_time": 30.0,
-                "region": box(ra, 0, 1),
-                "timespan": Timespan(v * 100, v * 100 + 30),
-            }
-            for v, f, ra in ((1, "HSC-G", 0.0), (2, "HSC-R", 10.0))
-        ],
-    )
+    insert_two_visits(reg)
     reg.insert_dimension_records(
         "visit_detector_region",
         [
