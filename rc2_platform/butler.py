@@ -23,6 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from rc2_platform.core import (
+    CollectionType,
+    DataCoordinate,
+    DatasetIdGenMode,
+    DatasetRef,
+    DatasetType,
+    Timespan,
+)
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.errors import (
     ConfigError,
@@ -32,15 +40,7 @@ from rc2_platform.errors import (
     RepositoryExistsError,
     RepositoryNotFoundError,
 )
-from rc2_platform.registry import (
-    CollectionType,
-    DataCoordinate,
-    DatasetIdGenMode,
-    DatasetRef,
-    DatasetType,
-    Registry,
-    Timespan,
-)
+from rc2_platform.registry import Registry
 from rc2_platform.registry._engine import safe_url
 
 _log = logging.getLogger(__name__)

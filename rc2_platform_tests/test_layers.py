@@ -10,7 +10,27 @@ import rc2_platform
 PACKAGE = Path(rc2_platform.__file__).parent
 
 #: Layers and the rc2_platform subpackages each may not import.
+_ALL = {
+    "geometry",
+    "registry",
+    "datastore",
+    "butler",
+    "instrument",
+    "skymap",
+    "simulate",
+    "ingest",
+    "pipeline",
+    "graph",
+    "execution",
+    "tasks",
+    "validate",
+    "defs",
+    "cli",
+}
+
 FORBIDDEN = {
+    # The shared value types sit at the bottom: they import no other rc2_platform package.
+    "core": _ALL - {"core"},
     "geometry": {
         "registry",
         "datastore",
@@ -33,10 +53,11 @@ FORBIDDEN = {
         "tasks",
         "defs",
     },
-    "datastore": {"butler", "ingest", "graph", "execution", "defs"},
+    "datastore": {"registry", "butler", "ingest", "graph", "execution", "defs"},
+    "instrument": {"registry", "datastore", "butler", "ingest", "graph", "execution", "defs"},
     "pipeline": {"graph", "execution", "defs", "ingest"},
     "graph": {"execution", "defs", "ingest"},
-    "execution": {"defs"},
+    "execution": {"registry", "defs"},
     "tasks": {"defs", "execution", "graph"},
 }
 

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from rc2_platform.butler import Butler
 from rc2_platform.cli.common import emit_rows, handles_errors, json_option
+from rc2_platform.core import CollectionType, DatasetRef, DatasetType
 from rc2_platform.errors import ConfigError
-from rc2_platform.registry import CollectionType, DatasetRef, DatasetType
 from rc2_platform.registry._engine import safe_url
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,12 +7,12 @@ Public API: :class:`FileDatastore`, :class:`DatastoreRecord`, :class:`Transfer`,
 
 from __future__ import annotations
 
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.datastore.config import (
     DatastoreConfig,
     StorageClassConfig,
     load_datastore_config,
 )
-from rc2_platform.datastore.exposure import Exposure
 from rc2_platform.datastore.file_datastore import DatastoreRecord, FileDatastore, Transfer
 from rc2_platform.datastore.formatters import (
     FORMATTERS,

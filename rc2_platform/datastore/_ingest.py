@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from rc2_platform.errors import DatastoreError
 
 if TYPE_CHECKING:
+    from rc2_platform.core.dataset_types import DatasetRef
     from rc2_platform.datastore.file_datastore import DatastoreRecord, FileDatastore, Transfer
-    from rc2_platform.registry.dataset_types import DatasetRef
 
 _COMPRESSED = {".fz", ".gz", ".bz2"}
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
 from rc2_platform.datastore.formatters import Formatter, get_formatter
 from rc2_platform.datastore.templates import PathTemplate
@@ -21,7 +22,6 @@ from rc2_platform.errors import (
     FormatterError,
     PathTraversalError,
 )
-from rc2_platform.registry.dataset_types import DatasetRef
 
 
 class Transfer(enum.StrEnum):

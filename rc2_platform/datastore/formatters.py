@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import yaml
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.errors import FormatterError
 
 if TYPE_CHECKING:

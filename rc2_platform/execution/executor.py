@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore import DatastoreRecord, FileDatastore
 from rc2_platform.errors import FileNotInDatastoreError, QuantumOutputError
 from rc2_platform.execution.provenance import (
@@ -30,7 +31,6 @@ from rc2_platform.execution.provenance import (
 from rc2_platform.graph.model import Quantum, TaskSummary
 from rc2_platform.pipeline import METADATA_CONNECTION, BaseConnection, PipelineTask
 from rc2_platform.pipeline.task_def import import_task_class, make_config
-from rc2_platform.registry.dataset_types import DatasetRef
 
 __all__ = [
     "BLOCKED",

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Iterable, Mapping
 
 from rc2_platform.butler import Butler
+from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore import DatastoreRecord
 from rc2_platform.errors import ClusterJobError
 from rc2_platform.execution.executor import SUCCEEDED, QuantumOutcome
 from rc2_platform.graph.model import QuantumGraph
-from rc2_platform.registry.dataset_types import DatasetRef
 
 __all__ = ["output_refs_by_id", "register_outcomes", "registered_output_ids"]
 

@@ -33,11 +33,11 @@ import numpy as np
 from astropy.table import Table
 from pydantic import Field
 
+from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore import Exposure, load_datastore_config
 from rc2_platform.errors import TaskError
 from rc2_platform.graph.model import QuantumGraph, TaskSummary
 from rc2_platform.pipeline import PipelineTask, TaskConfig
-from rc2_platform.registry.dataset_types import DatasetRef
 
 __all__ = ["StandInConfig", "StandInTask", "stand_in_graph"]
 

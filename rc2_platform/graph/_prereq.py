@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import GraphError
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 from rc2_platform.registry.registry import Registry
-from rc2_platform.registry.timespan import Timespan
 
 QuantumKey = tuple[Any, ...]
 

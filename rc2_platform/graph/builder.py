@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 from rc2_platform.errors import (
     ConflictingDefinitionError,
     GraphError,
@@ -42,8 +44,6 @@ from rc2_platform.graph.model import Quantum, QuantumGraph, TaskSummary
 from rc2_platform.pipeline.connections import BaseConnection, ConnectionKind, LookupKind
 from rc2_platform.pipeline.graph import PipelineGraph
 from rc2_platform.pipeline.task_def import TaskDef
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 from rc2_platform.registry.registry import Registry
 
 Key = tuple[Any, ...]

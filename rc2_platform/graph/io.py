@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rc2_platform.errors import GraphError
-from rc2_platform.graph.model import Quantum, QuantumGraph, TaskSummary
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import (
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import (
     DatasetIdGenMode,
     DatasetRef,
     DatasetType,
     make_dataset_id,
 )
+from rc2_platform.errors import GraphError
+from rc2_platform.graph.model import Quantum, QuantumGraph, TaskSummary
 
 MAGIC = b"RC2QGRPH"
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rc2_platform.butler import Butler
-from rc2_platform.registry import CollectionType, DatasetType
+from rc2_platform.core import CollectionType, DatasetType
 from rc2_platform.registry.dimensions import DimensionUniverse
 
 __all__ = [

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rc2_platform.butler import Butler
+from rc2_platform.core import CollectionType
 from rc2_platform.ingest._common import IngestResult, timed
 from rc2_platform.ingest.bootstrap_config import (
     BootstrapConfig,
@@ -31,7 +32,6 @@ from rc2_platform.ingest.raws import ingest_raws
 from rc2_platform.ingest.refcats import ingest_refcats
 from rc2_platform.ingest.skymap import register_skymap
 from rc2_platform.ingest.visits import define_visits
-from rc2_platform.registry import CollectionType
 
 __all__ = ["BootstrapSummary", "bootstrap", "register_default_chain", "run_bootstrap"]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from astropy.time import Time
 
 from rc2_platform.butler import Butler, FileDataset
+from rc2_platform.core import CollectionType, DatasetIdGenMode, DatasetRef, Timespan
 from rc2_platform.errors import CalibrationConflictError, Rc2Error
 from rc2_platform.ingest._common import IngestResult, calibration_dataset_type, timed
 from rc2_platform.ingest.bootstrap_config import CalibrationEntry
-from rc2_platform.registry import CollectionType, DatasetIdGenMode, DatasetRef, Timespan
 
 __all__ = ["calibration_run", "ingest_calibrations", "validity"]
 

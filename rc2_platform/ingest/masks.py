@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import Butler, FileDataset
+from rc2_platform.core import DatasetIdGenMode, DatasetRef
 from rc2_platform.datastore import get_formatter
 from rc2_platform.errors import Rc2Error
 from rc2_platform.ingest._common import MASK, IngestResult, dataset_type_for, timed
 from rc2_platform.ingest._geometry import only_skymap
 from rc2_platform.ingest._overlap_sets import covered
 from rc2_platform.ingest.bootstrap_config import MaskEntry
-from rc2_platform.registry import DatasetIdGenMode, DatasetRef
 from rc2_platform.simulate import read_mask_file
 
 __all__ = ["ingest_bright_object_masks", "mask_dataset"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import Butler, FileDataset
+from rc2_platform.core import DatasetIdGenMode, DatasetRef, Timespan
 from rc2_platform.errors import IngestError, Rc2Error
 from rc2_platform.ingest._common import IngestResult, raw_dataset_type, registry_record, timed
 from rc2_platform.ingest._fitsheader import read_primary_header
@@ -26,7 +27,6 @@ from rc2_platform.ingest._geometry import (
     tract_regions,
 )
 from rc2_platform.instrument import ObservationRecord, tai_nsec_from_utc, translate_header
-from rc2_platform.registry import DatasetIdGenMode, DatasetRef, Timespan
 
 __all__ = ["RawInfo", "expand_files", "index_raws", "ingest_raws"]
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rc2_platform.butler import Butler, FileDataset
+from rc2_platform.core import DatasetIdGenMode, DatasetRef
 from rc2_platform.errors import Rc2Error
 from rc2_platform.ingest._common import IngestResult, dataset_type_for, timed
 from rc2_platform.ingest._overlap_sets import covered
 from rc2_platform.ingest.bootstrap_config import RefcatShard
-from rc2_platform.registry import DatasetIdGenMode, DatasetRef
 
 __all__ = ["ingest_refcats"]
 

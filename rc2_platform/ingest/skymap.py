@@ -9,6 +9,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from rc2_platform.butler import Butler
+from rc2_platform.core import DatasetIdGenMode
 from rc2_platform.geometry import tangent_basis
 from rc2_platform.ingest._common import (
     SKYMAP,
@@ -17,7 +18,6 @@ from rc2_platform.ingest._common import (
     registry_record,
     timed,
 )
-from rc2_platform.registry import DatasetIdGenMode
 from rc2_platform.registry._spatial import grid_pixel_overlaps
 from rc2_platform.skymap import RingsSkyMap, iter_patch_records, load_skymap, tract_records
 

@@ -8,6 +8,7 @@ from typing import Any
 import lsst.sphgeom as sphgeom
 
 from rc2_platform.butler import Butler
+from rc2_platform.core import DatasetRef
 from rc2_platform.errors import IngestError
 from rc2_platform.ingest._common import RAW, IngestResult, timed
 from rc2_platform.ingest._geometry import (
@@ -19,7 +20,6 @@ from rc2_platform.ingest._geometry import (
 )
 from rc2_platform.ingest.raws import read_raw
 from rc2_platform.instrument import load_camera
-from rc2_platform.registry import DatasetRef
 
 __all__ = ["define_visits"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rc2_platform.core.timespan import Timespan, time_to_nsec
 from rc2_platform.errors import IngestError
 from rc2_platform.instrument.camera import Camera
 from rc2_platform.instrument.translator import ObservationRecord
-from rc2_platform.registry.timespan import Timespan, time_to_nsec
 
 
 def translate_with_reference(

@@ -33,9 +33,9 @@ from typing import Any
 
 from astropy.time import Time
 
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import IngestError
 from rc2_platform.instrument.camera import Camera, load_camera
-from rc2_platform.registry.timespan import Timespan
 
 __all__ = ["ObservationRecord", "tai_nsec_from_utc", "translate_header"]
 

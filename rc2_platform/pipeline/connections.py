@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from rc2_platform.registry.dataset_types import DatasetType
+from rc2_platform.core.dataset_types import DatasetType
 
 
 class ConnectionKind(enum.Enum):

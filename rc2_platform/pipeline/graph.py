@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rc2_platform.core.dataset_types import DatasetType
 from rc2_platform.errors import PipelineError
 from rc2_platform.pipeline.connections import BaseConnection, ConnectionKind, LookupKind
 from rc2_platform.pipeline.task_def import TaskDef
-from rc2_platform.registry.dataset_types import DatasetType
 
 _PRODUCING = (ConnectionKind.OUTPUT, ConnectionKind.INIT_OUTPUT)
 

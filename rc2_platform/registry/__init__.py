@@ -8,18 +8,18 @@ Public API::
 
 from __future__ import annotations
 
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import (
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import (
     CollectionType,
     DatasetIdGenMode,
     DatasetRef,
     DatasetType,
     make_dataset_id,
 )
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.registry import Registry
 from rc2_platform.registry.schema import SCHEMA_VERSION
-from rc2_platform.registry.timespan import Timespan
 
 __all__ = [
     "SCHEMA_VERSION",

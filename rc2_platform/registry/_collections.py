@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from rc2_platform.core.dataset_types import CollectionType
 from rc2_platform.errors import (
     CollectionCycleError,
     CollectionError,
     CollectionTypeError,
     MissingCollectionError,
 )
-from rc2_platform.registry.dataset_types import CollectionType
 from rc2_platform.registry.schema import RegistrySchema
 
 

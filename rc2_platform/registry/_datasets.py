@@ -9,6 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import (
     CalibrationConflictError,
     ConflictingDefinitionError,
@@ -19,10 +22,7 @@ from rc2_platform.errors import (
 )
 from rc2_platform.registry._bulk import insert_rows, select_raw, uuid_to_db
 from rc2_platform.registry._records import chunks
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 from rc2_platform.registry.schema import RegistrySchema
-from rc2_platform.registry.timespan import Timespan
 
 
 @dataclass(frozen=True, slots=True)

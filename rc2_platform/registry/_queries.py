@@ -8,12 +8,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.core.dataset_types import CollectionType
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import ExpressionError
 from rc2_platform.registry._collections import CollectionRecord
 from rc2_platform.registry._datasets import StoredDatasetType, restrict_columns
-from rc2_platform.registry.dataset_types import CollectionType
 from rc2_platform.registry.schema import RegistrySchema
-from rc2_platform.registry.timespan import Timespan
 
 
 @dataclass

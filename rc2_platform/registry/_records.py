@@ -9,12 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from lsst.sphgeom import Region
 
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import ConflictingDefinitionError, DimensionError, DimensionValueError
 from rc2_platform.registry import _overlaps, _spatial
 from rc2_platform.registry._bulk import insert_rows
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.schema import RegistrySchema
-from rc2_platform.registry.timespan import Timespan
 
 #: Rows per IN-list chunk (well under every backend's bind-parameter limit).
 CHUNK = 5_000

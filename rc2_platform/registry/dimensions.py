@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.errors import ConfigError, DimensionError, DimensionValueError
-from rc2_platform.registry.data_id import DataCoordinate
 
 ColumnTypeName = Literal["int", "string", "float", "bool"]
 

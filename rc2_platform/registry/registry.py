@@ -14,6 +14,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import (
+    CollectionType,
+    DatasetIdGenMode,
+    DatasetRef,
+    DatasetType,
+    make_dataset_id,
+)
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import (
     CollectionTypeError,
     DatasetNotFoundError,
@@ -35,17 +44,8 @@ from rc2_platform.registry._engine import WRITE_TRANSACTION, make_engine, safe_u
 from rc2_platform.registry._lookup import CompiledLookup, LookupConnections, fetch_one_in
 from rc2_platform.registry._queries import QueryBuilder
 from rc2_platform.registry._records import RecordManager
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import (
-    CollectionType,
-    DatasetIdGenMode,
-    DatasetRef,
-    DatasetType,
-    make_dataset_id,
-)
 from rc2_platform.registry.dimensions import DimensionUniverse
 from rc2_platform.registry.schema import SCHEMA_VERSION, RegistrySchema
-from rc2_platform.registry.timespan import Timespan
 
 _log = logging.getLogger(__name__)
 

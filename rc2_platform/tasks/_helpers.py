@@ -18,7 +18,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.tasks.algorithms import CircleRegion, PolygonRegion, TaskDataError
 from rc2_platform.tasks.algorithms.mask_bits import MASK_PLANES
 

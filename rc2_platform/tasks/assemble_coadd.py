@@ -9,7 +9,7 @@ import numpy as np
 from astropy.io import fits
 from pydantic import Field
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.pipeline import (
     BaseConnection,
     Input,

@@ -8,7 +8,7 @@ import numpy as np
 from astropy.table import Table, vstack
 from pydantic import Field
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.pipeline import (
     Input,
     LookupKind,

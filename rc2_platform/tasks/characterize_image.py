@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.pipeline import Input, Output, PipelineTask, TaskConfig
 from rc2_platform.tasks._common import (
     EXPOSURE,

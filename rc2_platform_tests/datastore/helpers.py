@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "Exposure")
 

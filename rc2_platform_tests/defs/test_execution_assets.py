@@ -14,6 +14,8 @@ import dagster as dg
 import pytest
 
 from rc2_platform.butler import Butler
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 from rc2_platform.defs.execution_assets import (
     OUTPUT_DATASET_TYPES,
     STAGES,
@@ -31,8 +33,6 @@ from rc2_platform.execution.stand_in import STAND_IN_CLASS
 from rc2_platform.graph import Quantum, QuantumGraph, TaskSummary, output_ref, save_graph
 from rc2_platform.graph.clustering import plan_clusters
 from rc2_platform.graph.io import load_graph
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
 

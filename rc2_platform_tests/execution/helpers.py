@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import Butler
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 from rc2_platform.execution.execution_config import ClusteringRule, ExecutionConfig, RetryPolicy
 from rc2_platform.execution.stand_in import STAND_IN_CLASS
 from rc2_platform.graph import Quantum, QuantumGraph, TaskSummary, output_ref, save_graph
 from rc2_platform.pipeline import PipelineTask, TaskConfig
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 
 RUN = "u/test/run1"
 INPUT_RUN = "raw/all"

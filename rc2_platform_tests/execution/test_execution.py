@@ -126,8 +126,8 @@ def test_killed_job_leaves_no_registry_rows_and_resume_works(setup: tuple[Path, 
     # a[2] wrote its file before b[2] killed the job, but nothing of the job is registered.
     assert _registered(tmp / "repo", "a_out") == {0, 1}
     with Butler(tmp / "repo") as butler:
+        from rc2_platform.core.data_id import DataCoordinate
         from rc2_platform.graph import output_ref
-        from rc2_platform.registry.data_id import DataCoordinate
 
         orphan = output_ref(A_OUT, DataCoordinate(("instrument", "detector"), ("HSC", 2)), RUN)
         assert butler.datastore.exists(orphan)

@@ -23,9 +23,9 @@ from typing import Any
 import lsst.sphgeom as sg
 from astropy.time import Time
 
+from rc2_platform.core.timespan import time_to_nsec
 from rc2_platform.pipeline import Pipeline
 from rc2_platform.registry import CollectionType, DatasetRef, Registry, Timespan
-from rc2_platform.registry.timespan import time_to_nsec
 
 PATCHES = {0: (0.05, 0.05), 1: (1.05, 0.05), 2: (0.05, 1.05), 3: (1.05, 1.05)}
 PATCH_SIZE = 0.9

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 from rc2_platform.errors import GraphError
 from rc2_platform.graph import (
     Quantum,
@@ -17,8 +19,6 @@ from rc2_platform.graph import (
     output_ref,
     save_graph,
 )
-from rc2_platform.registry.data_id import DataCoordinate
-from rc2_platform.registry.dataset_types import DatasetRef, DatasetType
 
 RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "Exposure")
 BIAS = DatasetType("bias", ("instrument", "detector"), "Exposure", is_calibration=True)

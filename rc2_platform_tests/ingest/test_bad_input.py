@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from rc2_platform.butler import Butler
 from rc2_platform.cli import main
+from rc2_platform.core.timespan import time_to_nsec
 from rc2_platform.ingest import (
     CalibrationEntry,
     define_visits,
@@ -21,7 +22,6 @@ from rc2_platform.ingest import (
     register_instrument,
 )
 from rc2_platform.instrument import detector_wcs, make_raw_header
-from rc2_platform.registry.timespan import time_to_nsec
 from rc2_platform.simulate.fastfits import write_header_only
 from rc2_platform_tests.instrument.test_translator import _real_style_header
 

@@ -9,6 +9,7 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
+from rc2_platform.core.timespan import time_to_nsec
 from rc2_platform.errors import IngestError
 from rc2_platform.instrument import (
     detector_regions,
@@ -18,7 +19,6 @@ from rc2_platform.instrument import (
     tai_nsec_from_utc,
     translate_header,
 )
-from rc2_platform.registry.timespan import time_to_nsec
 
 
 def _real_style_header() -> fits.Header:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.errors import DimensionError, DimensionValueError
 from rc2_platform.registry import CollectionType, DatasetType, Registry
 from rc2_platform.registry import registry as registry_module
 from rc2_platform.registry._bulk import time_ordered_uuids
-from rc2_platform.registry.data_id import DataCoordinate
 
 RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "ExposureF")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.errors import Rc2Error
 from rc2_platform.tasks.algorithms import TaskDataError
 from rc2_platform.tasks.calibrate import CalibrateTask

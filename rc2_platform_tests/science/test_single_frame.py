@@ -9,7 +9,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.datastore.formatters import FitsExposureFormatter, FitsTableFormatter
 from rc2_platform.tasks.algorithms.mask_bits import BAD
 from rc2_platform_tests.science.conftest import DETECTORS, VISITS

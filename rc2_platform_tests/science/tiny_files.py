@@ -15,7 +15,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from rc2_platform.datastore.exposure import Exposure
+from rc2_platform.core.exposure import Exposure
 from rc2_platform.datastore.formatters import FitsExposureFormatter
 from rc2_platform.simulate import read_mask_file, read_truth
 

@@ -12,9 +12,9 @@ from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
+from rc2_platform.core.timespan import Timespan
 from rc2_platform.ingest.bootstrap_config import BootstrapConfig, load_bootstrap_config
 from rc2_platform.instrument import translate_header
-from rc2_platform.registry.timespan import Timespan
 from rc2_platform.simulate import SimulationResult, read_mask_file, read_shard, read_truth, simulate
 from rc2_platform.simulate.refcat import htm7_index
 

@@ -311,7 +311,7 @@ class _ToNodes(Transformer[Token, Expression]):
 def _time_literal(iso: str, pos: Position) -> TimeLiteral:
     from astropy.time import Time
 
-    from rc2_platform.registry.timespan import time_to_nsec
+    from rc2_platform.core.timespan import time_to_nsec
 
     try:
         t = Time(iso, scale="tai")

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 
-from rc2_platform.registry.data_id import DataCoordinate
+from rc2_platform.core.data_id import DataCoordinate
 
 #: Namespace of deterministic dataset IDs (uuid5); never change it.
 DATASET_ID_NAMESPACE = uuid.UUID("6a1c7f0e-5b0c-4b6e-9a31-7d8a2f5b9c40")

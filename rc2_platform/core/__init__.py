@@ -1,0 +1,29 @@
+"""Shared value types every layer uses: data IDs, time spans, dataset types and refs, exposures.
+
+This is the bottom layer beside :mod:`rc2_platform.geometry`: it imports no other
+rc2_platform package, so the datastore, the instrument and execution can use these types
+without importing the registry.
+"""
+
+from __future__ import annotations
+
+from rc2_platform.core.data_id import DataCoordinate, DataIdValue
+from rc2_platform.core.dataset_types import (
+    CollectionType,
+    DatasetIdGenMode,
+    DatasetRef,
+    DatasetType,
+    make_dataset_id,
+)
+from rc2_platform.core.timespan import Timespan
+
+__all__ = [
+    "CollectionType",
+    "DataCoordinate",
+    "DataIdValue",
+    "DatasetIdGenMode",
+    "DatasetRef",
+    "DatasetType",
+    "Timespan",
+    "make_dataset_id",
+]
