@@ -163,6 +163,18 @@ class RunNotFoundError(ExecutionError, LookupError):
     """No execution journal exists for a RUN in a repository."""
 
 
+class MissingInputsError(ExecutionError):
+    """A graph's inputs are not in the repository it is run against (nothing was registered)."""
+
+
+class RunLockedError(ExecutionError):
+    """Another orchestrator holds the RUN; the message names it and how to take over."""
+
+
+class RunConflictError(ExecutionError):
+    """The RUN already holds outputs and neither --resume nor --extend-run was given."""
+
+
 class ClusterJobError(ExecutionError):
     """A cluster job could not start (bad graph, cluster, quanta or repository)."""
 

@@ -10,9 +10,10 @@ packaged execution config)::
     prepare_execution → plan_step1 ─(one step per cluster)→ run_step1 ─collect→
                         plan_step2 → run_step2 → … → materialize_outputs
 
-Every op is a call into :mod:`rc2_platform.execution.stages`; each ``run_<stage>`` step
-runs ONE cluster job on the configured backend (local processes; HTCondor and Kubernetes
-through Dagster Pipes) and registers its outputs in one transaction on this side.
+Every op is a call into :mod:`rc2_platform.execution.stages`, the Dagster-stage driver of
+the run-state machine (:class:`rc2_platform.execution.run_state.RunState`); each
+``run_<stage>`` step runs ONE cluster job on the configured backend (local processes;
+HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this side.
 """
 
 import json
@@ -22,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from rc2_platform.defs.execution_summary import TRACT_WIDE, band_summary, mapping_key
 from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
@@ -29,15 +31,14 @@ from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
 from rc2_platform.defs.resources import ButlerResource
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
+from rc2_platform.execution.run_state import QuantumState
 from rc2_platform.execution.runner import RunOptions
 from rc2_platform.execution.stages import (
     ClusterOutcome,
     ClusterSpec,
     Ledger,
-    band_summary,
     check_stages,
     finish_run,
-    mapping_key,
     plan_stage,
     prepare_run,
     record_outcomes,
@@ -138,7 +139,7 @@ def prepare_execution(
         )
         context.log.info(
             f"tract {tract}: {ledger.n_quanta} quanta into RUN {ledger.output_run} on {backend} "
-            f"({ledger.counts()['succeeded']} already done)"
+            f"({ledger.counts()[QuantumState.SUCCEEDED]} already done)"
         )
         state.ledgers.append(ledger)
     return state
@@ -160,7 +161,7 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
         n = 0
         for ledger in state.ledgers:
             record_outcomes(ledger, outcomes or [])
-            blocked_before = ledger.counts()["blocked"]
+            blocked_before = ledger.counts()[QuantumState.BLOCKED]
             for spec in plan_stage(ledger, stage, config):
                 n += 1
                 yield dg.DynamicOutput(
@@ -168,7 +169,7 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
                     mapping_key=mapping_key(spec.tract, spec.cluster),
                     output_name="clusters",
                 )
-            newly = ledger.counts()["blocked"] - blocked_before
+            newly = ledger.counts()[QuantumState.BLOCKED] - blocked_before
             if newly:
                 context.log.warning(
                     f"tract {ledger.tract} {stage}: {newly} quanta blocked by upstream failures"
@@ -200,7 +201,9 @@ def _run_spec(
         launcher = k8s.launcher(
             context, k8s.settings or config.backends.kubernetes, extras, reports
         )
-    outcome = run_cluster_job(butler.root, spec, config, launcher=launcher, options=options)
+    outcome = run_cluster_job(
+        butler.root, spec, config, launcher=launcher, options=options, backend_name=backend
+    )
     counts = outcome.counts()
     context.log.info(
         f"cluster {spec.cluster}: {json.dumps(counts, sort_keys=True)} in {outcome.attempts} attempt(s)"
@@ -225,20 +228,21 @@ def _make_run_op(stage: str) -> dg.OpDefinition:
     return _run
 
 
+#: States shown in the assets' metadata, and those that make a tract not done.
+_SHOWN = (QuantumState.SUCCEEDED, QuantumState.FAILED, QuantumState.BLOCKED)
+_NOT_DONE = (QuantumState.FAILED, QuantumState.BLOCKED, QuantumState.PENDING)
+
 _PLAN_OPS = [_make_plan_op(stage, i == 0) for i, stage in enumerate(STAGES)]
 _RUN_OPS = [_make_run_op(stage) for stage in STAGES]
 
 
 def _markdown(summary: dict[str, dict[str, Any]], name: str) -> str:
-    lines = [
-        "| band | succeeded | failed | blocked | datasets | rows |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = " | ".join(st.value for st in _SHOWN)
+    lines = [f"| band | {header} | datasets | rows |", "|---|---|---|---|---|---|"]
     for band, s in sorted(summary.items()):
+        counts = " | ".join(str(s[st.value]) for st in _SHOWN)
         rows = s["rows"].get(name, "")
-        lines.append(
-            f"| {band} | {s['succeeded']} | {s['failed']} | {s['blocked']} | {s['datasets'].get(name, 0)} | {rows} |"
-        )
+        lines.append(f"| {band} | {counts} | {s['datasets'].get(name, 0)} | {rows} |")
     return "\n".join(lines)
 
 
@@ -246,16 +250,16 @@ def _metadata(
     state: _State, summaries: dict[str, dict[str, dict[str, Any]]], name: str
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    total = {"succeeded": 0, "failed": 0, "blocked": 0}
+    total = {s.value: 0 for s in _SHOWN}
     for ledger in state.ledgers:
         summary = summaries[ledger.tract]
         prefix = f"{ledger.tract} " if len(state.ledgers) > 1 else ""
         meta[f"{prefix}RUN"] = ledger.output_run
         meta[f"{prefix}per band"] = dg.MetadataValue.md(_markdown(summary, name))
         for band, s in sorted(summary.items()):
-            if band == "*":
+            if band == TRACT_WIDE:
                 continue
-            for key in ("succeeded", "failed", "blocked"):
+            for key in total:
                 meta[f"{prefix}{band} quanta {key}"] = dg.MetadataValue.int(s[key])
             meta[f"{prefix}{band} datasets"] = dg.MetadataValue.int(s["datasets"].get(name, 0))
             if name in s["rows"]:
@@ -283,8 +287,8 @@ def materialize_outputs(
     failed = 0
     for ledger in state.ledgers:
         record_outcomes(ledger, outcomes)
-        counts = finish_run(butler.root, ledger)
-        failed += counts["failed"] + counts["blocked"] + counts["pending"]
+        counts = finish_run(butler.root, ledger, config)
+        failed += sum(counts[s] for s in _NOT_DONE)
         summaries[ledger.tract] = band_summary(butler.root, ledger, OUTPUT_DATASET_TYPES, config)
         context.log.info(f"tract {ledger.tract} RUN {ledger.output_run}: {json.dumps(counts)}")
         for text, n in ledger.errors.items():

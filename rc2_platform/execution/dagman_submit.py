@@ -1,34 +1,36 @@
 """Whole-graph submission as one HTCondor DAGMan workflow, and registering its results.
 
-:func:`submit_graph_dag` (``rc2 submit GRAPH --backend htcondor --dagman``) prepares the
-run exactly as the waiting orchestrator does (it *uses* :class:`runner._Orchestrator`:
-dataset types, RUN, init-outputs, input records, per-cluster job graphs and worker
-commands), then writes ONE DAG: a node per cluster, ``PARENT/CHILD`` from the cluster
+:func:`submit_graph_dag` (``rc2 submit GRAPH --backend htcondor --dagman``) is a driver
+of the run-state machine (:class:`~rc2_platform.execution.run_state.RunState`): it
+prepares the RUN and makes every cluster's first job attempt up front (job graphs and
+worker commands, exactly as the local loop makes them), then writes ONE DAG: a node per cluster, ``PARENT/CHILD`` from the cluster
 plan, ``RETRY`` from the retry policy, and a ``FINAL`` node running
 ``rc2 register-results RUN --repo REPO``. Nothing waits: DAGMan runs the nodes.
 
-:func:`register_results` (``rc2 register-results``) reads the job result files the
-nodes wrote, registers the succeeded quanta's outputs (one transaction per job,
-idempotent) and appends the journal events ``rc2 report`` reads.
+:func:`register_results` (``rc2 register-results``) settles each node's attempt in the
+run-state machine from the records its job wrote, registers the succeeded quanta's
+outputs (idempotent) and appends the journal events ``rc2 report`` reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import Butler
-from rc2_platform.errors import ClusterJobError, ExecutionError
-from rc2_platform.execution.backends import ClusterJob, JobHandle, make_backend
+from rc2_platform.errors import ExecutionError
+from rc2_platform.execution.backends import ClusterJob, JobHandle, JobState, JobStatus, make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
-from rc2_platform.execution.executor import FAILED, SUCCEEDED, QuantumOutcome
-from rc2_platform.execution.job import JobResult
 from rc2_platform.execution.journal import Journal
-from rc2_platform.execution.registration import output_refs_by_id, register_outcomes
-from rc2_platform.execution.runner import RunOptions, RunSummary, _Orchestrator, worker_command
-from rc2_platform.graph.io import load_graph
+from rc2_platform.execution.registration import register_outcomes, register_settlement
+from rc2_platform.execution.run_state import (
+    JobAttempt,
+    QuantumState,
+    RunState,
+    WorkerSettings,
+)
+from rc2_platform.execution.runner import RunOptions, RunSummary, worker_command
 
 __all__ = ["FINAL_NODE", "DagSubmission", "register_results", "submit_graph_dag"]
 
@@ -119,88 +121,91 @@ def submit_graph_dag(
             f"DAGMan submission needs the htcondor backend, not {backend.name!r}; "
             "use `rc2 submit --backend htcondor --dagman`"
         )
+    worker = WorkerSettings(
+        worker_command(options.executable),
+        options.processes or config.processes_per_job,
+        backend.name,
+    )
     with Butler(repo) as butler:
-        orch = _Orchestrator(Path(graph_path).resolve(), butler, config, options, backend)
-        orch.journal.append(
+        state = RunState.load(graph_path, butler.root, config, worker)
+        state.journal.append(
             "options",
             config_path=None if config_path is None else str(Path(config_path).resolve()),
             jobs=None,
             backend=backend.name,
             dagman=True,
         )
-        orch.prepare()
-        made = _make_jobs(orch)
-        names = {job.name for job, _ in made}
-        deps = {job.name: orch.plan.parents[job.name] & names for job, _ in made}
-        jobs = [job for job, _ in made]
-        final = _final_job(orch, worker_command(options.executable))
-        directory = Path(dag_dir) if dag_dir else orch.journal.directory / "dag"
-        dag_name = f"rc2-{orch.journal.directory.name}"
-        handle: JobHandle | None = None
-        if dry_run:
-            dag = write_dag(jobs, deps, directory, backend.settings, backend.retry, dag_name, final)
-        else:
-            handle = backend.submit_dag(jobs, deps, directory, dag_name, final)
-            dag = Path(handle.info["dag"])
-        for job, attempt in made:
-            attempt.handle = JobHandle(
-                id=handle.id if handle else "",
-                job_name=job.name,
-                backend=backend.name if handle else "local",  # nothing to cancel if dry
-                info={"dag": str(dag), "dag_node": job.name},
-            )
-            orch._journal_submit(job, attempt)
-        orch.journal.append(
-            "dag_submitted",
-            dag=str(dag),
-            dry_run=dry_run,
-            handle=None if handle is None else handle.to_dict(),
-            nodes=len(jobs),
+        state.prepare(butler, resume=options.resume)
+    attempts = _make_attempts(state)
+    names = {a.cluster for a in attempts}
+    deps = {a.cluster: state.plan.parents[a.cluster] & names for a in attempts}
+    jobs = [a.job for a in attempts]
+    final = _final_job(state, worker.command)
+    directory = Path(dag_dir) if dag_dir else state.journal.directory / "dag"
+    dag_name = f"rc2-{state.journal.directory.name}"
+    handle: JobHandle | None = None
+    if dry_run:
+        dag = write_dag(jobs, deps, directory, backend.settings, backend.retry, dag_name, final)
+    else:
+        handle = backend.submit_dag(jobs, deps, directory, dag_name, final)
+        dag = Path(handle.info["dag"])
+    for attempt in attempts:
+        node = JobHandle(
+            id=handle.id if handle else "",
+            job_name=attempt.cluster,
+            backend=backend.name if handle else "local",  # nothing to cancel if dry
+            info={"dag": str(dag), "dag_node": attempt.cluster},
         )
-        return DagSubmission(
-            orch.graph.output_run, dag, jobs, deps, final, handle, orch.journal.path
-        )
+        state.submitted(attempt, node)
+    state.journal.append(
+        "dag_submitted",
+        dag=str(dag),
+        dry_run=dry_run,
+        handle=None if handle is None else handle.to_dict(),
+        nodes=len(jobs),
+    )
+    return DagSubmission(state.run, dag, jobs, deps, final, handle, state.journal.path)
 
 
-def _make_jobs(orch: _Orchestrator) -> list[tuple[ClusterJob, Any]]:
-    """One job per cluster with quanta to run (the orchestrator's own job builder)."""
-    made = []
-    for stage in orch.plan.stages:
-        for name in orch.plan.in_stage(stage):
-            todo = orch._runnable(name)
-            if todo:
-                made.append(orch._make_job(name, todo))
-    if not made:
+def _make_attempts(state: RunState) -> list[JobAttempt]:
+    """One job per cluster with quanta to run, in stage order (nothing has failed yet)."""
+    attempts = [
+        state.make_job(name, quanta)
+        for stage in state.plan.stages
+        for name in state.plan.in_stage(stage)
+        if (quanta := state.runnable(name))
+    ]
+    if not attempts:
         raise ExecutionError(
-            f"every quantum of RUN {orch.graph.output_run!r} already has its outputs "
-            "registered; nothing to submit"
+            f"every quantum of RUN {state.run!r} already has its outputs registered; "
+            "nothing to submit"
         )
-    return made
+    return attempts
 
 
-def _final_job(orch: _Orchestrator, prefix: list[str]) -> ClusterJob:
-    directory = orch.journal.directory / "dag" / "final"
+def _final_job(state: RunState, prefix: list[str]) -> ClusterJob:
+    directory = state.journal.directory / "dag" / "final"
     directory.mkdir(parents=True, exist_ok=True)
-    run, repo = orch.graph.output_run, str(orch.butler.root)
     return ClusterJob(
         name=FINAL_NODE,
-        command=[*prefix, "register-results", run, "--repo", repo],
+        command=[*prefix, "register-results", state.run, "--repo", str(state.repo)],
         request_memory_mb=2048,
         request_cpus=1,
-        labels={"run": run, "stage": "final"},
+        labels={"run": state.run, "stage": "final"},
         working_dir=directory,
         log_dir=directory,
     )
 
 
 def register_results(repo: str | Path, run: str) -> RunSummary:
-    """Register the outputs of every finished job of a DAGMan run and journal them.
+    """Settle every DAG node of a DAGMan run from its records, register, journal the end.
 
-    Reads each submitted cluster job's ``result.json`` (latest attempt per cluster);
-    registers the succeeded quanta's outputs in one transaction per job (already
-    registered datasets are skipped, so running it again is harmless); records jobs
-    without a result as died, or their quanta as blocked when an upstream quantum
-    failed; ends with a ``run_finished`` event.
+    Each submitted node attempt is settled by the run-state machine from the records
+    its job wrote (DAGMan already did the retries): a node that recorded nothing failed
+    if its job ran (its event log says it ended), and is left PENDING if DAGMan never
+    ran it. Then the blocking rule marks the quanta behind failures; quanta still
+    PENDING never ran. Outputs of succeeded quanta are registered (already registered
+    ones are skipped, so running it again is harmless); ``run_finished`` ends it.
 
     Raises
     ------
@@ -213,88 +218,44 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
     started = journal.last("run_started")
     if started is None:
         raise ExecutionError(f"the journal of RUN {run!r} has no run_started event; submit it")
-    graph = load_graph(started["graph"])
-    refs_by_id = output_refs_by_id(graph)
-    submitted: dict[str, dict[str, Any]] = {}
-    for ev in journal.events("job_submitted"):
-        submitted[ev["cluster"]] = ev
-    finished = list(journal.events("job_finished"))
-    done = {(ev["cluster"], ev["attempt"]) for ev in finished if not ev["died"]}
-    journaled = {(ev["cluster"], ev["attempt"]) for ev in finished}
-    state: dict[int, str] = {}
+    options = journal.last("options") or {}
+    config = load_execution_config(options.get("config_path"))
+    worker = WorkerSettings(list(worker_command()), int(started["processes"]), "htcondor")
+    state = RunState.load(started["graph"], repo, config, worker)
     for ev in journal.events("quanta_skipped"):
-        state.update({i: SUCCEEDED for i, _task in ev["quanta"]})
+        state.absorb({i: QuantumState.SUCCEEDED for i, _task in ev["quanta"]})
+    finished = {(ev["cluster"], ev["attempt"]) for ev in journal.events("job_finished")}
+    submitted = {ev["cluster"]: ev for ev in journal.events("job_submitted")}
     with Butler(repo) as butler:
         for ev in submitted.values():
-            outcomes = _read_outcomes(Path(ev["directory"]) / "result.json")
-            if outcomes is None:
-                key = (ev["cluster"], ev["attempt"])
-                _record_missing(journal, graph.upstream, ev, state, key in journaled)
+            attempt = state.restore_attempt(ev)
+            status = _node_status(attempt)
+            if status is None and not attempt.result_path.exists():
+                state.forget(attempt)  # DAGMan never ran the node: its quanta stay PENDING
                 continue
-            state.update({o.index: o.status for o in outcomes})
-            if (ev["cluster"], ev["attempt"]) in done:
+            status = status or JobStatus(JobState.SUCCEEDED, 0)
+            if (attempt.cluster, attempt.attempt) in finished:  # settled by an earlier FINAL
+                outcomes, _died = state.read_outcomes(attempt, status)
+                state.forget(attempt)
+                state.absorb({o.index: o.status for o in outcomes})
+                register_outcomes(butler, outcomes, state.output_refs)
                 continue
-            registered = register_outcomes(butler, outcomes, refs_by_id)
-            journal.append(
-                "job_finished",
-                cluster=ev["cluster"],
-                attempt=ev["attempt"],
-                status={"state": "SUCCEEDED", "exit_code": 0},
-                result=str(Path(ev["directory"]) / "result.json"),
-                died=False,
-                registered=registered,
-            )
-    counts = {"succeeded": 0, "failed": 0, "blocked": 0, "pending": 0}
-    for i in range(len(graph)):
-        counts[state.get(i, "pending")] += 1
-    status = "succeeded" if counts["succeeded"] == len(graph) else "failed"
-    journal.append("run_finished", status=status, counts=counts)
-    return RunSummary(run, status, counts, journal.path)
+            # DAGMan did the node's retries; a failed quantum is final here.
+            register_settlement(butler, state, state.settle(attempt, status, retries=False))
+    state.block_pending()
+    run_status = state.final_status()
+    counts = state.finish(run_status)
+    return RunSummary(run, run_status.value, counts, journal.path)
 
 
-def _read_outcomes(path: Path) -> list[QuantumOutcome] | None:
-    if not path.exists():
+def _node_status(attempt: JobAttempt) -> JobStatus | None:
+    """The node job's final status from its event log; None if it never ran."""
+    from rc2_platform.execution.backends.htcondor import read_event_log
+
+    log = attempt.directory / f"{attempt.cluster}.log"
+    statuses = read_event_log(log) if log.exists() else {}
+    if not statuses:
         return None
-    try:
-        return JobResult.read(path).outcomes
-    except ClusterJobError:
-        return None
-
-
-def _record_missing(
-    journal: Journal,
-    upstream: Sequence[frozenset[int]],
-    ev: dict[str, Any],
-    state: dict[int, str],
-    finished: bool,
-) -> None:
-    """A node without a result: blocked behind a failed parent node, else died.
-
-    The whole node counts as blocked when any of its quanta reads from a failed or
-    blocked quantum of another node (DAGMan does not run children of failed nodes).
-    """
-    own = {i for i, _task, _data_id in ev["quanta"]}
-    blocked: list[list[Any]] = []
-    for i, task, data_id in ev["quanta"]:
-        bad = [u for u in upstream[i] if u not in own and state.get(u) in (FAILED, "blocked")]
-        if bad:
-            blocked.append([i, task, data_id, bad[0]])
-    if blocked:
-        blocked_by = blocked[0][3]
-        seen = {b[0] for b in blocked}
-        blocked += [[i, t, d, blocked_by] for i, t, d in ev["quanta"] if i not in seen]
-        state.update({b[0]: "blocked" for b in blocked})
-        journal.append("quanta_blocked", quanta=blocked)
-        return
-    died = [i for i, _task, _data_id in ev["quanta"]]
-    state.update({i: FAILED for i in died})
-    if not finished:
-        journal.append(
-            "job_finished",
-            cluster=ev["cluster"],
-            attempt=ev["attempt"],
-            status={"state": "FAILED", "reason": "the DAG node wrote no result file"},
-            result=None,
-            died=True,
-            registered=0,
-        )
+    latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
+    status = statuses[latest]
+    return status if status.state.is_terminal else None

@@ -28,22 +28,16 @@ from rc2_platform.execution.provenance import (
     peak_rss_mb,
     quantum_record,
 )
+from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.graph.model import Quantum, TaskSummary
 from rc2_platform.pipeline import METADATA_CONNECTION, BaseConnection, PipelineTask
 from rc2_platform.pipeline.task_def import import_task_class, make_config
 
 __all__ = [
-    "BLOCKED",
-    "FAILED",
-    "SUCCEEDED",
     "PreparedTask",
     "QuantumExecutor",
     "QuantumOutcome",
 ]
-
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-BLOCKED = "blocked"
 
 _log = logging.getLogger(__name__)
 
@@ -64,8 +58,8 @@ class QuantumOutcome:
         Its task.
     data_id : dict
         Its data ID as plain data.
-    status : str
-        ``succeeded``, ``failed`` or ``blocked`` (an upstream output is missing).
+    status : QuantumState
+        SUCCEEDED, FAILED or BLOCKED (an upstream output of the RUN is missing).
     error : str or None
         ``ExceptionType: message`` of a failure, or why it is blocked.
     error_type : str or None
@@ -81,7 +75,7 @@ class QuantumOutcome:
     index: int
     task_label: str
     data_id: dict[str, Any]
-    status: str
+    status: QuantumState
     error: str | None = None
     error_type: str | None = None
     timing: dict[str, float] = field(default_factory=dict)
@@ -95,7 +89,7 @@ class QuantumOutcome:
             "index": self.index,
             "task": self.task_label,
             "data_id": self.data_id,
-            "status": self.status,
+            "status": self.status.value,
             "error": self.error,
             "error_type": self.error_type,
             "timing": self.timing,
@@ -114,7 +108,7 @@ class QuantumOutcome:
             index=int(data["index"]),
             task_label=str(data["task"]),
             data_id=dict(data["data_id"]),
-            status=str(data["status"]),
+            status=QuantumState(data["status"]),
             error=data.get("error"),
             error_type=data.get("error_type"),
             timing=dict(data.get("timing") or {}),
@@ -197,7 +191,7 @@ class QuantumExecutor:
     def execute(self, quantum: Quantum, task: PreparedTask) -> QuantumOutcome:
         """Run one quantum; never raises for task failures (they become the outcome)."""
         data_id = dict(quantum.data_id.to_dict())
-        outcome = QuantumOutcome(quantum.index, quantum.task_label, data_id, FAILED)
+        outcome = QuantumOutcome(quantum.index, quantum.task_label, data_id, QuantumState.FAILED)
         timer = QuantumTimer()
         read: list[str] = []
         with LogCapture() as capture:
@@ -224,9 +218,9 @@ class QuantumExecutor:
                     )
                     metadata["log"] = list(capture.lines)
                     records.append(self.datastore.put(metadata, meta_refs[0], overwrite=True))
-                outcome.status, outcome.records = SUCCEEDED, records
+                outcome.status, outcome.records = QuantumState.SUCCEEDED, records
             except _Blocked as exc:
-                outcome.status, outcome.error = BLOCKED, str(exc)
+                outcome.status, outcome.error = QuantumState.BLOCKED, str(exc)
             except BaseException as exc:  # noqa: BLE001 - any task failure is data
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise

@@ -31,19 +31,15 @@ from typing import Any
 
 from rc2_platform.datastore import DatastoreRecord
 from rc2_platform.errors import ClusterJobError, GraphError
-from rc2_platform.execution.executor import (
-    BLOCKED,
-    SUCCEEDED,
-    PreparedTask,
-    QuantumExecutor,
-    QuantumOutcome,
-)
+from rc2_platform.execution.executor import PreparedTask, QuantumExecutor, QuantumOutcome
+from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
 from rc2_platform.graph.io import QuantumGraphReader, save_graph
 from rc2_platform.graph.model import Quantum, QuantumGraph
 
 __all__ = [
     "JOB_METADATA_KEY",
     "JobResult",
+    "error_summary",
     "load_input_records",
     "run_cluster",
     "write_input_records",
@@ -54,6 +50,16 @@ RESULT_FORMAT = 1
 
 #: Graph-metadata key of a *job graph* (see :func:`write_job_graph`).
 JOB_METADATA_KEY = "rc2_job"
+
+
+def error_summary(outcomes: Iterable[QuantumOutcome]) -> dict[str, int]:
+    """First line (200 characters) of each failed outcome's error -> number of quanta."""
+    out: dict[str, int] = {}
+    for o in outcomes:
+        if o.status is QuantumState.FAILED:
+            text = (o.error or "unknown error").splitlines()[0][:200]
+            out[text] = out.get(text, 0) + 1
+    return out
 
 
 @dataclass
@@ -72,7 +78,7 @@ class JobResult:
         """Number of quanta per status."""
         out: dict[str, int] = {}
         for o in self.outcomes:
-            out[o.status] = out.get(o.status, 0) + 1
+            out[o.status.value] = out.get(o.status.value, 0) + 1
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -221,8 +227,8 @@ def _blocked(quantum: Quantum, by: QuantumOutcome) -> QuantumOutcome:
         quantum.index,
         quantum.task_label,
         dict(quantum.data_id.to_dict()),
-        BLOCKED,
-        error=f"upstream quantum {by.task_label} {by.data_id} {by.status}",
+        QuantumState.BLOCKED,
+        error=f"upstream quantum {by.task_label} {by.data_id} {by.status.value}",
     )
 
 
@@ -233,9 +239,16 @@ def _run_serial(
     tasks: Mapping[str, PreparedTask],
 ) -> list[QuantumOutcome]:
     done: dict[int, QuantumOutcome] = {}
+
+    def state_of(i: int) -> QuantumState | None:
+        return done[i].status if i in done else None
+
     for q in order:
-        bad = [done[u] for u in sorted(upstream[q.index]) if done[u].status != SUCCEEDED]
-        done[q.index] = _blocked(q, bad[0]) if bad else executor.execute(q, tasks[q.task_label])
+        cause = blocking_upstream(upstream[q.index], state_of)
+        if cause is None:
+            done[q.index] = executor.execute(q, tasks[q.task_label])
+        else:
+            done[q.index] = _blocked(q, done[cause])
     return [done[q.index] for q in order]
 
 
@@ -269,7 +282,7 @@ def _run_parallel(
                 for d in downstream[i]:
                     if d in done:
                         continue
-                    if done[i].status != SUCCEEDED:
+                    if done[i].status.blocks_downstream:
                         _block_all(d, done[i], by_index, downstream, done)
                         continue
                     waiting[d].discard(i)

@@ -48,14 +48,10 @@ def _option(argv: Sequence[str], name: str) -> str | None:
 
 def cluster_summary(result_path: str | Path) -> dict[str, Any]:
     """Per-cluster summary of a job result file: quanta per state, errors, timing, host."""
-    from rc2_platform.execution.job import JobResult
+    from rc2_platform.execution.job import JobResult, error_summary
 
     result = JobResult.read(result_path)
-    errors: dict[str, int] = {}
-    for o in result.outcomes:
-        if o.status == "failed":
-            text = (o.error or "unknown error").splitlines()[0][:200]
-            errors[text] = errors.get(text, 0) + 1
+    errors = error_summary(result.outcomes)
     return {
         "kind": SUMMARY_KIND,
         "cluster": result.cluster,

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from rc2_platform.butler import Butler
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore import DatastoreRecord
 from rc2_platform.errors import ClusterJobError
-from rc2_platform.execution.executor import SUCCEEDED, QuantumOutcome
+from rc2_platform.execution.executor import QuantumOutcome
+from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.graph.model import QuantumGraph
 
-__all__ = ["output_refs_by_id", "register_outcomes", "registered_output_ids"]
+if TYPE_CHECKING:
+    from rc2_platform.execution.run_state import RunState, Settlement
+
+__all__ = [
+    "output_refs_by_id",
+    "register_outcomes",
+    "register_settlement",
+    "registered_output_ids",
+]
 
 
 def output_refs_by_id(graph: QuantumGraph) -> dict[uuid.UUID, DatasetRef]:
@@ -46,7 +56,7 @@ def register_outcomes(
     """
     stored: list[tuple[DatasetRef, DatastoreRecord]] = []
     for outcome in outcomes:
-        if outcome.status != SUCCEEDED:
+        if outcome.status is not QuantumState.SUCCEEDED:
             continue
         for record in outcome.records:
             ref = refs_by_id.get(record.dataset_id)
@@ -63,3 +73,15 @@ def register_outcomes(
 def registered_output_ids(butler: Butler, refs: Iterable[DatasetRef]) -> set[uuid.UUID]:
     """Which of ``refs`` are registered with a file record (set-based, 5,000 ids per query)."""
     return set(butler.datastore_records(refs))
+
+
+def register_settlement(butler: Butler, state: RunState, settlement: Settlement) -> int:
+    """Register the outputs of a settled attempt's succeeded quanta; journal the count."""
+    registered = register_outcomes(butler, settlement.outcomes, state.output_refs)
+    state.journal.append(
+        "outputs_registered",
+        cluster=settlement.attempt.cluster,
+        attempt=settlement.attempt.attempt,
+        registered=registered,
+    )
+    return registered

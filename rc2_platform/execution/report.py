@@ -18,10 +18,19 @@ from typing import Any
 from rc2_platform.errors import ClusterJobError
 from rc2_platform.execution.job import JobResult
 from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.quantum_state import QuantumState
 
-__all__ = ["JobSpan", "RunReport", "build_report", "write_timeline_png"]
+__all__ = ["JobSpan", "RunReport", "build_report", "quantum_states", "write_timeline_png"]
 
-STATES = ("succeeded", "failed", "blocked", "pending")
+STATES = tuple(
+    s.value
+    for s in (
+        QuantumState.SUCCEEDED,
+        QuantumState.FAILED,
+        QuantumState.BLOCKED,
+        QuantumState.PENDING,
+    )
+)
 
 
 @dataclass
@@ -69,7 +78,7 @@ class RunReport:
 class _Quantum:
     task: str
     data_id: dict[str, Any]
-    state: str = "pending"
+    state: QuantumState = QuantumState.PENDING
     error: str | None = None
     starts: int = 0
 
@@ -91,15 +100,15 @@ def _replay(journal: Journal) -> tuple[dict[int, _Quantum], list[dict[str, Any]]
             meta["status"] = ev["status"]
         elif kind == "quanta_skipped":
             for i, task in ev["quanta"]:
-                quanta[i] = _Quantum(task, {}, "succeeded")
+                quanta[i] = _Quantum(task, {}, QuantumState.SUCCEEDED)
         elif kind == "quanta_blocked":
             for i, task, data_id, _by in ev["quanta"]:
-                quanta[i] = _Quantum(task, data_id, "blocked", "upstream quantum failed")
+                quanta[i] = _Quantum(task, data_id, QuantumState.BLOCKED, "upstream quantum failed")
         elif kind == "job_submitted":
             submitted[(ev["cluster"], ev["attempt"])] = ev
             for i, task, data_id in ev["quanta"]:
                 q = quanta.setdefault(i, _Quantum(task, data_id))
-                q.task, q.data_id, q.state = task, data_id, "pending"
+                q.task, q.data_id, q.state = task, data_id, QuantumState.PENDING
                 q.starts += 1
         elif kind == "job_finished":
             sub = submitted.get((ev["cluster"], ev["attempt"]))
@@ -134,7 +143,7 @@ def _apply_finished(
     else:
         reason = (ev.get("status") or {}).get("reason") or "no result file"
         for i, _task, _data_id in sub["quanta"]:
-            quanta[i].state = "failed"
+            quanta[i].state = QuantumState.FAILED
             quanta[i].error = f"job died before writing its result ({reason})"
     return job
 
@@ -154,7 +163,7 @@ def _task_table(quanta: dict[int, _Quantum], totals: dict[str, int]) -> dict[str
 def _errors(quanta: dict[int, _Quantum]) -> list[dict[str, Any]]:
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for q in quanta.values():
-        if q.state == "failed":
+        if q.state is QuantumState.FAILED:
             groups[q.error or "unknown error"].append((q.task, q.data_id))
     return [
         {
@@ -187,6 +196,12 @@ def _timing(jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def quantum_states(repo: str | Path, run: str) -> dict[int, QuantumState]:
+    """The latest state of every quantum the journal of ``run`` names, by quantum index."""
+    quanta, _jobs, _meta = _replay(Journal.for_run(repo, run, must_exist=True))
+    return {i: q.state for i, q in quanta.items()}
+
+
 def build_report(repo: str | Path, run: str) -> RunReport:
     """Build the report of ``run`` from its journal in ``repo``.
 
@@ -209,9 +224,11 @@ def build_report(repo: str | Path, run: str) -> RunReport:
             outcome = "cancelled" if j["cancelled"] else "died"
         else:
             badput += sum(
-                o.timing.get("wall_seconds", 0.0) for o in j["outcomes"] if o.status == "failed"
+                o.timing.get("wall_seconds", 0.0)
+                for o in j["outcomes"]
+                if o.status is QuantumState.FAILED
             )
-            ok = all(o.status == "succeeded" for o in j["outcomes"])
+            ok = all(o.status is QuantumState.SUCCEEDED for o in j["outcomes"])
             outcome = "succeeded" if ok else "partial"
         spans.append(
             JobSpan(j["cluster"], j["attempt"], j["start"] - origin, j["end"] - origin, outcome)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from rc2_platform.butler import Butler
 from rc2_platform.cli import main
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
+from rc2_platform.execution.backends.htcondor.event_log import EventLogWriter
 from rc2_platform.execution.backends.htcondor.submit import split_arguments, split_environment
 from rc2_platform.execution.dagman_submit import FINAL_NODE, register_results, submit_graph_dag
 from rc2_platform.execution.journal import Journal
@@ -159,21 +160,37 @@ def test_being_dagman_registers_everything_and_report_shows_success(setup: Path)
     assert data["totals"]["failed"] == data["totals"]["pending"] == 0
 
 
-def test_missing_node_results_are_reported_failed(setup: Path) -> None:
+def test_nodes_that_never_ran_stay_pending_and_a_dead_node_fails_and_blocks(setup: Path) -> None:
     tmp = setup
-    _submit_dry(tmp)  # no node runs (DAGMan gave up): FINAL still registers what exists
+    _submit_dry(tmp)  # no node runs (DAGMan gave up): FINAL still settles what exists
     summary = register_results(tmp / "repo", RUN)
     assert summary.status == "failed"
-    assert summary.counts["succeeded"] == 0
-    assert summary.counts == {"succeeded": 0, "failed": 6, "blocked": 1, "pending": 0}
+    assert summary.counts == {
+        "succeeded": 0, "failed": 0, "blocked": 0, "pending": 7, "running": 0
+    }  # fmt: skip
     rep = build_report(tmp / "repo", RUN)
     assert rep.status == "failed"
-    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["failed"] == 3
-    # Running it again (a rescue DAG's FINAL) adds no second job event for the same node.
+    assert rep.tasks["a"]["pending"] == 3 and rep.tasks["a"]["retried"] == 0
+    # Running it again (a rescue DAG's FINAL) adds no job event for nodes that never ran.
     journal = Journal.for_run(tmp / "repo", RUN)
+    assert list(journal.events("job_finished")) == []
+
+    # Node step1_HSC_1 ran and died (its event log says so, it recorded nothing): its
+    # quanta fail, c (reading b[1]) is blocked, the nodes that never ran stay pending.
+    node = next(e for e in journal.events("job_submitted") if e["cluster"] == "step1_HSC_1")
+    log = EventLogWriter(Path(node["directory"]) / "step1_HSC_1.log")
+    log.submitted(7, 0, "step1_HSC_1")
+    log.executing(7, 0)
+    log.terminated(7, 0, 1)
+    summary = register_results(tmp / "repo", RUN)
+    assert summary.counts == {
+        "succeeded": 0, "failed": 2, "blocked": 1, "pending": 4, "running": 0
+    }  # fmt: skip
+    rep = build_report(tmp / "repo", RUN)
+    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["failed"] == 1
     died = len(list(journal.events("job_finished")))
     register_results(tmp / "repo", RUN)
-    assert len(list(journal.events("job_finished"))) == died == 3
+    assert len(list(journal.events("job_finished"))) == died == 1
 
 
 def test_submit_goes_to_the_schedd_and_is_journaled(setup: Path, fake_dagman: Path) -> None:

@@ -157,7 +157,7 @@ def test_retries_are_counted_and_memory_is_escalated(setup: tuple[Path, dict]) -
     make_graph(tmp / "g.qgraph", raws, configs={"a": cfg})
     config = make_config(retries=1, memory_multiplier=2.0, max_memory_mb=8192)
     summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=config, options=OPTS)
-    assert summary.counts == {"succeeded": 4, "failed": 1, "blocked": 2, "pending": 0}
+    assert summary.counts == {"succeeded": 4, "failed": 1, "blocked": 2, "pending": 0, "running": 0}
     report = build_report(tmp / "repo", RUN)
     assert report.tasks["a"]["retried"] == 2  # a[0] (fails again) and a[1] (memory)
     assert report.tasks["a"]["succeeded"] == 2

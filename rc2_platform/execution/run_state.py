@@ -1,0 +1,672 @@
+"""The run-state machine: what every driver of a graph's execution asks and tells.
+
+One :class:`RunState` holds what is known of one graph's execution into its RUN: the
+state of each quantum (:class:`QuantumState`), the attempts of each cluster, the memory
+each cluster gets next, and the RUN's journal. Its public operations are all a driver
+needs; the drivers only decide *where* and *when* jobs run:
+
+- the local loop (:mod:`~rc2_platform.execution.runner`, ``rc2 run``): submits clusters
+  as soon as their parents are done and polls the backend;
+- the DAGMan submission (:mod:`~rc2_platform.execution.dagman_submit`): makes every job
+  up front and lets DAGMan run them; its FINAL node settles the records;
+- the Dagster stages (:mod:`~rc2_platform.execution.stages`): one op per stage plans,
+  one step per cluster runs and settles.
+
+Operations, in the order a driver calls them::
+
+    state = RunState.load(graph_path, repo, config, worker)
+    state.prepare(butler, resume=...)        # refuse bad input, register RUN, init-outputs
+    for name in state.ready_clusters():      # (or every cluster of a stage / of the plan)
+        quanta = state.runnable(name)        # the blocking rule; [] = nothing left to run
+        attempt = state.make_job(name, quanta)   # job graph + worker command
+        ...submit attempt.job...; state.submitted(attempt, handle)
+    settlement = state.settle(attempt, status)   # states, retries, memory escalation
+    state.counts(); state.finish(state.final_status())
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.butler import Butler
+from rc2_platform.core.dataset_types import DatasetRef
+from rc2_platform.errors import ClusterJobError, MissingInputsError
+from rc2_platform.execution.backends import ClusterJob, JobHandle, JobStatus
+from rc2_platform.execution.execution_config import ExecutionConfig
+from rc2_platform.execution.executor import PreparedTask, QuantumOutcome
+from rc2_platform.execution.job import (
+    JobResult,
+    error_summary,
+    load_input_records,
+    write_input_records,
+    write_job_graph,
+)
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
+from rc2_platform.execution.registration import output_refs_by_id, registered_output_ids
+from rc2_platform.graph.clustering import ClusterPlan, plan_clusters
+from rc2_platform.graph.io import load_graph
+from rc2_platform.graph.model import QuantumGraph
+from rc2_platform.pipeline import CONFIG_CONNECTION, ConnectionKind
+
+__all__ = [
+    "JobAttempt",
+    "QuantumState",
+    "RunState",
+    "RunStatus",
+    "Settlement",
+    "WorkerSettings",
+    "load_graph_and_plan",
+]
+
+#: Exit statuses meaning "killed for memory" on a local machine (SIGKILL from the OOM killer).
+MEMORY_KILL_CODES = frozenset({-signal.SIGKILL, 128 + signal.SIGKILL})
+
+
+class RunStatus(enum.StrEnum):
+    """The status of a whole RUN's execution (``run_finished`` and ``rc2 report``)."""
+
+    RUNNING = "running"
+    SUBMITTED = "submitted"
+    """Handed to DAGMan; its FINAL node finishes it."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """Some quanta failed, are blocked or never ran; the rest is done."""
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
+    """The orchestrator stopped on an error (or Ctrl-C) and cancelled its jobs."""
+    INTERRUPTED = "interrupted"
+    """The orchestrator died (no ``run_finished``, its process is gone)."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How cluster jobs run the worker.
+
+    Attributes
+    ----------
+    command : list of str
+        Prefix running the worker entry point (``[".../rc2"]`` or
+        ``[python, "-m", "rc2_platform.execution.pipes_worker"]``); ``run-cluster ...``
+        follows.
+    processes : int
+        Processes per cluster job.
+    backend : str
+        Name of the backend the jobs go to: ``local`` jobs are retried by the run-state
+        machine itself (no backend retries), batch jobs also by their backend.
+    """
+
+    command: list[str]
+    processes: int = 1
+    backend: str = "local"
+
+
+@dataclass
+class JobAttempt:
+    """One attempt of one cluster job: what to submit and where it writes.
+
+    Attributes
+    ----------
+    cluster : str
+        Cluster name (from the cluster plan).
+    attempt : int
+        1 for the first attempt, 2 for its first retry, ...
+    quanta : list of int
+        Quantum indexes it runs.
+    memory_mb : int
+        Memory requested.
+    directory : Path
+        ``REPO/_runs/<run>/jobs/<cluster>/attempt<N>`` (job graph, records, logs).
+    job : ClusterJob
+        The backend job.
+    handle : JobHandle or None
+        Set by :meth:`RunState.submitted`.
+    """
+
+    cluster: str
+    attempt: int
+    quanta: list[int]
+    memory_mb: int
+    directory: Path
+    job: ClusterJob
+    handle: JobHandle | None = None
+
+    @property
+    def result_path(self) -> Path:
+        """The job's result file (per-quantum records)."""
+        return self.directory / "result.json"
+
+
+@dataclass
+class Settlement:
+    """What :meth:`RunState.settle` concluded from a finished attempt.
+
+    Attributes
+    ----------
+    attempt : JobAttempt
+        The attempt settled.
+    outcomes : list of QuantumOutcome
+        One per quantum of the attempt (from the job's records; a job that died
+        without recording a quantum gives it a ``JobDied`` failure).
+    died : bool
+        The job recorded none of its quanta.
+    retry : JobAttempt or None
+        The next attempt to submit (failed quanta with retries left and the quanta
+        blocked behind them), not yet submitted.
+    """
+
+    attempt: JobAttempt
+    outcomes: list[QuantumOutcome]
+    died: bool
+    retry: JobAttempt | None = None
+
+    def errors(self) -> dict[str, int]:
+        """First line of each final failure's message -> number of quanta."""
+        retried = set(self.retry.quanta) if self.retry else set()
+        return error_summary(o for o in self.outcomes if o.index not in retried)
+
+
+#: (graph path, mtime, clustering rules) -> (graph, plan); input records file -> records.
+_GRAPHS: dict[tuple[str, float, str], tuple[QuantumGraph, ClusterPlan]] = {}
+_RECORDS: dict[tuple[str, float], dict[Any, Any]] = {}
+
+
+def load_graph_and_plan(
+    path: str | Path, config: ExecutionConfig
+) -> tuple[QuantumGraph, ClusterPlan]:
+    """The graph and its cluster plan, loaded once per process (keyed by file and rules)."""
+    rules = json.dumps({k: v.model_dump() for k, v in config.clustering.items()}, sort_keys=True)
+    resolved = Path(path).resolve()
+    key = (str(resolved), resolved.stat().st_mtime, rules)
+    if key not in _GRAPHS:
+        graph = load_graph(resolved)
+        if len(_GRAPHS) >= 4:
+            _GRAPHS.pop(next(iter(_GRAPHS)))
+        _GRAPHS[key] = (graph, plan_clusters(graph, config.clustering))
+    return _GRAPHS[key]
+
+
+class RunState:
+    """What is known of one graph's execution into its RUN (see the module docstring).
+
+    Parameters
+    ----------
+    graph_path : Path
+        The ``.qgraph`` file (recorded in the journal).
+    graph : QuantumGraph
+        The graph.
+    plan : ClusterPlan
+        Its clusters.
+    repo : Path
+        Repository root.
+    config : ExecutionConfig
+        Resources, retry policy.
+    worker : WorkerSettings
+        How jobs run the worker.
+    """
+
+    def __init__(
+        self,
+        graph_path: Path,
+        graph: QuantumGraph,
+        plan: ClusterPlan,
+        repo: Path,
+        config: ExecutionConfig,
+        worker: WorkerSettings,
+    ) -> None:
+        self.graph_path = graph_path
+        self.graph = graph
+        self.plan = plan
+        self.repo = repo
+        self.config = config
+        self.worker = worker
+        self.journal = Journal.for_run(repo, graph.output_run)
+        self.states: dict[int, QuantumState] = {}
+        self.active: dict[str, JobAttempt] = {}
+        self.finished: set[str] = set()
+        self._failures: dict[int, int] = {}
+        self._memory: dict[str, int] = {}
+        self._attempts: dict[str, int] = {}
+
+    @classmethod
+    def load(
+        cls,
+        graph_path: str | Path,
+        repo: str | Path,
+        config: ExecutionConfig,
+        worker: WorkerSettings,
+    ) -> RunState:
+        """A fresh state over a graph file (the graph and plan are cached per process)."""
+        graph, plan = load_graph_and_plan(graph_path, config)
+        return cls(Path(graph_path).resolve(), graph, plan, Path(repo).resolve(), config, worker)
+
+    @functools.cached_property
+    def output_refs(self) -> dict[uuid.UUID, DatasetRef]:
+        """Every output ref of the graph's quanta, by dataset id."""
+        return output_refs_by_id(self.graph)
+
+    @property
+    def run(self) -> str:
+        """The graph's output RUN."""
+        return self.graph.output_run
+
+    # --- preparation ------------------------------------------------------------------
+
+    def prepare(self, butler: Butler, *, resume: bool = False) -> None:
+        """Check the repository, register the RUN, write init-outputs, journal the start.
+
+        Nothing is registered when the repository lacks an input of the graph. With
+        ``resume``, quanta whose outputs are all registered become SUCCEEDED.
+
+        Raises
+        ------
+        MissingInputsError
+            If some overall input of the graph (raw, calibration, ...) has no file
+            record in ``butler``'s repository.
+        """
+        records = self._check_inputs(butler)
+        registry, graph = butler.registry, self.graph
+        registry.register_run(graph.output_run)
+        produced = {r.dataset_type for q in graph.quanta for r in q.all_outputs()}
+        produced |= {r.dataset_type for refs in graph.init_outputs.values() for r in refs}
+        for dt in sorted(produced, key=lambda d: d.name):
+            registry.register_dataset_type(dt)
+        self.journal.append(
+            "run_started",
+            run=graph.output_run,
+            graph=str(self.graph_path),
+            repo=str(self.repo),
+            backend=self.worker.backend,
+            processes=self.worker.processes,
+            resume=resume,
+            pid=os.getpid(),
+            n_quanta=len(graph),
+            tasks=graph.counts_by_task(),
+            clusters=len(self.plan.clusters),
+        )
+        self._write_init_outputs(butler)
+        write_input_records(self.journal.input_records_path, records.values())
+        if resume:
+            self._skip_existing(butler)
+
+    def _check_inputs(self, butler: Butler) -> dict[Any, Any]:
+        graph = self.graph
+        overall = {
+            r.id: r for q in graph.quanta for r in q.all_inputs() if r.id not in graph.producers
+        }
+        records = butler.datastore_records(overall.values())
+        missing = [r for i, r in overall.items() if i not in records]
+        if missing:
+            example = missing[0]
+            raise MissingInputsError(
+                f"{len(missing)} of the {len(overall)} inputs of graph {self.graph_path} are not "
+                f"in repository {butler.root} (e.g. {example.dataset_type.name} "
+                f"{dict(example.data_id.to_dict())} in {example.run!r}, id {example.id}); "
+                "nothing was registered: run the graph against the repository it was built "
+                "from, or rebuild it with `rc2 qgraph build` here"
+            )
+        return records
+
+    def _write_init_outputs(self, butler: Butler) -> None:
+        refs = [r for rs in self.graph.init_outputs.values() for r in rs]
+        if not refs:
+            return
+        existing = registered_output_ids(butler, refs)
+        stored = []
+        for label, label_refs in self.graph.init_outputs.items():
+            todo = [r for r in label_refs if r.id not in existing]
+            if not todo:
+                continue
+            prepared = PreparedTask(self.graph.task(label))
+            names = {
+                c.dataset_type_name: n
+                for n, c in prepared.connections.items()
+                if c.kind is ConnectionKind.INIT_OUTPUT
+            }
+            instance = prepared.make()
+            for ref in todo:
+                conn = names.get(ref.dataset_type.name)
+                if ref.dataset_type.name == f"{label}_config" or conn == CONFIG_CONNECTION:
+                    obj: Any = prepared.config.model_dump(mode="json")
+                else:
+                    obj = getattr(instance, conn or "", None)
+                    if obj is None:
+                        obj = {"note": f"task {label!r} provides no object for {conn!r}"}
+                stored.append((ref, butler.datastore.put(obj, ref, overwrite=True)))
+        butler.register_outputs(stored)
+
+    def _skip_existing(self, butler: Butler) -> None:
+        refs = (r for q in self.graph.quanta for r in q.all_outputs())
+        existing = registered_output_ids(butler, refs)
+        skipped = [
+            q.index for q in self.graph.quanta if all(r.id in existing for r in q.all_outputs())
+        ]
+        for i in skipped:
+            self.states[i] = QuantumState.SUCCEEDED
+        self.journal.append(
+            "quanta_skipped", quanta=[[i, self.graph.quanta[i].task_label] for i in skipped]
+        )
+
+    # --- states ---------------------------------------------------------------------
+
+    def state(self, index: int) -> QuantumState:
+        """The state of one quantum."""
+        return self.states.get(index, QuantumState.PENDING)
+
+    def absorb(self, states: Mapping[int, str | QuantumState]) -> None:
+        """Take final states known elsewhere (another process's settlements)."""
+        for i, s in states.items():
+            self.states[int(i)] = QuantumState(s)
+
+    def final_states(self, indexes: Iterable[int] | None = None) -> dict[int, QuantumState]:
+        """Final states (SUCCEEDED, FAILED, BLOCKED) of ``indexes`` (all if None)."""
+        keys = self.states if indexes is None else indexes
+        return {i: self.states[i] for i in keys if i in self.states and self.states[i].is_final}
+
+    def counts(self) -> dict[str, int]:
+        """Number of quanta per state (every state listed, zeros included)."""
+        out = {s.value: 0 for s in QuantumState}
+        for s in self.states.values():
+            out[s.value] += 1
+        out[QuantumState.PENDING.value] += len(self.graph) - len(self.states)
+        return out
+
+    def final_status(self) -> RunStatus:
+        """SUCCEEDED when every quantum succeeded, else FAILED."""
+        done = sum(1 for s in self.states.values() if s is QuantumState.SUCCEEDED)
+        return RunStatus.SUCCEEDED if done == len(self.graph) else RunStatus.FAILED
+
+    # --- scheduling -----------------------------------------------------------------
+
+    def ready_clusters(self) -> list[str]:
+        """Clusters whose parent clusters are all finished, not running, not finished."""
+        return [
+            name
+            for stage in self.plan.stages
+            for name in self.plan.in_stage(stage)
+            if name not in self.finished
+            and name not in self.active
+            and self.plan.parents[name] <= self.finished
+        ]
+
+    def runnable(self, cluster: str) -> list[int]:
+        """The cluster's quanta still to run; those behind a failure become BLOCKED.
+
+        Applies :func:`~rc2_platform.execution.quantum_state.blocking_upstream` in the
+        cluster's topological order. A cluster left with nothing to run is finished.
+        """
+        todo: list[int] = []
+        blocked: list[list[Any]] = []
+        for i in self.plan.clusters[cluster]:
+            if self.state(i).is_final:
+                continue
+            cause = blocking_upstream(self.graph.upstream[i], self.states.get)
+            if cause is None:
+                todo.append(i)
+                continue
+            self.states[i] = QuantumState.BLOCKED
+            blocked.append([i, self.graph.quanta[i].task_label, self._data_id(i), cause])
+        if blocked:
+            self.journal.append("quanta_blocked", quanta=blocked)
+        if not todo:
+            self.finished.add(cluster)
+        return todo
+
+    def make_job(self, cluster: str, quanta: Sequence[int]) -> JobAttempt:
+        """The next attempt of ``cluster`` running ``quanta``: job graph and worker command.
+
+        The quanta become RUNNING. Attempt numbers continue after the attempt folders
+        already in the RUN's job folder (a resumed RUN never reuses one).
+        """
+        number = self._next_attempt(cluster)
+        labels = sorted({self.graph.quanta[i].task_label for i in quanta})
+        base_memory, cpus = self.config.job_resources(labels)
+        memory = self._memory.setdefault(cluster, base_memory)
+        directory = self.journal.job_dir(cluster, number)
+        job_graph = directory / "job.qgraph"
+        write_job_graph(job_graph, self.graph, quanta, self._input_records(), cluster)
+        command = [
+            *self.worker.command,
+            "run-cluster", str(job_graph),
+            "--cluster", cluster,
+            "--repo", str(self.repo),
+            "--result", str(directory / "result.json"),
+            "--processes", str(self.worker.processes),
+            "--attempt", str(number),
+        ]  # fmt: skip
+        local = self.worker.backend == "local"
+        job = ClusterJob(
+            name=cluster,
+            command=command,
+            request_memory_mb=memory,
+            request_cpus=cpus,
+            env={"RC2_JOB_MEMORY_MB": str(memory)},
+            labels={"run": self.run, "stage": self.plan.stage[cluster]},
+            working_dir=directory,
+            log_dir=directory,
+            # Local: the run-state machine retries quanta itself. Batch systems: their
+            # own memory-escalating retries of jobs killed for memory.
+            max_retries=0 if local else self.config.job_max_retries(labels),
+        )
+        for i in quanta:
+            self.states[i] = QuantumState.RUNNING
+        return JobAttempt(cluster, number, list(quanta), memory, directory, job)
+
+    def _next_attempt(self, cluster: str) -> int:
+        folder = self.journal.directory / "jobs" / cluster
+        seen = [self._attempts.get(cluster, 0)]
+        if folder.is_dir():
+            seen += [int(p.name[7:]) for p in folder.iterdir() if p.name[7:].isdigit()]
+        number = max(seen) + 1
+        self._attempts[cluster] = number
+        return number
+
+    def _input_records(self) -> dict[Any, Any]:
+        path = self.journal.input_records_path
+        key = (str(path), path.stat().st_mtime)
+        if key not in _RECORDS:
+            _RECORDS.clear()
+            _RECORDS[key] = load_input_records(path)
+        return _RECORDS[key]
+
+    def submitted(self, attempt: JobAttempt, handle: JobHandle) -> None:
+        """Record that ``attempt`` was submitted as ``handle`` (journal ``job_submitted``)."""
+        attempt.handle = handle
+        self.active[attempt.cluster] = attempt
+        self.journal.append(
+            "job_submitted",
+            cluster=attempt.cluster,
+            attempt=attempt.attempt,
+            stage=self.plan.stage[attempt.cluster],
+            handle=handle.to_dict(),
+            memory_mb=attempt.memory_mb,
+            directory=str(attempt.directory),
+            quanta=[[i, self.graph.quanta[i].task_label, self._data_id(i)] for i in attempt.quanta],
+        )
+
+    # --- settling -------------------------------------------------------------------
+
+    def read_outcomes(
+        self, attempt: JobAttempt, status: JobStatus | None
+    ) -> tuple[list[QuantumOutcome], bool]:
+        """The attempt's outcomes from its records; quanta it did not record failed.
+
+        Returns the outcomes (one per quantum of the attempt) and whether the job
+        recorded nothing at all (it died).
+        """
+        recorded: dict[int, QuantumOutcome] = {}
+        if attempt.result_path.exists():
+            try:
+                recorded = {o.index: o for o in JobResult.read(attempt.result_path).outcomes}
+            except ClusterJobError:
+                recorded = {}
+        reason = "no status"
+        if status is not None:
+            reason = status.reason or f"exit code {status.exit_code}"
+        outcomes = []
+        for i in attempt.quanta:
+            outcome = recorded.get(i)
+            if outcome is None:
+                outcome = QuantumOutcome(
+                    i,
+                    self.graph.quanta[i].task_label,
+                    self._data_id(i),
+                    QuantumState.FAILED,
+                    error=f"job died before recording this quantum ({reason})",
+                    error_type="JobDied",
+                )
+            outcomes.append(outcome)
+        return outcomes, not recorded
+
+    def settle(self, attempt: JobAttempt, status: JobStatus, *, retries: bool = True) -> Settlement:
+        """Fold a finished attempt in: quantum states, retries and memory escalation.
+
+        Failed quanta with retries left (per task, ``retry.tasks``), and the quanta the
+        job blocked behind them, go into a new attempt of the cluster, with
+        ``memory × retry.memory_multiplier`` (capped) when the job was killed for memory
+        (SIGKILL) or a quantum raised ``MemoryError``. The new attempt is returned in the
+        settlement for the driver to submit; otherwise the cluster is finished.
+        """
+        self.active.pop(attempt.cluster, None)
+        outcomes, died = self.read_outcomes(attempt, status)
+        self.journal.append(
+            "job_finished",
+            cluster=attempt.cluster,
+            attempt=attempt.attempt,
+            status=status.to_dict(),
+            result=None if died else str(attempt.result_path),
+            died=died,
+        )
+        memory_killed = status.exit_code in MEMORY_KILL_CODES or any(
+            o.error_type == "MemoryError" for o in outcomes
+        )
+        retry = self._retry_set(outcomes) if retries else set()
+        for o in outcomes:
+            if o.index not in retry:
+                self.states[o.index] = o.status
+        settlement = Settlement(attempt, outcomes, died)
+        if not retry:
+            self.finished.add(attempt.cluster)
+            return settlement
+        if memory_killed:
+            self._memory[attempt.cluster] = min(
+                max(int(attempt.memory_mb * self.config.retry.memory_multiplier), 1),
+                max(self.config.retry.max_memory_mb, attempt.memory_mb),
+            )
+        quanta = [i for i in attempt.quanta if i in retry]
+        settlement.retry = self.make_job(attempt.cluster, quanta)
+        self.journal.append(
+            "retry_scheduled",
+            cluster=attempt.cluster,
+            attempt=settlement.retry.attempt,
+            quanta=quanta,
+            memory_mb=settlement.retry.memory_mb,
+            memory_escalated=memory_killed,
+        )
+        return settlement
+
+    def _retry_set(self, outcomes: Sequence[QuantumOutcome]) -> set[int]:
+        """Failed quanta with retries left, and the blocked quanta behind them."""
+        retry: set[int] = set()
+        for o in outcomes:
+            if o.status is QuantumState.FAILED:
+                failures = self._failures[o.index] = self._failures.get(o.index, 0) + 1
+                if failures <= self.config.retry.for_task(o.task_label):
+                    retry.add(o.index)
+        if retry:
+            behind = self.graph.all_downstream(retry)
+            retry |= {
+                o.index for o in outcomes if o.status is QuantumState.BLOCKED and o.index in behind
+            }
+        return retry
+
+    def restore_attempt(self, event: Mapping[str, Any]) -> JobAttempt:
+        """The running attempt a ``job_submitted`` journal event describes (another process
+        submitted it, e.g. ``rc2 submit --dagman``); it becomes active again."""
+        cluster, number = str(event["cluster"]), int(event["attempt"])
+        quanta = [int(q[0]) for q in event["quanta"]]
+        directory = Path(event["directory"])
+        job = ClusterJob(
+            name=cluster,
+            command=["rc2"],
+            request_memory_mb=int(event.get("memory_mb") or 1),
+            request_cpus=1,
+            working_dir=directory,
+            log_dir=directory,
+        )
+        attempt = JobAttempt(
+            cluster, number, quanta, job.request_memory_mb, directory, job,
+            JobHandle.from_dict(event["handle"]),
+        )  # fmt: skip
+        self._attempts[cluster] = max(self._attempts.get(cluster, 0), number)
+        for i in quanta:
+            if not self.state(i).is_final:
+                self.states[i] = QuantumState.RUNNING
+        self.active[cluster] = attempt
+        return attempt
+
+    def forget(self, attempt: JobAttempt) -> None:
+        """Drop an attempt that never ran: its quanta are PENDING again."""
+        self.active.pop(attempt.cluster, None)
+        for i in attempt.quanta:
+            if self.states.get(i) is QuantumState.RUNNING:
+                del self.states[i]
+
+    def block_pending(self) -> int:
+        """Apply the blocking rule to every quantum not final yet (in topological order).
+
+        For drivers that settle everything at the end (DAGMan's FINAL node): quanta
+        behind a failure become BLOCKED (journaled); the others stay PENDING (never ran).
+        Returns how many were blocked.
+        """
+        blocked: list[list[Any]] = []
+        for i in self.graph.topological_order():
+            if self.state(i).is_final or self.state(i) is QuantumState.RUNNING:
+                continue
+            cause = blocking_upstream(self.graph.upstream[i], self.states.get)
+            if cause is not None:
+                self.states[i] = QuantumState.BLOCKED
+                blocked.append([i, self.graph.quanta[i].task_label, self._data_id(i), cause])
+        if blocked:
+            self.journal.append("quanta_blocked", quanta=blocked)
+        return len(blocked)
+
+    def cancel_active(self, reason: str = "cancelled") -> list[JobAttempt]:
+        """Forget the running attempts (journal them as cancelled); their quanta are PENDING.
+
+        The driver cancels the returned attempts' jobs on its backend.
+        """
+        attempts = list(self.active.values())
+        for attempt in attempts:
+            self.journal.append(
+                "job_finished",
+                cluster=attempt.cluster,
+                attempt=attempt.attempt,
+                status={"state": "REMOVED", "reason": reason},
+                result=None,
+                died=True,
+                cancelled=True,
+            )
+            for i in attempt.quanta:
+                if self.states.get(i) is QuantumState.RUNNING:
+                    del self.states[i]
+        self.active.clear()
+        return attempts
+
+    def finish(self, status: RunStatus) -> dict[str, int]:
+        """Journal ``run_finished`` with ``status`` and the counts; return the counts."""
+        counts = self.counts()
+        self.journal.append("run_finished", status=status.value, counts=counts)
+        return counts
+
+    def _data_id(self, index: int) -> dict[str, Any]:
+        return dict(self.graph.quanta[index].data_id.to_dict())
