@@ -251,3 +251,20 @@ def test_cli_run_and_cancel(setup: tuple[Path, dict]) -> None:
     assert {C_OUT.name, B_OUT.name} <= {
         t.name for t in Butler(tmp / "repo").registry.query_dataset_types()
     }
+
+
+def test_graph_against_a_repository_without_its_inputs_registers_nothing(
+    setup: tuple[Path, dict],
+) -> None:
+    tmp, raws = setup
+    make_graph(tmp / "g.qgraph", raws)
+    other = tmp / "other"
+    make_repo(other)[0].close()  # same dimension records, raws of its own (other ids)
+    result = CliRunner().invoke(main, ["run", str(tmp / "g.qgraph"), "--repo", str(other)])
+    assert result.exit_code == 1
+    assert "3 of the 3 inputs of graph" in result.output
+    assert "nothing was registered" in result.output
+    assert "Traceback" not in result.output
+    with Butler(other) as butler:
+        assert RUN not in set(butler.registry.query_collections())
+        assert "a_out" not in {t.name for t in butler.registry.query_dataset_types()}
