@@ -57,7 +57,8 @@ FORBIDDEN = {
     "instrument": {"registry", "datastore", "butler", "ingest", "graph", "execution", "defs"},
     "pipeline": {"graph", "execution", "defs", "ingest"},
     "graph": {"execution", "defs", "ingest"},
-    "execution": {"registry", "defs"},
+    # Workers start through execution/worker.py, never through the CLI.
+    "execution": {"registry", "defs", "cli"},
     "tasks": {"defs", "execution", "graph"},
 }
 

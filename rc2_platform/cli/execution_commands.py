@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -168,28 +167,18 @@ def report(run_name: str, repo: str, png: str | None, as_json: bool) -> None:
             click.echo(f"    e.g. {data_id}")
 
 
-@click.command("run-cluster", hidden=True)
-@click.argument("graph", type=click.Path(exists=True, dir_okay=False))
-@click.option("--cluster", required=True)
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--result", required=True, type=click.Path(dir_okay=False))
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--attempt", type=click.IntRange(min=1), default=1)
-@click.option("--quanta-file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input-records", type=click.Path(exists=True, dir_okay=False))
-@handles_errors
-def run_cluster(graph: str, cluster: str, repo: str, result: str, processes: int, attempt: int,
-                quanta_file: str | None, input_records: str | None) -> None:  # fmt: skip
-    """Worker entry point: run one cluster's quanta and write the job result file (JSON).
+@click.command(
+    "run-cluster",
+    hidden=True,
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_cluster(args: tuple[str, ...]) -> None:
+    """Worker entry point: run one cluster's quanta and write the job's records.
 
-    Exits 0 once the result file is written, whatever the quanta's outcomes.
+    The arguments go to rc2_platform.execution.worker (``rc2 run-cluster --help``).
     """
-    from rc2_platform.execution.job import run_cluster as _run_cluster
+    from rc2_platform.execution.worker import main as worker_main
 
-    quanta = json.loads(Path(quanta_file).read_text()) if quanta_file else None
-    res = _run_cluster(
-        graph, cluster, repo, result_path=result, processes=processes, quanta=quanta,
-        input_records=input_records, attempt=attempt,
-    )  # fmt: skip
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(res.counts().items()))
-    click.echo(f"cluster {cluster} attempt {attempt}: {counts}")
+    raise SystemExit(worker_main(list(args)))

@@ -32,17 +32,22 @@ def _rc2_job(
     )
 
 
-def test_forkserver_launcher_forks_rc2_commands_with_exit_codes_and_logs(tmp_path: Path) -> None:
+def test_forkserver_launcher_forks_worker_commands_with_exit_codes_and_logs(
+    tmp_path: Path,
+) -> None:
     backend = LocalBackend(max_workers=2, launcher="forkserver")
-    ok = _rc2_job(tmp_path, "ok", "--version")
-    bad = _rc2_job(tmp_path, "bad", "run-cluster", str(tmp_path / "missing.qgraph"))
+    ok = _rc2_job(tmp_path, "ok", "run-cluster", "--help")
+    bad = _rc2_job(
+        tmp_path, "bad", "run-cluster", str(tmp_path / "missing.qgraph"), "--cluster", "c",
+        "--repo", str(tmp_path), "--result", str(tmp_path / "r.jsonl"),
+    )  # fmt: skip
     handles = backend.submit([ok, bad])
     statuses = backend.wait(handles, poll_seconds=0.02, timeout=120)
     assert all(isinstance(backend._jobs[h.id].process, ForkedJob) for h in handles)
     assert statuses[handles[0].id].state is JobState.SUCCEEDED
     assert statuses[handles[1].id].state is JobState.FAILED
-    assert statuses[handles[1].id].exit_code == 2  # click usage error: the file does not exist
-    assert "rc2, version" in (tmp_path / "logs" / "ok.out").read_text()
+    assert statuses[handles[1].id].exit_code == 2  # usage error: the file does not exist
+    assert "usage: rc2 run-cluster" in (tmp_path / "logs" / "ok.out").read_text()
     assert "missing.qgraph" in (tmp_path / "logs" / "bad.err").read_text()
 
 

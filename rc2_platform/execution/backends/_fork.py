@@ -1,16 +1,17 @@
-"""Start ``rc2`` cluster jobs as forks of a pre-imported server (local backend, fast start).
+"""Start cluster jobs as forks of a pre-imported server (local backend, fast start).
 
 A fresh ``rc2 run-cluster`` process pays ~1 s of CPU importing Python modules (astropy,
 scipy, SQLAlchemy, the package) before its first quantum. The local backend's
 ``forkserver`` launcher instead asks :mod:`multiprocessing`'s fork server, which has
 imported those modules once (:data:`DEFAULT_PRELOAD` plus the configured ones), to fork a
-child per job; the child runs the same ``rc2`` command line in-process. A job is still a
+child per job; the child runs the worker entry point
+(:func:`rc2_platform.execution.worker.main`) with the job's arguments, in-process. A job is still a
 separate process (own session, own stdout/stderr files, exit status, kill by process
 group), so failure isolation is unchanged: a job that dies writes no result file and none
 of its outputs get registered.
 
-Only commands that run the ``rc2`` CLI (``command[0]`` named ``rc2``) are forked; any other
-command is started as a subprocess by the backend.
+Only worker commands (``rc2 run-cluster ...``, see :func:`is_worker_command`) are forked;
+any other command is started as a subprocess by the backend.
 
 As with :mod:`multiprocessing`'s ``spawn`` and ``forkserver`` methods, the orchestrating
 program's main module is imported again in each job, so a script that drives the local
@@ -25,15 +26,16 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
-__all__ = ["DEFAULT_PRELOAD", "ForkedJob", "is_rc2_command"]
+__all__ = ["DEFAULT_PRELOAD", "ForkedJob", "is_worker_command"]
 
 #: Modules the fork server imports once; every job forked from it starts with them loaded.
 DEFAULT_PRELOAD = (
-    "rc2_platform.cli",
+    "rc2_platform.execution.worker",
     "rc2_platform.butler",
     "rc2_platform.execution.job",
     "rc2_platform.execution.stand_in",
@@ -60,15 +62,17 @@ def _fork_context(preload: Sequence[str]) -> ForkServerContext:
     return _context
 
 
-def is_rc2_command(command: Sequence[str]) -> bool:
-    """Whether ``command`` runs the ``rc2`` CLI (and can be forked from the server)."""
-    return bool(command) and Path(command[0]).name == "rc2"
+def is_worker_command(command: Sequence[str]) -> bool:
+    """Whether ``command`` is ``rc2 run-cluster ...`` (and can be forked from the server)."""
+    from rc2_platform.execution.worker import COMMAND
+
+    return len(command) > 1 and Path(command[0]).name == "rc2" and command[1] == COMMAND
 
 
 def _child_main(
     argv: list[str], cwd: str, env: dict[str, str], out_path: str, err_path: str
 ) -> None:
-    """Body of a forked job: own session, cwd, env and log files, then the rc2 CLI."""
+    """Body of a forked job: own session, cwd, env and log files, then the worker."""
     os.setsid()
     os.chdir(cwd)
     os.environ.update(env)
@@ -78,10 +82,12 @@ def _child_main(
         os.close(target)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    from rc2_platform.cli import main
+    from rc2_platform.execution.worker import main
 
-    # standalone_mode: click turns errors into exit statuses and always raises SystemExit.
-    main.main(args=argv, prog_name="rc2", standalone_mode=True)
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class ForkedJob:
@@ -91,7 +97,7 @@ class ForkedJob:
     Parameters
     ----------
     command : sequence of str
-        ``[rc2, subcommand, ...]``; ``command[1:]`` is given to the CLI.
+        ``[rc2, "run-cluster", ...]``; ``command[1:]`` is given to the worker.
     cwd : Path
         Working directory of the job.
     env : mapping of str to str

@@ -1,7 +1,7 @@
 """The local backend: cluster jobs as processes on this machine, with a concurrency limit.
 
 With ``launcher="subprocess"`` every job is a new process running its command; with
-``launcher="forkserver"`` (the execution config's default) jobs running the ``rc2`` CLI
+``launcher="forkserver"`` (the execution config's default) worker jobs (``rc2 run-cluster``)
 are forked from a server that imported the package once (see ``_fork.py``), which saves
 the ~1 s of Python start-up per job; other commands still run as subprocesses. Each job runs in its own session (process group), with stdout/stderr appended to
 ``<log_dir>/<name>.out`` and ``.err``. A failed job is started again up to
@@ -25,7 +25,7 @@ from typing import IO, ClassVar, Literal
 
 from rc2_platform.errors import JobSubmissionError, UnknownJobHandleError
 
-from ._fork import ForkedJob, is_rc2_command
+from ._fork import ForkedJob, is_worker_command
 from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
 
 __all__ = ["LocalBackend"]
@@ -228,7 +228,7 @@ class LocalBackend(Backend):
     def _launch(
         self, job: ClusterJob, out: IO[bytes], err: IO[bytes]
     ) -> subprocess.Popen[bytes] | ForkedJob:
-        if self.launcher == "forkserver" and is_rc2_command(job.command):
+        if self.launcher == "forkserver" and is_worker_command(job.command):
             return ForkedJob(
                 job.command,
                 job.working_dir,
