@@ -3,7 +3,7 @@
 Usage::
 
     rc2 simulate rc2 /tmp/x/sim
-    rc2 bootstrap /tmp/x/sim/bootstrap.yaml --repo /tmp/x/repo
+    rc2 bootstrap /tmp/x/repo /tmp/x/sim/bootstrap.yaml
     rc2 qgraph build /tmp/x/repo --pipeline DRP-RC2 --input HSC/defaults --output u/bench/run \\
         --where "skymap = 'hsc_rings_v1' AND tract = 9615" --save /tmp/x/g.qgraph
     python benchmarks/execution.py --repo /tmp/x/repo --graph /tmp/x/g.qgraph \\

@@ -31,6 +31,7 @@ class DemoSummary:
     status: str = "not run"
     seconds: dict[str, float] = field(default_factory=dict)
     quanta: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     validation: Any = None
 
 
@@ -118,6 +119,7 @@ def run_demo(
         ),
     )
     summary.status = result.status
+    summary.counts = dict(result.counts)
     say(f"   run {result.run}: {result.status} {result.counts}")
     summary.validation = step("validate", lambda: _validate(repo, config))
     return summary

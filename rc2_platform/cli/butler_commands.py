@@ -1,26 +1,33 @@
 """Butler commands: create a repository, register dataset types, query, manage collections.
 
-Every command takes the repository folder first, prints a table (``--json`` for JSON)
-and turns bad input into a message on stderr with exit status 1 (no traceback).
+Every command takes the repository folder first, prints a table (``--format
+table|json|csv``, ``--json``) and turns bad input into one line on stderr with exit
+status 1 (no traceback). Heavy imports stay inside the functions (docs/cli.md).
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy as sa
 
-from rc2_platform.butler import Butler
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option
-from rc2_platform.core import CollectionType, DatasetRef, DatasetType
+from rc2_platform.cli.common import (
+    emit_json,
+    emit_rows,
+    format_option,
+    json_option,
+    output_format,
+    repo_argument,
+    sort_key,
+)
 from rc2_platform.errors import ConfigError
-from rc2_platform.registry._engine import safe_url
+
+if TYPE_CHECKING:
+    from rc2_platform.butler import Butler
+    from rc2_platform.core import CollectionType, DatasetRef, DatasetType
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,26 +36,6 @@ _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # --- shared option helpers ------------------------------------------------------------
-
-
-def _handles_database_errors(func: F) -> F:
-    """Report database errors the butler did not translate as one line, exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except sa.exc.DBAPIError as exc:
-            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
-            click.echo(f"Error: registry database error: {reason[0] if reason else exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def butler_command(func: F) -> F:
-    """Wrap a command body with both error handlers (Rc2Error first)."""
-    return _handles_database_errors(handles_errors(func))
 
 
 def parse_bind(values: Sequence[str]) -> dict[str, Any]:
@@ -88,6 +75,8 @@ def split_collections(values: Sequence[str]) -> list[str]:
 @contextmanager
 def open_butler(repo: str) -> Iterator[Butler]:
     """Open the repository at ``repo`` and close it afterwards."""
+    from rc2_platform.butler import Butler
+
     butler = Butler(repo)
     try:
         yield butler
@@ -153,20 +142,22 @@ def _record_value(value: Any, as_json: bool) -> Any:
 
 
 @click.command("create")
-@click.argument("repo")
+@repo_argument
 @click.option(
     "--registry-url",
     default=None,
     help="Server registry URL (postgresql+psycopg://user@host/db); password via RC2_DB_PASSWORD.",
 )
 @json_option
-@butler_command
 def create(repo: str, registry_url: str | None, as_json: bool) -> None:
     """Create a new repository in folder REPO (SQLite registry inside it by default)."""
+    from rc2_platform.butler import Butler
+    from rc2_platform.registry._engine import safe_url
+
     with Butler.create(repo, registry_url=registry_url) as butler:
         row = {"root": str(butler.root), "registry": safe_url(butler.registry.engine.url)}
     if as_json:
-        emit_rows([row], ["root", "registry"], as_json=True)
+        emit_json([row])
     else:
         click.echo(f"created repository {row['root']} (registry {row['registry']})")
 
@@ -182,7 +173,6 @@ def create(repo: str, registry_url: str | None, as_json: bool) -> None:
     "--calibration", is_flag=True, help="Datasets may be certified into CALIBRATION collections."
 )
 @json_option
-@butler_command
 def register_dataset_type(
     repo: str,
     name: str,
@@ -192,6 +182,8 @@ def register_dataset_type(
     as_json: bool,
 ) -> None:
     """Register dataset type NAME with DIMENSIONS (an identical re-registration is a no-op)."""
+    from rc2_platform.core import DatasetType
+
     with open_butler(repo) as butler:
         new = butler.register_dataset_type(
             DatasetType(name, dimensions, storage_class, calibration)
@@ -199,7 +191,7 @@ def register_dataset_type(
         dt = butler.registry.get_dataset_type(name)
     row = _dataset_type_row(dt) | {"registered": new}
     if as_json:
-        emit_rows([row], list(row), as_json=True)
+        emit_json([row])
     else:
         state = "registered" if new else "already registered (identical)"
         click.echo(f"{state}: {dt.name} {list(dt.dimensions)} {dt.storage_class}")
@@ -215,10 +207,9 @@ def _dataset_type_row(dt: DatasetType) -> dict[str, Any]:
 
 
 @click.command("dataset-types")
-@click.argument("repo")
+@repo_argument
 @click.argument("pattern", required=False)
-@json_option
-@butler_command
+@format_option
 def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
     """List the registered dataset types (optionally those matching glob PATTERN)."""
     with open_butler(repo) as butler:
@@ -233,15 +224,14 @@ def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
 
 
 @click.command("query-datasets")
-@click.argument("repo")
+@repo_argument
 @click.argument("dataset_type", required=False)
 @_collections_option(
     False, "Collections to search, in order (comma-separated or repeated); default: all."
 )
 @_where_options
 @click.option("--find-all", is_flag=True, help="Every match, not only the first per data ID.")
-@json_option
-@butler_command
+@format_option
 def query_datasets(
     repo: str,
     dataset_type: str | None,
@@ -255,6 +245,8 @@ def query_datasets(
 
     Without --collections every collection is searched and every match is listed.
     """
+    from rc2_platform.core import CollectionType
+
     bind_values = parse_bind(bind)
     colls = split_collections(collections)
     with open_butler(repo) as butler:
@@ -273,11 +265,12 @@ def query_datasets(
             refs = butler.query_datasets(
                 dt, collections=colls, where=where, bind=bind_values, find_first=not find_all
             )
-            refs.sort(key=lambda r: (r.run, tuple(str(v) for v in r.data_id.values_tuple)))
+            refs.sort(key=lambda r: (r.run, sort_key(r.data_id.values_tuple)))
             per_type.append((dt, refs))
-    if as_json:
+    if as_json or output_format() == "csv":
         rows = [_ref_row(r) for _, refs in per_type for r in refs]
-        emit_rows(rows, [], as_json=True)
+        dims = list(dict.fromkeys(d for dt, _ in per_type for d in dt.dimensions))
+        emit_rows(rows, ["dataset_type", "run", *dims, "id"], as_json=as_json)
         return
     shown = [(dt, refs) for dt, refs in per_type if refs] or per_type[:1]
     if not shown:
@@ -292,11 +285,10 @@ def query_datasets(
 
 
 @click.command("query-data-ids")
-@click.argument("repo")
+@repo_argument
 @click.argument("dimensions", nargs=-1, required=True)
 @_where_options
-@json_option
-@butler_command
+@format_option
 def query_data_ids(
     repo: str, dimensions: tuple[str, ...], where: str, bind: tuple[str, ...], as_json: bool
 ) -> None:
@@ -305,15 +297,15 @@ def query_data_ids(
     with open_butler(repo) as butler:
         ids = butler.query_data_ids(dimensions, where=where, bind=bind_values)
         columns = list(butler.registry.universe.required(dimensions))
-    emit_rows([d.to_dict() for d in ids], columns, as_json=as_json)
+    rows = sorted((d.to_dict() for d in ids), key=lambda r: sort_key(r.get(c) for c in columns))
+    emit_rows(rows, columns, as_json=as_json)
 
 
 @click.command("query-dimension-records")
-@click.argument("repo")
+@repo_argument
 @click.argument("element")
 @_where_options
-@json_option
-@butler_command
+@format_option
 def query_dimension_records(
     repo: str, element: str, where: str, bind: tuple[str, ...], as_json: bool
 ) -> None:
@@ -328,6 +320,7 @@ def query_dimension_records(
         if el.has_region:
             columns.append("region")
     rows = [{k: _record_value(v, as_json) for k, v in r.items()} for r in records]
+    rows.sort(key=lambda r: sort_key(r.get(c) for c in columns if c not in ("timespan", "region")))
     emit_rows(rows, columns, as_json=as_json, title=element)
 
 
@@ -340,6 +333,8 @@ def collections_group() -> None:
 
 
 def _collection_type(value: str | None) -> list[CollectionType] | None:
+    from rc2_platform.core import CollectionType
+
     if value is None:
         return None
     try:
@@ -351,13 +346,19 @@ def _collection_type(value: str | None) -> list[CollectionType] | None:
 
 
 @collections_group.command("list")
-@click.argument("repo")
+@repo_argument
 @click.argument("pattern", required=False)
-@click.option("--type", "type_", default=None, help="RUN, TAGGED, CHAINED or CALIBRATION.")
-@json_option
-@butler_command
+@click.option(
+    "--type",
+    "type_",
+    default=None,
+    help="Only collections of this type: RUN, TAGGED, CHAINED or CALIBRATION.",
+)
+@format_option
 def collections_list(repo: str, pattern: str | None, type_: str | None, as_json: bool) -> None:
     """List collections (optionally matching glob PATTERN), with chains' children."""
+    from rc2_platform.core import CollectionType
+
     types = _collection_type(type_)
     with open_butler(repo) as butler:
         reg = butler.registry
@@ -382,7 +383,7 @@ def _new_chain(current: list[str], children: list[str], mode: str) -> list[str]:
 
 
 @collections_group.command("chain")
-@click.argument("repo")
+@repo_argument
 @click.argument("parent")
 @click.argument("children", nargs=-1, required=True)
 @click.option(
@@ -393,11 +394,12 @@ def _new_chain(current: list[str], children: list[str], mode: str) -> list[str]:
     help="Replace the chain, append to it, or put CHILDREN first.",
 )
 @json_option
-@butler_command
 def collections_chain(
     repo: str, parent: str, children: tuple[str, ...], mode: str, as_json: bool
 ) -> None:
     """Make CHAINED collection PARENT search CHILDREN (created if missing)."""
+    from rc2_platform.core import CollectionType
+
     wanted = split_collections(children)
     with open_butler(repo) as butler:
         reg = butler.registry
@@ -406,19 +408,18 @@ def collections_chain(
             chain = _new_chain(reg.get_collection_chain(parent), wanted, mode)
             reg.set_collection_chain(parent, chain)
     if as_json:
-        emit_rows([{"name": parent, "children": chain}], [], as_json=True)
+        emit_json([{"name": parent, "children": chain}])
     else:
         click.echo(f"{parent} = [{', '.join(chain)}]")
 
 
 @collections_group.command("tag")
-@click.argument("repo")
+@repo_argument
 @click.argument("tagged")
 @click.argument("dataset_type")
 @_collections_option(True, "Collections to search for the datasets to tag.")
 @_where_options
 @json_option
-@butler_command
 def collections_tag(
     repo: str,
     tagged: str,
@@ -429,6 +430,8 @@ def collections_tag(
     as_json: bool,
 ) -> None:
     """Tag into TAGGED (created if missing) the DATASET_TYPE datasets found by the query."""
+    from rc2_platform.core import CollectionType
+
     bind_values = parse_bind(bind)
     with open_butler(repo) as butler:
         refs = butler.query_datasets(
@@ -438,39 +441,24 @@ def collections_tag(
             butler.registry.register_collection(tagged, CollectionType.TAGGED)
             butler.registry.associate(tagged, refs)
     if as_json:
-        emit_rows([{"collection": tagged, "tagged": len(refs)}], [], as_json=True)
+        emit_json([{"collection": tagged, "tagged": len(refs)}])
     else:
         click.echo(f"tagged {len(refs)} {dataset_type} dataset(s) into {tagged}")
 
 
 @collections_group.command("remove")
-@click.argument("repo")
+@repo_argument
 @click.argument("name")
 @click.option("--keep-files", is_flag=True, help="Removing a RUN: leave its files on disk.")
 @json_option
-@butler_command
 def collections_remove(repo: str, name: str, keep_files: bool, as_json: bool) -> None:
     """Remove collection NAME; a RUN takes its datasets (and files) with it."""
     with open_butler(repo) as butler:
         n = butler.remove_collection(name, unstore=not keep_files)
     if as_json:
-        emit_rows([{"removed": name, "datasets": n}], [], as_json=True)
+        emit_json([{"removed": name, "datasets": n}])
     else:
         click.echo(f"removed collection {name} ({n} dataset(s))")
 
 
-def register(group: click.Group) -> None:
-    """Add the butler commands to the ``rc2`` group."""
-    for command in (
-        create,
-        register_dataset_type,
-        dataset_types,
-        query_datasets,
-        query_data_ids,
-        query_dimension_records,
-        collections_group,
-    ):
-        group.add_command(command)
-
-
-__all__ = ["parse_bind", "register", "split_collections"]
+__all__ = ["parse_bind", "split_collections"]

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, stderr_console
+from rc2_platform.cli.common import (
+    emit_json,
+    emit_rows,
+    exit_code_for_run,
+    handles_errors,
+    json_option,
+    stderr,
+)
+
+_VALIDATION_COLUMNS = ("band", "metric", "value", "bound", "unit", "n", "result")
 
 
 @click.command("demo")
@@ -15,13 +24,29 @@ from rc2_platform.cli.common import emit_rows, handles_errors, stderr_console
     "--registry-url", default=None, help="Server registry URL (default: SQLite in DIRECTORY/repo)."
 )
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic survey.")
-@click.option("--processes", default=1, show_default=True, help="Processes per cluster job.")
-@click.option("--jobs", default=2, show_default=True, help="Cluster jobs at once (local backend).")
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes per cluster job.",
+)
+@click.option(
+    "--jobs",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Cluster jobs at once (local backend).",
+)
+@json_option
 @handles_errors
-def demo(directory: Path, registry_url: str | None, seed: int, processes: int, jobs: int) -> None:
+def demo(
+    directory: Path, registry_url: str | None, seed: int, processes: int, jobs: int, as_json: bool
+) -> None:
     """Simulate the tiny survey, bootstrap a repo, build the graph, run it, validate.
 
-    Everything goes into DIRECTORY (default ./demo); re-running resumes.
+    Everything goes into DIRECTORY (default ./demo); re-running resumes. Exits 0 if
+    every quantum succeeded, 3 if some failed, 4 if none did.
     """
     from rc2_platform.demo import run_demo
 
@@ -31,23 +56,34 @@ def demo(directory: Path, registry_url: str | None, seed: int, processes: int, j
         seed=seed,
         processes=processes,
         jobs=jobs,
-        say=lambda line: stderr_console.print(line),
+        say=lambda line: stderr().print(line, markup=False),
     )
-    stderr_console.print(
-        f"repo: {summary.repo}\ngraph: {summary.graph}\nrun: {summary.run} ({summary.status})\n"
-        f"seconds per step: {summary.seconds}"
-    )
-    if summary.validation is not None:
-        emit_rows(
-            summary.validation.rows(),
-            ("band", "metric", "value", "bound", "unit", "n", "result"),
-            as_json=False,
-            title=f"validation of {summary.run} against the truth catalog",
+    rows = summary.validation.rows() if summary.validation is not None else []
+    if as_json:
+        emit_json(
+            {
+                "survey": summary.survey,
+                "repo": summary.repo,
+                "graph": summary.graph,
+                "run": summary.run,
+                "status": summary.status,
+                "quanta": summary.quanta,
+                "counts": summary.counts,
+                "seconds": summary.seconds,
+                "validation": rows,
+            }
         )
-    if summary.status != "succeeded":
-        raise SystemExit(1)
-
-
-def register(group: click.Group) -> None:
-    """Add ``rc2 demo``."""
-    group.add_command(demo)
+    else:
+        stderr().print(
+            f"repo: {summary.repo}\ngraph: {summary.graph}\nrun: {summary.run} "
+            f"({summary.status})\nseconds per step: {summary.seconds}",
+            markup=False,
+        )
+        if rows:
+            emit_rows(
+                rows,
+                _VALIDATION_COLUMNS,
+                as_json=False,
+                title=f"validation of {summary.run} against the truth catalog",
+            )
+    raise SystemExit(exit_code_for_run(summary.status, summary.counts))

@@ -1,4 +1,8 @@
-"""``rc2 run / submit / report / cancel / restart`` and the worker's ``rc2 run-cluster``."""
+"""``rc2 run / submit / report / cancel / restart`` and the worker's ``rc2 run-cluster``.
+
+Every command takes the repository first (``rc2 run REPO GRAPH``); the old ``--repo``
+is a hidden deprecated alias (see :class:`~rc2_platform.cli.common.RepoCommand`).
+"""
 
 from __future__ import annotations
 
@@ -6,73 +10,103 @@ import json
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stdout_console
+from rc2_platform.cli.common import (
+    RepoCommand,
+    emit_json,
+    emit_rows,
+    exit_code_for_run,
+    format_option,
+    handles_errors,
+    json_option,
+    output_format,
+    repo_argument,
+    stdout,
+)
 
 _BACKENDS = click.Choice(["local", "htcondor", "kubernetes"])
+_TIMING = ["count", "min_seconds", "max_seconds", "mean_seconds", "total_seconds", "peak_memory_mb"]
+_CONFIG_HELP = (
+    "Execution config YAML (backends, clustering, retries, memory); "
+    "default: the shipped config, see docs/execution.md."
+)
 
 
-def register(group: click.Group) -> None:
-    """Add the execution commands to ``group``."""
-    for command in (run, submit, register_results, report, cancel, restart, run_cluster):
-        group.add_command(command)
-
-
-def _print_summary(summary: object) -> None:
+def _print_summary(summary: object, as_json: bool = False) -> None:
+    """Print the outcome of a run (one line, or JSON) and exit with its code."""
     from rc2_platform.execution.runner import RunSummary
 
     assert isinstance(summary, RunSummary)
-    counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
-    click.echo(f"RUN {summary.run}: {summary.status} ({counts}); `rc2 report` for details")
+    if as_json:
+        emit_json({"run": summary.run, "status": summary.status, "counts": summary.counts,
+                   "journal": summary.journal})  # fmt: skip
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+        click.echo(
+            f"RUN {summary.run}: {summary.status} ({counts}); "
+            f"`rc2 report REPO {summary.run}` for details"
+        )
+    raise SystemExit(exit_code_for_run(summary.status, summary.counts))
 
 
 def _execute(graph: str, repo: str, config: str | None, backend: str | None, processes: int | None,
-             jobs: int | None, resume: bool) -> None:  # fmt: skip
+             jobs: int | None, resume: bool, as_json: bool) -> None:  # fmt: skip
     from rc2_platform.execution.runner import RunOptions, run_graph
 
     options = RunOptions(backend=backend, processes=processes, jobs=jobs, resume=resume)
     summary = run_graph(graph, repo, config_path=config, options=options)
-    _print_summary(summary)
-    if summary.status != "succeeded":
-        raise SystemExit(1)
+    _print_summary(summary, as_json)
 
 
-@click.command("run")
+@click.command("run", cls=RepoCommand)
+@repo_argument
 @click.argument("graph", type=click.Path(exists=True, dir_okay=False))
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--execution-config", "config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--execution-config", "config", type=click.Path(exists=True, dir_okay=False),
+              help=_CONFIG_HELP)  # fmt: skip
 @click.option("--processes", type=click.IntRange(min=1), help="Processes per cluster job.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Local backend: jobs at once.")
 @click.option("--resume", is_flag=True, help="Skip quanta whose outputs exist in the RUN.")
-@click.option("--backend", type=_BACKENDS, default="local", show_default=True)
+@click.option("--backend", type=_BACKENDS, default="local", show_default=True,
+              help="Where the cluster jobs run.")  # fmt: skip
+@json_option
 @handles_errors
-def run(graph: str, repo: str, config: str | None, processes: int | None, jobs: int | None,
-        resume: bool, backend: str) -> None:  # fmt: skip
-    """Execute a QuantumGraph on this machine (or a backend) and register its outputs."""
-    _execute(graph, repo, config, backend, processes, jobs, resume)
+def run(repo: str, graph: str, config: str | None, processes: int | None, jobs: int | None,
+        resume: bool, backend: str, as_json: bool) -> None:  # fmt: skip
+    """Execute QuantumGraph file GRAPH and register its outputs in REPO.
+
+    Exits 0 if every quantum succeeded, 3 if some failed (the rest are done; re-run
+    with --resume or `rc2 restart`), 4 if none succeeded.
+    """
+    _execute(graph, repo, config, backend, processes, jobs, resume, as_json)
 
 
-@click.command("submit")
+@click.command("submit", cls=RepoCommand)
+@repo_argument
 @click.argument("graph", type=click.Path(exists=True, dir_okay=False))
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--backend", type=_BACKENDS, required=True)
-@click.option("--execution-config", "config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--backend", type=_BACKENDS, required=True,
+              help="htcondor or kubernetes (local runs here, like `rc2 run`).")  # fmt: skip
+@click.option("--execution-config", "config", type=click.Path(exists=True, dir_okay=False),
+              help=_CONFIG_HELP)  # fmt: skip
 @click.option("--processes", type=click.IntRange(min=1), help="Processes per cluster job.")
 @click.option("--resume", is_flag=True, help="Skip quanta whose outputs exist in the RUN.")
 @click.option("--dagman", is_flag=True, help="HTCondor: submit the whole graph as one DAG.")
 @click.option("--dag-dir", type=click.Path(file_okay=False), help="Where --dagman writes the DAG.")
 @click.option("--dry-run", is_flag=True, help="With --dagman: write the DAG, submit nothing.")
+@json_option
 @handles_errors
-def submit(graph: str, repo: str, backend: str, config: str | None, processes: int | None,
-           resume: bool, dagman: bool, dag_dir: str | None, dry_run: bool) -> None:  # fmt: skip
-    """Execute a QuantumGraph on HTCondor or Kubernetes, cluster by cluster, and wait.
+def submit(repo: str, graph: str, backend: str, config: str | None, processes: int | None,
+           resume: bool, dagman: bool, dag_dir: str | None, dry_run: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Execute QuantumGraph file GRAPH on a batch backend, cluster by cluster, and wait.
 
-    With --dagman (HTCondor only) the whole graph becomes one DAGMan workflow and the
+    The backend is HTCondor or Kubernetes (local also works and is `rc2 run`). With
+    --dagman (HTCondor only) the whole graph becomes one DAGMan workflow and the
     command returns once it is submitted; its FINAL node runs `rc2 register-results`.
+    Exit codes as `rc2 run`.
     """
     if not dagman:
         if dag_dir or dry_run:
             raise click.UsageError("--dag-dir and --dry-run need --dagman")
-        _execute(graph, repo, config, backend, processes, None, resume)
+        _execute(graph, repo, config, backend, processes, None, resume, as_json)
         return
     if backend != "htcondor":
         raise click.UsageError(f"--dagman needs --backend htcondor, not {backend!r}")
@@ -83,6 +117,10 @@ def submit(graph: str, repo: str, backend: str, config: str | None, processes: i
     sub = submit_graph_dag(
         graph, repo, config_path=config, options=options, dag_dir=dag_dir, dry_run=dry_run
     )
+    if as_json:
+        handle = None if sub.handle is None else sub.handle.id
+        emit_json({"run": sub.run, "dag": sub.dag, "nodes": len(sub.jobs), "submitted": handle})
+        return
     click.echo(f"RUN {sub.run}: DAG {sub.dag} ({len(sub.jobs)} nodes + FINAL)")
     if sub.handle is None:
         click.echo("dry run: nothing submitted")
@@ -90,50 +128,56 @@ def submit(graph: str, repo: str, backend: str, config: str | None, processes: i
         click.echo(f"submitted as HTCondor cluster {sub.handle.id.split('.')[0]}")
 
 
-@click.command("register-results")
+@click.command("register-results", cls=RepoCommand)
+@repo_argument
 @click.argument("run_name", metavar="RUN")
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
+@json_option
 @handles_errors
-def register_results(run_name: str, repo: str) -> None:
+def register_results(repo: str, run_name: str, as_json: bool) -> None:
     """Register the outputs of RUN's finished jobs (DAGMan FINAL node; idempotent)."""
     from rc2_platform.execution.dagman_submit import register_results as _register
 
-    _print_summary(_register(repo, run_name))
+    _print_summary(_register(repo, run_name), as_json)
 
 
-@click.command("restart")
+@click.command("restart", cls=RepoCommand)
+@repo_argument
 @click.argument("run_name", metavar="RUN")
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
+@json_option
 @handles_errors
-def restart(run_name: str, repo: str) -> None:
-    """Resume RUN from its journal (same graph, config and backend)."""
+def restart(repo: str, run_name: str, as_json: bool) -> None:
+    """Resume RUN from its journal (same graph, config and backend).
+
+    Exit codes as `rc2 run`.
+    """
     from rc2_platform.execution.runner import restart_run
 
-    summary = restart_run(repo, run_name)
-    _print_summary(summary)
-    if summary.status != "succeeded":
-        raise SystemExit(1)
+    _print_summary(restart_run(repo, run_name), as_json)
 
 
-@click.command("cancel")
+@click.command("cancel", cls=RepoCommand)
+@repo_argument
 @click.argument("run_name", metavar="RUN")
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
+@json_option
 @handles_errors
-def cancel(run_name: str, repo: str) -> None:
+def cancel(repo: str, run_name: str, as_json: bool) -> None:
     """Mark RUN cancelled and cancel its unfinished jobs."""
     from rc2_platform.execution.runner import cancel_run
 
     names = cancel_run(repo, run_name)
-    click.echo(f"RUN {run_name}: cancel requested; {len(names)} unfinished job(s)")
+    if as_json:
+        emit_json({"run": run_name, "cancel_requested": True, "unfinished_jobs": list(names)})
+    else:
+        click.echo(f"RUN {run_name}: cancel requested; {len(names)} unfinished job(s)")
 
 
-@click.command("report")
+@click.command("report", cls=RepoCommand)
+@repo_argument
 @click.argument("run_name", metavar="RUN")
-@click.option("--repo", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a PNG timeline.")
-@json_option
+@format_option
 @handles_errors
-def report(run_name: str, repo: str, png: str | None, as_json: bool) -> None:
+def report(repo: str, run_name: str, png: str | None, as_json: bool) -> None:
     """Per-task quantum states, errors grouped by message, and workflow statistics."""
     from rc2_platform.execution.report import build_report, write_timeline_png
 
@@ -143,8 +187,14 @@ def report(run_name: str, repo: str, png: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2, default=str))
         return
-    rows = [{"task": t, **c} for t, c in rep.tasks.items()]
+    rows: list[dict[str, object]] = [{"task": t, **c} for t, c in rep.tasks.items()]
     cols = ["task", "succeeded", "failed", "blocked", "pending", "retried"]
+    if output_format() == "csv":
+        merged = [
+            {**row, **rep.timing.get(task, {})} for row, task in zip(rows, rep.tasks, strict=True)
+        ]
+        emit_rows(merged, [*cols, *_TIMING], as_json=False)
+        return
     emit_rows(rows, cols, as_json=False, title=f"RUN {rep.run} ({rep.status})")
     timing = [
         {"task": t, **{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in s.items()}}
@@ -152,12 +202,11 @@ def report(run_name: str, repo: str, png: str | None, as_json: bool) -> None:
     ]
     emit_rows(
         timing,
-        ["task", "count", "min_seconds", "max_seconds", "mean_seconds", "total_seconds",
-         "peak_memory_mb"],
+        ["task", *_TIMING],
         as_json=False,
         title="Quantum wall time and peak memory",
     )  # fmt: skip
-    stdout_console.print(
+    stdout().print(
         f"workflow wall time {rep.workflow_wall_seconds:.1f} s, cumulative job wall time "
         f"{rep.job_wall_seconds:.1f} s, badput {rep.badput_seconds:.1f} s"
     )

@@ -7,13 +7,8 @@ from typing import Any
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stderr_console
+from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stderr
 from rc2_platform.errors import GraphError
-
-
-def register(group: click.Group) -> None:
-    """Add the ``qgraph`` command group to ``group``."""
-    group.add_command(qgraph)
 
 
 @click.group()
@@ -98,7 +93,7 @@ def build_command(
 
     pipeline = Pipeline.from_yaml(pipeline_uri)
     bind = parse_bind(binds)
-    with Butler(repo) as butler, stderr_console.status("building QuantumGraph") as status:
+    with Butler(repo) as butler, stderr().status("building QuantumGraph") as status:
         builder = QuantumGraphBuilder(
             butler, pipeline, list(inputs), output_run, where, bind,
             skip_existing_in=list(skip_existing_in), clobber=clobber, extend_run=extend_run,
@@ -110,15 +105,13 @@ def build_command(
         size = save_graph(graph, save_path)
     rows = list(summarize_counts(graph))
     emit_rows(rows, ["task", "quanta", "pruned", "skipped"], as_json=as_json, title="QuantumGraph")
-    stderr_console.print(
+    stderr().print(
         f"saved {len(graph)} quanta to {save_path} ({size} bytes, "
         f"{size / max(len(graph), 1):.0f} bytes/quantum)"
     )
     for label, info in graph.metadata.get("pruned", {}).items():
         for reason, n in info["reasons"].items():
-            stderr_console.print(
-                f"pruned {n} {label} quanta: {reason}", markup=False, highlight=False
-            )
+            stderr().print(f"pruned {n} {label} quanta: {reason}", markup=False, highlight=False)
 
 
 def _quantum_doc(q: Any) -> dict[str, Any]:
@@ -194,7 +187,7 @@ def show_command(
     counts, edges = graph.counts_by_task(), graph.task_edges()
     if png:
         _render.draw_png(labels, counts, edges, png)
-        stderr_console.print(f"wrote {png}")
+        stderr().print(f"wrote {png}")
     if as_dot:
         click.echo(_render.to_dot(labels, counts, edges), nl=False)
         return

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rc2_platform.cli.common import handles_errors, json_option
-from rc2_platform.pipeline import Pipeline, PipelineGraph
 
-
-def register(group: click.Group) -> None:
-    """Add the ``pipeline`` command group to ``group``."""
-    group.add_command(pipeline)
+if TYPE_CHECKING:
+    from rc2_platform.pipeline import PipelineGraph
 
 
 @click.group()
@@ -31,6 +28,8 @@ def show(uri: str, as_json: bool) -> None:
     FILE is a pipeline YAML path or a shipped pipeline name (DRP-RC2); #SUBSET selects
     subsets (step1) and/or task labels (isr,calibrate), comma-separated.
     """
+    from rc2_platform.pipeline import Pipeline
+
     graph = Pipeline.from_yaml(uri).to_graph()
     if as_json:
         click.echo(json.dumps(graph_summary(graph), indent=2))

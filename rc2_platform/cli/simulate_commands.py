@@ -96,8 +96,3 @@ def simulate_command(
     rows = [{"item": k, "value": v} for k, v in summary.items()]
     rows.append({"item": "bootstrap", "value": str(result.bootstrap)})
     emit_rows(rows, ["item", "value"], as_json=as_json, title=f"simulated {result.preset}")
-
-
-def register(group: click.Group) -> None:
-    """Add ``simulate`` to the ``rc2`` command group."""
-    group.add_command(simulate_command)

@@ -1,4 +1,4 @@
-"""``rc2 validate RUN --repo REPO``: compare a run's forced photometry with the truth."""
+"""``rc2 validate REPO RUN``: compare a run's forced photometry with the truth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stdout_console
+from rc2_platform.cli.common import (
+    EXIT_PARTIAL,
+    RepoCommand,
+    emit_rows,
+    format_option,
+    handles_errors,
+    print_note,
+    repo_argument,
+)
 
 _COLUMNS = ("band", "metric", "value", "bound", "unit", "n", "result")
 
@@ -31,64 +39,60 @@ def _default_truth(repo: Path) -> Path | None:
     return None
 
 
-def register(group: click.Group) -> None:
-    """Add ``validate`` to the ``rc2`` group."""
+@click.command("validate", cls=RepoCommand)
+@repo_argument
+@click.argument("run")
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Truth catalog FITS (default: what the bootstrap recorded).",
+)
+@click.option(
+    "--png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the residual/coverage figure to this PNG file.",
+)
+@click.option(
+    "--bright-mag",
+    type=float,
+    default=21.0,
+    show_default=True,
+    help="Stars brighter than this enter photometry and astrometry.",
+)
+@click.option(
+    "--depth-mag",
+    type=float,
+    default=23.0,
+    show_default=True,
+    help="Completeness is measured to this magnitude.",
+)
+@click.option("--strict", is_flag=True, help="Exit 3 if any metric fails (default: exit 0).")
+@format_option
+@handles_errors
+def validate(
+    repo: str,
+    run: str,
+    truth: Path | None,
+    png: Path | None,
+    bright_mag: float,
+    depth_mag: float,
+    strict: bool,
+    as_json: bool,
+) -> None:
+    """Match RUN's deepCoadd_forced_src objects in REPO to the truth and print the metrics."""
+    from rc2_platform.validate import ValidationConfig, ValidationError, validate_run
 
-    @group.command("validate")
-    @click.argument("run")
-    @click.option("--repo", required=True, type=click.Path(path_type=Path), help="Repository.")
-    @click.option(
-        "--truth",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Truth catalog FITS (default: what the bootstrap recorded).",
-    )
-    @click.option(
-        "--png",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Write the residual/coverage figure to this PNG file.",
-    )
-    @click.option(
-        "--bright-mag",
-        type=float,
-        default=21.0,
-        show_default=True,
-        help="Stars brighter than this enter photometry and astrometry.",
-    )
-    @click.option(
-        "--depth-mag",
-        type=float,
-        default=23.0,
-        show_default=True,
-        help="Completeness is measured to this magnitude.",
-    )
-    @click.option("--strict", is_flag=True, help="Exit 2 if any metric fails.")
-    @json_option
-    @handles_errors
-    def validate(
-        run: str,
-        repo: Path,
-        truth: Path | None,
-        png: Path | None,
-        bright_mag: float,
-        depth_mag: float,
-        strict: bool,
-        as_json: bool,
-    ) -> None:
-        """Match RUN's deepCoadd_forced_src objects to the truth and print the metrics."""
-        from rc2_platform.validate import ValidationConfig, ValidationError, validate_run
-
-        truth_path = truth or _default_truth(repo)
-        if truth_path is None:
-            raise ValidationError(
-                f"no truth catalog recorded for repository {repo}; pass --truth FILE"
-            )
-        config = ValidationConfig(bright_mag=bright_mag, depth_mag=depth_mag)
-        report = validate_run(repo, run, truth_path, config, png)
-        emit_rows(report.rows(), _COLUMNS, as_json=as_json, title=f"validation of {run}")
-        if png is not None and not as_json:
-            stdout_console.print(f"figure written to {png}")
-        if strict and not report.passed:
-            click.echo("validation FAILED", err=True)
-            sys.exit(2)
+    repo_path = Path(repo)
+    truth_path = truth or _default_truth(repo_path)
+    if truth_path is None:
+        raise ValidationError(f"no truth catalog recorded for repository {repo}; pass --truth FILE")
+    config = ValidationConfig(bright_mag=bright_mag, depth_mag=depth_mag)
+    report = validate_run(repo_path, run, truth_path, config, png)
+    emit_rows(report.rows(), _COLUMNS, as_json=as_json, title=f"validation of {run}")
+    if png is not None:
+        print_note(f"figure written to {png}")
+    if strict and not report.passed:
+        print_note("validation FAILED")
+        sys.exit(EXIT_PARTIAL)

@@ -51,7 +51,7 @@ def setup(tmp_path: Path) -> Path:
 def _submit_dry(tmp: Path) -> Path:
     result = CliRunner().invoke(
         main,
-        ["submit", str(tmp / "g.qgraph"), "--repo", str(tmp / "repo"), "--backend", "htcondor",
+        ["submit", str(tmp / "repo"), str(tmp / "g.qgraph"), "--backend", "htcondor",
          "--dagman", "--dry-run", "--dag-dir", str(tmp / "dag"),
          "--execution-config", str(tmp / "exec.yaml")],
     )  # fmt: skip
@@ -152,7 +152,7 @@ def test_being_dagman_registers_everything_and_report_shows_success(setup: Path)
     assert register_results(tmp / "repo", RUN).status == "succeeded"
     assert len(list(journal.events("job_finished"))) == finished
 
-    rep = CliRunner().invoke(main, ["report", RUN, "--repo", str(tmp / "repo"), "--json"])
+    rep = CliRunner().invoke(main, ["report", str(tmp / "repo"), RUN, "--json"])
     assert rep.exit_code == 0, rep.output
     data = json.loads(rep.output)
     assert data["status"] == "succeeded"
@@ -209,7 +209,7 @@ def test_dagman_needs_htcondor_backend(setup: Path) -> None:
     tmp = setup
     result = CliRunner().invoke(
         main,
-        ["submit", str(tmp / "g.qgraph"), "--repo", str(tmp / "repo"), "--backend", "local",
+        ["submit", str(tmp / "repo"), str(tmp / "g.qgraph"), "--backend", "local",
          "--dagman"],
     )  # fmt: skip
     assert result.exit_code != 0

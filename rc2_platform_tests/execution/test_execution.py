@@ -174,18 +174,16 @@ def test_report_json_table_and_png(setup: tuple[Path, dict]) -> None:
     run_graph(tmp / "g.qgraph", tmp / "repo", config=make_config(), options=OPTS)
     runner = CliRunner()
     png = tmp / "timeline.png"
-    result = runner.invoke(
-        main, ["report", RUN, "--repo", str(tmp / "repo"), "--json", "--png", str(png)]
-    )
+    result = runner.invoke(main, ["report", str(tmp / "repo"), RUN, "--json", "--png", str(png)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["totals"]["succeeded"] == 6 and data["totals"]["failed"] == 1
     assert data["workflow_wall_seconds"] > 0 and data["cumulative_job_wall_seconds"] > 0
     assert set(data["timing"]) == {"a", "b", "c"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = runner.invoke(main, ["report", RUN, "--repo", str(tmp / "repo")])
+    table = runner.invoke(main, ["report", str(tmp / "repo"), RUN])
     assert table.exit_code == 0 and "told to fail" in table.output
-    missing = runner.invoke(main, ["report", "no/such/run", "--repo", str(tmp / "repo")])
+    missing = runner.invoke(main, ["report", str(tmp / "repo"), "no/such/run"])
     assert missing.exit_code == 1 and "no execution journal" in missing.output
 
 
@@ -235,16 +233,15 @@ def test_cli_run_and_cancel(setup: tuple[Path, dict]) -> None:
     runner = CliRunner()
     args = [
         "run",
-        str(tmp / "g.qgraph"),
-        "--repo",
         str(tmp / "repo"),
+        str(tmp / "g.qgraph"),
         "--execution-config",
         str(cfg_file),
     ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output
-    cancel = runner.invoke(main, ["cancel", RUN, "--repo", str(tmp / "repo")])
+    cancel = runner.invoke(main, ["cancel", str(tmp / "repo"), RUN])
     assert cancel.exit_code == 0 and "0 unfinished" in cancel.output
     assert Journal.for_run(tmp / "repo", RUN).cancel_requested()
     assert load_graph(tmp / "g.qgraph").output_run == RUN

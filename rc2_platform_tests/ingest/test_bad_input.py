@@ -105,7 +105,9 @@ def test_same_data_id_twice_in_one_call_is_reported(butler: Butler, tmp_path: Pa
     assert result.failed[0][0] == str(b) and "same data ID" in result.failed[0][1]
 
 
-def test_cli_exits_1_only_when_every_file_failed(butler: Butler, tmp_path: Path) -> None:
+def test_cli_exits_1_when_every_file_failed_and_3_when_some_did(
+    butler: Butler, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.fits"
     bad.write_bytes(b"x" * 100)
     runner = CliRunner()
@@ -114,7 +116,8 @@ def test_cli_exits_1_only_when_every_file_failed(butler: Butler, tmp_path: Path)
     assert "bad.fits" in result.output
     good = _raw(tmp_path / "good.fits", 1000, 10)
     result = runner.invoke(main, ["ingest-raws", str(butler.root), str(bad), str(good)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
+    assert "bad.fits" in result.stderr and "good.fits" not in result.stderr
 
 
 def _calib(tmp_path: Path, name: str, detector: int, begin: str, end: str) -> CalibrationEntry:

@@ -75,10 +75,10 @@ def test_bootstrap_cli_twice_says_nothing_to_do(
 ) -> None:
     runner = CliRunner()
     repo = str(tmp_path / "repo")
-    first = runner.invoke(main, ["bootstrap", str(tiny_survey.bootstrap), "--repo", repo])
+    first = runner.invoke(main, ["bootstrap", repo, str(tiny_survey.bootstrap)])
     assert first.exit_code == 0, first.output
     assert "bootstrapped" in first.output
-    second = runner.invoke(main, ["bootstrap", str(tiny_survey.bootstrap), "--repo", repo])
+    second = runner.invoke(main, ["bootstrap", repo, str(tiny_survey.bootstrap)])
     assert second.exit_code == 0, second.output
     assert "nothing to do" in second.output
     raws = runner.invoke(main, ["ingest-raws", repo, str(tiny_survey.root / "raw"), "--json"])
@@ -89,6 +89,6 @@ def test_bootstrap_cli_twice_says_nothing_to_do(
 def test_bootstrap_with_a_bad_config_exits_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bootstrap.yaml"
     bad.write_text("version: 1\nskymap: {name: x, config: nope}\n")
-    result = CliRunner().invoke(main, ["bootstrap", str(bad), "--repo", str(tmp_path / "r")])
+    result = CliRunner().invoke(main, ["bootstrap", str(tmp_path / "r"), str(bad)])
     assert result.exit_code == 1
     assert "nope" in result.output and "Traceback" not in result.output

@@ -121,7 +121,7 @@ def test_cli_reports_missing_truth_in_one_line(tmp_path: Path) -> None:
     from rc2_platform.cli import main
 
     result = CliRunner().invoke(
-        main, ["validate", "run1", "--repo", str(tmp_path), "--truth", str(tmp_path / "no.fits")]
+        main, ["validate", str(tmp_path), "run1", "--truth", str(tmp_path / "no.fits")]
     )
     assert result.exit_code != 0
     assert "no.fits" in result.output and len(result.output.strip().splitlines()) == 1

@@ -84,12 +84,8 @@ def test_presets_validate(tmp_path: Path) -> None:
 
 
 def test_cli_simulate_and_bad_input(tmp_path: Path) -> None:
-    import click
+    from rc2_platform.cli import main as group
 
-    from rc2_platform.cli import simulate_commands
-
-    group = click.Group()
-    simulate_commands.register(group)
     runner = CliRunner()
     out = tmp_path / "s"
     result = runner.invoke(
