@@ -67,9 +67,12 @@ def parse_bind(items: tuple[str, ...]) -> dict[str, Any]:
     help="Skip quanta whose outputs all exist in COLL (repeatable).",
 )
 @click.option(
-    "--clobber", is_flag=True, help="Keep quanta whose outputs partly exist in the output run."
+    "--clobber",
+    is_flag=True,
+    help="Keep in the graph quanta whose outputs already exist (wholly or partly) in the "
+    "output RUN and are not skipped; running them replaces those outputs.",
 )
-@click.option("--extend-run", is_flag=True, help="Add quanta to an existing output run.")
+@click.option("--extend-run", is_flag=True, help="Allow adding quanta to an existing output RUN.")
 @click.option(
     "--save",
     "save_path",

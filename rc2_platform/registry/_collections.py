@@ -58,7 +58,8 @@ class CollectionManager:
         row = conn.execute(sa.select(t).where(t.c.name == name)).first()
         if row is None:
             raise MissingCollectionError(
-                f"collection {name!r} does not exist; register it first (rc2 collections list shows them)"
+                f"collection {name!r} does not exist; `rc2 collections list REPO` shows the "
+                "existing ones"
             )
         return self._remember(
             CollectionRecord(row.collection_id, row.name, CollectionType(row.type), row.doc)

@@ -84,8 +84,8 @@ class DatasetManager:
             found = self._load(conn, self.schema.dataset_type.c.name == key)
             if not found:
                 raise MissingDatasetTypeError(
-                    f"dataset type {key!r} is not registered; register it first "
-                    "(rc2 register-dataset-type)"
+                    f"dataset type {key!r} is not registered; `rc2 dataset-types REPO` lists "
+                    "the registered ones (`rc2 register-dataset-type` adds one)"
                 )
             stored = found[0]
         return stored

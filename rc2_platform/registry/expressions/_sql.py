@@ -173,7 +173,8 @@ class _Compiler:
             known = ", ".join(sorted(self._bind)) or "none"
             raise ExpressionError(
                 f"no value given for bind parameter :{node.name}{_where(node.pos)}; "
-                f"pass it in bind= (given: {known})"
+                f"give it with --bind {node.name}=VALUE (Python: bind={{{node.name!r}: ...}}); "
+                f"given: {known}"
             )
         return self._bind[node.name]
 
