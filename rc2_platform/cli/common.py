@@ -258,6 +258,15 @@ def sort_key(values: Iterable[Any]) -> tuple[tuple[int, Any], ...]:
     return tuple(key)
 
 
+def natural_key(text: str) -> tuple[tuple[int, Any], ...]:
+    """Sort key for names with numbers in them: ``step1_HSC_998`` before ``step1_HSC_1000``."""
+    import re
+
+    return tuple(
+        (1, int(part)) if part.isdigit() else (2, part) for part in re.split(r"(\d+)", text) if part
+    )
+
+
 def emit_rows(
     rows: Iterable[Mapping[str, Any]],
     columns: Sequence[str],

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option, stderr
+from rc2_platform.cli.common import (
+    emit_json,
+    emit_rows,
+    format_option,
+    handles_errors,
+    natural_key,
+    output_format,
+    print_note,
+    stderr,
+)
 from rc2_platform.errors import GraphError
 
 
@@ -80,7 +89,7 @@ def parse_bind(items: tuple[str, ...]) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     help="Graph file to write.",
 )
-@json_option
+@format_option
 @handles_errors
 def build_command(
     repo: str, pipeline_uri: str, inputs: tuple[str, ...], output_run: str, where: str,
@@ -140,7 +149,6 @@ def _quantum_doc(q: Any) -> dict[str, Any]:
 
 @qgraph.command("show")
 @click.argument("path", type=click.Path(dir_okay=False))
-@json_option
 @click.option(
     "--dot", "as_dot", is_flag=True, help="Print the task-level DAG in graphviz dot syntax."
 )
@@ -149,61 +157,134 @@ def _quantum_doc(q: Any) -> dict[str, Any]:
     "png",
     type=click.Path(dir_okay=False),
     metavar="OUT.png",
-    help="Draw the task DAG to a PNG.",
+    help="Draw the task DAG to a PNG (layered: every edge visible).",
 )
 @click.option("--quantum", "quantum", type=int, metavar="N", help="Show quantum N (read alone).")
-@click.option("--cluster", "cluster", metavar="NAME", help="Show the quanta of one cluster.")
+@click.option("--clusters", "list_clusters", is_flag=True, help="List the clusters (jobs).")
+@click.option(
+    "--cluster", "cluster", metavar="NAME", help="Show the quanta of cluster NAME (see --clusters)."
+)
+@click.option(
+    "--execution-config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Execution config whose clustering rules define the clusters (default: the shipped one).",
+)
+@format_option
 @handles_errors
 def show_command(
-    path: str,
-    as_json: bool,
-    as_dot: bool,
-    png: str | None,
-    quantum: int | None,
-    cluster: str | None,
-) -> None:
-    """Summarize a QuantumGraph file: counts per task and the task-level DAG."""
-    from rc2_platform.graph import _render
-    from rc2_platform.graph._report import summarize_counts
+    path: str, as_dot: bool, png: str | None, quantum: int | None, list_clusters: bool,
+    cluster: str | None, config: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Summarize QuantumGraph file PATH: counts per task, the task-level DAG and its clusters.
+
+    Clusters are the jobs `rc2 run` executes: they follow the clustering rules of the
+    execution config, so `--clusters` lists the names `rc2 report` and the job folders use.
+    """
     from rc2_platform.graph.io import QuantumGraphReader
 
     with QuantumGraphReader(path) as reader:
-        if quantum is not None or cluster is not None:
-            quanta = (
-                reader.read_quanta([quantum])
-                if quantum is not None
-                else reader.read_cluster(cluster or "")
-            )
-            docs = [_quantum_doc(q) for q in quanta]
-            if as_json:
-                click.echo(json.dumps(docs, indent=2, default=str))
-            else:
-                for d in docs:
-                    click.echo(f"#{d['index']} {d['task']} {d['data_id']}")
-                    for kind in ("inputs", "outputs"):
-                        for name, refs in d[kind].items():
-                            ids = ", ".join(str(r["data_id"]) for r in refs)
-                            click.echo(f"  {kind[:-1]} {name}: {ids}")
+        if quantum is not None:
+            _print_quanta(reader.read_quanta([quantum]), as_json)
             return
         graph = reader.read_all()
+    if list_clusters or cluster is not None:
+        clusters = _clusters_of(graph, config)
+        if cluster is None:
+            _print_clusters(graph, clusters, as_json)
+            return
+        if cluster not in clusters:
+            raise GraphError(
+                f"{path} has no cluster {cluster!r} under "
+                f"{config or 'the default execution config'}; "
+                f"`rc2 qgraph show {path} --clusters` lists them"
+            )
+        _print_quanta([graph.quanta[i] for i in clusters[cluster].quanta], as_json)
+        return
+    _print_summary(path, graph, _clusters_of(graph, config), as_dot, png, as_json)
+
+
+class _Cluster:
+    """A cluster of a graph: its stage (clustering rule) and quantum indexes."""
+
+    def __init__(self, stage: str, quanta: list[int]) -> None:
+        self.stage, self.quanta = stage, quanta
+
+
+def _clusters_of(graph: Any, config: str | None) -> dict[str, _Cluster]:
+    """The graph's stored clusters, else those of the execution config's clustering rules."""
+    if graph.clusters:
+        return {name: _Cluster("", list(idx)) for name, idx in graph.clusters.items()}
+    from rc2_platform.execution.execution_config import load_execution_config
+    from rc2_platform.graph.clustering import plan_clusters
+
+    plan = plan_clusters(graph, load_execution_config(config).clustering)
+    order = {stage: i for i, stage in enumerate(plan.stages)}
+    names = sorted(plan.clusters, key=lambda n: (order.get(plan.stage[n], 0), natural_key(n)))
+    return {n: _Cluster(plan.stage[n], plan.clusters[n]) for n in names}
+
+
+def _print_clusters(graph: Any, clusters: dict[str, _Cluster], as_json: bool) -> None:
+    rows = []
+    for name, c in clusters.items():
+        tasks: dict[str, int] = {}
+        for i in c.quanta:
+            tasks[graph.quanta[i].task_label] = tasks.get(graph.quanta[i].task_label, 0) + 1
+        rows.append({"cluster": name, "stage": c.stage, "quanta": len(c.quanta),
+                     "tasks": ", ".join(f"{t} {n}" for t, n in tasks.items())})  # fmt: skip
+    emit_rows(rows, ["cluster", "stage", "quanta", "tasks"], as_json=as_json)
+
+
+def _print_quanta(quanta: Any, as_json: bool) -> None:
+    docs = [_quantum_doc(q) for q in quanta]
+    if as_json:
+        emit_json(docs)
+        return
+    for d in docs:
+        click.echo(f"#{d['index']} {d['task']} {d['data_id']}")
+        for kind in ("inputs", "outputs"):
+            for name, refs in d[kind].items():
+                ids = ", ".join(str(r["data_id"]) for r in refs)
+                click.echo(f"  {kind[:-1]} {name}: {ids}")
+
+
+def _print_summary(
+    path: str, graph: Any, clusters: dict[str, _Cluster], as_dot: bool, png: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    from rc2_platform.graph import render as _render
+    from rc2_platform.graph._report import summarize_counts
+
     labels = [t.label for t in graph.tasks]
     counts, edges = graph.counts_by_task(), graph.task_edges()
     if png:
-        _render.draw_png(labels, counts, edges, png)
-        stderr().print(f"wrote {png}")
+        _render.draw_png(
+            labels, counts, edges, png, title=f"{Path(path).name}: {len(graph)} quanta"
+        )
+        print_note(f"wrote {png}")
     if as_dot:
         click.echo(_render.to_dot(labels, counts, edges), nl=False)
         return
     if as_json:
-        doc = {
+        emit_json({
             "n_quanta": len(graph), "output_run": graph.output_run,
             "input_collections": graph.input_collections, "counts": counts,
             "edges": [{"producer": p, "consumer": c, "quantum_edges": n} for (p, c), n in edges.items()],
-            "clusters": len(graph.clusters), "metadata": graph.metadata,
-        }  # fmt: skip
-        click.echo(json.dumps(doc, indent=2, default=str))
+            "clusters": {name: len(c.quanta) for name, c in clusters.items()},
+            "metadata": graph.metadata,
+        })  # fmt: skip
         return
-    emit_rows(list(summarize_counts(graph)), ["task", "quanta", "pruned", "skipped"], as_json=False,
-              title=f"{path}: {len(graph)} quanta -> {graph.output_run}")  # fmt: skip
+    rows = list(summarize_counts(graph))
+    if output_format() == "csv":
+        emit_rows(rows, ["task", "quanta", "pruned", "skipped"], as_json=False)
+        return
+    click.echo(f"QuantumGraph {path}")
+    click.echo(
+        f"{len(graph)} quanta in {len(labels)} tasks and {len(clusters)} clusters; "
+        f"output RUN {graph.output_run}; inputs {', '.join(graph.input_collections)}"
+    )
+    emit_rows(rows, ["task", "quanta", "pruned", "skipped"], as_json=False)
+    click.echo("task DAG (task [quanta] <- producers (quantum edges)):")
     for line in _render.text_dag(labels, counts, edges):
-        click.echo(line)
+        click.echo(f"  {line}")
+    click.echo(f"`rc2 qgraph show {path} --clusters` lists the clusters (jobs).")

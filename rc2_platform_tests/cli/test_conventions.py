@@ -25,6 +25,7 @@ from rc2_platform.cli.common import (
     _take_repo_option,
     emit_rows,
     format_option,
+    natural_key,
     sort_key,
 )
 from rc2_platform.errors import ConfigError
@@ -193,3 +194,8 @@ def test_tables_are_whole_when_captured_and_sorted_numerically() -> None:
 )
 def test_sort_key_orders_integers_numerically(values: list, expected: list) -> None:
     assert sorted(values, key=lambda v: sort_key([v])) == expected
+
+
+def test_natural_key_orders_numbers_inside_names() -> None:
+    names = ["step1_HSC_1000", "step1_HSC_998", "step10", "step2"]
+    assert sorted(names, key=natural_key) == ["step1_HSC_998", "step1_HSC_1000", "step2", "step10"]

@@ -60,7 +60,10 @@ def test_show_text_json_dot_png_and_quantum(built: tuple[Path, Path]) -> None:
     runner = CliRunner()
     text = runner.invoke(main, ["qgraph", "show", str(out)])
     assert text.exit_code == 0, text.output
-    assert "characterizeImage [7 quanta]  <- isr (7 edges)" in text.stdout
+    assert "  characterizeImage  [7]  <- isr (7)" in text.stdout
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"QuantumGraph {out}" and "quanta in 11 tasks" in lines[1]
+    assert not any(line.rstrip().endswith("->") for line in lines)
     doc = json.loads(runner.invoke(main, ["qgraph", "show", str(out), "--json"]).stdout)
     assert doc["counts"]["mergeDetections"] == 4 and doc["n_quanta"] == sum(doc["counts"].values())
     dot = runner.invoke(main, ["qgraph", "show", str(out), "--dot"]).stdout
@@ -74,3 +77,55 @@ def test_show_text_json_dot_png_and_quantum(built: tuple[Path, Path]) -> None:
     assert one[0]["task"] == "isr" and one[0]["inputs"]["ccd_exposure"][0]["dataset_type"] == "raw"
     bad = runner.invoke(main, ["qgraph", "show", str(out), "--quantum", "99999"])
     assert bad.exit_code == 1 and "asked for 99999" in bad.stderr
+
+
+def test_show_lists_clusters_and_shows_one(built: tuple[Path, Path]) -> None:
+    _, out = built
+    runner = CliRunner()
+    listed = json.loads(
+        runner.invoke(main, ["qgraph", "show", str(out), "--clusters", "--json"]).stdout
+    )
+    assert listed and {r["stage"] for r in listed} >= {"step1", "step2", "step3"}
+    assert sum(r["quanta"] for r in listed) == load_graph(out).__len__()
+    first = listed[0]
+    quanta = json.loads(
+        runner.invoke(
+            main, ["qgraph", "show", str(out), "--cluster", first["cluster"], "--json"]
+        ).stdout
+    )
+    assert len(quanta) == first["quanta"]
+    assert {q["task"] for q in quanta} == {t.split()[0] for t in first["tasks"].split(", ")}
+    summary = json.loads(runner.invoke(main, ["qgraph", "show", str(out), "--json"]).stdout)
+    assert summary["clusters"][first["cluster"]] == first["quanta"]
+    bad = runner.invoke(main, ["qgraph", "show", str(out), "--cluster", "nope"])
+    assert bad.exit_code == 1 and "--clusters" in bad.stderr and "'nope'" in bad.stderr
+
+
+def _inside(point: tuple[float, float], centre: tuple[float, float]) -> bool:
+    from rc2_platform.graph.layout import NODE_HEIGHT, NODE_WIDTH
+
+    return (
+        abs(point[0] - centre[0]) < NODE_WIDTH / 2 and abs(point[1] - centre[1]) < NODE_HEIGHT / 2
+    )
+
+
+def test_dag_layout_keeps_every_edge_visible(built: tuple[Path, Path]) -> None:
+    """No edge crosses a task box it does not connect, and no two edges share a segment."""
+    from rc2_platform.graph.layout import NODE_HEIGHT, layout_dag
+
+    graph = load_graph(built[1])
+    labels, edges = [t.label for t in graph.tasks], graph.task_edges()
+    layout = layout_dag(labels, edges)
+    assert set(layout.edges) == set(edges) and set(layout.nodes) == set(labels)
+    assert any(len(points) > 2 for points in layout.edges.values())  # skip edges are routed
+    segments = set()
+    for (p, c), points in layout.edges.items():
+        assert points[0][1] == layout.nodes[p][1] - NODE_HEIGHT / 2  # leaves the producer's bottom
+        assert points[-1][1] == layout.nodes[c][1] + NODE_HEIGHT / 2  # enters the consumer's top
+        for a, b in zip(points, points[1:], strict=False):
+            assert (a, b) not in segments, f"edge {p}->{c} overlaps another"
+            segments.add((a, b))
+            for t in (i / 50 for i in range(1, 50)):
+                point = (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
+                hit = [n for n, centre in layout.nodes.items() if _inside(point, centre)]
+                assert not hit, f"edge {p}->{c} runs through {hit}"
