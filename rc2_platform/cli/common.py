@@ -102,7 +102,7 @@ def stdout() -> Console:
     """The rich console of stdout (tables, progress of results)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 @functools.cache
@@ -110,7 +110,7 @@ def stderr() -> Console:
     """The rich console of stderr (progress, notes)."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def __getattr__(name: str) -> Any:
@@ -311,7 +311,7 @@ def _emit_csv(rows: list[Mapping[str, Any]], columns: Sequence[str]) -> None:
     click.echo(buffer.getvalue(), nl=False)
 
 
-def _render_full_width(renderable: Any, min_width: int) -> str:
+def _render_full_width(renderable: Any) -> str:
     """``renderable`` as plain text as wide as it needs, trailing blanks stripped."""
     import io
 
@@ -320,7 +320,7 @@ def _render_full_width(renderable: Any, min_width: int) -> str:
 
     console = Console(file=io.StringIO(), width=1_000_000, no_color=True, highlight=False)
     width = Measurement.get(console, console.options, renderable).maximum
-    console = Console(file=io.StringIO(), width=max(width, min_width, 1), no_color=True)
+    console = Console(file=io.StringIO(), width=max(width, 1), no_color=True)
     with console.capture() as captured:
         console.print(renderable)
     return "\n".join(line.rstrip() for line in captured.get().splitlines())
@@ -333,13 +333,19 @@ def _emit_table(rows: list[Mapping[str, Any]], columns: Sequence[str], title: st
 
     console = stdout()
     piped = not console.is_terminal
-    table = Table(title=Text(title) if title else None, box=box.SIMPLE if piped else box.HEAVY_HEAD)
+    table = Table(box=box.SIMPLE if piped else box.HEAVY_HEAD)
     for col in columns:
-        table.add_column(Text(col), overflow="fold")
+        values = [row.get(col) for row in rows if row.get(col) is not None]
+        numeric = bool(values) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        )
+        table.add_column(Text(col), overflow="fold", justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*[Text(_cell(row.get(c))) for c in columns])
+    if title:  # a line of its own: a rich title would wrap to the table's width
+        console.print(Text(title, style="bold"), soft_wrap=True)
     if piped:
-        click.echo(_render_full_width(table, len(title or "")))
+        click.echo(_render_full_width(table))
     else:
         console.print(table)
     if not rows:

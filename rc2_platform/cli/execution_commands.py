@@ -20,7 +20,6 @@ from rc2_platform.cli.common import (
     json_option,
     output_format,
     repo_argument,
-    stdout,
 )
 
 _BACKENDS = click.Choice(["local", "htcondor", "kubernetes"])
@@ -197,7 +196,7 @@ def report(repo: str, run_name: str, png: str | None, as_json: bool) -> None:
         return
     emit_rows(rows, cols, as_json=False, title=f"RUN {rep.run} ({rep.status})")
     timing = [
-        {"task": t, **{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in s.items()}}
+        {"task": t, **{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}}
         for t, s in rep.timing.items()
     ]
     emit_rows(
@@ -206,7 +205,7 @@ def report(repo: str, run_name: str, png: str | None, as_json: bool) -> None:
         as_json=False,
         title="Quantum wall time and peak memory",
     )  # fmt: skip
-    stdout().print(
+    click.echo(
         f"workflow wall time {rep.workflow_wall_seconds:.1f} s, cumulative job wall time "
         f"{rep.job_wall_seconds:.1f} s, badput {rep.badput_seconds:.1f} s"
     )

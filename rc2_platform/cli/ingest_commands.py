@@ -20,6 +20,7 @@ from rc2_platform.cli.common import (
     emit_rows,
     format_option,
     handles_errors,
+    json_option,
     repo_argument,
     stderr,
 )
@@ -74,7 +75,7 @@ def _open(repo: str) -> Butler:
     type=click.IntRange(1, 64),
     help="Processes reading raw headers and writing datasets.",
 )
-@format_option
+@json_option
 @handles_errors
 def bootstrap_command(
     repo: str, config: str, registry_url: str | None, processes: int, as_json: bool

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rc2_platform.cli.common import emit_rows, handles_errors, json_option
+from rc2_platform.cli.common import emit_rows, format_option, handles_errors
 from rc2_platform.errors import ConfigError
 
 
@@ -62,7 +62,7 @@ def _parse_tracts(values: tuple[str, ...]) -> list[int] | None:
     help="Processes writing header-only raws.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty DIRECTORY.")
-@json_option
+@format_option
 @handles_errors
 def simulate_command(
     preset: str,
