@@ -12,6 +12,7 @@ from rc2_platform.cli.common import (
     exit_code_for_run,
     handles_errors,
     json_option,
+    print_note,
     stderr,
 )
 
@@ -45,8 +46,10 @@ def demo(
 ) -> None:
     """Simulate the tiny survey, bootstrap a repo, build the graph, run it, validate.
 
-    Everything goes into DIRECTORY (default ./demo); re-running resumes. Exits 0 if
-    every quantum succeeded, 3 if some failed, 4 if none did.
+    Everything goes into DIRECTORY (default ./demo): survey/, repo/ and figures/ (the
+    graph's task DAG, the run's timeline and the validation figure, whose paths it
+    prints). Re-running resumes: the graph file is kept and only what is missing runs.
+    Exits 0 if every quantum succeeded, 3 if some failed, 4 if none did.
     """
     from rc2_platform.demo import run_demo
 
@@ -71,14 +74,18 @@ def demo(
                 "counts": summary.counts,
                 "seconds": summary.seconds,
                 "validation": rows,
+                "figures": [str(f) for f in summary.figures],
             }
         )
     else:
-        stderr().print(
-            f"repo: {summary.repo}\ngraph: {summary.graph}\nrun: {summary.run} "
-            f"({summary.status})\nseconds per step: {summary.seconds}",
-            markup=False,
+        print_note(f"repo: {summary.repo}\ngraph: {summary.graph}")
+        print_note(
+            f"run: {summary.run} ({summary.status}); `rc2 report {summary.repo}` for details"
         )
+        print_note(f"seconds per step: {summary.seconds}")
+        print_note("figures written:")
+        for figure in summary.figures:
+            print_note(f"  {figure}")
         if rows:
             emit_rows(
                 rows,

@@ -1,0 +1,41 @@
+"""The shipped top-level dagster.yaml: what docs/dagster-ui.md says, and an instance opens."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+TOP = Path(__file__).parents[2]
+
+
+def test_the_docs_quote_the_shipped_dagster_yaml() -> None:
+    text = (TOP / "docs" / "dagster-ui.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    shipped = yaml.safe_load((TOP / "dagster.yaml").read_text())
+    assert any(yaml.safe_load(block) == shipped for block in blocks)
+
+
+def test_an_unmodified_copy_opens_with_storage_under_dagster_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(TOP / "dagster.yaml", home / "dagster.yaml")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        coordinator = instance.run_coordinator
+        assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        queue = coordinator.get_run_queue_config()  # type: ignore[attr-defined]
+        assert queue.max_concurrent_runs == 2
+        assert instance.get_runs() == []
+    assert (home / "history" / "runs.db").exists()
+    assert not any(elsewhere.iterdir())  # nothing written where the command ran
