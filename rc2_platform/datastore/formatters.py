@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from rc2_platform.core.exposure import Exposure
+from rc2_platform.datastore import fits_io
 from rc2_platform.errors import FormatterError
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from astropy.table import Table
 
 # astropy is imported where a FITS file is read or written (not at import time), so that
-# processes handling only YAML/JSON datasets do not pay its ~0.7 s import.
+# processes handling only YAML/JSON datasets do not pay its ~0.7 s import. The FITS
+# formatters first try the fast paths of fits_io (plain tables and exposures; 5-20x
+# faster than astropy's general machinery) and use astropy for everything else.
 
 #: libyaml's C emitter/parser when PyYAML has them (same output, several times faster).
 _YamlDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -74,6 +77,8 @@ class FitsExposureFormatter(Formatter):
             raise FormatterError(
                 f"the {self.name} formatter writes Exposure objects, not {type(obj).__name__}"
             )
+        if fits_io.write_exposure(obj, path):
+            return
         primary = fits.PrimaryHDU(header=_to_header(obj.header))
         image_header = obj.wcs.to_header() if obj.wcs is not None else fits.Header()
         hdus: list[Any] = [primary, fits.ImageHDU(obj.image, header=image_header, name="IMAGE")]
@@ -87,6 +92,9 @@ class FitsExposureFormatter(Formatter):
         from astropy.io import fits
         from astropy.wcs import WCS
 
+        fast = fits_io.read_exposure(path)
+        if fast is not None:
+            return fast
         with fits.open(path, memmap=False) as hdus:
             names = [h.name for h in hdus]
             if "IMAGE" in names:
@@ -145,12 +153,14 @@ class FitsTableFormatter(Formatter):
             raise FormatterError(
                 f"the {self.name} formatter writes astropy Tables, not {type(obj).__name__}"
             )
-        obj.write(path, format="fits")
+        if not fits_io.write_table(obj, path):
+            obj.write(path, format="fits")
 
     def read(self, path: Path) -> Table:
         from astropy.table import Table
 
-        return Table.read(path, format="fits", hdu=1)
+        fast = fits_io.read_table(path)
+        return fast if fast is not None else Table.read(path, format="fits", hdu=1)
 
 
 class YamlFormatter(Formatter):
