@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,13 +64,21 @@ class _Model(BaseModel):
 def _check_iso_tai(value: str | None) -> str | None:
     if value is None:
         return None
+    problem = _iso_tai_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_tai_problem(value: str) -> str | None:
+    # Cached: a survey's thousands of calibrations share a few validity edges, and an
+    # astropy Time costs about a millisecond.
     try:
         Time(value, format="isot", scale="tai")
     except ValueError as exc:
-        raise ValueError(
-            f"{value!r} is not an ISO time like 2016-03-01T00:00:00 (TAI): {exc}"
-        ) from None
-    return value
+        return f"{value!r} is not an ISO time like 2016-03-01T00:00:00 (TAI): {exc}"
+    return None
 
 
 class SkyMapSpec(_Model):

@@ -8,6 +8,7 @@ absorbed here.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -16,6 +17,7 @@ from astropy.wcs import WCS
 from rc2_platform.instrument import (
     detector_linear_map,
     detector_regions,
+    frame_id,
     load_camera,
     make_raw_header,
 )
@@ -26,6 +28,9 @@ from rc2_platform.simulate.plan import PlannedVisit
 from rc2_platform.skymap import PatchInfo, RingsSkyMap, TractInfo, load_skymap
 
 __all__ = [
+    "DETECTOR_KEYS",
+    "detector_updates",
+    "only_detector_keys_differ",
     "block_patches",
     "detector_names",
     "detector_regions",
@@ -94,6 +99,59 @@ def raw_header(visit: PlannedVisit, detector: int, binning: int) -> fits.Header:
         binning=binning,
         darktime=visit.darktime,
     )
+
+
+#: Cards of a raw header that depend on the detector (all others depend on the visit only).
+DETECTOR_KEYS = frozenset(
+    {
+        "DETECTOR",
+        "DET-ID",
+        "T_CCDSN",
+        "FRAMEID",
+        "CRPIX1",
+        "CRPIX2",
+        "CD1_1",
+        "CD1_2",
+        "CD2_1",
+        "CD2_2",
+    }
+)
+
+
+def detector_updates(visit: PlannedVisit, det: int, binning: int = 1) -> dict[str, Any]:
+    """Values of :data:`DETECTOR_KEYS` for one raw, computed as ``make_raw_header`` does."""
+    d = load_camera().detector(det)
+    cd, crpix0 = detector_linear_map(visit.rot, det, binning)
+    return {
+        "DETECTOR": d.full_name,
+        "DET-ID": d.id,
+        "T_CCDSN": f"{d.id + 1000:04d}",
+        "FRAMEID": frame_id(visit.visit, d.id),
+        "CRPIX1": float(crpix0[0]) + 1.0,
+        "CRPIX2": float(crpix0[1]) + 1.0,
+        "CD1_1": float(cd[0, 0]),
+        "CD1_2": float(cd[0, 1]),
+        "CD2_1": float(cd[1, 0]),
+        "CD2_2": float(cd[1, 1]),
+    }
+
+
+def only_detector_keys_differ(visit: PlannedVisit, detectors: list[int], binning: int) -> bool:
+    """True when only :data:`DETECTOR_KEYS` differ between two detectors' raw headers.
+
+    The fast raw writers format one header per visit and re-render only those cards;
+    this start-up check makes them fall back to a full header per file otherwise.
+    """
+    if len(detectors) < 2:
+        return True
+    camera = load_camera()
+    other = next(
+        (d for d in detectors if camera.detector(d).yaw != camera.detector(detectors[0]).yaw),
+        detectors[1],
+    )
+    a, b = raw_header(visit, detectors[0], binning), raw_header(visit, other, binning)
+    differ = {k for k in set(a.keys()) | set(b.keys()) if a.get(k) != b.get(k)}
+    return differ <= DETECTOR_KEYS and set(a.keys()) == set(b.keys())
 
 
 @functools.lru_cache(maxsize=4)

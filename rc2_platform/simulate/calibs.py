@@ -11,15 +11,17 @@ The master bias is overscan-subtracted; the master dark is in ADU per second of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
 from rc2_platform.ingest.bootstrap_config import CalibrationEntry
-from rc2_platform.simulate.fastfits import write_header_only
+from rc2_platform.simulate.fastfits import write_header_only, write_image
 
 __all__ = ["calibration_plan", "epoch_isot", "write_calibrations"]
 
@@ -31,7 +33,12 @@ _BUNIT = {"bias": "adu", "dark": "adu/s", "flat": ""}
 
 def epoch_isot(edges: list[str]) -> list[str]:
     """Validity edges as ISO TAI strings (``YYYY-MM-DDTHH:MM:SS.sss``)."""
-    return [Time(e, scale="tai").isot for e in edges]
+    return [_isot(e) for e in edges]
+
+
+@functools.lru_cache(maxsize=256)
+def _isot(edge: str) -> str:
+    return str(Time(edge, scale="tai").isot)
 
 
 def calibration_plan(
@@ -59,21 +66,24 @@ def calibration_plan(
     return plan
 
 
-def _calib_header(
+def _calib_cards(
     ctype: str, det: int, det_name: str, filt: str | None, begin: str, end: str
-) -> fits.Header:
-    header = fits.Header()
-    header["TELESCOP"] = "Subaru"
-    header["INSTRUME"] = "Hyper Suprime-Cam"
-    header["OBSTYPE"] = (ctype, "master calibration type")
-    header["DETECTOR"] = (det, "detector id")
-    header["DET-NAME"] = (det_name, "detector name")
+) -> list[tuple[str, Any, str]]:
+    cards: list[tuple[str, Any, str]] = [
+        ("TELESCOP", "Subaru", ""),
+        ("INSTRUME", "Hyper Suprime-Cam", ""),
+        ("OBSTYPE", ctype, "master calibration type"),
+        ("DETECTOR", det, "detector id"),
+        ("DET-NAME", det_name, "detector name"),
+    ]
     if filt is not None:
-        header["FILTER"] = (filt, "physical filter")
-    header["VALIDBEG"] = (begin, "validity begin (TAI, inclusive)")
-    header["VALIDEND"] = (end, "validity end (TAI, exclusive)")
-    header["BUNIT"] = _BUNIT[ctype]
-    return header
+        cards.append(("FILTER", filt, "physical filter"))
+    cards += [
+        ("VALIDBEG", begin, "validity begin (TAI, inclusive)"),
+        ("VALIDEND", end, "validity end (TAI, exclusive)"),
+        ("BUNIT", _BUNIT[ctype], ""),
+    ]
+    return cards
 
 
 def write_calibrations(
@@ -102,13 +112,12 @@ def write_calibrations(
     for ctype, det, filt, e, begin, end, rel in calibration_plan(epochs, detectors, filters):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = _calib_header(ctype, det, detectors[det], filt, begin, end)
+        cards = _calib_cards(ctype, det, detectors[det], filt, begin, end)
         if make_image is None:
-            write_header_only(path, header)
+            write_header_only(path, fits.Header(cards))
         else:
-            fits.PrimaryHDU(make_image(ctype, det, filt, e), header=header).writeto(
-                path, overwrite=True
-            )
+            image = np.asarray(make_image(ctype, det, filt, e), dtype=np.float32)
+            write_image(path, cards, image)
         entries.append(
             CalibrationEntry(
                 dataset_type=ctype,  # type: ignore[arg-type]

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
 
 from rc2_platform.geometry import htm7_ids
-from rc2_platform.instrument import detector_linear_map, frame_id, load_camera
 from rc2_platform.simulate import _geometry as geo
+from rc2_platform.simulate._geometry import DETECTOR_KEYS, detector_updates
 from rc2_platform.simulate.calibs import write_calibrations
 from rc2_platform.simulate.catalog import make_truth_catalog, write_truth
 from rc2_platform.simulate.fastfits import HeaderTemplate
@@ -31,54 +30,6 @@ from rc2_platform.simulate.refcat import reference_table, write_refcat_shards
 from rc2_platform.simulate.survey import SimulationResult, finish_survey, write_masks
 
 __all__ = ["DETECTOR_KEYS", "detector_updates", "simulate_headers", "write_header_raws"]
-
-#: Cards of a raw header that depend on the detector (all others depend on the visit only).
-DETECTOR_KEYS = frozenset(
-    {
-        "DETECTOR",
-        "DET-ID",
-        "T_CCDSN",
-        "FRAMEID",
-        "CRPIX1",
-        "CRPIX2",
-        "CD1_1",
-        "CD1_2",
-        "CD2_1",
-        "CD2_2",
-    }
-)
-
-
-def detector_updates(visit: PlannedVisit, det: int, binning: int = 1) -> dict[str, Any]:
-    """Values of :data:`DETECTOR_KEYS` for one raw, computed as ``make_raw_header`` does."""
-    d = load_camera().detector(det)
-    cd, crpix0 = detector_linear_map(visit.rot, det, binning)
-    return {
-        "DETECTOR": d.full_name,
-        "DET-ID": d.id,
-        "T_CCDSN": f"{d.id + 1000:04d}",
-        "FRAMEID": frame_id(visit.visit, d.id),
-        "CRPIX1": float(crpix0[0]) + 1.0,
-        "CRPIX2": float(crpix0[1]) + 1.0,
-        "CD1_1": float(cd[0, 0]),
-        "CD1_2": float(cd[0, 1]),
-        "CD2_1": float(cd[1, 0]),
-        "CD2_2": float(cd[1, 1]),
-    }
-
-
-def _check_detector_keys(visit: PlannedVisit, detectors: list[int]) -> bool:
-    """True when only :data:`DETECTOR_KEYS` differ between two detectors' headers."""
-    if len(detectors) < 2:
-        return True
-    camera = load_camera()
-    other = next(
-        (d for d in detectors if camera.detector(d).yaw != camera.detector(detectors[0]).yaw),
-        detectors[1],
-    )
-    a, b = geo.raw_header(visit, detectors[0], 1), geo.raw_header(visit, other, 1)
-    differ = {k for k in set(a.keys()) | set(b.keys()) if a.get(k) != b.get(k)}
-    return differ <= DETECTOR_KEYS and set(a.keys()) == set(b.keys())
 
 
 def write_header_raws(
@@ -107,7 +58,7 @@ def _write_chunk(args: tuple[Path, list[PlannedVisit], list[int], bool]) -> int:
 def _write_raws_parallel(
     root: Path, visits: list[PlannedVisit], detectors: list[int], workers: int
 ) -> int:
-    fast = _check_detector_keys(visits[0], detectors) if visits else True
+    fast = geo.only_detector_keys_differ(visits[0], detectors, 1) if visits else True
     if workers <= 1 or len(visits) < 4:
         return write_header_raws(root, visits, detectors, fast)
     chunks = [(root, visits[i::workers], detectors, fast) for i in range(workers)]

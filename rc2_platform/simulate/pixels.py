@@ -1,4 +1,4 @@
-"""The pixel-level survey (preset ``tiny``): raws with real pixels and their calibrations.
+"""Pixel-level surveys (``tiny``, ``rc2-pixels``): raws with real pixels and calibrations.
 
 See :mod:`rc2_platform.simulate.render` for the raw layout and the signal model.
 """
@@ -14,7 +14,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from rc2_platform.simulate import _geometry as geo
+from rc2_platform.simulate._geometry import detector_updates
 from rc2_platform.simulate._random import rng_for
+from rc2_platform.simulate.fastfits import HeaderTemplate
 from rc2_platform.simulate.plan import PlannedVisit, calib_epoch_index
 from rc2_platform.simulate.presets import CameraSettings, SimulationPreset
 from rc2_platform.simulate.render import (
@@ -28,7 +30,14 @@ from rc2_platform.simulate.render import (
     render_sources,
 )
 
-__all__ = ["PixelCamera", "raw_relpath", "write_pixel_raws"]
+__all__ = [
+    "PixelCamera",
+    "TruthSources",
+    "raw_header_template",
+    "raw_relpath",
+    "render_raw",
+    "write_visit_raws",
+]
 
 #: Radius of the field of view used to scale vignetting (degrees).
 FIELD_RADIUS_DEG = 0.75
@@ -50,6 +59,7 @@ class PixelCamera:
     models: dict[int, DetectorModel]
     bias_edges: list[str]
     _cache: dict[tuple[str, int, str | None, int], np.ndarray] = field(default_factory=dict)
+    _epochs: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, preset: SimulationPreset, seed: int, detectors: list[int]) -> PixelCamera:
@@ -86,6 +96,12 @@ class PixelCamera:
             self._cache[key] = image
         return self._cache[key]
 
+    def bias_epoch(self, visit: PlannedVisit) -> int:
+        """Index of the bias epoch of ``visit`` (cached: astropy times cost milliseconds)."""
+        if visit.visit not in self._epochs:
+            self._epochs[visit.visit] = calib_epoch_index(self.bias_edges, visit.mjd)
+        return self._epochs[visit.visit]
+
     def defects(self) -> Table:
         """Dead columns of every detector (truth, HDU ``DEFECTS``)."""
         rows = [(det, col) for det, m in sorted(self.models.items()) for col in m.bad_columns]
@@ -103,26 +119,68 @@ def _layout_cards(header: fits.Header, camera: CameraSettings, nx: int, ny: int)
     header["SATURATE"] = (camera.saturation, "ADU, pixels at or above are saturated")
 
 
+@dataclass(frozen=True)
+class TruthSources:
+    """The truth catalog as plain arrays, with unit vectors for fast cone selection.
+
+    Rendering selects the sources near each detector with one dot product instead of
+    projecting the whole (tract-sized) catalog through every detector's WCS.
+    """
+
+    ra: np.ndarray
+    dec: np.ndarray
+    size_arcsec: np.ndarray
+    mags: dict[str, np.ndarray]
+    xyz: np.ndarray
+
+    @classmethod
+    def from_table(cls, truth: Table) -> TruthSources:
+        """Columns ``ra``, ``dec`` [deg], ``size_arcsec`` and ``<band>_mag`` of ``truth``."""
+        ra = np.asarray(truth["ra"], dtype=float)
+        dec = np.asarray(truth["dec"], dtype=float)
+        mags = {
+            name.removesuffix("_mag"): np.asarray(truth[name], dtype=float)
+            for name in truth.colnames
+            if name.endswith("_mag")
+        }
+        a, d = np.radians(ra), np.radians(dec)
+        xyz = np.column_stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
+        return cls(ra, dec, np.asarray(truth["size_arcsec"], dtype=float), mags, xyz)
+
+    def near(self, ra: float, dec: float, radius_deg: float) -> np.ndarray:
+        """Indices (ascending) of the sources within ``radius_deg`` of (ra, dec)."""
+        a, d = np.radians(ra), np.radians(dec)
+        centre = np.array([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
+        return np.nonzero(self.xyz @ centre >= np.cos(np.radians(radius_deg)))[0]
+
+
+#: Sources up to this many pixels outside a detector are rendered (their wings land on it).
+_RENDER_PAD = 20
+
+
 def render_raw(
-    pcam: PixelCamera, visit: PlannedVisit, det: int, truth: Table, zero_point: float
-) -> tuple[np.ndarray, fits.Header]:
-    """Render one raw: pixels (uint16) and its HSC primary header."""
+    pcam: PixelCamera, visit: PlannedVisit, det: int, truth: TruthSources, zero_point: float
+) -> np.ndarray:
+    """Render the pixels (``uint16``, data section + overscan) of one raw."""
     cam = pcam.camera
     model = pcam.models[det]
     ny, nx = model.shape
-    wcs = geo.detector_wcs(visit.ra, visit.dec, visit.rot, det, cam.binning)
-    x, y = wcs.all_world2pix(np.asarray(truth["ra"]), np.asarray(truth["dec"]), 0)
-    pad = 20
-    inside = (x > -pad) & (x < nx + pad) & (y > -pad) & (y < ny + pad)
     pixscale = geo.pixel_scale_arcsec() * cam.binning
+    wcs = geo.detector_wcs(visit.ra, visit.dec, visit.rot, det, cam.binning)
+    centre_ra, centre_dec = wcs.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+    # A cone of angle r holds every point whose tangent-plane distance is <= r.
+    reach = np.hypot(nx / 2 + _RENDER_PAD + 2, ny / 2 + _RENDER_PAD + 2) * pixscale / 3600.0
+    near = truth.near(float(centre_ra), float(centre_dec), float(reach))
+    x, y = wcs.all_world2pix(truth.ra[near], truth.dec[near], 0)
+    pad = _RENDER_PAD
+    inside = (x > -pad) & (x < nx + pad) & (y > -pad) & (y < ny + pad)
+    chosen = near[inside]
     psf_sigma = fwhm_to_sigma(visit.fwhm_arcsec)
-    size = np.asarray(truth["size_arcsec"])[inside]
-    sigma_px = np.sqrt(psf_sigma**2 + size**2) / pixscale
-    mag = np.asarray(truth[f"{visit.band}_mag"])[inside]
-    flux = 10 ** (-0.4 * (mag - zero_point)) * visit.exptime
+    sigma_px = np.sqrt(psf_sigma**2 + truth.size_arcsec[chosen] ** 2) / pixscale
+    flux = 10 ** (-0.4 * (truth.mags[visit.band][chosen] - zero_point)) * visit.exptime
     sources = render_sources((ny, nx), x[inside], y[inside], flux, sigma_px)
-    epoch = calib_epoch_index(pcam.bias_edges, visit.mjd)
-    pixels = make_raw_pixels(
+    epoch = pcam.bias_epoch(visit)
+    return make_raw_pixels(
         rng_for(pcam.seed, "raw", visit.visit, det),
         cam,
         pcam.master_image("flat", det, visit.physical_filter, 0),
@@ -132,31 +190,50 @@ def render_raw(
         sources,
         visit.darktime,
     )
+
+
+def raw_header_template(pcam: PixelCamera, visit: PlannedVisit, det: int) -> HeaderTemplate:
+    """The header of ``visit``'s raw of ``det`` as a template for the visit's other raws.
+
+    Only :data:`~rc2_platform.simulate._geometry.DETECTOR_KEYS` change between the
+    detectors of a visit; :func:`write_visit_raws` checks that once per survey.
+    """
+    cam = pcam.camera
+    ny, nx = pcam.models[det].shape
     header = geo.raw_header(visit, det, cam.binning)
     _layout_cards(header, cam, nx, ny)
     header["SEEING"] = (round(visit.fwhm_arcsec, 4), "simulated PSF FWHM, arcsec")
-    return pixels, header
+    return HeaderTemplate(header, image_shape=(ny, nx + cam.overscan_columns))
 
 
-def write_pixel_raws(
+def write_visit_raws(
     root: Path,
     pcam: PixelCamera,
-    visits: list[PlannedVisit],
+    visit: PlannedVisit,
     detectors: list[int],
-    truth: Table,
-    zero_points: dict[str, float],
-) -> list[Path]:
-    """Render and write every raw; return the files written."""
-    paths = []
-    for visit in visits:
-        for det in detectors:
-            pixels, header = render_raw(pcam, visit, det, truth, zero_points[visit.band])
-            path = root / raw_relpath(visit, det)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            hdu = fits.PrimaryHDU(pixels, header=header)
-            hdu.writeto(path, overwrite=True)
-            paths.append(path)
-    return paths
+    truth: TruthSources,
+    zero_point: float,
+    *,
+    fast: bool = True,
+) -> int:
+    """Render and write the raws of ``detectors`` for one visit; return how many.
+
+    ``fast`` formats the header once for the visit and re-renders the detector cards
+    per file; otherwise every file gets its own full header.
+    """
+    directory = root / raw_relpath(visit, detectors[0]).rsplit("/", 1)[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    template = raw_header_template(pcam, visit, detectors[0]) if fast else None
+    for det in detectors:
+        pixels = render_raw(pcam, visit, det, truth, zero_point)
+        if template is not None:
+            updates = detector_updates(visit, det, pcam.camera.binning)
+            template.write_image(root / raw_relpath(visit, det), updates, pixels)
+        else:
+            raw_header_template(pcam, visit, det).write_image(
+                root / raw_relpath(visit, det), {}, pixels
+            )
+    return len(detectors)
 
 
 def visits_table(visits: list[PlannedVisit], bias_edges: list[str]) -> Table:

@@ -76,6 +76,12 @@ class CameraSettings(_Model):
     flat_vignetting: float = Field(default=0.12, ge=0, lt=1)
     flat_pixel_rms: float = Field(default=0.01, ge=0)
     fwhm_arcsec: tuple[float, float] = (3.2, 3.8)
+    poisson_normal_above: float | None = Field(
+        default=None,
+        gt=0,
+        description="Electrons above which photon noise is drawn from the normal "
+        "approximation of the Poisson law (faster); None: exact Poisson everywhere.",
+    )
     sky_adu_per_s: dict[str, float]
     zero_points: dict[str, float] = Field(
         description="Magnitude giving 1 ADU/s in a bias-, dark- and flat-corrected image."

@@ -10,7 +10,9 @@ A raw pixel in the data section is, in ADU::
     overscan_level(row) + bias(row, col) + dark(row, col) * DARKTIME
         + flat(row, col) * (sky * EXPTIME + sources)          (then noise)
 
-with Poisson noise on the electrons (``gain`` e-/ADU), Gaussian read noise, a few cosmic
+with Poisson noise on the electrons (``gain`` e-/ADU; optionally its normal approximation
+above ``camera.poisson_normal_above`` e-, :func:`photon_counts`), Gaussian read noise, a few
+cosmic
 rays, and values clipped at ``saturation``; the overscan columns carry only
 ``overscan_level(row)`` plus read noise.  The master bias is ``bias`` (overscan already
 subtracted), the master dark is ``dark`` in ADU per second, the master flat is ``flat``
@@ -33,6 +35,7 @@ __all__ = [
     "detector_model",
     "fwhm_to_sigma",
     "make_raw_pixels",
+    "photon_counts",
     "master_bias",
     "master_dark",
     "master_flat",
@@ -45,12 +48,6 @@ _SQRT2 = np.sqrt(2.0)
 def fwhm_to_sigma(fwhm: float) -> float:
     """Gaussian sigma of a full width at half maximum."""
     return fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-
-
-def _pixel_integrals(centre: float, sigma: float, lo: int, hi: int) -> np.ndarray:
-    edges = np.arange(lo, hi + 1, dtype=float) - 0.5
-    cdf = 0.5 * (1.0 + erf((edges - centre) / (_SQRT2 * sigma)))
-    return np.diff(cdf)
 
 
 def render_sources(
@@ -84,17 +81,33 @@ def render_sources(
     """
     ny, nx = shape
     image = np.zeros(shape, dtype=np.float64)
-    sig = np.broadcast_to(np.asarray(sigma, dtype=float), np.shape(x))
-    for xc, yc, f, s in zip(np.asarray(x), np.asarray(y), np.asarray(flux), sig, strict=True):
-        half = int(np.ceil(n_sigma * s)) + 1
-        x0, x1 = max(int(np.floor(xc)) - half, 0), min(int(np.floor(xc)) + half + 1, nx)
-        y0, y1 = max(int(np.floor(yc)) - half, 0), min(int(np.floor(yc)) + half + 1, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        px = _pixel_integrals(xc, s, x0, x1)
-        py = _pixel_integrals(yc, s, y0, y1)
-        image[y0:y1, x0:x1] += f * np.outer(py, px)
+    xs, ys, fluxes = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x, y, flux))
+    sig = np.broadcast_to(np.asarray(sigma, dtype=float), xs.shape)
+    halves = np.ceil(n_sigma * sig).astype(int) + 1
+    # Sources with the same stamp size share one vectorized erf call (stars of a visit
+    # all do). np.add.at adds in source order, so every pixel gets the sum a loop over
+    # sources would give.
+    for half in np.unique(halves):
+        group = np.nonzero(halves == half)[0]
+        width = 2 * int(half) + 1
+        px = _stamp_integrals(xs[group], sig[group], int(half))
+        py = _stamp_integrals(ys[group], sig[group], int(half))
+        cols = np.floor(xs[group]).astype(np.int64)[:, None] + np.arange(-half, half + 1)
+        rows = np.floor(ys[group]).astype(np.int64)[:, None] + np.arange(-half, half + 1)
+        values = fluxes[group, None, None] * (py[:, :, None] * px[:, None, :])
+        ok = ((rows >= 0) & (rows < ny))[:, :, None] & ((cols >= 0) & (cols < nx))[:, None, :]
+        flat_index = rows[:, :, None] * nx + cols[:, None, :]
+        np.add.at(image.reshape(-1), flat_index[ok], values[ok])
+        del width
     return image
+
+
+def _stamp_integrals(centres: np.ndarray, sigma: np.ndarray, half: int) -> np.ndarray:
+    """Pixel integrals over ``[floor(c) - half, floor(c) + half]`` for each centre."""
+    lo = np.floor(centres) - half
+    edges = lo[:, None] + np.arange(2 * half + 2, dtype=float)[None, :] - 0.5
+    cdf = 0.5 * (1.0 + erf((edges - centres[:, None]) / (_SQRT2 * sigma[:, None])))
+    return np.diff(cdf, axis=1)
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,29 @@ def _add_cosmic_rays(rng: np.random.Generator, electrons: np.ndarray, n_max: int
     return n
 
 
+def photon_counts(
+    rng: np.random.Generator, mean: np.ndarray, normal_above: float | None = None
+) -> np.ndarray:
+    """Poisson-distributed counts of the given means (float64 array of integers).
+
+    With ``normal_above``, means above it are drawn from the normal approximation
+    ``round(mean + sqrt(mean) * z)`` (same mean and variance; skewness error
+    ``1/sqrt(mean)``, < 3 % above 1,000) — ~15x faster than numpy's exact sampler at sky
+    levels; the rest (or everything, without it) exactly.
+    """
+    if normal_above is None:
+        return np.asarray(rng.poisson(mean), dtype=np.float64)
+    counts = np.empty(mean.shape, dtype=np.float64)
+    high = mean > normal_above
+    n_high = int(high.sum())
+    if n_high:
+        m = mean[high]
+        counts[high] = np.rint(m + np.sqrt(m) * rng.standard_normal(n_high))
+    if n_high < mean.size:
+        counts[~high] = rng.poisson(mean[~high])
+    return counts
+
+
 def make_raw_pixels(
     rng: np.random.Generator,
     camera: CameraSettings,
@@ -234,7 +270,9 @@ def make_raw_pixels(
     """
     ny, nx = flat.shape
     signal = flat * (sky_adu + sources_adu) + dark_rate * darktime
-    electrons = rng.poisson(np.clip(signal, 0.0, None) * camera.gain).astype(np.float64)
+    electrons = photon_counts(
+        rng, np.clip(signal, 0.0, None) * camera.gain, camera.poisson_normal_above
+    )
     _add_cosmic_rays(rng, electrons, camera.cosmic_rays_max)
     raw = np.empty((ny, nx + camera.overscan_columns), dtype=np.float64)
     raw[:, :nx] = electrons / camera.gain + bias

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,7 @@ def simulate(
     max_detectors: int | None = None,
     workers: int = 1,
     overwrite: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> SimulationResult:
     """Write a synthetic survey and its ``bootstrap.yaml``.
 
@@ -172,9 +174,12 @@ def simulate(
     max_detectors
         Read out only the first N detectors of the preset (by id) — for fast tests.
     workers
-        Processes writing header-only raws (``rc2``); pixel presets are written serially.
+        Processes writing raws (and, for pixel presets, calibrations).
     overwrite
         Replace the contents of a non-empty ``out_dir``.
+    progress
+        Called as ``progress(stage, done, total)`` while a pixel preset's calibrations
+        (per detector) and raws (per visit) are written.
 
     Returns
     -------
@@ -192,9 +197,9 @@ def simulate(
         )
     root = _prepare_root(Path(out_dir), overwrite)
     if loaded.kind == "pixels":
-        from rc2_platform.simulate.tiny import simulate_pixels
+        from rc2_platform.simulate.pixel_survey import simulate_pixels
 
-        return simulate_pixels(loaded, root, seed, tracts, max_detectors)
+        return simulate_pixels(loaded, root, seed, tracts, max_detectors, workers, progress)
     from rc2_platform.simulate.headers import simulate_headers
 
     return simulate_headers(loaded, root, seed, tracts, max_detectors, workers)
