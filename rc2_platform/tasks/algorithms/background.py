@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
-from scipy.interpolate import RegularGridInterpolator
 
 from rc2_platform.tasks.algorithms.mask_bits import BAD, CR, DETECTED, NO_DATA, SAT
 
@@ -50,7 +49,8 @@ def estimate_background(
     cells takes the remainder); each cell's value is the 3-sigma clipped median of its
     finite, unmasked pixels. Cells with fewer than ``min_fraction`` usable pixels are
     filled from the nearest good cell. The cell grid is interpolated bilinearly to
-    every pixel (linear extrapolation beyond the outermost cell centres).
+    every pixel (linear extrapolation beyond the outermost cell centres), as two
+    matrix products.
 
     Parameters
     ----------
@@ -104,11 +104,24 @@ def estimate_background(
         grid, y_centres = np.vstack([grid, grid]), np.array([0.0, ny - 1.0])
     if nx_cells == 1:
         grid, x_centres = np.hstack([grid, grid]), np.array([0.0, nx - 1.0])
-    interp = RegularGridInterpolator(
-        (y_centres, x_centres), grid, method="linear", bounds_error=False, fill_value=None
-    )
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    return np.asarray(interp((yy.astype(float), xx.astype(float))))
+    # Bilinear interpolation (linear extrapolation beyond the outer centres) is separable:
+    # interpolate the grid along x for every pixel column, then along y.
+    wy = _linear_weights(y_centres, ny)
+    wx = _linear_weights(x_centres, nx)
+    return np.asarray(wy @ grid @ wx.T)
+
+
+def _linear_weights(centres: NDArray[np.float64], n: int) -> NDArray[np.float64]:
+    """(n, len(centres)) weights of piecewise-linear interpolation at pixels 0..n-1, with
+    linear extrapolation from the first/last interval (what RegularGridInterpolator does
+    with ``fill_value=None``)."""
+    pixels = np.arange(n, dtype=float)
+    k = np.clip(np.searchsorted(centres, pixels, side="right") - 1, 0, len(centres) - 2)
+    t = (pixels - centres[k]) / (centres[k + 1] - centres[k])
+    weights = np.zeros((n, len(centres)))
+    weights[np.arange(n), k] = 1.0 - t
+    weights[np.arange(n), k + 1] = t
+    return weights
 
 
 def robust_sigma(values: NDArray[np.floating]) -> float:

@@ -257,13 +257,14 @@ def characterize_image(
     first = detect_sources(
         sub, var, psf_sigma=psf_fwhm_guess / FWHM_PER_SIGMA, threshold=10.0, mask=det_mask
     )
-    meas = measure_sources(
+    meas = measure_sources(  # sizes for the PSF estimate: no aperture fluxes needed
         sub,
         var,
         first.peaks["x"],
         first.peaks["y"],
         psf_sigma=psf_fwhm_guess / FWHM_PER_SIGMA,
         mask=out_mask,
+        aperture_radii=(),
     )
     fwhm, _ = estimate_psf_fwhm(meas, min_snr=psf_min_snr)
     crs = find_cosmic_rays(sub, var, out_mask, psf_sigma=fwhm / FWHM_PER_SIGMA)
