@@ -193,3 +193,34 @@ class UnknownJobHandleError(BackendError):
 
 class JobWaitTimeoutError(BackendError):
     """Waiting for cluster jobs exceeded the given timeout; the jobs keep running."""
+
+
+# --- remote access (butler server and client) -----------------------------------------
+
+
+class QueryLimitError(QueryError):
+    """A query exceeded a limit the server's operator set (rows, time, request size)."""
+
+
+class RemoteError(Rc2Error):
+    """A butler server could not be reached, or answered in a way the client cannot use."""
+
+
+class AuthenticationError(RemoteError):
+    """No valid token was presented (missing, unknown, expired or revoked): HTTP 401."""
+
+
+class PermissionDeniedError(RemoteError, PermissionError):
+    """The token is valid but does not grant access to what was asked: HTTP 403."""
+
+
+class TokenError(Rc2Error):
+    """A token could not be created, listed or revoked (bad scope, expiry or token id)."""
+
+
+class ExpiredCursorError(QueryError):
+    """The pages of a query result are no longer kept by the server (or never were)."""
+
+
+class ServerBusyError(RemoteError):
+    """The server is running as many queries as its operator allows; retry shortly: HTTP 503."""

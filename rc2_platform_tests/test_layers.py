@@ -96,3 +96,36 @@ def test_layers_point_down_only() -> None:
                 if parts[0] == "rc2_platform" and len(parts) > 1 and parts[1] in forbidden:
                     offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert offenders == []
+
+
+def _layer_files(*skip: str) -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in skip]
+
+
+def test_only_the_cli_uses_the_butler_server_and_its_client() -> None:
+    offenders = []
+    for path in _layer_files("server", "remote", "cli"):
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "rc2_platform" and len(parts) > 1 and parts[1] in ("server", "remote"):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+def test_the_client_imports_no_web_framework_and_the_server_no_dagster() -> None:
+    offenders = []
+    for path in (PACKAGE / "remote").rglob("*.py"):
+        for name in _imports(path):
+            root = name.split(".")[0]
+            if root in ("fastapi", "starlette", "uvicorn", "argon2", "dagster") or name.startswith(
+                "rc2_platform.server"
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    for path in (PACKAGE / "server").rglob("*.py"):
+        for name in _imports(path):
+            if name.split(".")[0].startswith("dagster") or (
+                name.startswith("rc2_platform.remote")
+                and not name.startswith("rc2_platform.remote.wire")
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []

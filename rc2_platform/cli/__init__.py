@@ -51,6 +51,9 @@ COMMANDS: dict[str, str] = {
     # validation and the demo
     "validate": "rc2_platform.cli.validate_commands:validate",
     "demo": "rc2_platform.cli.demo_commands:demo",
+    # the butler server
+    "serve": "rc2_platform.cli.server_commands:serve",
+    "tokens": "rc2_platform.cli.server_commands:tokens",
 }
 
 #: Headings of ``rc2 --help``: the command module -> its section title.
@@ -63,6 +66,7 @@ SECTIONS: dict[str, str] = {
     "rc2_platform.cli.execution_commands": "Execution",
     "rc2_platform.cli.validate_commands": "Validation and the demo",
     "rc2_platform.cli.demo_commands": "Validation and the demo",
+    "rc2_platform.cli.server_commands": "The butler server",
 }
 
 

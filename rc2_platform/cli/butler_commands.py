@@ -26,7 +26,6 @@ from rc2_platform.cli.common import (
 from rc2_platform.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rc2_platform.butler import Butler
     from rc2_platform.core import CollectionType, DatasetRef, DatasetType
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,11 +72,27 @@ def split_collections(values: Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def open_butler(repo: str) -> Iterator[Butler]:
-    """Open the repository at ``repo`` and close it afterwards."""
-    from rc2_platform.butler import Butler
+def open_butler(repo: str, *, read_only: bool = False) -> Iterator[Any]:
+    """Open the repository at ``repo`` and close it afterwards.
 
-    butler = Butler(repo)
+    With ``read_only`` REPO may also be a butler server URL (``http(s)://HOST:PORT/NAME``,
+    token from ``RC2_TOKEN``): the command then runs against a
+    :class:`~rc2_platform.remote.RemoteButler`, which has the same read API.
+    """
+    butler: Any
+    if repo.lower().startswith(("http://", "https://")):
+        if not read_only:
+            raise ConfigError(
+                f"REPO {repo} is a butler server URL, and the server is read-only; run this "
+                "command on the repository folder itself"
+            )
+        from rc2_platform.remote import RemoteButler
+
+        butler = RemoteButler(repo)
+    else:
+        from rc2_platform.butler import Butler
+
+        butler = Butler(repo)
     try:
         yield butler
     finally:
@@ -211,8 +226,11 @@ def _dataset_type_row(dt: DatasetType) -> dict[str, Any]:
 @click.argument("pattern", required=False)
 @format_option
 def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
-    """List the registered dataset types (optionally those matching glob PATTERN)."""
-    with open_butler(repo) as butler:
+    """List the registered dataset types (optionally those matching glob PATTERN).
+
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    """
+    with open_butler(repo, read_only=True) as butler:
         types = butler.registry.query_dataset_types(pattern)
     rows = [_dataset_type_row(t) for t in sorted(types, key=lambda t: t.name)]
     if not as_json:
@@ -244,12 +262,13 @@ def query_datasets(
     """List datasets of DATASET_TYPE (default: every registered type).
 
     Without --collections every collection is searched and every match is listed.
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
     """
     from rc2_platform.core import CollectionType
 
     bind_values = parse_bind(bind)
     colls = split_collections(collections)
-    with open_butler(repo) as butler:
+    with open_butler(repo, read_only=True) as butler:
         if not colls:
             colls = butler.registry.query_collections(
                 types=[CollectionType.RUN, CollectionType.TAGGED, CollectionType.CALIBRATION]
@@ -292,9 +311,12 @@ def query_datasets(
 def query_data_ids(
     repo: str, dimensions: tuple[str, ...], where: str, bind: tuple[str, ...], as_json: bool
 ) -> None:
-    """List the data IDs of DIMENSIONS (with their required dimensions) matching --where."""
+    """List the data IDs of DIMENSIONS (with their required dimensions) matching --where.
+
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    """
     bind_values = parse_bind(bind)
-    with open_butler(repo) as butler:
+    with open_butler(repo, read_only=True) as butler:
         ids = butler.query_data_ids(dimensions, where=where, bind=bind_values)
         columns = list(butler.registry.universe.required(dimensions))
     rows = sorted((d.to_dict() for d in ids), key=lambda r: sort_key(r.get(c) for c in columns))
@@ -309,9 +331,12 @@ def query_data_ids(
 def query_dimension_records(
     repo: str, element: str, where: str, bind: tuple[str, ...], as_json: bool
 ) -> None:
-    """List the records of dimension ELEMENT (e.g. visit, patch) matching --where."""
+    """List the records of dimension ELEMENT (e.g. visit, patch) matching --where.
+
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    """
     bind_values = parse_bind(bind)
-    with open_butler(repo) as butler:
+    with open_butler(repo, read_only=True) as butler:
         records = butler.query_dimension_records(element, where=where, bind=bind_values)
         el = butler.registry.universe[element]
         columns = list(el.columns)
@@ -356,11 +381,14 @@ def _collection_type(value: str | None) -> list[CollectionType] | None:
 )
 @format_option
 def collections_list(repo: str, pattern: str | None, type_: str | None, as_json: bool) -> None:
-    """List collections (optionally matching glob PATTERN), with chains' children."""
+    """List collections (optionally matching glob PATTERN), with chains' children.
+
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    """
     from rc2_platform.core import CollectionType
 
     types = _collection_type(type_)
-    with open_butler(repo) as butler:
+    with open_butler(repo, read_only=True) as butler:
         reg = butler.registry
         rows = []
         for name in reg.query_collections(pattern, types):
