@@ -9,6 +9,7 @@ pipe into a file.
 
 from __future__ import annotations
 
+import datetime
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from rc2_platform.butler import Butler
 from rc2_platform.cli import main
 from rc2_platform.execution.runner import RunOptions, run_graph
 from rc2_platform.ingest import bootstrap
+from rc2_platform.server.tokens import TokenStore, utcnow
 from rc2_platform.simulate import SimulationResult
 from rc2_platform_tests.cli.conftest import DETECTORS, LONG_TYPE, RUN
 from rc2_platform_tests.execution.helpers import make_config, make_graph, make_repo
@@ -60,9 +62,15 @@ def places(
     make_graph(root / "g.qgraph", raws)
     run_graph(root / "g.qgraph", run_repo, config=make_config(), options=RunOptions())
     (root / "none.yaml").write_text("[]\n")
+    TokenStore.for_repository(tiny).create(
+        "pipes-reader", [LONG_SCOPE], utcnow() + datetime.timedelta(days=1)
+    )
     return {"small": small_repo, "tiny": tiny, "survey": tiny_survey.root,
             "bootstrap": tiny_survey.bootstrap, "run": run_repo, "root": root}  # fmt: skip
 
+
+#: A token scope long enough to wrap in a 40-column terminal.
+LONG_SCOPE = "HSC/runs/RC2/w_2026_48/DM-99999/*"
 
 Recipe = Callable[[dict[str, Path]], list[str]]
 
@@ -73,6 +81,7 @@ RECIPES: dict[str, tuple[Recipe, list[str]]] = {
     "query-data-ids": (lambda p: [str(p["small"]), "detector", "visit"], []),
     "query-dimension-records": (lambda p: [str(p["small"]), "detector"], []),
     "collections list": (lambda p: ["collections", "list", str(p["small"])], [RUN]),
+    "tokens list": (lambda p: ["tokens", "list", str(p["tiny"])], [LONG_SCOPE, "pipes-reader"]),
     "ingest-raws": (lambda p: [str(p["tiny"]), str(p["survey"] / "raw")], ["HSC/raw/all"]),
     "define-visits": (lambda p: [str(p["tiny"])], ["visits"]),
     "register-instrument": (lambda p: [str(p["tiny"])], ["instrument"]),
