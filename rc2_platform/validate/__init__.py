@@ -9,7 +9,7 @@ Public API::
     validate_catalogs(per_patch_catalogs, truth, sky_map, config=None) -> (report, patches)
     load_run_catalogs(butler, run) -> (per_patch_catalogs, sky_map)
     read_truth_file(path) -> Table
-    write_figure(report, patches, path, sky_map_tract=None) -> Path
+    write_figure(report, patches, path, run=None) -> Path
 
 Sits at the tasks' level: uses astropy, numpy, matplotlib (Agg) and the sky map; no Dagster.
 """

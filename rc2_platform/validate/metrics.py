@@ -93,11 +93,19 @@ class ValidationReport:
         Band -> table of matched stars: ``truth_mag``, ``mag``, ``dra_arcsec``,
         ``ddec_arcsec``, ``good`` (used for photometry).
     config : ValidationConfig
+    truth_mags : dict
+        Band -> magnitudes of every truth star in the processed area (matched or not;
+        the denominator of completeness).
     """
 
     metrics: list[Metric]
     matches: dict[str, Table] = field(default_factory=dict)
     config: ValidationConfig = field(default_factory=ValidationConfig)
+    truth_mags: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+
+    def metric(self, band: str, name: str) -> Metric | None:
+        """The metric ``name`` of ``band``, if computed."""
+        return next((m for m in self.metrics if m.band == band and m.metric == name), None)
 
     @property
     def passed(self) -> bool:
@@ -221,7 +229,8 @@ def compute_metrics(
         m = _band_matches(catalogs[band], star_truth, band, cfg)
         matches[band] = m
         metrics.extend(_band_metrics(band, m, star_truth, cfg))
-    return ValidationReport(metrics, matches, cfg)
+    truth_mags = {b: np.asarray(star_truth[f"{b}_mag"], float) for b in matches}
+    return ValidationReport(metrics, matches, cfg, truth_mags)
 
 
 def _band_metrics(band: str, m: Table, star_truth: Table, cfg: ValidationConfig) -> list[Metric]:

@@ -172,5 +172,5 @@ def validate_run(
         catalogs, sky_map = load_run_catalogs(butler, run)
     report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
     if png is not None:
-        write_figure(report, patches, png)
+        write_figure(report, patches, png, run=run)
     return report
