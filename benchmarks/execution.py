@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -33,8 +34,8 @@ import sqlalchemy as sa
 
 from rc2_platform.butler import Butler
 from rc2_platform.execution.execution_config import load_execution_config
-from rc2_platform.execution.job import JobResult
 from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.records import JobResult
 from rc2_platform.execution.runner import RunOptions, run_graph
 from rc2_platform.execution.stand_in import stand_in_graph
 from rc2_platform.graph import save_graph
@@ -72,21 +73,26 @@ def measure(repo: Path, graph: Path, workers: int, launcher: str) -> dict[str, A
     )
     with Butler(repo) as butler, butler.registry.engine.connect() as conn:
         rows0 = conn.execute(sa.text("select count(*) from dataset")).scalar_one()
-    start = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    start, cpu0 = time.perf_counter(), time.process_time()
     summary = run_graph(graph, repo, config=config, options=RunOptions(jobs=workers, processes=1))
     total = time.perf_counter() - start
+    orchestrator_cpu = time.process_time() - cpu0
     run = summary.run
     journal = Journal.for_run(repo, run)
-    inside = job_wall = 0.0
+    inside = job_wall = job_cpu = 0.0
     jobs = n = 0
     for ev in journal.events("job_finished"):
         jobs += 1
         if ev.get("result"):
             result = JobResult.read(ev["result"])
             job_wall += result.end - result.start
+            job_cpu += result.cpu_seconds or 0.0
             for o in result.outcomes:
                 inside += o.timing.get("run_seconds", 0.0)
                 n += 1
+    aggregated = [e for e in journal.events("outputs_registered")]
+    aggregate_seconds = sum(e.get("seconds", 0.0) for e in aggregated)
     files = sum(1 for p in (repo / run).rglob("*") if p.is_file())
     with Butler(repo) as butler, butler.registry.engine.connect() as conn:
         rows = conn.execute(sa.text("select count(*) from dataset")).scalar_one() - rows0
@@ -97,7 +103,16 @@ def measure(repo: Path, graph: Path, workers: int, launcher: str) -> dict[str, A
         "counts": summary.counts,
         "quanta": n,
         "cluster_jobs": jobs,
+        "load_average_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "total_seconds": round(total, 2),
+        "orchestrator_cpu_seconds": round(orchestrator_cpu, 2),
+        "jobs_cpu_seconds": round(job_cpu, 2),
+        "cpu_ms_per_quantum": round(1000 * (orchestrator_cpu + job_cpu) / max(n, 1), 2),
+        "harness_cpu_ms_per_quantum": round(
+            1000 * (orchestrator_cpu + job_cpu - inside) / max(n, 1), 2
+        ),
+        "aggregate_calls": len(aggregated),
+        "aggregate_seconds": round(aggregate_seconds, 2),
         "job_wall_seconds": round(job_wall, 2),
         "task_run_seconds": round(inside, 2),
         "overhead_ms_per_quantum": round(1000 * (total * workers - inside) / max(n, 1), 2),

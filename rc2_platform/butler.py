@@ -12,7 +12,12 @@ registry commit also removes the files written inside it).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
+import re
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +38,7 @@ from rc2_platform.core import (
 )
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.errors import (
+    CollectionError,
     ConfigError,
     DatasetNotFoundError,
     FileNotInDatastoreError,
@@ -46,6 +52,9 @@ from rc2_platform.registry._engine import safe_url
 _log = logging.getLogger(__name__)
 
 BUTLER_CONFIG = "butler.yaml"
+#: Folder of a repository holding one sub-folder of execution state per RUN (journal,
+#: lock, job folders): ``REPO/_runs/<safe run name>/``. Removing a RUN removes it.
+RUNS_DIR = "_runs"
 SQLITE_FILE = "registry.sqlite3"
 _ROOT_TOKEN = "<butlerRoot>"
 
@@ -69,6 +78,41 @@ class FileDataset:
     path: Path
     ref: DatasetRef
     formatter: str | None = None
+
+
+def safe_run_name(run: str) -> str:
+    """Return a file-name-safe, collision-free token for a RUN name.
+
+    ``HSC/runs/RC2`` becomes ``HSC_runs_RC2-<8 hex digits of its SHA-1>``.
+    """
+    token = re.sub(r"[^A-Za-z0-9._-]", "_", run).strip("._") or "run"
+    return f"{token[:80]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
+
+
+def run_state_directory(root: str | Path, run: str) -> Path:
+    """``REPO/_runs/<safe run name>``: a RUN's execution state (not created here)."""
+    return Path(root).resolve() / RUNS_DIR / safe_run_name(run)
+
+
+def _run_in_use(directory: Path) -> str | None:
+    """Who executes the RUN whose state folder is ``directory``, if a live process does.
+
+    An orchestrator (``rc2 run``) holds an exclusive ``flock`` on ``lock`` for its life.
+    (A workflow's recorded token, DAGMan's or Dagster's, does not stop a removal: the
+    operator asking for it is the one who knows that workflow is gone.)
+    """
+    path = directory / "lock"
+    if not path.exists():
+        return None
+    text = path.read_text()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return text or "another process"
+    finally:
+        os.close(fd)
+    return None
 
 
 def _parse_url(url: str) -> sa.URL:
@@ -288,15 +332,30 @@ class Butler:
     def remove_collection(self, name: str, *, unstore: bool = True) -> int:
         """Remove a collection; for a RUN also its datasets and (``unstore``) their files.
 
-        Atomic: the files are deleted only once the registry rows are gone.
+        Atomic: the files are deleted only once the registry rows are gone. A RUN's
+        execution state (``REPO/_runs/<run>/``: journal, lock, job folders) goes with it,
+        as its provenance dataset goes with its datasets.
 
         Returns
         -------
         int
             The number of datasets removed (0 for TAGGED, CHAINED, CALIBRATION).
+
+        Raises
+        ------
+        CollectionError
+            If the RUN is being executed (a live orchestrator holds its lock).
         """
         refs: list[DatasetRef] = []
-        if self.registry.get_collection_type(name) is CollectionType.RUN:
+        is_run = self.registry.get_collection_type(name) is CollectionType.RUN
+        state = run_state_directory(self.root, name)
+        if is_run:
+            holder = _run_in_use(state)
+            if holder is not None:
+                raise CollectionError(
+                    f"RUN {name!r} is being executed ({holder.strip()}); cancel it "
+                    f"(`rc2 cancel {self.root} {name}`) or let it end before removing it"
+                )
             for dt in self.registry.query_dataset_types():
                 refs.extend(self.registry.query_datasets(dt, [name], find_first=False))
         records = self.datastore_records(refs) if unstore else {}
@@ -306,6 +365,8 @@ class Butler:
                 rec = records.get(ref.id)
                 if rec is not None:
                     self.datastore.remove(ref, rec)
+        if is_run:
+            shutil.rmtree(state, ignore_errors=True)
         return len(refs)
 
     # --- helpers ------------------------------------------------------------------------

@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     # execution
     "run": "rc2_platform.cli.execution_commands:run",
     "submit": "rc2_platform.cli.execution_commands:submit",
+    "aggregate": "rc2_platform.cli.execution_commands:aggregate",
+    "provenance": "rc2_platform.cli.execution_commands:provenance",
     "register-results": "rc2_platform.cli.execution_commands:register_results",
     "report": "rc2_platform.cli.execution_commands:report",
     "cancel": "rc2_platform.cli.execution_commands:cancel",

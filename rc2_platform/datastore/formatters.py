@@ -193,6 +193,26 @@ class JsonFormatter(Formatter):
             return _from_plain(json.load(stream), path)
 
 
+class ParquetFormatter(Formatter):
+    """A ``pyarrow.Table`` as Apache Parquet (pyarrow is imported where a file is used)."""
+
+    name = "parquet"
+    extension = ".parquet"
+
+    def write(self, obj: Any, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not isinstance(obj, pa.Table):
+            raise FormatterError(f"the parquet formatter writes pyarrow Tables, not {type(obj)}")
+        pq.write_table(obj, path)
+
+    def read(self, path: Path) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+
+
 #: All formatters by name; storage classes refer to these names.
 FORMATTERS: dict[str, type[Formatter]] = {
     f.name: f
@@ -202,6 +222,7 @@ FORMATTERS: dict[str, type[Formatter]] = {
         FitsTableFormatter,
         YamlFormatter,
         JsonFormatter,
+        ParquetFormatter,
     )
 }
 

@@ -19,6 +19,7 @@ HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -31,6 +32,8 @@ from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
 from rc2_platform.defs.resources import ButlerResource
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
+from rc2_platform.execution.journal import run_directory
+from rc2_platform.execution.run_lock import read_holder
 from rc2_platform.execution.run_state import QuantumState
 from rc2_platform.execution.runner import RunOptions
 from rc2_platform.execution.stages import (
@@ -117,6 +120,15 @@ def _graph_of(context: dg.OpExecutionContext, tract: str) -> tuple[str, str]:
     return str(path.value), str(getattr(metadata.get("output_run"), "value", ""))
 
 
+def _holder_run_ended(context: dg.OpExecutionContext, repo: str | Path, run: str) -> bool:
+    """Whether the RUN's lock is held by a Dagster run this instance knows has ended."""
+    holder = read_holder(run_directory(repo, run))
+    if holder is None or not (holder.owner or "").startswith("dagster:"):
+        return False
+    record = context.instance.get_run_by_id(str(holder.owner).split(":", 1)[1])
+    return record is None or record.is_finished
+
+
 @dg.op(ins={"quantum_graph": dg.In(dg.Nothing)}, tags={"kind": "rc2"})
 def prepare_execution(
     context: dg.OpExecutionContext, config: ExecutionRunConfig, butler: ButlerResource
@@ -131,12 +143,15 @@ def prepare_execution(
         config.fail_on_failed_quanta,
     )
     options = RunOptions(backend=backend, processes=state.processes, resume=config.resume)
+    owner = f"dagster:{context.run.root_run_id or context.run_id}"
     for tract in _tracts_of_run(context):
         path, run = _graph_of(context, tract)
         check_stages(path, exec_config, STAGES)
+        options.takeover = _holder_run_ended(context, butler.root, run)
         ledger = prepare_run(
-            butler.root, tract, path, exec_config, backend_name=backend, options=options
-        )
+            butler.root, tract, path, exec_config, backend_name=backend, options=options,
+            owner=owner, command=f"Dagster run {context.run_id} (execution_job)",
+        )  # fmt: skip
         context.log.info(
             f"tract {tract}: {ledger.n_quanta} quanta into RUN {ledger.output_run} on {backend} "
             f"({ledger.counts()[QuantumState.SUCCEEDED]} already done)"

@@ -5,9 +5,10 @@ of the run-state machine (:class:`~rc2_platform.execution.run_state.RunState`): 
 prepares the RUN and makes every cluster's first job attempt up front (job graphs and
 worker commands, exactly as the local loop makes them), then writes ONE DAG: a node per cluster, ``PARENT/CHILD`` from the cluster
 plan, ``RETRY`` from the retry policy, and a ``FINAL`` node running
-``rc2 register-results RUN --repo REPO``. Nothing waits: DAGMan runs the nodes.
+``rc2 aggregate REPO RUN --finish``. Nothing waits: DAGMan runs the nodes.
 
-:func:`register_results` (``rc2 register-results``) settles each node's attempt in the
+:func:`register_results` (``rc2 aggregate --finish``; ``rc2 register-results`` is its
+old name) settles each node's attempt in the
 run-state machine from the records its job wrote, registers the succeeded quanta's
 outputs (idempotent) and appends the journal events ``rc2 report`` reads.
 """
@@ -20,22 +21,24 @@ from typing import Any
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
+from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobState, JobStatus, make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import Journal
-from rc2_platform.execution.registration import register_outcomes, register_settlement
+from rc2_platform.execution.run_lock import release_lock
 from rc2_platform.execution.run_state import (
     JobAttempt,
     QuantumState,
     RunState,
+    RunStatus,
     WorkerSettings,
 )
 from rc2_platform.execution.runner import RunOptions, RunSummary, worker_command
 
 __all__ = ["FINAL_NODE", "DagSubmission", "register_results", "submit_graph_dag"]
 
-#: Name of the DAG's FINAL node (registers every finished job's outputs).
-FINAL_NODE = "register-results"
+#: Name of the DAG's FINAL node (``rc2 aggregate REPO RUN --finish``).
+FINAL_NODE = "aggregate"
 
 
 @dataclass
@@ -53,7 +56,7 @@ class DagSubmission:
     dependencies : dict
         ``{cluster: {parent cluster, ...}}`` as written to ``PARENT/CHILD`` lines.
     final : ClusterJob
-        The FINAL node (``rc2 register-results``).
+        The FINAL node (``rc2 aggregate REPO RUN --finish``).
     handle : JobHandle or None
         The DAGMan job's handle; None with ``dry_run``.
     journal : Path
@@ -110,7 +113,7 @@ def submit_graph_dag(
     JobSubmissionError
         If the DAG cannot be submitted (e.g. ``condor_dagman`` not installed).
     """
-    from rc2_platform.execution.backends.htcondor import HTCondorBackend, write_dag
+    from rc2_platform.execution.backends.htcondor import HTCondorBackend
 
     options = options or RunOptions()
     options.backend = "htcondor"
@@ -135,7 +138,29 @@ def submit_graph_dag(
             backend=backend.name,
             dagman=True,
         )
-        state.prepare(butler, resume=options.resume)
+        state.prepare(
+            butler, resume=options.resume, extend_run=options.extend_run,
+            takeover=options.takeover, owner=dag_owner(state.journal.directory),
+            command=f"DAGMan workflow of {state.run} (rc2 submit --dagman)",
+        )  # fmt: skip
+    try:
+        return _write_and_submit(state, backend, worker, dag_dir, dry_run)
+    except BaseException:
+        state.finish(RunStatus.ABORTED)  # nothing runs: free the RUN
+        raise
+
+
+def dag_owner(run_dir: Path) -> str:
+    """The RUN-lock token of a RUN's DAGMan workflow (its FINAL node releases it)."""
+    return f"dagman:{run_dir.name}"
+
+
+def _write_and_submit(
+    state: RunState, backend: Any, worker: WorkerSettings, dag_dir: str | Path | None,
+    dry_run: bool,
+) -> DagSubmission:  # fmt: skip
+    from rc2_platform.execution.backends.htcondor import write_dag
+
     attempts = _make_attempts(state)
     names = {a.cluster for a in attempts}
     deps = {a.cluster: state.plan.parents[a.cluster] & names for a in attempts}
@@ -188,7 +213,7 @@ def _final_job(state: RunState, prefix: list[str]) -> ClusterJob:
     directory.mkdir(parents=True, exist_ok=True)
     return ClusterJob(
         name=FINAL_NODE,
-        command=[*prefix, "register-results", state.run, "--repo", str(state.repo)],
+        command=[*prefix, "aggregate", str(state.repo), state.run, "--finish"],
         request_memory_mb=2048,
         request_cpus=1,
         labels={"run": state.run, "stage": "final"},
@@ -198,14 +223,16 @@ def _final_job(state: RunState, prefix: list[str]) -> ClusterJob:
 
 
 def register_results(repo: str | Path, run: str) -> RunSummary:
-    """Settle every DAG node of a DAGMan run from its records, register, journal the end.
+    """Finish a DAGMan run (its FINAL node): settle every node, register, journal the end.
 
     Each submitted node attempt is settled by the run-state machine from the records
     its job wrote (DAGMan already did the retries): a node that recorded nothing failed
     if its job ran (its event log says it ended), and is left PENDING if DAGMan never
     ran it. Then the blocking rule marks the quanta behind failures; quanta still
-    PENDING never ran. Outputs of succeeded quanta are registered (already registered
-    ones are skipped, so running it again is harmless); ``run_finished`` ends it.
+    PENDING never ran. ``run_finished`` ends it, and the registration step
+    (:func:`~.aggregate.aggregate_run`) registers the outputs of every succeeded quantum
+    (already registered ones are skipped, so running it again is harmless) and writes the
+    RUN's provenance dataset.
 
     Raises
     ------
@@ -226,25 +253,24 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
         state.absorb({i: QuantumState.SUCCEEDED for i, _task in ev["quanta"]})
     finished = {(ev["cluster"], ev["attempt"]) for ev in journal.events("job_finished")}
     submitted = {ev["cluster"]: ev for ev in journal.events("job_submitted")}
-    with Butler(repo) as butler:
-        for ev in submitted.values():
-            attempt = state.restore_attempt(ev)
-            status = _node_status(attempt)
-            if status is None and not attempt.result_path.exists():
-                state.forget(attempt)  # DAGMan never ran the node: its quanta stay PENDING
-                continue
-            status = status or JobStatus(JobState.SUCCEEDED, 0)
-            if (attempt.cluster, attempt.attempt) in finished:  # settled by an earlier FINAL
-                outcomes, _died = state.read_outcomes(attempt, status)
-                state.forget(attempt)
-                state.absorb({o.index: o.status for o in outcomes})
-                register_outcomes(butler, outcomes, state.output_refs)
-                continue
-            # DAGMan did the node's retries; a failed quantum is final here.
-            register_settlement(butler, state, state.settle(attempt, status, retries=False))
+    for ev in submitted.values():
+        attempt = state.restore_attempt(ev)
+        status = _node_status(attempt)
+        if status is None and not attempt.result_path.exists():
+            state.forget(attempt)  # DAGMan never ran the node: its quanta stay PENDING
+            continue
+        status = status or JobStatus(JobState.SUCCEEDED, 0)
+        if (attempt.cluster, attempt.attempt) in finished:  # settled by an earlier FINAL
+            outcomes, _died = state.read_outcomes(attempt, status)
+            state.forget(attempt)
+            state.absorb({o.index: o.status for o in outcomes})
+            continue
+        state.settle(attempt, status, retries=False)  # DAGMan did the node's retries
     state.block_pending()
     run_status = state.final_status()
     counts = state.finish(run_status)
+    aggregate_run(repo, run)  # every recorded output, and the provenance dataset
+    release_lock(journal.directory, dag_owner(journal.directory))
     return RunSummary(run, run_status.value, counts, journal.path)
 
 

@@ -34,6 +34,7 @@ from rc2_platform.pipeline import METADATA_CONNECTION, BaseConnection, PipelineT
 from rc2_platform.pipeline.task_def import import_task_class, make_config
 
 __all__ = [
+    "dataset_ids",
     "PreparedTask",
     "QuantumExecutor",
     "QuantumOutcome",
@@ -70,6 +71,14 @@ class QuantumOutcome:
         Peak resident memory of the worker process after the quantum.
     records : list of DatastoreRecord
         Files written for the quantum's outputs (empty unless succeeded).
+    traceback : str or None
+        The failure's traceback (last 20 frames).
+    inputs : dict of str to list of str
+        The quantum's input dataset ids, by dataset type name.
+    outputs : list of list
+        The quantum's output datasets as ``[dataset type, id]``, plus the output's data
+        ID as a mapping when it is not the quantum's data ID restricted to the type's
+        dimensions.
     """
 
     index: int
@@ -82,6 +91,8 @@ class QuantumOutcome:
     peak_rss_mb: float = 0.0
     records: list[DatastoreRecord] = field(default_factory=list)
     traceback: str | None = None
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    outputs: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-data form for the job result file."""
@@ -95,6 +106,8 @@ class QuantumOutcome:
             "timing": self.timing,
             "peak_rss_mb": self.peak_rss_mb,
             "traceback": self.traceback,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
             "records": [
                 [str(r.dataset_id), r.path, r.formatter, r.storage_class, r.file_size]
                 for r in self.records
@@ -118,6 +131,8 @@ class QuantumOutcome:
                 for i, p, f, s, n in data.get("records") or []
             ],
             traceback=data.get("traceback"),
+            inputs=dict(data.get("inputs") or {}),
+            outputs=list(data.get("outputs") or []),
         )
 
 
@@ -192,6 +207,7 @@ class QuantumExecutor:
         """Run one quantum; never raises for task failures (they become the outcome)."""
         data_id = dict(quantum.data_id.to_dict())
         outcome = QuantumOutcome(quantum.index, quantum.task_label, data_id, QuantumState.FAILED)
+        outcome.inputs, outcome.outputs = dataset_ids(quantum)
         timer = QuantumTimer()
         read: list[str] = []
         with LogCapture() as capture:
@@ -280,6 +296,22 @@ class QuantumExecutor:
                 elif objs:
                     inputs[conn] = objs[0]
         return inputs
+
+
+def dataset_ids(quantum: Quantum) -> tuple[dict[str, list[str]], list[list[Any]]]:
+    """A quantum's input ids by dataset type, and its outputs as ``[type, id(, data ID)]``."""
+    inputs: dict[str, list[str]] = {}
+    for ref in quantum.all_inputs():
+        inputs.setdefault(ref.dataset_type.name, []).append(str(ref.id))
+    outputs: list[list[Any]] = []
+    qid = quantum.data_id
+    for ref in quantum.all_outputs():
+        entry: list[Any] = [ref.dataset_type.name, str(ref.id)]
+        did = ref.data_id
+        if any(d not in qid or qid[d] != did[d] for d in did.dimensions):
+            entry.append(dict(did.to_dict()))
+        outputs.append(entry)
+    return inputs, outputs
 
 
 def _loader(executor: QuantumExecutor, ref: DatasetRef, read: list[str]) -> Callable[[], Any]:

@@ -1,13 +1,14 @@
 """Run one cluster job: its quanta in dependency order, in one or several processes.
 
 This is what every backend runs (``rc2 run-cluster GRAPH --cluster NAME --repo REPO
---result FILE``). The job reads only its quanta from the graph file, opens only the
-datastore (no registry connection), and writes a JSON *result file* naming, per quantum,
-``succeeded`` / ``failed`` / ``blocked``, the error, timings, peak memory and the
-datastore records of the files written. The orchestrator registers the outputs of the
-succeeded quanta from that file in one transaction. A job that dies writes no result
-file, so none of its outputs get registered; the files it wrote are overwritten by the
-next attempt.
+--result FILE``, through :mod:`~rc2_platform.execution.worker`). The job reads only its
+quanta from the graph file, opens only the datastore (no registry connection), and
+appends one *record* per quantum to its records file as each quantum ends (see
+:mod:`~rc2_platform.execution.records`): state, error, timings, peak memory, input and
+output dataset ids, and the datastore records of the files written. Registration is a
+separate step (:mod:`~rc2_platform.execution.aggregate`) that reads those records. A job
+that dies keeps the records of the quanta it finished; the others have none, so nothing
+of theirs gets registered and the files they wrote are overwritten by the next attempt.
 
 A failed quantum does not stop independent quanta of the job; quanta that need its
 outputs are ``blocked``.
@@ -23,9 +24,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from rc2_platform.datastore import DatastoreRecord
 from rc2_platform.errors import ClusterJobError, GraphError
 from rc2_platform.execution.executor import PreparedTask, QuantumExecutor, QuantumOutcome
 from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
+from rc2_platform.execution.records import JobResult, RecordsWriter
 from rc2_platform.graph.io import QuantumGraphReader, save_graph
 from rc2_platform.graph.model import Quantum, QuantumGraph
 
@@ -46,8 +47,6 @@ __all__ = [
     "write_job_graph",
 ]
 
-RESULT_FORMAT = 1
-
 #: Graph-metadata key of a *job graph* (see :func:`write_job_graph`).
 JOB_METADATA_KEY = "rc2_job"
 
@@ -60,70 +59,6 @@ def error_summary(outcomes: Iterable[QuantumOutcome]) -> dict[str, int]:
             text = (o.error or "unknown error").splitlines()[0][:200]
             out[text] = out.get(text, 0) + 1
     return out
-
-
-@dataclass
-class JobResult:
-    """The result file of one cluster job attempt."""
-
-    cluster: str
-    attempt: int
-    start: float
-    end: float
-    host: str
-    processes: int
-    outcomes: list[QuantumOutcome] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        """Number of quanta per status."""
-        out: dict[str, int] = {}
-        for o in self.outcomes:
-            out[o.status.value] = out.get(o.status.value, 0) + 1
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data of the result file."""
-        return {
-            "format": RESULT_FORMAT,
-            "cluster": self.cluster,
-            "attempt": self.attempt,
-            "start": self.start,
-            "end": self.end,
-            "host": self.host,
-            "processes": self.processes,
-            "quanta": [o.to_json() for o in self.outcomes],
-        }
-
-    def write(self, path: str | Path) -> None:
-        """Write the result file atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
-        os.replace(tmp, path)
-
-    @classmethod
-    def read(cls, path: str | Path) -> JobResult:
-        """Read a result file.
-
-        Raises
-        ------
-        ClusterJobError
-            If the file is not a readable result file.
-        """
-        try:
-            data = json.loads(Path(path).read_text())
-            return cls(
-                cluster=str(data["cluster"]),
-                attempt=int(data["attempt"]),
-                start=float(data["start"]),
-                end=float(data["end"]),
-                host=str(data["host"]),
-                processes=int(data["processes"]),
-                outcomes=[QuantumOutcome.from_json(q) for q in data["quanta"]],
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ClusterJobError(f"cannot read job result file {path}: {exc}") from None
 
 
 def write_input_records(path: str | Path, records: Iterable[DatastoreRecord]) -> int:
@@ -232,11 +167,16 @@ def _blocked(quantum: Quantum, by: QuantumOutcome) -> QuantumOutcome:
     )
 
 
+#: Called with each quantum's outcome as soon as it is known (writes its record).
+OnOutcome = Callable[[QuantumOutcome], None]
+
+
 def _run_serial(
     order: Sequence[Quantum],
     upstream: Mapping[int, set[int]],
     executor: QuantumExecutor,
     tasks: Mapping[str, PreparedTask],
+    on_outcome: OnOutcome,
 ) -> list[QuantumOutcome]:
     done: dict[int, QuantumOutcome] = {}
 
@@ -249,6 +189,7 @@ def _run_serial(
             done[q.index] = executor.execute(q, tasks[q.task_label])
         else:
             done[q.index] = _blocked(q, done[cause])
+        on_outcome(done[q.index])
     return [done[q.index] for q in order]
 
 
@@ -258,6 +199,7 @@ def _run_parallel(
     executor: QuantumExecutor,
     tasks: Mapping[str, PreparedTask],
     processes: int,
+    on_outcome: OnOutcome,
 ) -> list[QuantumOutcome]:
     by_index = {q.index: q for q in order}
     _STATE.update(executor=executor, quanta=by_index, tasks=tasks)
@@ -279,11 +221,12 @@ def _run_parallel(
             for fut in finished:
                 i = running.pop(fut)
                 done[i] = fut.result()  # a dead child raises BrokenProcessPool: the job dies
+                on_outcome(done[i])
                 for d in downstream[i]:
                     if d in done:
                         continue
                     if done[i].status.blocks_downstream:
-                        _block_all(d, done[i], by_index, downstream, done)
+                        _block_all(d, done[i], by_index, downstream, done, on_outcome)
                         continue
                     waiting[d].discard(i)
                     if not waiting[d]:
@@ -298,6 +241,7 @@ def _block_all(
     by_index: Mapping[int, Quantum],
     downstream: Mapping[int, list[int]],
     done: dict[int, QuantumOutcome],
+    on_outcome: OnOutcome,
 ) -> None:
     stack = [start]
     while stack:
@@ -305,6 +249,7 @@ def _block_all(
         if i in done:
             continue
         done[i] = _blocked(by_index[i], cause)
+        on_outcome(done[i])
         stack.extend(downstream[i])
 
 
@@ -390,13 +335,25 @@ def run_cluster(
     tasks = {label: PreparedTask(summaries[label]) for label in {q.task_label for q in order}}
     executor = QuantumExecutor(Butler.open_datastore(repo), output_run, job_records)
     upstream = _local_upstream(order)
-    if processes == 1 or len(order) < 2:
-        outcomes = _run_serial(order, upstream, executor, tasks)
-    else:
-        outcomes = _run_parallel(order, upstream, executor, tasks, processes)
-    result = JobResult(
-        cluster, attempt, start, time.time(), socket.gethostname(), processes, outcomes
-    )
-    if result_path is not None:
-        result.write(result_path)
+    writer = RecordsWriter(result_path) if result_path is not None else None
+    on_outcome: OnOutcome = writer.quantum if writer is not None else _ignore
+    try:
+        if writer is not None:
+            writer.job_started(cluster, attempt, processes, start)
+        if processes == 1 or len(order) < 2:
+            outcomes = _run_serial(order, upstream, executor, tasks, on_outcome)
+        else:
+            outcomes = _run_parallel(order, upstream, executor, tasks, processes, on_outcome)
+        result = JobResult(
+            cluster, attempt, start, time.time(), socket.gethostname(), processes, outcomes
+        )
+        if writer is not None:
+            writer.job_ended(result.end, result.counts())
+    finally:
+        if writer is not None:
+            writer.close()
     return result
+
+
+def _ignore(_outcome: QuantumOutcome) -> None:
+    return None

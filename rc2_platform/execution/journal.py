@@ -4,7 +4,7 @@ Layout under a repository (``REPO/_runs/<safe run name>/``)::
 
     journal.jsonl                 one JSON object per line, appended, never rewritten
     input_records.json            datastore records of the graph's overall inputs
-    jobs/<cluster>/attempt<N>/    result.json, <cluster>.out, <cluster>.err (+ backend files)
+    jobs/<cluster>/attempt<N>/    quanta.jsonl (records), job.qgraph, <cluster>.out/.err (+ backend files)
 
 Every event has ``event`` (its kind) and ``time`` (Unix seconds). Writers append whole
 lines with one ``write`` call under ``O_APPEND``, so a crash leaves at most a truncated last
@@ -14,35 +14,22 @@ the job result files it names), so they work after the orchestrator is gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rc2_platform.butler import RUNS_DIR, run_state_directory, safe_run_name
 from rc2_platform.errors import RunNotFoundError
 
 __all__ = ["RUNS_DIR", "Journal", "run_directory", "safe_run_name"]
 
-#: Folder of a repository holding one sub-folder per executed RUN.
-RUNS_DIR = "_runs"
-
-
-def safe_run_name(run: str) -> str:
-    """Return a file-name-safe, collision-free token for a RUN name.
-
-    ``HSC/runs/RC2`` becomes ``HSC_runs_RC2-<8 hex digits of its SHA-1>``.
-    """
-    token = re.sub(r"[^A-Za-z0-9._-]", "_", run).strip("._") or "run"
-    return f"{token[:80]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
-
 
 def run_directory(repo: str | Path, run: str) -> Path:
-    """Return ``REPO/_runs/<safe run name>`` (not created)."""
-    return Path(repo).resolve() / RUNS_DIR / safe_run_name(run)
+    """Return ``REPO/_runs/<safe run name>`` (not created; removed with the RUN)."""
+    return run_state_directory(repo, run)
 
 
 class Journal:
@@ -51,12 +38,11 @@ class Journal:
     Parameters
     ----------
     directory : Path
-        The run's folder (see :func:`run_directory`); created if missing.
+        The run's folder (see :func:`run_directory`); created by the first write.
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "journal.jsonl"
         self._scan_offset = 0
         self._cancel_state = False
@@ -93,6 +79,7 @@ class Journal:
         """Append one event (with the current time) and return it."""
         record = {"event": event, "time": time.time(), **fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())

@@ -1,36 +1,47 @@
-"""Run reports from the journal: per-task states, errors, workflow statistics, timeline.
+"""Run reports from a RUN's provenance: states per task, errors, statistics, timeline.
 
 Like the seed's BPS summary: per task, quanta succeeded / failed / blocked / pending /
-retried, the failing quanta's errors grouped by message; and like its workflow
-statistics: workflow wall time, cumulative job wall time, badput (wall time of failed
-attempts), per task count / min / max / mean / total seconds and peak memory. Everything
-comes from the run's journal and the job result files it names, so a report works after
-the orchestrator exited (or died).
+running and how many were retried; the failures grouped by error (exception type and
+message), each naming tasks and data IDs; the workflow statistics (workflow wall time
+from the first start to the last end, cumulative job wall time, badput); and the seed's
+per-task table of attempts (count, succeeded, failed, blocked, min / max / mean / total
+seconds, CPU seconds, peak memory). Everything comes from the RUN's provenance
+(:func:`~.provenance_table.load_provenance`: the job records on disk, or the
+``run_provenance`` dataset once the job folders are gone) and its journal, so a report
+works while jobs run, after the orchestrator exited, and after it died — and says which.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rc2_platform.errors import ClusterJobError
-from rc2_platform.execution.job import JobResult
-from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.journal import Journal, run_directory
+from rc2_platform.execution.provenance_table import load_provenance
 from rc2_platform.execution.quantum_state import QuantumState
+from rc2_platform.execution.run_lock import Liveness, holder_liveness, read_holder
+from rc2_platform.execution.run_state import RunStatus
 
 __all__ = ["JobSpan", "RunReport", "build_report", "quantum_states", "write_timeline_png"]
 
+#: Per-task state columns, in report order.
 STATES = tuple(
     s.value
     for s in (
         QuantumState.SUCCEEDED,
         QuantumState.FAILED,
         QuantumState.BLOCKED,
+        QuantumState.RUNNING,
         QuantumState.PENDING,
     )
 )
+_RAN = (QuantumState.SUCCEEDED.value, QuantumState.FAILED.value)
 
 
 @dataclass
@@ -41,15 +52,31 @@ class JobSpan:
     attempt: int
     start: float
     end: float
-    outcome: str  # succeeded | partial | died | cancelled
+    outcome: str  # succeeded | partial | died | cancelled | running
 
 
 @dataclass
 class RunReport:
-    """Everything ``rc2 report`` prints."""
+    """Everything ``rc2 report`` prints.
+
+    Attributes
+    ----------
+    run, status : str
+        The RUN and its status (a :class:`RunStatus` value).
+    orchestrator : str
+        Who drives it and whether it is alive (``"pid 123 on host h (alive)"``).
+    tasks : dict
+        Per task: quanta per state, and ``retried`` (quanta that ran more than once).
+    errors : list of dict
+        Failures grouped by exception type and message: count, tasks, example quanta.
+    timing : dict
+        Per task, the attempts: count, succeeded, failed, blocked, min / max / mean /
+        total seconds, CPU seconds, peak memory.
+    """
 
     run: str
     status: str
+    orchestrator: str
     tasks: dict[str, dict[str, int]]
     errors: list[dict[str, Any]]
     workflow_wall_seconds: float
@@ -63,6 +90,7 @@ class RunReport:
         return {
             "run": self.run,
             "status": self.status,
+            "orchestrator": self.orchestrator,
             "tasks": self.tasks,
             "totals": {s: sum(t[s] for t in self.tasks.values()) for s in (*STATES, "retried")},
             "errors": self.errors,
@@ -74,179 +102,253 @@ class RunReport:
         }
 
 
-@dataclass
-class _Quantum:
-    task: str
-    data_id: dict[str, Any]
-    state: QuantumState = QuantumState.PENDING
-    error: str | None = None
-    starts: int = 0
+def _ts(value: Any) -> float | None:
+    return None if value is None else float(value.timestamp())
 
 
-def _replay(journal: Journal) -> tuple[dict[int, _Quantum], list[dict[str, Any]], dict[str, Any]]:
-    quanta: dict[int, _Quantum] = {}
-    submitted: dict[tuple[str, int], dict[str, Any]] = {}
-    jobs: list[dict[str, Any]] = []
-    meta: dict[str, Any] = {"tasks": {}, "segments": [], "status": "unknown", "run": ""}
+def _latest(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The latest row of each quantum (by attempt, try, end time)."""
+    latest: dict[int, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: (r["attempt"], r["try"] or 0, _ts(r["end"]) or 0.0)):
+        latest[row["quantum"]] = row
+    return latest
+
+
+def _journal_view(journal: Journal) -> dict[str, Any]:
+    """What only the journal says: skipped quanta, running attempts, cancelled jobs."""
+    view: dict[str, Any] = {"skipped": {}, "open": {}, "cancelled": set(), "sessions": []}
     for ev in journal.events():
         kind = ev["event"]
+        key = (ev.get("cluster"), ev.get("attempt"))
         if kind == "run_started":
-            meta["tasks"], meta["run"] = ev["tasks"], ev["run"]
-            meta["segments"].append([ev["time"], None])
-            meta["status"] = "running"
-        elif kind == "run_finished":
-            if meta["segments"]:
-                meta["segments"][-1][1] = ev["time"]
-            meta["status"] = ev["status"]
+            view["sessions"].append(ev)
         elif kind == "quanta_skipped":
-            for i, task in ev["quanta"]:
-                quanta[i] = _Quantum(task, {}, QuantumState.SUCCEEDED)
-        elif kind == "quanta_blocked":
-            for i, task, data_id, _by in ev["quanta"]:
-                quanta[i] = _Quantum(task, data_id, QuantumState.BLOCKED, "upstream quantum failed")
+            view["skipped"].update({int(i): task for i, task in ev["quanta"]})
         elif kind == "job_submitted":
-            submitted[(ev["cluster"], ev["attempt"])] = ev
-            for i, task, data_id in ev["quanta"]:
-                q = quanta.setdefault(i, _Quantum(task, data_id))
-                q.task, q.data_id, q.state = task, data_id, QuantumState.PENDING
-                q.starts += 1
+            view["open"][key] = ev
         elif kind == "job_finished":
-            sub = submitted.get((ev["cluster"], ev["attempt"]))
-            if sub is not None:
-                jobs.append(_apply_finished(ev, sub, quanta))
-    return quanta, jobs, meta
+            view["open"].pop(key, None)
+            if ev.get("cancelled"):
+                view["cancelled"].add(key)
+    return view
 
 
-def _apply_finished(
-    ev: dict[str, Any], sub: dict[str, Any], quanta: dict[int, _Quantum]
-) -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "cluster": ev["cluster"],
-        "attempt": ev["attempt"],
-        "start": sub["time"],
-        "end": ev["time"],
-        "outcomes": [],
-        "died": True,
-        "cancelled": bool(ev.get("cancelled")),
+def _states(
+    meta: dict[str, Any], rows: list[dict[str, Any]], view: dict[str, Any], alive: bool
+) -> dict[int, tuple[str, str, Any]]:
+    """Quantum index -> (task, state, data ID JSON) of every quantum known."""
+    out: dict[int, tuple[str, str, Any]] = {
+        i: (task, QuantumState.SUCCEEDED.value, None) for i, task in view["skipped"].items()
     }
-    result = None
-    if ev.get("result"):
-        try:
-            result = JobResult.read(ev["result"])
-        except ClusterJobError:
-            result = None
-    if result is not None:
-        job.update(start=result.start, end=result.end, died=False, outcomes=result.outcomes)
-        for o in result.outcomes:
-            q = quanta.setdefault(o.index, _Quantum(o.task_label, o.data_id))
-            q.state, q.error = o.status, o.error
-    else:
-        reason = (ev.get("status") or {}).get("reason") or "no result file"
-        for i, _task, _data_id in sub["quanta"]:
-            quanta[i].state = QuantumState.FAILED
-            quanta[i].error = f"job died before writing its result ({reason})"
-    return job
-
-
-def _task_table(quanta: dict[int, _Quantum], totals: dict[str, int]) -> dict[str, dict[str, int]]:
-    table = {t: {s: 0 for s in (*STATES, "retried")} for t in totals}
-    for q in quanta.values():
-        row = table.setdefault(q.task, {s: 0 for s in (*STATES, "retried")})
-        row[q.state] += 1
-        row["retried"] += max(0, q.starts - 1)
-    for task, n in totals.items():
-        row = table[task]
-        row["pending"] += max(0, n - sum(row[s] for s in STATES))
-    return table
-
-
-def _errors(quanta: dict[int, _Quantum]) -> list[dict[str, Any]]:
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for q in quanta.values():
-        if q.state is QuantumState.FAILED:
-            groups[q.error or "unknown error"].append((q.task, q.data_id))
-    return [
-        {
-            "message": msg,
-            "count": len(items),
-            "tasks": sorted({t for t, _ in items}),
-            "data_ids": [d for _, d in items[:10]],
+    for i, row in _latest(rows).items():
+        out[i] = (row["task"], row["state"], row["data_id"])
+    for (cluster, attempt), ev in view["open"].items():
+        recorded = {
+            r["quantum"] for r in rows if (r["cluster"], r["attempt"]) == (cluster, attempt)
         }
-        for msg, items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    ]
-
-
-def _timing(jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    per: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for job in jobs:
-        for o in job["outcomes"]:
-            if o.timing:
-                per[o.task_label].append((o.timing.get("wall_seconds", 0.0), o.peak_rss_mb))
-    out = {}
-    for task, values in per.items():
-        secs = [v for v, _ in values]
-        out[task] = {
-            "count": len(secs),
-            "min_seconds": min(secs),
-            "max_seconds": max(secs),
-            "mean_seconds": sum(secs) / len(secs),
-            "total_seconds": sum(secs),
-            "peak_memory_mb": max(m for _, m in values),
-        }
+        state = QuantumState.RUNNING if alive else QuantumState.PENDING
+        for i, task, data_id in ev["quanta"]:
+            if (
+                int(i) not in recorded
+                and not QuantumState(out.get(int(i), ("", "pending", 0))[1]).is_final
+            ):
+                out[int(i)] = (task, state.value, json.dumps(data_id, sort_keys=True))
     return out
 
 
+def _task_table(
+    meta: dict[str, Any], states: dict[int, tuple[str, str, Any]], rows: list[dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    tasks: dict[str, int] = dict(meta.get("tasks") or {})
+    table = {t: dict.fromkeys((*STATES, "retried"), 0) for t in tasks}
+    for task, state, _data_id in states.values():
+        table.setdefault(task, dict.fromkeys((*STATES, "retried"), 0))[state] += 1
+    runs: dict[int, int] = defaultdict(int)
+    for row in rows:
+        if row["state"] in _RAN and (row["try"] or 0) >= 1:
+            runs[row["quantum"]] += 1
+    for i, n in runs.items():
+        if n > 1 and i in states:
+            table[states[i][0]]["retried"] += 1
+    for task, n in tasks.items():
+        row = table[task]
+        row[QuantumState.PENDING.value] += max(0, n - sum(row[s] for s in STATES))
+    return table
+
+
+def _errors(
+    rows: list[dict[str, Any]], states: dict[int, tuple[str, str, Any]]
+) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for i, row in _latest(rows).items():
+        if states.get(i, ("", "", None))[1] == QuantumState.FAILED.value:
+            message = (row["message"] or "unknown error").splitlines()[0]
+            groups[(row["exception_type"] or "Error", message)].append(row)
+    return [
+        {
+            "exception_type": etype,
+            "message": message,
+            "count": len(items),
+            "tasks": sorted({r["task"] for r in items}),
+            "data_ids": [json.loads(r["data_id"]) for r in items[:10]],
+            "quanta": [
+                {
+                    "task": r["task"],
+                    "data_id": json.loads(r["data_id"]),
+                    "quantum": r["quantum"],
+                    "cluster": r["cluster"],
+                    "attempt": r["attempt"],
+                }
+                for r in items[:10]
+            ],
+        }  # fmt: skip
+        for (etype, message), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+
+
+def _timing(
+    rows: list[dict[str, Any]], table: dict[str, dict[str, int]]
+) -> dict[str, dict[str, float]]:
+    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["state"] in _RAN:
+            per[row["task"]].append(row)
+    out: dict[str, dict[str, float]] = {}
+    for task in table:
+        attempts = per.get(task, [])
+        secs = [r["wall_seconds"] for r in attempts if r["wall_seconds"] is not None]
+        entry: dict[str, float] = {
+            "count": len(attempts),
+            "succeeded": sum(1 for r in attempts if r["state"] == QuantumState.SUCCEEDED.value),
+            "failed": sum(1 for r in attempts if r["state"] == QuantumState.FAILED.value),
+            "blocked": table[task][QuantumState.BLOCKED.value],
+        }
+        if secs:
+            entry.update(
+                min_seconds=min(secs),
+                max_seconds=max(secs),
+                mean_seconds=sum(secs) / len(secs),
+                total_seconds=sum(secs),
+                cpu_seconds=sum(r["cpu_seconds"] or 0.0 for r in attempts),
+                peak_memory_mb=max(r["peak_memory_mb"] or 0.0 for r in attempts),
+            )
+        if attempts or entry["blocked"]:
+            out[task] = entry
+    return out
+
+
+def _spans(rows: list[dict[str, Any]], view: dict[str, Any], origin: float) -> list[JobSpan]:
+    jobs: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["attempt"] and row["start"] is not None:
+            jobs[(row["cluster"], row["attempt"])].append(row)
+    spans = []
+    for (cluster, attempt), items in sorted(
+        jobs.items(), key=lambda kv: min(_ts(r["start"]) or 0 for r in kv[1])
+    ):
+        start = min(_ts(r["start"]) or 0.0 for r in items)
+        end = max(_ts(r["end"]) or start for r in items)
+        if (cluster, attempt) in view["cancelled"]:
+            outcome = "cancelled"
+        elif any(r["exception_type"] == "JobDied" for r in items):
+            outcome = "died"
+        elif (cluster, attempt) in view["open"]:
+            outcome = "running"
+        else:
+            ok = all(r["state"] == QuantumState.SUCCEEDED.value for r in items)
+            outcome = "succeeded" if ok else "partial"
+        spans.append(JobSpan(cluster, attempt, start - origin, end - origin, outcome))
+    return spans
+
+
+def _status(journal: Journal, directory: Path, meta: dict[str, Any]) -> tuple[str, str, bool]:
+    """(status, orchestrator description, alive) of a RUN."""
+    started = journal.last("run_started")
+    finished = journal.last("run_finished")
+    if started is None:
+        return str(meta.get("status") or "unknown"), "unknown (no journal)", False
+    if finished is not None and finished["time"] >= started["time"]:
+        return str(finished["status"]), "ended", False
+    holder = read_holder(directory)
+    if holder is not None:
+        liveness = holder_liveness(holder)
+        if liveness is Liveness.UNKNOWN:
+            dag = journal.last("dag_submitted") is not None
+            status = RunStatus.SUBMITTED if dag else RunStatus.RUNNING
+            return status.value, f"{holder.describe()}: {liveness.value}", True
+        alive = liveness is Liveness.ALIVE
+        status = RunStatus.RUNNING if alive else RunStatus.INTERRUPTED
+        return status.value, f"{holder.describe()}: {liveness.value}", alive
+    host, pid = started.get("host"), started.get("pid")
+    alive = host == socket.gethostname() and pid is not None and _pid_alive(int(pid))
+    status = RunStatus.RUNNING if alive else RunStatus.INTERRUPTED
+    return status.value, f"pid {pid} on host {host}: {'alive' if alive else 'dead'}", alive
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def quantum_states(repo: str | Path, run: str) -> dict[int, QuantumState]:
-    """The latest state of every quantum the journal of ``run`` names, by quantum index."""
-    quanta, _jobs, _meta = _replay(Journal.for_run(repo, run, must_exist=True))
-    return {i: q.state for i, q in quanta.items()}
+    """The latest state of every quantum the RUN's provenance and journal name."""
+    table = load_provenance(repo, run)
+    journal = Journal(run_directory(repo, run))
+    _status_, _who, alive = _status(journal, journal.directory, {})
+    states = _states({}, table.to_pylist(), _journal_view(journal), alive)
+    return {i: QuantumState(state) for i, (_task, state, _d) in states.items()}
 
 
 def build_report(repo: str | Path, run: str) -> RunReport:
-    """Build the report of ``run`` from its journal in ``repo``.
+    """Build the report of ``run`` in ``repo`` from its provenance and journal.
 
     Raises
     ------
     RunNotFoundError
-        If the run was never executed from this repository.
+        If the run was never executed from this repository (no journal, no provenance).
     """
-    journal = Journal.for_run(repo, run, must_exist=True)
-    quanta, jobs, meta = _replay(journal)
-    origin = meta["segments"][0][0] if meta["segments"] else 0.0
-    last = max([j["end"] for j in jobs] + [origin])
-    wall = sum((end if end is not None else last) - start for start, end in meta["segments"])
-    job_wall = sum(j["end"] - j["start"] for j in jobs)
-    badput = 0.0
-    spans = []
-    for j in jobs:
-        if j["died"]:
-            badput += j["end"] - j["start"]
-            outcome = "cancelled" if j["cancelled"] else "died"
-        else:
-            badput += sum(
-                o.timing.get("wall_seconds", 0.0)
-                for o in j["outcomes"]
-                if o.status is QuantumState.FAILED
-            )
-            ok = all(o.status is QuantumState.SUCCEEDED for o in j["outcomes"])
-            outcome = "succeeded" if ok else "partial"
-        spans.append(
-            JobSpan(j["cluster"], j["attempt"], j["start"] - origin, j["end"] - origin, outcome)
-        )
+    table = load_provenance(repo, run)
+    raw = (table.schema.metadata or {}).get(b"rc2_provenance")
+    meta: dict[str, Any] = json.loads(raw) if raw else {}
+    rows = table.to_pylist()
+    directory = run_directory(repo, run)
+    journal = Journal(directory)
+    status, orchestrator, alive = _status(journal, directory, meta)
+    view = _journal_view(journal)
+    states = _states(meta, rows, view, alive)
+    tasks = _task_table(meta, states, rows)
+    starts = [s["time"] for s in view["sessions"]] or [meta.get("first_start") or 0.0]
+    origin = min([*starts, *(_ts(r["start"]) for r in rows if r["start"] is not None)])
+    ends = [_ts(r["end"]) or 0.0 for r in rows] + [meta.get("last_event") or 0.0]
+    finished = journal.last("run_finished")
+    if finished is not None:
+        ends.append(finished["time"])
+    last = time.time() if status in (RunStatus.RUNNING, RunStatus.SUBMITTED) else max(ends)
+    spans = _spans(rows, view, origin)
+    badput = sum(r["wall_seconds"] or 0.0 for r in rows if r["state"] == QuantumState.FAILED.value
+                 and r["exception_type"] != "JobDied")  # fmt: skip
+    badput += sum(s.end - s.start for s in spans if s.outcome == "died")
     return RunReport(
-        run=meta["run"] or run,
-        status=meta["status"],
-        tasks=_task_table(quanta, meta["tasks"]),
-        errors=_errors(quanta),
-        workflow_wall_seconds=wall,
-        job_wall_seconds=job_wall,
+        run=run,
+        status=status,
+        orchestrator=orchestrator,
+        tasks=tasks,
+        errors=_errors(rows, states),
+        workflow_wall_seconds=max(0.0, last - origin),
+        job_wall_seconds=sum(s.end - s.start for s in spans),
         badput_seconds=badput,
-        timing=_timing(jobs),
+        timing=_timing(rows, tasks),
         jobs=spans,
     )
 
 
 _COLORS = {
+    "running": "tab:blue",
     "succeeded": "tab:green",
     "partial": "tab:orange",
     "died": "tab:red",

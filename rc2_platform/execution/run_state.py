@@ -31,20 +31,26 @@ import functools
 import json
 import os
 import signal
+import socket
+import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import Butler
 from rc2_platform.core.dataset_types import DatasetRef
-from rc2_platform.errors import ClusterJobError, MissingInputsError
+from rc2_platform.errors import (
+    ClusterJobError,
+    MissingCollectionError,
+    MissingInputsError,
+    RunConflictError,
+)
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobStatus
 from rc2_platform.execution.execution_config import ExecutionConfig
 from rc2_platform.execution.executor import PreparedTask, QuantumOutcome
 from rc2_platform.execution.job import (
-    JobResult,
     error_summary,
     load_input_records,
     write_input_records,
@@ -52,7 +58,9 @@ from rc2_platform.execution.job import (
 )
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
+from rc2_platform.execution.records import RECORDS_FILE, JobResult
 from rc2_platform.execution.registration import output_refs_by_id, registered_output_ids
+from rc2_platform.execution.run_lock import LockHolder, RunLock
 from rc2_platform.graph.clustering import ClusterPlan, plan_clusters
 from rc2_platform.graph.io import load_graph
 from rc2_platform.graph.model import QuantumGraph
@@ -67,6 +75,9 @@ __all__ = [
     "WorkerSettings",
     "load_graph_and_plan",
 ]
+
+#: ``error_type`` of a quantum whose job ended without recording it.
+JOB_DIED = "JobDied"
 
 #: Exit statuses meaning "killed for memory" on a local machine (SIGKILL from the OOM killer).
 MEMORY_KILL_CODES = frozenset({-signal.SIGKILL, 128 + signal.SIGKILL})
@@ -142,8 +153,8 @@ class JobAttempt:
 
     @property
     def result_path(self) -> Path:
-        """The job's result file (per-quantum records)."""
-        return self.directory / "result.json"
+        """The job's records file (one record per quantum, see ``records.py``)."""
+        return self.directory / RECORDS_FILE
 
 
 @dataclass
@@ -236,6 +247,7 @@ class RunState:
         self._failures: dict[int, int] = {}
         self._memory: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self.lock: RunLock | None = None
 
     @classmethod
     def load(
@@ -261,20 +273,67 @@ class RunState:
 
     # --- preparation ------------------------------------------------------------------
 
-    def prepare(self, butler: Butler, *, resume: bool = False) -> None:
-        """Check the repository, register the RUN, write init-outputs, journal the start.
+    def prepare(
+        self,
+        butler: Butler,
+        *,
+        resume: bool = False,
+        extend_run: bool = False,
+        takeover: bool = False,
+        owner: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        """Check the repository, take the RUN's lock, register the RUN, journal the start.
 
-        Nothing is registered when the repository lacks an input of the graph. With
-        ``resume``, quanta whose outputs are all registered become SUCCEEDED.
+        Nothing is written when the repository lacks an input of the graph, when the RUN
+        already holds outputs and neither ``resume`` nor ``extend_run`` is given, or when
+        another orchestrator holds the RUN. With ``resume`` (or ``extend_run``), outputs
+        earlier jobs recorded are registered first and quanta whose outputs are all
+        registered become SUCCEEDED.
+
+        Parameters
+        ----------
+        butler : Butler
+            The repository.
+        resume, extend_run : bool
+            Continue this graph's RUN / add this graph's outputs to an existing RUN (both
+            skip quanta whose outputs exist).
+        takeover : bool
+            Take the RUN's lock from a holder not known to be dead (``--takeover``).
+        owner : str, optional
+            A workflow's lock token (DAGMan, Dagster); None: this process holds the lock
+            until :meth:`finish` / :meth:`release`.
+        command : str, optional
+            What to record as the lock holder's command (default: this process's argv).
 
         Raises
         ------
         MissingInputsError
-            If some overall input of the graph (raw, calibration, ...) has no file
-            record in ``butler``'s repository.
+            If some overall input of the graph has no file record in the repository.
+        RunConflictError
+            If the RUN already holds outputs of this graph and neither flag is given.
+        RunLockedError
+            If another orchestrator holds the RUN.
         """
         records = self._check_inputs(butler)
+        if not (resume or extend_run):
+            self._check_fresh(butler)
+        self.lock, taken = RunLock.acquire(
+            self.journal.directory, self.run, command=command or " ".join(sys.argv),
+            owner=owner, takeover=takeover, process=owner is None,
+        )  # fmt: skip
+        try:
+            self._start(butler, records, resume or extend_run, taken)
+        except BaseException:
+            self.release()
+            raise
+
+    def _start(
+        self, butler: Butler, records: dict[Any, Any], resume: bool, taken: LockHolder | None
+    ) -> None:
         registry, graph = butler.registry, self.graph
+        if taken is not None:
+            self.journal.append("lock_taken_over", previous=asdict(taken))
         registry.register_run(graph.output_run)
         produced = {r.dataset_type for q in graph.quanta for r in q.all_outputs()}
         produced |= {r.dataset_type for refs in graph.init_outputs.values() for r in refs}
@@ -288,7 +347,9 @@ class RunState:
             backend=self.worker.backend,
             processes=self.worker.processes,
             resume=resume,
+            host=socket.gethostname(),
             pid=os.getpid(),
+            owner=self.lock.holder.owner if self.lock else None,
             n_quanta=len(graph),
             tasks=graph.counts_by_task(),
             clusters=len(self.plan.clusters),
@@ -296,7 +357,40 @@ class RunState:
         self._write_init_outputs(butler)
         write_input_records(self.journal.input_records_path, records.values())
         if resume:
+            from rc2_platform.execution.aggregate import aggregate_run
+
+            # Outputs earlier jobs recorded but nobody registered (the orchestrator died).
+            aggregate_run(self.repo, self.run, provenance=False, butler=butler)
             self._skip_existing(butler)
+
+    def _check_fresh(self, butler: Butler) -> None:
+        """Refuse to run into a RUN that already holds this graph's outputs."""
+        try:
+            butler.registry.get_collection_type(self.run)
+        except MissingCollectionError:
+            return
+        refs = [r for q in self.graph.quanta for r in q.all_outputs()]
+        refs += [r for rs in self.graph.init_outputs.values() for r in rs]
+        existing = registered_output_ids(butler, refs)
+        earlier = self.journal.last("run_started") is not None
+        if existing or earlier:
+            what = f"{len(existing)} outputs of this graph" if existing else "an earlier execution"
+            raise RunConflictError(
+                f"RUN {self.run!r} already holds {what}; add --resume to finish it (quanta "
+                "whose outputs exist are skipped), --extend-run to add this graph's outputs "
+                f"to it, or remove it first (`rc2 collections remove {self.repo} {self.run}`)"
+            )
+
+    def heartbeat(self) -> None:
+        """Refresh the RUN lock's heartbeat (cheap; the local loop calls it every poll)."""
+        if self.lock is not None:
+            self.lock.heartbeat()
+
+    def release(self) -> None:
+        """Release the RUN's lock (this process's, or the workflow's token)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _check_inputs(self, butler: Butler) -> dict[Any, Any]:
         graph = self.graph
@@ -439,7 +533,7 @@ class RunState:
             "run-cluster", str(job_graph),
             "--cluster", cluster,
             "--repo", str(self.repo),
-            "--result", str(directory / "result.json"),
+            "--result", str(directory / RECORDS_FILE),
             "--processes", str(self.worker.processes),
             "--attempt", str(number),
         ]  # fmt: skip
@@ -522,7 +616,7 @@ class RunState:
                     self._data_id(i),
                     QuantumState.FAILED,
                     error=f"job died before recording this quantum ({reason})",
-                    error_type="JobDied",
+                    error_type=JOB_DIED,
                 )
             outcomes.append(outcome)
         return outcomes, not recorded
@@ -545,6 +639,7 @@ class RunState:
             status=status.to_dict(),
             result=None if died else str(attempt.result_path),
             died=died,
+            unrecorded=[o.index for o in outcomes if o.error_type == JOB_DIED],
         )
         memory_killed = status.exit_code in MEMORY_KILL_CODES or any(
             o.error_type == "MemoryError" for o in outcomes
@@ -662,10 +757,16 @@ class RunState:
         self.active.clear()
         return attempts
 
-    def finish(self, status: RunStatus) -> dict[str, int]:
-        """Journal ``run_finished`` with ``status`` and the counts; return the counts."""
+    def finish(self, status: RunStatus, *, release: bool = True) -> dict[str, int]:
+        """Journal ``run_finished`` with ``status`` and the counts; return the counts.
+
+        The RUN's lock is released unless ``release`` is False (the caller still works
+        under it, and releases it itself).
+        """
         counts = self.counts()
         self.journal.append("run_finished", status=status.value, counts=counts)
+        if release:
+            self.release()
         return counts
 
     def _data_id(self, index: int) -> dict[str, Any]:

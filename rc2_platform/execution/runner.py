@@ -2,17 +2,20 @@
 
 :func:`run_graph` (``rc2 run`` / ``rc2 submit`` / ``rc2 restart``):
 
-1. registers the RUN and the graph's output dataset types, writes the init-outputs
-   (``{label}_config``) once, and exports the overall inputs' datastore records for workers;
-2. with ``resume``, skips every quantum whose outputs are all registered in the RUN (one
-   set-based query per 5,000 refs);
-3. plans clusters with the execution config's rules and submits each cluster as soon as
-   the clusters it reads from have finished;
-4. when a job finishes, reads its result file and registers the succeeded quanta's
-   outputs in one transaction; failed quanta are retried (per-task retry counts) in a new
-   attempt of the cluster, with more memory when the job was killed for memory; quanta
-   downstream of a final failure are recorded as blocked;
-5. writes every step to the run's journal, which ``rc2 report`` reads.
+The local driver of the run-state machine (:class:`~.run_state.RunState`):
+
+1. :meth:`RunState.prepare`: refuses a graph whose inputs the repository lacks, registers
+   the RUN and the graph's output dataset types, writes the init-outputs once, exports the
+   overall inputs' datastore records for workers; with ``resume``, registers what earlier
+   jobs recorded and skips every quantum whose outputs are all registered;
+2. submits each cluster as soon as the clusters it reads from have finished
+   (:meth:`RunState.ready_clusters`, :meth:`RunState.runnable`: quanta behind a failure
+   are blocked);
+3. when a job finishes, :meth:`RunState.settle` reads its records (failed quanta with
+   retries left go into a new attempt, with more memory after a memory kill) and the
+   registration step (:func:`~.aggregate.aggregate_run`) registers its succeeded quanta's
+   outputs; at the end the RUN's provenance dataset is written;
+4. every step goes to the RUN's journal, which ``rc2 report`` reads.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from pathlib import Path
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
+from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import Backend, JobHandle, make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import Journal
-from rc2_platform.execution.registration import register_settlement
 from rc2_platform.execution.run_state import JobAttempt, RunState, RunStatus, WorkerSettings
 
 __all__ = ["RunOptions", "RunSummary", "cancel_run", "restart_run", "run_graph", "worker_command"]
@@ -48,7 +51,14 @@ class RunOptions:
     jobs : int or None
         Local backend: cluster jobs running at once; config default if None.
     resume : bool
-        Skip quanta whose outputs are already registered in the RUN.
+        Continue the RUN: register what earlier jobs recorded, skip quanta whose outputs
+        are registered.
+    extend_run : bool
+        Run into a RUN that already holds other outputs (skipping quanta whose outputs
+        exist); without it or ``resume``, a RUN holding outputs is refused.
+    takeover : bool
+        Take the RUN's lock from a holder not known to be dead (after a crash on
+        another host, or of a workflow).
     poll_seconds : float
         Pause between backend status polls (local jobs: at most 10 ms, since a poll there
         costs microseconds and every pause delays the next job's start).
@@ -61,6 +71,8 @@ class RunOptions:
     processes: int | None = None
     jobs: int | None = None
     resume: bool = False
+    extend_run: bool = False
+    takeover: bool = False
     poll_seconds: float = 0.05
     executable: list[str] | None = None
 
@@ -91,6 +103,7 @@ def _poll_pause(backend: Backend, options: RunOptions) -> float:
 def _loop(state: RunState, backend: Backend, butler: Butler, pause: float) -> RunStatus:
     """Submit clusters as soon as their parents are done; settle and register finished jobs."""
     while True:
+        state.heartbeat()
         if state.journal.cancel_requested():
             attempts = state.cancel_active()
             backend.cancel([a.handle for a in attempts if a.handle is not None])
@@ -110,7 +123,10 @@ def _loop(state: RunState, backend: Backend, butler: Butler, pause: float) -> Ru
             status = statuses[attempt.handle.id]
             if status.state.is_terminal:
                 settlement = state.settle(attempt, status)
-                register_settlement(butler, state, settlement)
+                aggregate_run(
+                    state.repo, state.run, clusters={attempt.cluster}, provenance=False,
+                    butler=butler,
+                )  # fmt: skip
                 if settlement.retry is not None:
                     _submit(state, backend, [settlement.retry])
         if state.active:
@@ -171,21 +187,30 @@ def run_graph(
     )
     with Butler(repo) as butler:
         state = RunState.load(graph_path, butler.root, config, worker)
-        state.journal.append(
-            "options",
-            config_path=None if config_path is None else str(Path(config_path).resolve()),
-            jobs=options.jobs,
-            backend=backend.name,
-        )
-        state.prepare(butler, resume=options.resume)
+        state.prepare(
+            butler, resume=options.resume, extend_run=options.extend_run,
+            takeover=options.takeover,
+        )  # fmt: skip
+        finished = False
         try:
+            state.journal.append(
+                "options",
+                config_path=None if config_path is None else str(Path(config_path).resolve()),
+                jobs=options.jobs,
+                backend=backend.name,
+            )
             status = _loop(state, backend, butler, _poll_pause(backend, options))
+            counts = state.finish(status, release=False)
+            finished = True
+            aggregate_run(state.repo, state.run, butler=butler)  # last outputs + provenance
         except BaseException:
             attempts = state.cancel_active("orchestrator aborted")
             backend.cancel([a.handle for a in attempts if a.handle is not None])
-            state.finish(RunStatus.ABORTED)
+            if not finished:
+                state.finish(RunStatus.ABORTED, release=False)
             raise
-        counts = state.finish(status)
+        finally:
+            state.release()
         return RunSummary(state.run, status.value, counts, state.journal.path)
 
 

@@ -12,10 +12,10 @@ picklable data:
    (the blocking rule); a :class:`ClusterSpec` per cluster with work left.
 3. :func:`run_cluster_job` — per cluster: :meth:`RunState.make_job`, submit on a backend
    or through a *launcher* (a Dagster Pipes client), :meth:`RunState.settle` (retries,
-   memory escalation) until no retry is left, register the outputs. Returns a
-   :class:`ClusterOutcome`.
+   memory escalation) until no retry is left, and the registration step
+   (:func:`~.aggregate.aggregate_run` of the cluster). Returns a :class:`ClusterOutcome`.
 4. :func:`record_outcomes` folds outcomes into the ledger; :func:`finish_run` journals
-   ``run_finished`` (so ``rc2 report RUN`` works).
+   ``run_finished`` and writes the RUN's provenance (so ``rc2 report RUN`` works).
 
 Nothing here imports Dagster.
 """
@@ -23,16 +23,18 @@ Nothing here imports Dagster.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
+from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import Backend, ClusterJob, JobHandle, JobStatus
 from rc2_platform.execution.backends import make_backend as _make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig
-from rc2_platform.execution.registration import register_settlement
+from rc2_platform.execution.run_lock import release_lock
 from rc2_platform.execution.run_state import (
     JobAttempt,
     QuantumState,
@@ -79,6 +81,8 @@ class Ledger:
         Quanta in the graph.
     backend : str
         Backend name the jobs go to.
+    owner : str
+        The RUN-lock token of this execution (released by :func:`finish_run`).
     states : dict[int, QuantumState]
         Quantum index -> final state (SUCCEEDED, FAILED, BLOCKED) once known.
     errors : dict[str, int]
@@ -93,6 +97,7 @@ class Ledger:
     output_run: str
     n_quanta: int
     backend: str = "local"
+    owner: str = ""
     states: dict[int, QuantumState] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     clusters_run: int = 0
@@ -188,16 +193,23 @@ def prepare_run(
     *,
     backend_name: str = "local",
     options: RunOptions | None = None,
+    owner: str | None = None,
+    command: str | None = None,
 ) -> Ledger:
     """Prepare the graph's RUN (:meth:`RunState.prepare`) and return its ledger.
 
     With ``options.resume`` the quanta whose outputs are all registered are SUCCEEDED in
-    the returned ledger (they get no job).
+    the returned ledger (they get no job). The RUN's lock is recorded for ``owner`` (the
+    orchestrating workflow, e.g. ``dagster:<run id>``) until :func:`finish_run`.
     """
     options = options or RunOptions()
     state = _state(repo, graph_path, config, backend_name, options)
+    owner = owner or f"stages:{uuid.uuid4().hex[:12]}"
     with Butler(repo) as butler:
-        state.prepare(butler, resume=options.resume)
+        state.prepare(
+            butler, resume=options.resume, extend_run=options.extend_run,
+            takeover=options.takeover, owner=owner, command=command,
+        )  # fmt: skip
     return Ledger(
         tract,
         str(Path(repo).resolve()),
@@ -205,6 +217,7 @@ def prepare_run(
         state.run,
         len(state.graph),
         backend_name,
+        owner,
         state.final_states(),
     )
 
@@ -319,7 +332,9 @@ def run_cluster_job(
             state.submitted(attempt, handle)
             attempts += 1
             settlement = state.settle(attempt, _wait(backend, handle, options.poll_seconds))
-            registered += register_settlement(butler, state, settlement)
+            registered += aggregate_run(
+                repo, state.run, clusters={spec.cluster}, provenance=False, butler=butler
+            ).registered
             for text, n in settlement.errors().items():
                 errors[text] = errors.get(text, 0) + n
             attempt = settlement.retry
@@ -350,8 +365,14 @@ def record_outcomes(ledger: Ledger, outcomes: Iterable[ClusterOutcome]) -> Ledge
 
 
 def finish_run(repo: str | Path, ledger: Ledger, config: ExecutionConfig) -> dict[str, int]:
-    """Journal ``run_finished`` for the ledger's RUN; return its quantum counts."""
+    """Journal ``run_finished``, register what is left and write the RUN's provenance.
+
+    Returns the RUN's quantum counts.
+    """
     state = _state(repo, ledger.graph_path, config, ledger.backend, RunOptions())
     state.absorb(ledger.states)
     status: RunStatus = state.final_status()
-    return state.finish(status)
+    counts = state.finish(status)
+    aggregate_run(repo, state.run)
+    release_lock(state.journal.directory, ledger.owner)
+    return counts

@@ -17,7 +17,7 @@ import pytest
 from rc2_platform.butler import Butler
 from rc2_platform.core.dataset_types import DatasetType
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
-from rc2_platform.execution.dagman_submit import submit_graph_dag
+from rc2_platform.execution.dagman_submit import FINAL_NODE, submit_graph_dag
 from rc2_platform.execution.execution_config import load_execution_config
 from rc2_platform.execution.report import quantum_states
 from rc2_platform.execution.run_state import QuantumState
@@ -82,7 +82,9 @@ def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
     backend = HTCondorBackend(LocalScheddDouble(), config.backends.htcondor, config.retry)
     sub = submit_graph_dag(graph_path, repo, config=config, backend=backend, dry_run=True)
     codes = play_dagman(sub.dag)
+    final = codes.pop(FINAL_NODE)
     assert set(codes.values()) == {0}  # quantum failures are data: every node exits 0
+    assert final == 3  # the FINAL node (rc2 aggregate --finish): some quanta failed
     results["dagman"] = (_sets(repo, run), registered(repo, load_graph(graph_path)))
 
     repo, graph_path, run = _scenario(tmp_path / "dagster")

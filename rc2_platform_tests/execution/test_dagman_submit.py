@@ -125,7 +125,7 @@ def test_dry_run_dag_is_accepted_and_matches_the_cluster_plan(
         assert sub["request_cpus"] == "1"
         assert sub["request_memory"].startswith("int(min({ifThenElse(isUndefined(MemoryUsage)")
     final_cmd = _command(htcondor2.Submit(nodes[FINAL_NODE].read_text()))
-    assert final_cmd[1:] == ["register-results", RUN, "--repo", str((tmp / "repo").resolve())]
+    assert final_cmd[1:] == ["aggregate", str((tmp / "repo").resolve()), RUN, "--finish"]
 
 
 def test_being_dagman_registers_everything_and_report_shows_success(setup: Path) -> None:

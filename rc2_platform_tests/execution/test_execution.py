@@ -19,7 +19,6 @@ from rc2_platform.execution.report import build_report
 from rc2_platform.execution.runner import RunOptions, restart_run, run_graph
 from rc2_platform.graph import load_graph
 from rc2_platform_tests.execution.helpers import (
-    A_OUT,
     B_OUT,
     C_OUT,
     RUN,
@@ -92,9 +91,11 @@ def test_failure_blocks_downstream_and_resume_completes_without_redoing(
         "succeeded": 2,
         "failed": 1,
         "blocked": 0,
+        "running": 0,
         "pending": 0,
         "retried": 0,
     }
+    assert report.status == "failed" and report.orchestrator == "ended"
     assert report.tasks["b"]["succeeded"] == 2 and report.tasks["b"]["blocked"] == 1
     assert report.tasks["c"]["blocked"] == 1
     assert len(report.errors) == 1 and report.errors[0]["data_ids"] == [
@@ -115,24 +116,26 @@ def test_failure_blocks_downstream_and_resume_completes_without_redoing(
     assert final.errors == []
 
 
-def test_killed_job_leaves_no_registry_rows_and_resume_works(setup: tuple[Path, dict]) -> None:
+def test_killed_job_keeps_what_it_recorded_and_resume_runs_the_rest(
+    setup: tuple[Path, dict],
+) -> None:
     tmp, raws = setup
-    marker = tmp / "kill"
+    marker, counter = tmp / "kill", tmp / "counts"
     marker.touch()
-    cfg = {"exit_on": [{"detector": 2}], "only_while_exists": str(marker)}
-    make_graph(tmp / "g.qgraph", raws, configs={"b": cfg})
+    counter.mkdir()
+    cfg = {"exit_on": [{"detector": 2}], "only_while_exists": str(marker),
+           "counter_dir": str(counter)}  # fmt: skip
+    plain = {"counter_dir": str(counter)}
+    make_graph(tmp / "g.qgraph", raws, configs={"a": plain, "b": cfg, "c": plain})
     summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=make_config(), options=OPTS)
     assert summary.status == "failed"
-    # a[2] wrote its file before b[2] killed the job, but nothing of the job is registered.
-    assert _registered(tmp / "repo", "a_out") == {0, 1}
-    with Butler(tmp / "repo") as butler:
-        from rc2_platform.core.data_id import DataCoordinate
-        from rc2_platform.graph import output_ref
-
-        orphan = output_ref(A_OUT, DataCoordinate(("instrument", "detector"), ("HSC", 2)), RUN)
-        assert butler.datastore.exists(orphan)
+    # a[2] recorded its success before b[2] killed the job: its output is complete and
+    # registered; b[2] has no record (failed: the job died) and nothing of it is registered.
+    assert _registered(tmp / "repo", "a_out") == {0, 1, 2}
+    assert _registered(tmp / "repo", "b_out") == {0, 1}
     report = build_report(tmp / "repo", RUN)
-    assert report.tasks["a"]["failed"] == 1 and report.tasks["b"]["failed"] == 1
+    assert report.tasks["a"]["failed"] == 0 and report.tasks["b"]["failed"] == 1
+    assert report.tasks["c"]["blocked"] == 1
     assert report.errors[0]["message"].startswith("job died")
     assert report.badput_seconds > 0
     marker.unlink()
@@ -143,8 +146,9 @@ def test_killed_job_leaves_no_registry_rows_and_resume_works(setup: tuple[Path, 
         options=RunOptions(jobs=2, resume=True),
     )
     assert summary.status == "succeeded"
-    assert _registered(tmp / "repo", "a_out") == {0, 1, 2}
+    assert _registered(tmp / "repo", "b_out") == {0, 1, 2}
     assert _registered(tmp / "repo", "c_out") == {"all"}
+    assert len(_executions(counter, "a")) == 3  # a[2] is not redone
 
 
 def test_retries_are_counted_and_memory_is_escalated(setup: tuple[Path, dict]) -> None:

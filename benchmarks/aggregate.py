@@ -1,0 +1,188 @@
+"""Registration benchmark: ``aggregate_run`` registering the ~51k outputs of tract 9615.
+
+Usage::
+
+    rc2 simulate rc2 /tmp/x/sim --tracts 9615
+    rc2 bootstrap /tmp/x/repo /tmp/x/sim/bootstrap.yaml
+    rc2 qgraph build /tmp/x/repo --pipeline DRP-RC2 --input HSC/defaults --output u/bench/run \\
+        --where "skymap = 'hsc_rings_v1' AND tract = 9615" --save /tmp/x/g.qgraph
+    python benchmarks/aggregate.py --repo /tmp/x/repo --graph /tmp/x/g.qgraph \\
+        --survey /tmp/x/sim --work /tmp/x/agg [--backends sqlite,postgresql] \\
+        [--records-from /tmp/x/bench/w1-forkserver/repo]
+
+The records are those the jobs wrote: from a finished run of ``benchmarks/execution.py``
+(``--records-from REPO``: its ``_runs/<run>/`` folder is copied, and the job time it
+journaled is reported beside), or, by default, generated from the graph exactly as the
+workers write them (every quantum succeeded, one record line per quantum, real datastore
+paths). For each backend a repository holding the tract's inputs but not the outputs is
+prepared (SQLite: a copy of ``--repo``'s registry; PostgreSQL: ``rc2 bootstrap`` of
+``--survey`` into a fresh database), the RUN and its dataset types are registered, and
+``aggregate_run(provenance=False)`` is timed in a fresh subprocess; then the provenance
+write is timed. Prints JSON: datasets, wall and CPU seconds, datasets/s, the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.butler import Butler
+from rc2_platform.datastore import DatastoreRecord
+from rc2_platform.execution.execution_config import load_execution_config
+from rc2_platform.execution.executor import QuantumOutcome, dataset_ids
+from rc2_platform.execution.journal import Journal, run_directory
+from rc2_platform.execution.quantum_state import QuantumState
+from rc2_platform.execution.records import RecordsWriter
+from rc2_platform.graph.clustering import plan_clusters
+from rc2_platform.graph.io import load_graph
+
+PG_URL = os.environ.get("RC2_BENCH_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432")
+
+
+def generate_records(repo: Path, graph_path: Path) -> dict[str, Any]:
+    """Write every quantum's record, per cluster of the packaged clustering, into ``repo``."""
+    graph = load_graph(graph_path)
+    plan = plan_clusters(graph, load_execution_config().clustering)
+    journal = Journal.for_run(repo, graph.output_run)
+    journal.append("run_started", run=graph.output_run, graph=str(graph_path),
+                   tasks=graph.counts_by_task(), n_quanta=len(graph))  # fmt: skip
+    datastore = Butler.open_datastore(repo)
+    formatters: dict[str, Any] = {}
+    for name, indexes in plan.clusters.items():
+        with RecordsWriter(journal.job_dir(name, 1) / "quanta.jsonl") as writer:
+            writer.job_started(name, 1, 1, time.time())
+            for i in indexes:
+                q = graph.quanta[i]
+                outcome = QuantumOutcome(
+                    i, q.task_label, dict(q.data_id.to_dict()), QuantumState.SUCCEEDED,
+                    timing={"start": 1.0, "end": 1.01, "wall_seconds": 0.01, "cpu_seconds": 0.01},
+                )  # fmt: skip
+                outcome.inputs, outcome.outputs = dataset_ids(q)
+                for ref in q.all_outputs():
+                    sc = ref.dataset_type.storage_class
+                    fmt = formatters.get(sc) or formatters.setdefault(
+                        sc, datastore.formatter_for(sc)
+                    )
+                    path = datastore.relative_path_for(ref, fmt.extension)
+                    outcome.records.append(DatastoreRecord(ref.id, path, fmt.name, sc, 2880))
+                writer.quantum(outcome)
+            writer.job_ended(time.time(), {})
+    return {"run": graph.output_run, "quanta": len(graph), "jobs": len(plan.clusters)}
+
+
+def _prepare_target(target: Path, graph_path: Path) -> None:
+    graph = load_graph(graph_path)
+    with Butler(target) as butler:
+        butler.registry.register_run(graph.output_run)
+        for dt in {r.dataset_type for q in graph.quanta for r in q.all_outputs()}:
+            butler.registry.register_dataset_type(dt)
+
+
+_CHILD = """
+import json, os, sys, time
+from rc2_platform.execution.aggregate import aggregate_run
+repo, run = sys.argv[1], sys.argv[2]
+t, c = time.perf_counter(), time.process_time()
+s = aggregate_run(repo, run, provenance=False)
+reg = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
+       "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta}
+t, c = time.perf_counter(), time.process_time()
+p = aggregate_run(repo, run, provenance=True)
+reg["provenance_seconds"] = time.perf_counter() - t
+reg["provenance_cpu_seconds"] = time.process_time() - c
+reg["provenance_rows"] = p.provenance_rows
+print(json.dumps(reg))
+"""
+
+
+def measure(target: Path, run: str) -> dict[str, Any]:
+    """Time ``aggregate_run`` in a fresh subprocess (imports excluded)."""
+    load = os.getloadavg()[0]
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(target), run], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    result["datasets_per_second"] = round(result["registered"] / result["seconds"])
+    result["datasets_per_cpu_second"] = round(result["registered"] / result["cpu_seconds"])
+    result["load_average_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def _sqlite_target(repo: Path, work: Path) -> Path:
+    target = work / "sqlite"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for item in repo.iterdir():
+        if item.name.startswith("registry.sqlite3") or item.name == "butler.yaml":
+            shutil.copy2(item, target / item.name)
+        elif item.name != "_runs":
+            (target / item.name).symlink_to(item)
+    return target
+
+
+def _postgres_target(survey: Path, work: Path) -> Path:
+    import sqlalchemy as sa
+
+    name = f"rc2_agg_bench_{os.getpid()}"
+    engine = sa.create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    target = work / "postgresql"
+    shutil.rmtree(target, ignore_errors=True)
+    from rc2_platform.ingest import bootstrap
+
+    bootstrap(survey / "bootstrap.yaml", target, f"{PG_URL}/{name}", progress=False)
+    return target
+
+
+def main() -> None:
+    """Parse arguments, prepare the records and each backend's repository, print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True, help="bootstrapped SQLite repository")
+    parser.add_argument("--graph", type=Path, required=True, help="the tract's graph")
+    parser.add_argument("--survey", type=Path, help="rc2 simulation (PostgreSQL bootstrap)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch directory")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--records-from", type=Path, help="repository of a finished run")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    run = load_graph(args.graph).output_run
+    source = args.work / "records"
+    info: dict[str, Any] = {"benchmark": "aggregate", "run": run}
+    if args.records_from:
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.copytree(run_directory(args.records_from, run), run_directory(source, run))
+        journal = Journal.for_run(source, run)
+        info["jobs_wall_seconds"] = round(
+            (journal.last("run_finished") or {}).get("time", 0.0)
+            - (journal.last("run_started") or {}).get("time", 0.0), 2)  # fmt: skip
+    elif not run_directory(source, run).exists():
+        source.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(args.repo / "butler.yaml", source / "butler.yaml")
+        t0 = time.perf_counter()
+        info["generated"] = generate_records(source, args.graph)
+        info["generated"]["seconds"] = round(time.perf_counter() - t0, 2)
+    results = {}
+    for backend in args.backends.split(","):
+        target = (
+            _sqlite_target(args.repo, args.work)
+            if backend == "sqlite"
+            else _postgres_target(args.survey or Path(), args.work)
+        )
+        _prepare_target(target, args.graph)
+        shutil.copytree(run_directory(source, run), run_directory(target, run))
+        results[backend] = measure(target, run)
+        print(json.dumps({backend: results[backend]}), flush=True)
+    print(json.dumps({**info, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

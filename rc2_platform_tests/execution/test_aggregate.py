@@ -1,0 +1,145 @@
+"""Registration as its own step: ``rc2 aggregate`` is idempotent, incremental, restartable.
+
+The records are written the way workers write them (``RecordsWriter``) for a RUN of
+1,000 datasets in 200 job files; the kill test SIGKILLs a real ``rc2 aggregate``
+subprocess in the middle and checks that a re-run registers everything exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rc2_platform.butler import Butler
+from rc2_platform.cli import main
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetType
+from rc2_platform.execution.aggregate import aggregate_run
+from rc2_platform.execution.executor import QuantumOutcome
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.provenance_table import PROVENANCE_DATASET_TYPE
+from rc2_platform.execution.quantum_state import QuantumState
+from rc2_platform.execution.records import RecordsWriter
+from rc2_platform.graph import output_ref
+
+RUN = "u/test/aggregate"
+OUT = DatasetType("x_out", ("instrument", "detector"), "Json")
+FILES, PER_FILE = 100, 5
+
+
+def _repo(root: Path) -> Path:
+    with Butler.create(root) as butler:
+        butler.registry.insert_dimension_records("instrument", [{"instrument": "HSC"}])
+        butler.registry.insert_dimension_records(
+            "detector", [{"instrument": "HSC", "detector": d} for d in range(FILES * PER_FILE)]
+        )
+        butler.registry.register_run(RUN)
+        butler.register_dataset_type(OUT)
+    journal = Journal.for_run(root, RUN)
+    journal.append("run_started", run=RUN, graph="none", tasks={"x": FILES * PER_FILE},
+                   n_quanta=FILES * PER_FILE)  # fmt: skip
+    return root
+
+
+def _write_job(root: Path, job: int, quanta: range, *, end: bool = True) -> None:
+    journal = Journal.for_run(root, RUN)
+    datastore = Butler.open_datastore(root)
+    with RecordsWriter(journal.job_dir(f"c{job}", 1) / "quanta.jsonl") as writer:
+        writer.job_started(f"c{job}", 1, 1, time.time())
+        for d in quanta:
+            data_id = DataCoordinate(("instrument", "detector"), ("HSC", d))
+            ref = output_ref(OUT, data_id, RUN)
+            record = datastore.put({"d": d}, ref, overwrite=True)
+            outcome = QuantumOutcome(d, "x", dict(data_id.to_dict()), QuantumState.SUCCEEDED,
+                                     timing={"start": 1.0, "end": 2.0, "wall_seconds": 1.0},
+                                     records=[record], outputs=[[OUT.name, str(ref.id)]])  # fmt: skip
+            writer.quantum(outcome)
+        if end:
+            writer.job_ended(time.time(), {"succeeded": len(quanta)})
+
+
+def _counts(root: Path) -> tuple[int, int, int]:
+    """(dataset rows, distinct dataset ids, datastore record rows) of x_out."""
+    with sqlite3.connect(root / "registry.sqlite3") as conn:
+        rows = conn.execute(
+            "SELECT d.dataset_id FROM dataset d JOIN dataset_type t "
+            "ON d.dataset_type_id = t.dataset_type_id WHERE t.name = 'x_out'"
+        ).fetchall()
+        ids = {r[0] for r in rows}
+        placeholders = ",".join("?" * len(ids)) or "''"
+        records = conn.execute(
+            f"SELECT count(*) FROM file_datastore_records WHERE dataset_id IN ({placeholders})",
+            list(ids),
+        ).fetchone()[0]
+    return len(rows), len(ids), records
+
+
+def test_aggregate_is_incremental_and_idempotent(tmp_path: Path) -> None:
+    root = _repo(tmp_path / "repo")
+    _write_job(root, 0, range(0, 3), end=False)  # a job still running: 3 quanta so far
+    first = aggregate_run(root, RUN, provenance=False)
+    assert (first.quanta, first.registered) == (3, 3)
+    _write_job(root, 1, range(3, 5))  # another job finished meanwhile
+    second = aggregate_run(root, RUN, provenance=False)
+    assert (second.files, second.quanta, second.registered) == (1, 2, 2)
+    again = aggregate_run(root, RUN, provenance=False)
+    assert (again.files, again.quanta, again.registered) == (0, 0, 0)
+    # Without its checkpoint it reads everything again and registers nothing twice.
+    (Journal.for_run(root, RUN).directory / "aggregated.json").unlink()
+    redo = aggregate_run(root, RUN)
+    assert (redo.quanta, redo.registered, redo.provenance_rows) == (5, 0, 5)
+    assert _counts(root) == (5, 5, 5)
+    with Butler(root) as butler:
+        assert butler.registry.get_dataset_type(PROVENANCE_DATASET_TYPE.name)
+        (prov,) = butler.query_datasets(PROVENANCE_DATASET_TYPE, collections=RUN)
+        table = butler.get(prov)
+    assert table.num_rows == 5 and set(table.column("state").to_pylist()) == {"succeeded"}
+
+
+def test_aggregate_killed_mid_way_then_rerun_registers_everything_exactly_once(
+    tmp_path: Path,
+) -> None:
+    root = _repo(tmp_path / "repo")
+    for job in range(FILES):
+        _write_job(root, job, range(job * PER_FILE, (job + 1) * PER_FILE))
+    rc2 = Path(sys.executable).parent / "rc2"
+    proc = subprocess.Popen(
+        [str(rc2), "aggregate", str(root), RUN, "--batch-size", "1", "--no-provenance"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while _counts(root)[0] < 3 * PER_FILE:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = _counts(root)
+    assert 0 < partial[0] < FILES * PER_FILE, partial  # killed in the middle
+    assert partial[0] == partial[1] == partial[2]  # dataset rows and records together
+
+    result = CliRunner().invoke(main, ["aggregate", str(root), RUN, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["registered"] == FILES * PER_FILE - partial[0]
+    assert _counts(root) == (FILES * PER_FILE,) * 3
+    assert summary["provenance_rows"] == FILES * PER_FILE
+
+
+@pytest.mark.parametrize("bad", ["no/such/run"])
+def test_aggregate_of_an_unknown_run_is_one_line(tmp_path: Path, bad: str) -> None:
+    root = _repo(tmp_path / "repo")
+    result = CliRunner().invoke(main, ["aggregate", str(root), bad])
+    assert result.exit_code == 1
+    assert "no execution journal for RUN 'no/such/run'" in result.output
+    assert "Traceback" not in result.output
