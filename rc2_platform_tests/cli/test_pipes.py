@@ -117,6 +117,7 @@ RECIPES: dict[str, tuple[Recipe, list[str]]] = {
         ["a_HSC_0"],
     ),
     "report": (lambda p: [str(p["run"]), "u/test/run1"], ["peak_memory_mb"]),
+    "provenance": (lambda p: [str(p["run"]), "u/test/run1"], ["exception_type"]),
     "simulate": (
         lambda p: [
             "rc2",
