@@ -179,6 +179,8 @@ def main() -> None:
         )
         _prepare_target(target, args.graph)
         shutil.copytree(run_directory(source, run), run_directory(target, run))
+        for leftover in ("aggregated.json", "aggregate.lock", "lock"):
+            (run_directory(target, run) / leftover).unlink(missing_ok=True)
         results[backend] = measure(target, run)
         print(json.dumps({backend: results[backend]}), flush=True)
     print(json.dumps({**info, "results": results}, indent=2))

@@ -380,7 +380,11 @@ def provenance(repo: str, run_name: str, tasks: tuple[str, ...], states: tuple[s
         emit_json(rows)
         return
     shown = [
-        {**r, "message": (r["message"] or "").splitlines()[0][:120] if r["message"] else ""}
+        {
+            **r,
+            "wall_seconds": None if r["wall_seconds"] is None else round(r["wall_seconds"], 3),
+            "message": (r["message"] or "").splitlines()[0][:120] if r["message"] else "",
+        }
         for r in rows
     ]
     emit_rows(shown, _PROVENANCE_COLUMNS, as_json=False, title=f"RUN {run_name}: {len(rows)} rows")

@@ -99,6 +99,12 @@ def _message(text: str | None) -> str | None:
     return "\n".join(text.splitlines()[:MESSAGE_LINES])[:MESSAGE_CHARS]
 
 
+def _without_type(text: str | None, error_type: str | None) -> str | None:
+    """The message without the ``Type: `` prefix the worker put in front of it."""
+    prefix = f"{error_type}: "
+    return text[len(prefix) :] if text and error_type and text.startswith(prefix) else text
+
+
 def _data_id_json(data_id: Any) -> str:
     return json.dumps(dict(data_id), sort_keys=True, separators=(",", ":"), default=str)
 
@@ -120,7 +126,7 @@ def _row(line: dict[str, Any], header: dict[str, Any], tries: int, run: str) -> 
         "host": header.get("host"),
         "pid": header.get("pid"),
         "exception_type": line.get("error_type"),
-        "message": _message(line.get("error")),
+        "message": _message(_without_type(line.get("error"), line.get("error_type"))),
         "start": _time(timing.get("start")),
         "end": _time(timing.get("end")),
         "wall_seconds": timing.get("wall_seconds"),
