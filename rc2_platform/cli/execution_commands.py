@@ -228,16 +228,19 @@ def register_results(repo: str, run_name: str, as_json: bool) -> None:
 @click.command("restart", cls=RepoCommand)
 @repo_argument
 @click.argument("run_name", metavar="RUN")
+@click.option("--takeover", is_flag=True, help=_TAKEOVER_HELP)
 @json_option
 @handles_errors
-def restart(repo: str, run_name: str, as_json: bool) -> None:
+def restart(repo: str, run_name: str, takeover: bool, as_json: bool) -> None:
     """Resume RUN from its journal (same graph, config and backend).
 
-    Exit codes as `rc2 run`.
+    Registers what earlier jobs recorded and skips quanta whose outputs are registered;
+    the lock of an orchestrator that died on this host is taken over. Exit codes as
+    `rc2 run`.
     """
     from rc2_platform.execution.runner import restart_run
 
-    _print_summary(restart_run(repo, run_name), as_json)
+    _print_summary(restart_run(repo, run_name, takeover=takeover), as_json)
 
 
 @click.command("cancel", cls=RepoCommand)

@@ -215,9 +215,17 @@ def run_graph(
 
 
 def restart_run(
-    repo: str | Path, run: str, *, backend: Backend | None = None, options: RunOptions | None = None
+    repo: str | Path,
+    run: str,
+    *,
+    backend: Backend | None = None,
+    options: RunOptions | None = None,
+    takeover: bool = False,
 ) -> RunSummary:
-    """Resume ``run`` from its journal: same graph, config and backend, skipping done quanta."""
+    """Resume ``run`` from its journal: same graph, config and backend, skipping done quanta.
+
+    ``takeover`` takes the RUN's lock from a holder not known to be dead.
+    """
     journal = Journal.for_run(repo, run, must_exist=True)
     started = journal.last("run_started")
     opts_event = journal.last("options") or {}
@@ -229,6 +237,7 @@ def restart_run(
         jobs=opts_event.get("jobs"),
     )
     opts.resume = True
+    opts.takeover = opts.takeover or takeover
     return run_graph(
         started["graph"],
         repo,
