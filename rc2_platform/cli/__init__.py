@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "report": "rc2_platform.cli.execution_commands:report",
     "cancel": "rc2_platform.cli.execution_commands:cancel",
     "restart": "rc2_platform.cli.execution_commands:restart",
+    "runs": "rc2_platform.cli.runs_commands:runs",
     "run-cluster": "rc2_platform.cli.execution_commands:run_cluster",
     # validation and the demo
     "validate": "rc2_platform.cli.validate_commands:validate",
@@ -66,6 +67,7 @@ SECTIONS: dict[str, str] = {
     "rc2_platform.cli.pipeline_commands": "Pipelines and QuantumGraphs",
     "rc2_platform.cli.graph_commands": "Pipelines and QuantumGraphs",
     "rc2_platform.cli.execution_commands": "Execution",
+    "rc2_platform.cli.runs_commands": "Execution",
     "rc2_platform.cli.validate_commands": "Validation and the demo",
     "rc2_platform.cli.demo_commands": "Validation and the demo",
     "rc2_platform.cli.server_commands": "The butler server",

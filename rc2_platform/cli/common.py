@@ -176,6 +176,19 @@ def _take_repo_option(args: list[str]) -> tuple[list[str], str | None]:
     return out, repo
 
 
+def require_repository(repo: str) -> None:
+    """Refuse a REPO folder without ``butler.yaml``, without opening the registry (cheap)."""
+    from pathlib import Path
+
+    from rc2_platform.errors import RepositoryNotFoundError
+
+    config = Path(repo) / "butler.yaml"
+    if not config.is_file():
+        raise RepositoryNotFoundError(
+            f"no repository at {repo}: {config} does not exist; create one with `rc2 create {repo}`"
+        )
+
+
 # --- output options ----------------------------------------------------------------------
 
 _FORMAT_KEY = "rc2_output_format"

@@ -21,7 +21,9 @@ from rc2_platform.cli.common import (
     handles_errors,
     json_option,
     output_format,
+    print_note,
     repo_argument,
+    require_repository,
 )
 
 _BACKENDS = click.Choice(["local", "htcondor", "kubernetes"])
@@ -261,19 +263,22 @@ def cancel(repo: str, run_name: str, as_json: bool) -> None:
 
 @click.command("report", cls=RepoCommand)
 @repo_argument
-@click.argument("run_name", metavar="RUN")
+@click.argument("run_name", metavar="[RUN]", required=False)
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a PNG timeline.")
 @format_option
 @handles_errors
-def report(repo: str, run_name: str, png: str | None, as_json: bool) -> None:
+def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> None:
     """Quantum states per task, failures grouped by error, and the per-task statistics.
 
     Reads RUN's provenance (the job records, or the run_provenance dataset once the job
     folders are gone) and journal; says whether the orchestrator is running, ended, or
     died (its process is gone). Wall time runs from the first start to the last end.
+    Without RUN, reports the RUN started last in REPO (`rc2 runs REPO` lists them).
     """
     from rc2_platform.execution.report import STATES, build_report, write_timeline_png
 
+    if run_name is None:
+        run_name = _newest_run(repo)
     rep = build_report(repo, run_name)
     if png:
         write_timeline_png(rep, png)
@@ -401,6 +406,20 @@ def _parse_binds(binds: tuple[str, ...]) -> dict[str, Any]:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--bind")
         out[name] = int(value) if value.lstrip("-").isdigit() else value
     return out
+
+
+def _newest_run(repo: str) -> str:
+    from rc2_platform.errors import RunNotFoundError
+    from rc2_platform.execution.run_list import newest_run
+
+    require_repository(repo)
+    newest = newest_run(repo)
+    if newest is None:
+        raise RunNotFoundError(
+            f"no RUN was executed from repository {repo}; start one with `rc2 run {repo} GRAPH`"
+        )
+    print_note(f"report of the newest RUN, {newest.run} (`rc2 runs {repo}` lists all)")
+    return newest.run
 
 
 @click.command(

@@ -40,15 +40,19 @@ def to_dot(labels: Sequence[str], counts: Mapping[str, int], edges: Edges) -> st
 def draw_png(
     labels: Sequence[str],
     counts: Mapping[str, int],
-    edges: Edges,
+    edges: Mapping[tuple[str, str], object],
     path: str | Path,
     *,
     title: str | None = None,
+    node_notes: Mapping[str, str] | None = None,
+    edge_caption: str = "edge labels: quantum-level edges",
 ) -> Path:
     """Draw the task-level DAG to a PNG (layered layout: every edge visible).
 
-    Each edge is labelled with its number of quantum-level edges and coloured by its
-    producer; edges that skip layers are routed beside the tasks they pass.
+    Each edge is labelled with its value in ``edges`` (quantum-level edge counts for a
+    QuantumGraph, dataset type names for a pipeline) and coloured by its producer;
+    edges that skip layers are routed beside the tasks they pass. A box shows the
+    task's label and ``node_notes[label]`` if given, else its quanta from ``counts``.
     """
     import matplotlib
 
@@ -82,7 +86,9 @@ def draw_png(
         ax.add_patch(FancyBboxPatch((x - NODE_WIDTH / 2, y - NODE_HEIGHT / 2), NODE_WIDTH,
                                     NODE_HEIGHT, boxstyle="round,pad=0.02", facecolor="#dde8f5",
                                     edgecolor="#37598a", zorder=2))  # fmt: skip
-        ax.text(x, y, f"{label}\n{counts.get(label, 0)} quanta", ha="center", va="center",
+        note = node_notes.get(label, "") if node_notes is not None else None
+        text = f"{label}\n{note}" if note is not None else f"{label}\n{counts.get(label, 0)} quanta"
+        ax.text(x, y, text.strip(), ha="center", va="center",
                 fontsize=9, zorder=3)  # fmt: skip
     ax.set_xlim(
         min(xs, default=0.0) - NODE_WIDTH / 2 - 0.3, max(xs, default=0.0) + NODE_WIDTH / 2 + 0.3
@@ -90,7 +96,7 @@ def draw_png(
     ax.set_ylim(-n_layers + 0.4, 0.6)
     ax.axis("off")
     if title:
-        ax.set_title(title + "  (edge labels: quantum-level edges)", fontsize=10)
+        ax.set_title(f"{title}  ({edge_caption})", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -118,6 +118,7 @@ RECIPES: dict[str, tuple[Recipe, list[str]]] = {
     ),
     "report": (lambda p: [str(p["run"]), "u/test/run1"], ["peak_memory_mb"]),
     "provenance": (lambda p: [str(p["run"]), "u/test/run1"], ["exception_type"]),
+    "runs": (lambda p: [str(p["run"])], ["u/test/run1", "succeeded"]),
     "simulate": (
         lambda p: [
             "rc2",
