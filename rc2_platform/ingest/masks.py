@@ -1,6 +1,6 @@
 """``ingest_bright_object_masks``: per-patch bright-star masks as ``brightObjectMask``.
 
-The ds9-style ``.reg`` files are parsed (:func:`rc2_platform.simulate.read_mask_file`)
+The ds9-style ``.reg`` files are parsed (:func:`rc2_platform.core.mask_file.read_mask_file`)
 and stored as JSON plain data (storage class ``Region``)::
 
     {"skymap": ..., "tract": 9813, "patch": 40,
@@ -17,13 +17,13 @@ from typing import Any
 
 from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import DatasetIdGenMode, DatasetRef
+from rc2_platform.core.mask_file import read_mask_file
 from rc2_platform.datastore import get_formatter
 from rc2_platform.errors import Rc2Error
 from rc2_platform.ingest._common import MASK, IngestResult, dataset_type_for, timed
 from rc2_platform.ingest._geometry import only_skymap
 from rc2_platform.ingest._overlap_sets import covered
 from rc2_platform.ingest.bootstrap_config import MaskEntry
-from rc2_platform.simulate import read_mask_file
 
 __all__ = ["ingest_bright_object_masks", "mask_dataset"]
 

@@ -188,7 +188,7 @@ def mask_regions(obj: Any) -> list[CircleRegion | PolygonRegion]:
     if isinstance(obj, (CircleRegion, PolygonRegion)):
         return [obj]
     if isinstance(obj, Path) or (isinstance(obj, str) and "circle(" not in obj):
-        from rc2_platform.simulate.masks import read_mask_file
+        from rc2_platform.core.mask_file import read_mask_file
 
         return mask_regions(read_mask_file(obj))
     if isinstance(obj, str):
