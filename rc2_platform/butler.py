@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 import yaml
 
 from rc2_platform.core import (
@@ -42,12 +41,10 @@ from rc2_platform.errors import (
     ConfigError,
     DatasetNotFoundError,
     FileNotInDatastoreError,
-    RegistryConnectionError,
     RepositoryExistsError,
     RepositoryNotFoundError,
 )
-from rc2_platform.registry import Registry
-from rc2_platform.registry._engine import safe_url
+from rc2_platform.registry import Registry, connecting, strip_password
 
 _log = logging.getLogger(__name__)
 
@@ -115,49 +112,6 @@ def _run_in_use(directory: Path) -> str | None:
     return None
 
 
-def _parse_url(url: str) -> sa.URL:
-    try:
-        return sa.make_url(url)
-    except sa.exc.ArgumentError:
-        # Not echoed: a malformed URL may still hold a password.
-        raise RegistryConnectionError(
-            "the registry URL is not a valid SQLAlchemy URL; write it as "
-            "dialect+driver://user@host:port/database (e.g. postgresql+psycopg://rc2@db/rc2) "
-            "and give the password in RC2_DB_PASSWORD"
-        ) from None
-
-
-@contextmanager
-def _connecting(url: str) -> Iterator[None]:
-    """Turn driver-level connection failures into a RegistryConnectionError."""
-    try:
-        yield
-    except sa.exc.NoSuchModuleError as exc:
-        raise RegistryConnectionError(
-            f"no database driver for registry URL {safe_url(url)}: {exc}; install the driver "
-            "or name one in the URL (postgresql+psycopg, mysql+pymysql)"
-        ) from None
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
-        raise RegistryConnectionError(
-            f"cannot connect to the registry at {safe_url(url)}: {reason}; check that the "
-            "server runs, the URL is right and RC2_DB_PASSWORD holds the password"
-        ) from None
-
-
-def _strip_password(url: str) -> str:
-    parsed = _parse_url(url)
-    if parsed.password is not None:
-        _log.warning(
-            "the registry URL carried a password; it is not stored in %s. Set RC2_DB_PASSWORD "
-            "in the environment of every process that opens this repository.",
-            BUTLER_CONFIG,
-        )
-        # URL.set(password=None) keeps the old password (None means 'unchanged').
-        parsed = parsed._replace(password=None)
-    return parsed.render_as_string(hide_password=False)
-
-
 class Butler:
     """Open an existing repository.
 
@@ -181,7 +135,7 @@ class Butler:
         root = Path(root).resolve()
         config = self.read_config(root)
         url = str(config["registry"]["url"]).replace(_ROOT_TOKEN, str(root))
-        with _connecting(url):
+        with connecting(url):
             registry = Registry.open(url)
         self._setup(root, config, registry, collections, run)
 
@@ -204,7 +158,6 @@ class Butler:
             [collections] if isinstance(collections, str) else list(collections or [])
         )
         self.run = run
-        self._records = self.registry.schema.file_datastore_records
 
     # --- creation and configuration ---------------------------------------------------
 
@@ -267,10 +220,10 @@ class Butler:
         stored_url = (
             f"sqlite:///{_ROOT_TOKEN}/{SQLITE_FILE}"
             if registry_url is None
-            else _strip_password(registry_url)
+            else strip_password(registry_url)
         )
         url = stored_url.replace(_ROOT_TOKEN, str(root)) if registry_url is None else registry_url
-        with _connecting(url):
+        with connecting(url):
             registry = Registry.create(url)
         config = {"registry": {"url": stored_url}, "datastore": {"root": _ROOT_TOKEN}}
         try:
@@ -296,10 +249,10 @@ class Butler:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sa.Connection]:
+    def transaction(self) -> Iterator[None]:
         """One transaction over registry rows and datastore files."""
-        with self.datastore.transaction(), self.registry.transaction() as conn:
-            yield conn
+        with self.datastore.transaction(), self.registry.transaction():
+            yield
 
     # --- dataset types and collections -----------------------------------------------------
 
@@ -385,38 +338,9 @@ class Butler:
             return dataset_type
         return self.registry.get_dataset_type(dataset_type)
 
-    def _insert_records(self, conn: sa.Connection, records: Sequence[DatastoreRecord]) -> None:
-        if records:
-            conn.execute(
-                self._records.insert(),
-                [
-                    {
-                        "dataset_id": r.dataset_id,
-                        "path": r.path,
-                        "storage_class": r.storage_class,
-                        "formatter": r.formatter,
-                        "file_size": r.file_size,
-                    }
-                    for r in records
-                ],
-            )
-
     def datastore_records(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, DatastoreRecord]:
         """The datastore records of ``refs`` (one query per 5,000 refs)."""
-        ids = [r.id for r in refs]
-        t = self._records
-        out: dict[uuid.UUID, DatastoreRecord] = {}
-        with self.registry.engine.connect() as conn:
-            for i in range(0, len(ids), 5000):
-                for row in conn.execute(sa.select(t).where(t.c.dataset_id.in_(ids[i : i + 5000]))):
-                    out[row.dataset_id] = DatastoreRecord(
-                        row.dataset_id,
-                        row.path,
-                        row.formatter,
-                        row.storage_class,
-                        row.file_size or 0,
-                    )
-        return out
+        return self.registry.get_datastore_records(refs)
 
     def resolve(
         self,
@@ -456,10 +380,10 @@ class Butler:
         if run is None:
             raise DatasetNotFoundError("put needs a RUN collection: pass run=...")
         dt = self._dataset_type(dataset_type)
-        with self.transaction() as conn:
+        with self.transaction():
             (ref,) = self.registry.insert_datasets(dt, [data_id], run, id_mode)
             record = self.datastore.put(obj, ref)
-            self._insert_records(conn, [record])
+            self.registry.insert_datastore_records([record])
         return ref
 
     def get(
@@ -520,14 +444,14 @@ class Butler:
         """
         if not datasets:
             return []
-        with self.transaction() as conn:
+        with self.transaction():
             new = {r.id for r in self.registry.import_datasets([d.ref for d in datasets])}
             records = [
                 self.datastore.ingest(d.path, d.ref, transfer, formatter=d.formatter)
                 for d in datasets
                 if d.ref.id in new
             ]
-            self._insert_records(conn, records)
+            self.registry.insert_datastore_records(records)
         return [d.ref for d in datasets if d.ref.id in new]
 
     def register_outputs(self, stored: Sequence[tuple[DatasetRef, DatastoreRecord]]) -> int:
@@ -539,9 +463,9 @@ class Butler:
         """
         if not stored:
             return 0
-        with self.registry.transaction() as conn:
+        with self.registry.transaction():
             new = {r.id for r in self.registry.import_datasets([ref for ref, _ in stored])}
-            self._insert_records(conn, [rec for ref, rec in stored if ref.id in new])
+            self.registry.insert_datastore_records([rec for ref, rec in stored if ref.id in new])
         return len(new)
 
     # --- queries ----------------------------------------------------------------------------

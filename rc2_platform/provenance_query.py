@@ -3,8 +3,8 @@
 Library side of ``rc2 provenance REPO RUN``. The rows are those of the RUN's provenance
 (:func:`rc2_platform.execution.provenance_table.load_provenance`: one row per quantum
 attempt). This module sits above ``execution/`` (like ``demo.py``): it also uses the
-registry's where-expression language, compiled to SQL over an in-memory SQLite table of
-the rows' data IDs, and the butler to name datasets.
+registry's where-expression language over the rows' data IDs
+(:func:`rc2_platform.registry.expressions.select_rows`), and the butler to name datasets.
 
 - :func:`query_provenance` — rows by task, state and a where-expression over the
   quantum's data ID (``task`` and ``state`` are identifiers too);
@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
 from rc2_platform.butler import Butler
-from rc2_platform.errors import DatasetNotFoundError, ExpressionError
+from rc2_platform.errors import DatasetNotFoundError
 from rc2_platform.execution.provenance_table import load_provenance
 from rc2_platform.execution.quantum_state import QuantumState
-from rc2_platform.registry.expressions import parse_where, to_sql
+from rc2_platform.registry.expressions import select_rows
 
 __all__ = ["Lineage", "lineage", "query_provenance"]
 
@@ -46,44 +44,25 @@ def _filter_where(
     rows: list[dict[str, Any]], where: str, bind: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:
     """Rows whose data ID (and task, state, ...) satisfy a where-expression."""
-    expr = parse_where(where)
     data_ids = [json.loads(r["data_id"]) for r in rows]
     dims = sorted({k for d in data_ids for k in d})
-    metadata = sa.MetaData()
 
-    def column_type(name: str) -> Any:
+    def column_type(name: str) -> type:
         values = [d[name] for d in data_ids if name in d]
         ints = name == "attempt" or all(isinstance(v, int) for v in values)
-        return sa.Integer if ints and name not in _ROW_COLUMNS[:-1] else sa.String
+        return int if ints and name not in _ROW_COLUMNS[:-1] else str
 
-    table = sa.Table(
-        "prov",
-        metadata,
-        sa.Column("row", sa.Integer, primary_key=True),
-        *[sa.Column(name, column_type(name)) for name in (*_ROW_COLUMNS, *dims) if name != "row"],
-    )
-
-    def resolve(name: str) -> Any:
-        if name not in table.c or name == "row":
-            raise ExpressionError(
-                f"unknown identifier {name!r} in the provenance where-expression; use data ID "
-                f"dimensions of this RUN's quanta ({', '.join(dims)}) or {', '.join(_ROW_COLUMNS)}"
-            )
-        return table.c[name]
-
-    clause = to_sql(expr, resolve, bind)
-    engine = sa.create_engine("sqlite://")
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        conn.execute(
-            table.insert(),
-            [
-                {"row": i, **dict.fromkeys(dims), **{c: r[c] for c in _ROW_COLUMNS}, **d}
-                for i, (r, d) in enumerate(zip(rows, data_ids, strict=True))
-            ],
+    columns = {name: column_type(name) for name in (*_ROW_COLUMNS, *dims)}
+    flat = [{**{c: r[c] for c in _ROW_COLUMNS}, **d} for r, d in zip(rows, data_ids, strict=True)]
+    keep = set(
+        select_rows(
+            flat,
+            where,
+            bind,
+            columns,
+            what=f"this RUN's quanta (data ID dimensions, {', '.join(_ROW_COLUMNS)})",
         )
-        keep = {row[0] for row in conn.execute(sa.select(table.c.row).where(clause))}
-    engine.dispose()
+    )
     return [r for i, r in enumerate(rows) if i in keep]
 
 

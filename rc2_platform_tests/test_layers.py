@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import rc2_platform
+from rc2_platform.registry import DimensionUniverse
 
 PACKAGE = Path(rc2_platform.__file__).parent
 
@@ -59,7 +61,9 @@ FORBIDDEN = {
     "graph": {"execution", "defs", "ingest"},
     # Workers start through execution/worker.py, never through the CLI.
     "execution": {"registry", "defs", "cli"},
-    "tasks": {"defs", "execution", "graph"},
+    # The mask file format is in core/: ingest and the tasks read it without the simulator.
+    "ingest": {"simulate", "graph", "execution", "tasks", "defs"},
+    "tasks": {"defs", "execution", "graph", "simulate"},
 }
 
 
@@ -127,5 +131,68 @@ def test_the_client_imports_no_web_framework_and_the_server_no_dagster() -> None
                 name.startswith("rc2_platform.remote")
                 and not name.startswith("rc2_platform.remote.wire")
             ):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+def _outside_registry() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "registry"]
+
+
+def test_only_the_registry_writes_sql() -> None:
+    """SQLAlchemy is imported only inside registry/; nothing else reaches its private parts."""
+    offenders = []
+    for path in _outside_registry():
+        rel = path.relative_to(PACKAGE)
+        for name in _imports(path):
+            if name.split(".")[0] == "sqlalchemy":
+                offenders.append(f"{rel} imports {name}")
+            parts = name.split(".")
+            if parts[:2] == ["rc2_platform", "registry"] and parts[2:3] and parts[2][0] == "_":
+                offenders.append(f"{rel} imports the private module {name}")
+        text = path.read_text()
+        for match in re.finditer(r"\b(?:registry|reg)\.(schema|engine)\b", text):
+            offenders.append(f"{rel} uses the registry's {match.group(1)} directly")
+    assert offenders == []
+
+
+def test_backend_differences_live_in_one_module() -> None:
+    """Only registry/_dialect.py asks which database backend it runs on."""
+    pattern = re.compile(
+        r"dialect\.name|get_backend_name\(|[\"'](?:postgresql|mysql|mariadb)[\"']\s*[,)=]"
+    )
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.as_posix() == "registry/_dialect.py":
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            if pattern.search(line) and not line.lstrip().startswith("#"):
+                offenders.append(f"{rel}:{lineno}: {line.strip()}")
+    assert offenders == []
+
+
+def test_query_planner_names_no_dimension() -> None:
+    """The planner reads dimension semantics from config/dimensions.yaml, names none itself."""
+    names = {el.name for el in DimensionUniverse.default().elements}
+    tree = ast.parse((PACKAGE / "registry" / "_queries.py").read_text())
+    found = sorted(
+        {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in names
+        }
+    )
+    assert found == []
+
+
+def test_spherical_geometry_lives_in_geometry() -> None:
+    """Overlap computations (numpy, k-d trees) are geometry/'s; the registry only stores them."""
+    offenders = []
+    for path in (PACKAGE / "registry").rglob("*.py"):
+        for name in _imports(path):
+            if name.split(".")[0] == "scipy":
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert offenders == []

@@ -167,10 +167,9 @@ def _record_value(value: Any, as_json: bool) -> Any:
 def create(repo: str, registry_url: str | None, as_json: bool) -> None:
     """Create a new repository in folder REPO (SQLite registry inside it by default)."""
     from rc2_platform.butler import Butler
-    from rc2_platform.registry._engine import safe_url
 
     with Butler.create(repo, registry_url=registry_url) as butler:
-        row = {"root": str(butler.root), "registry": safe_url(butler.registry.engine.url)}
+        row = {"root": str(butler.root), "registry": butler.registry.url}
     if as_json:
         emit_json([row])
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.core.dataset_types import DatasetRef
+from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
 from rc2_platform.datastore.formatters import Formatter, get_formatter
 from rc2_platform.datastore.templates import PathTemplate
@@ -33,21 +34,6 @@ class Transfer(enum.StrEnum):
     SYMLINK = "symlink"
     MOVE = "move"
     AUTO = "auto"  #: in place if inside the root, else hardlink, else copy
-
-
-@dataclass(frozen=True, slots=True)
-class DatastoreRecord:
-    """Where one dataset's file is; stored by the Butler in ``file_datastore_records``.
-
-    ``path`` is POSIX and relative to the datastore root, except for files ingested
-    with ``transfer="direct"`` which keep their absolute path.
-    """
-
-    dataset_id: uuid.UUID
-    path: str
-    formatter: str
-    storage_class: str
-    file_size: int
 
 
 @dataclass

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import lsst.sphgeom as sphgeom
 import numpy as np
-import sqlalchemy as sa
 from lsst.sphgeom import Region
 
 from rc2_platform.butler import Butler
@@ -37,9 +36,7 @@ def only_skymap(butler: Butler, skymap: str | None) -> str:
     """``skymap`` if given, else the single registered sky map (IngestError otherwise)."""
     if skymap is not None:
         return skymap
-    table = butler.registry.schema.elements["skymap"]
-    with butler.registry.engine.connect() as conn:
-        names = [r[0] for r in conn.execute(sa.select(table.c.skymap))]
+    names = sorted(k for (k,) in butler.registry.query_record_keys("skymap", ["skymap"]))
     if len(names) != 1:
         raise IngestError(
             f"selecting by tract needs a sky map; registered sky maps: {names or 'none'}; "
@@ -50,12 +47,11 @@ def only_skymap(butler: Butler, skymap: str | None) -> str:
 
 def tract_regions(butler: Butler, skymap: str, tracts: Sequence[int]) -> dict[int, Region]:
     """Regions of ``tracts`` of ``skymap`` from the registry (IngestError if one is missing)."""
-    table = butler.registry.schema.elements["tract"]
-    stmt = sa.select(table.c.tract, table.c.region).where(
-        table.c.skymap == skymap, table.c.tract.in_([int(t) for t in tracts])
+    wanted = sorted({int(t) for t in tracts})
+    records = butler.registry.query_dimension_records(
+        "tract", where="skymap = :sm AND tract IN (:tracts)", bind={"sm": skymap, "tracts": wanted}
     )
-    with butler.registry.engine.connect() as conn:
-        out = {int(t): Region.decode(bytes(g)) for t, g in conn.execute(stmt)}
+    out = {int(r["tract"]): r["region"] for r in records}
     missing = sorted(set(int(t) for t in tracts) - set(out))
     if missing:
         raise IngestError(

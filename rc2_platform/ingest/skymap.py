@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from rc2_platform.butler import Butler
 from rc2_platform.core import DatasetIdGenMode
 from rc2_platform.geometry import tangent_basis
+from rc2_platform.geometry.polygon_overlaps import grid_pixel_overlaps
 from rc2_platform.ingest._common import (
     SKYMAP,
     IngestResult,
@@ -18,7 +18,6 @@ from rc2_platform.ingest._common import (
     registry_record,
     timed,
 )
-from rc2_platform.registry._spatial import grid_pixel_overlaps
 from rc2_platform.skymap import RingsSkyMap, iter_patch_records, load_skymap, tract_records
 
 __all__ = ["patch_grid_edges", "patch_pixel_overlaps", "register_skymap", "skymap_dataset"]
@@ -36,10 +35,8 @@ def skymap_dataset(skymap: RingsSkyMap) -> dict[str, Any]:
     return {"class": "RingsSkyMap", "config": skymap.config.model_dump(mode="json")}
 
 
-def _registered_tracts(conn: sa.Connection, butler: Butler, name: str, element: str) -> set[int]:
-    table = butler.registry.schema.elements[element]
-    stmt = sa.select(table.c.tract).where(table.c.skymap == name).distinct()
-    return {int(t) for (t,) in conn.execute(stmt)}
+def _registered_tracts(butler: Butler, name: str, element: str) -> set[int]:
+    return {int(t) for (t,) in butler.registry.query_record_keys(element, ["tract"], skymap=name)}
 
 
 def _insert_tracts(butler: Butler, skymap: RingsSkyMap, name: str, ids: list[int]) -> int:
@@ -184,16 +181,16 @@ def register_skymap(
     result = IngestResult("skymap", collection=run)
     with timed(result):
         record = registry_record(uni, "skymap", {**skymap.skymap_record(), "name": name})
-        with butler.registry.transaction() as conn:
+        with butler.registry.transaction():
             new = int(butler.registry.sync_dimension_record("skymap", record))
-            have_tracts = _registered_tracts(conn, butler, name, "tract")
-            have_patches = _registered_tracts(conn, butler, name, "patch")
+            have_tracts = _registered_tracts(butler, name, "tract")
+            have_patches = _registered_tracts(butler, name, "patch")
             new_tracts = [t for t in wanted if t not in have_tracts]
             new_patch_tracts = [t for t in wanted if t not in have_patches]
             nt = _insert_tracts(butler, skymap, name, new_tracts)
             np_ = _insert_patches(butler, skymap, name, new_patch_tracts)
         if nt + np_ >= 10_000:
-            butler.registry.analyze(["tract", "patch", *butler.registry.schema.overlaps])
+            butler.registry.analyze_elements(["tract", "patch"])
         put = _put_skymap_dataset(butler, skymap, name, run)
         result.rows = new + nt + np_ + int(put)
         result.ingested = nt + np_ + int(put)

@@ -181,5 +181,5 @@ def define_visits(
             except IngestError as exc:
                 result.failed += [(f"exposure {x['exposure']}", str(exc)) for x in batch]
         if result.rows >= 10_000:
-            reg.analyze(["visit", "visit_detector_region", *reg.schema.overlaps])
+            reg.analyze_elements(["visit", "visit_detector_region"])
     return result

@@ -4,9 +4,16 @@ Public API::
 
     from rc2_platform.registry import Registry, DimensionUniverse, DataCoordinate, ...
     reg = Registry.create("sqlite:///repo/registry.sqlite3")
+
+Every SQL statement of rc2_platform is written in this package; other layers call
+:class:`Registry` methods. ``DatabaseError`` is the driver error class a caller may still
+see (a server going away mid-call); ``connecting``, ``safe_url`` and ``strip_password``
+handle registry URLs without ever printing a password.
 """
 
 from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError as DatabaseError
 
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import (
@@ -17,6 +24,7 @@ from rc2_platform.core.dataset_types import (
     make_dataset_id,
 )
 from rc2_platform.core.timespan import Timespan
+from rc2_platform.registry._engine import connecting, safe_url, strip_password
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.registry import Registry
 from rc2_platform.registry.schema import SCHEMA_VERSION
@@ -25,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CollectionType",
     "DataCoordinate",
+    "DatabaseError",
     "DatasetIdGenMode",
     "DatasetRef",
     "DatasetType",
@@ -32,5 +41,8 @@ __all__ = [
     "DimensionUniverse",
     "Registry",
     "Timespan",
+    "connecting",
     "make_dataset_id",
+    "safe_url",
+    "strip_password",
 ]

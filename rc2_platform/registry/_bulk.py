@@ -10,18 +10,21 @@ UUIDs are passed as the backend stores them: native on PostgreSQL, 32-character 
 from __future__ import annotations
 
 import gc
-import operator
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 #: Rows per executemany / COPY batch.
 BATCH = 50_000
+
+_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_PG_TRAILER = b"\xff\xff"
 
 _SAFE = uuid.SafeUUID.unknown
 _new = object.__new__
@@ -99,57 +102,18 @@ def time_ordered_uuids(n: int) -> list[uuid.UUID]:
     return out
 
 
-def uuid_to_db(dialect: sa.Dialect) -> Callable[[uuid.UUID], Any]:
-    """The function turning a UUID into the value the driver binds for ``sa.Uuid``."""
-    if dialect.name == "postgresql":
-        return lambda u: u
-    return lambda u: u.hex
-
-
-def uuids_to_db(dialect: sa.Dialect, ids: Sequence[uuid.UUID]) -> Sequence[Any]:
-    """Many UUIDs as the driver binds them for ``sa.Uuid`` (see :func:`uuid_to_db`)."""
-    if dialect.name == "postgresql":
-        return ids
-    return list(map("{:032x}".format, map(operator.attrgetter("int"), ids)))
-
-
-def uuid_from_db(dialect: sa.Dialect) -> Callable[[Any], uuid.UUID]:
-    """The function turning a raw driver value of a ``sa.Uuid`` column into a UUID."""
-    if dialect.name == "postgresql":
-        return lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
-    return lambda v: v if isinstance(v, uuid.UUID) else uuid_from_hex(v.replace("-", ""))
-
-
 def _placeholders(dialect: sa.Dialect, n: int) -> str:
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     return ", ".join([mark] * n)
 
 
-def insert_rows(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    *,
-    binary: bool = False,
+def executemany_rows(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Insert driver-ready ``rows`` (tuples in ``columns`` order) into ``table``.
-
-    Runs in the connection's current transaction. Constraint violations surface as
-    ``sqlalchemy.exc.IntegrityError`` on every backend (COPY errors are wrapped).
-    With ``binary`` PostgreSQL gets a binary COPY (half the client and server work of
-    text); every value must then have exactly its column's Python type (int for
-    integer columns, str, UUID, bytes, float).
-    """
-    if not rows:
-        return
-    dialect = conn.dialect
-    if dialect.name == "postgresql":
-        _copy_rows(conn, table, columns, rows, binary)
-        return
+    """One driver-level ``executemany`` of a prepared ``INSERT`` per :data:`BATCH` rows."""
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({_placeholders(dialect, len(columns))})"
+        f"VALUES ({_placeholders(conn.dialect, len(columns))})"
     )
     for i in range(0, len(rows), BATCH):
         part = rows[i : i + BATCH]
@@ -174,13 +138,17 @@ def _pg_type(column: sa.Column[Any]) -> str:
     raise TypeError(f"no binary COPY type for column {column.name} ({t!r})")
 
 
-def _copy_rows(
+def copy_rows(
     conn: sa.Connection,
     table: sa.Table,
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     binary: bool = False,
 ) -> None:
+    """PostgreSQL ``COPY ... FROM STDIN`` of tuples (binary: exact Python types per column).
+
+    Constraint violations surface as ``sqlalchemy.exc.IntegrityError``.
+    """
     raw = conn.connection.dbapi_connection
     assert raw is not None
     dbapi = conn.dialect.dbapi
@@ -216,3 +184,122 @@ def select_raw(conn: sa.Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...
         return list(cur.fetchall())
     finally:
         cur.close()
+
+
+# --- columnar writes (numpy columns, no per-row tuples) ---------------------------------
+
+
+def is_int_array(col: Any) -> bool:
+    return isinstance(col, np.ndarray) and col.dtype.kind in "iu" and col.ndim == 1
+
+
+def fixed_blobs(col: Any) -> int | None:
+    """The common length of a list of bytes, or None if not such a list."""
+    if not isinstance(col, list) or not col or not isinstance(col[0], bytes):
+        return None
+    sizes = set(map(len, col))
+    if len(sizes) != 1:
+        return None
+    size = sizes.pop()
+    return size or None
+
+
+def sqlite_packed_insert(
+    conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
+) -> bool:
+    """SQLite: one ``INSERT ... SELECT FROM json_each(?)`` with bit-packed integer columns.
+
+    Returns False (nothing written) when the columns do not fit the packed form.
+    """
+    ints = {c: v for c, v in columns.items() if is_int_array(v)}
+    blobs = {c: v for c, v in columns.items() if isinstance(v, list)}
+    scalars = {c: v for c, v in columns.items() if c not in ints and c not in blobs}
+    if not ints or len(blobs) > 1 or any(isinstance(v, bytes) for v in scalars.values()):
+        return False
+    blob_size = fixed_blobs(next(iter(blobs.values()))) if blobs else None
+    if blobs and blob_size is None:
+        return False
+    bits: dict[str, int] = {}
+    for c, v in ints.items():
+        lo, hi = int(v.min()), int(v.max())
+        if lo < 0:
+            return False
+        bits[c] = max(1, hi.bit_length())
+    if sum(bits.values()) > 62:
+        return False
+    packed = np.zeros(n, dtype=np.int64)
+    exprs: dict[str, str] = {}
+    shift = 0
+    for c in reversed(list(ints)):
+        packed |= ints[c].astype(np.int64) << shift
+        exprs[c] = f"((value >> {shift}) & {(1 << bits[c]) - 1})"
+        shift += bits[c]
+    params: list[Any] = []
+    select = []
+    for c, v in columns.items():
+        if c in exprs:
+            select.append(exprs[c])
+        elif c in blobs:
+            select.append(f"substr(?, key * {blob_size} + 1, {blob_size})")
+            params.append(b"".join(v))
+        else:
+            select.append("?")
+            params.append(v)
+    params.append("[" + ",".join(map(str, packed.tolist())) + "]")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"SELECT {', '.join(select)} FROM json_each(?)"
+    )
+    conn.exec_driver_sql(sql, tuple(params))
+    return True
+
+
+def pg_binary_copy(
+    conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
+) -> bool:
+    """PostgreSQL: one binary ``COPY`` of a numpy-built buffer (int8, constant text, fixed bytea).
+
+    Returns False (nothing written) when a column has another form.
+    """
+    fields: list[tuple[str, Any, Any]] = []  # (name, dtype, values)
+    for c, v in columns.items():
+        col_type = table.c[c].type
+        if is_int_array(v) and isinstance(col_type, sa.BigInteger):
+            fields.append((c, ">i8", v))
+        elif isinstance(v, str) and isinstance(col_type, sa.String):
+            text = v.encode()
+            if not text:
+                return False
+            fields.append((c, f"S{len(text)}", text))
+        elif isinstance(v, int) and not isinstance(v, bool) and isinstance(col_type, sa.BigInteger):
+            fields.append((c, ">i8", v))
+        elif isinstance(v, list) and isinstance(col_type, sa.LargeBinary):
+            size = fixed_blobs(v)
+            if size is None:
+                return False
+            fields.append(
+                (c, ("u1", (size,)), np.frombuffer(b"".join(v), np.uint8).reshape(n, size))
+            )
+        else:
+            return False
+    dtype = [("nfields", ">i2")]
+    for i, (_, dt, _) in enumerate(fields):
+        dtype += [(f"len{i}", ">i4"), (f"val{i}", dt)]
+    buf = np.empty(n, dtype=dtype)
+    buf["nfields"] = len(fields)
+    for i, (_, _, values) in enumerate(fields):
+        buf[f"len{i}"] = buf.dtype[f"val{i}"].itemsize
+        buf[f"val{i}"] = values
+    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    dbapi = conn.dialect.dbapi
+    assert dbapi is not None
+    try:
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+            copy.write(_PG_HEADER)
+            copy.write(buf.tobytes())
+            copy.write(_PG_TRAILER)
+    except dbapi.IntegrityError as exc:
+        raise sa.exc.IntegrityError(sql, None, exc) from exc
+    return True

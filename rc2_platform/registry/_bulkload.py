@@ -21,6 +21,7 @@ so a failure rolls it back with the rows.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from rc2_platform.errors import ConflictingDefinitionError, DimensionError, DimensionValueError
-from rc2_platform.registry import _spatial
-from rc2_platform.registry._bulk import insert_rows
+from rc2_platform.geometry import polygon_overlaps as _spatial
+from rc2_platform.registry._bulk import fixed_blobs, is_int_array
+from rc2_platform.registry._dialect import backend, insert_rows, savepoint
 from rc2_platform.registry.dimensions import DimensionElement
 
 if TYPE_CHECKING:
@@ -41,24 +43,6 @@ __all__ = ["OVERLAPS_PREFIX", "BulkLoad", "Column", "insert_column_chunks", "wri
 #: or a list of equal-length ``bytes`` (encoded regions).
 Column = Any
 
-_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_PG_TRAILER = b"\xff\xff"
-
-
-def _is_int_array(col: Any) -> bool:
-    return isinstance(col, np.ndarray) and col.dtype.kind in "iu" and col.ndim == 1
-
-
-def _fixed_blobs(col: Any) -> int | None:
-    """The common length of a list of bytes, or None if not such a list."""
-    if not isinstance(col, list) or not col or not isinstance(col[0], bytes):
-        return None
-    sizes = set(map(len, col))
-    if len(sizes) != 1:
-        return None
-    size = sizes.pop()
-    return size or None
-
 
 def write_columns(
     conn: sa.Connection, table: sa.Table, columns: Mapping[str, Column], n: int
@@ -66,10 +50,7 @@ def write_columns(
     """Insert ``n`` rows given column-wise (see :data:`Column`) into ``table``."""
     if n == 0:
         return
-    dialect = conn.dialect.name
-    if dialect == "sqlite" and _sqlite_packed(conn, table, columns, n):
-        return
-    if dialect == "postgresql" and _pg_binary_copy(conn, table, columns, n):
+    if backend(conn).write_columns(conn, table, columns, n):
         return
     names = list(columns)
     lists = [_as_list(columns[c], n) for c in names]
@@ -82,101 +63,6 @@ def _as_list(col: Column, n: int) -> list[Any]:
     if isinstance(col, list):
         return col
     return [col] * n
-
-
-def _sqlite_packed(
-    conn: sa.Connection, table: sa.Table, columns: Mapping[str, Column], n: int
-) -> bool:
-    """One ``INSERT ... SELECT FROM json_each(?)`` with bit-packed integer columns."""
-    ints = {c: v for c, v in columns.items() if _is_int_array(v)}
-    blobs = {c: v for c, v in columns.items() if isinstance(v, list)}
-    scalars = {c: v for c, v in columns.items() if c not in ints and c not in blobs}
-    if not ints or len(blobs) > 1 or any(isinstance(v, bytes) for v in scalars.values()):
-        return False
-    blob_size = _fixed_blobs(next(iter(blobs.values()))) if blobs else None
-    if blobs and blob_size is None:
-        return False
-    bits: dict[str, int] = {}
-    for c, v in ints.items():
-        lo, hi = int(v.min()), int(v.max())
-        if lo < 0:
-            return False
-        bits[c] = max(1, hi.bit_length())
-    if sum(bits.values()) > 62:
-        return False
-    packed = np.zeros(n, dtype=np.int64)
-    exprs: dict[str, str] = {}
-    shift = 0
-    for c in reversed(list(ints)):
-        packed |= ints[c].astype(np.int64) << shift
-        exprs[c] = f"((value >> {shift}) & {(1 << bits[c]) - 1})"
-        shift += bits[c]
-    params: list[Any] = []
-    select = []
-    for c, v in columns.items():
-        if c in exprs:
-            select.append(exprs[c])
-        elif c in blobs:
-            select.append(f"substr(?, key * {blob_size} + 1, {blob_size})")
-            params.append(b"".join(v))
-        else:
-            select.append("?")
-            params.append(v)
-    params.append("[" + ",".join(map(str, packed.tolist())) + "]")
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"SELECT {', '.join(select)} FROM json_each(?)"
-    )
-    conn.exec_driver_sql(sql, tuple(params))
-    return True
-
-
-def _pg_binary_copy(
-    conn: sa.Connection, table: sa.Table, columns: Mapping[str, Column], n: int
-) -> bool:
-    """One binary ``COPY`` of a numpy-built buffer (int8, constant text, fixed bytea)."""
-    fields: list[tuple[str, Any, Any]] = []  # (name, dtype, values)
-    for c, v in columns.items():
-        col_type = table.c[c].type
-        if _is_int_array(v) and isinstance(col_type, sa.BigInteger):
-            fields.append((c, ">i8", v))
-        elif isinstance(v, str) and isinstance(col_type, sa.String):
-            text = v.encode()
-            if not text:
-                return False
-            fields.append((c, f"S{len(text)}", text))
-        elif isinstance(v, int) and not isinstance(v, bool) and isinstance(col_type, sa.BigInteger):
-            fields.append((c, ">i8", v))
-        elif isinstance(v, list) and isinstance(col_type, sa.LargeBinary):
-            size = _fixed_blobs(v)
-            if size is None:
-                return False
-            fields.append(
-                (c, ("u1", (size,)), np.frombuffer(b"".join(v), np.uint8).reshape(n, size))
-            )
-        else:
-            return False
-    dtype = [("nfields", ">i2")]
-    for i, (_, dt, _) in enumerate(fields):
-        dtype += [(f"len{i}", ">i4"), (f"val{i}", dt)]
-    buf = np.empty(n, dtype=dtype)
-    buf["nfields"] = len(fields)
-    for i, (_, _, values) in enumerate(fields):
-        buf[f"len{i}"] = buf.dtype[f"val{i}"].itemsize
-        buf[f"val{i}"] = values
-    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    dbapi = conn.dialect.dbapi
-    assert dbapi is not None
-    try:
-        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
-            copy.write(_PG_HEADER)
-            copy.write(buf.tobytes())
-            copy.write(_PG_TRAILER)
-    except dbapi.IntegrityError as exc:
-        raise sa.exc.IntegrityError(sql, None, exc) from exc
-    return True
 
 
 class BulkLoad:
@@ -207,13 +93,14 @@ class BulkLoad:
         self.conn = conn
         self.indexes: list[sa.Index] = []
         self.fks: list[sa.ForeignKeyConstraint] = []
-        if conn.dialect.name not in ("sqlite", "postgresql"):
+        be = backend(conn)
+        if not be.transactional_ddl:
             return
         for table in tables:
             if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
                 continue
             self.indexes.extend(table.indexes)
-            if conn.dialect.name == "postgresql" and table in defer_fks:
+            if be.defers_foreign_keys and table in defer_fks:
                 self.fks.extend(table.foreign_key_constraints)
 
     def __enter__(self) -> BulkLoad:
@@ -269,7 +156,7 @@ def insert_column_chunks(
     )
     load = BulkLoad(conn, [table, *pix_tables], [table]) if stream else None
     n = 0
-    with load if load is not None else _Null():
+    with load if load is not None else contextlib.nullcontext():
         for chunk in chunks:
             pre = {
                 k[len(OVERLAPS_PREFIX) :]: v
@@ -311,11 +198,11 @@ def _prepare(
     out: dict[str, Column] = {}
     for name, col in columns.items():
         if name == "region":
-            if not isinstance(col, list) or _fixed_blobs(col) is None:
+            if not isinstance(col, list) or fixed_blobs(col) is None:
                 return None
             out[name] = col
         elif isinstance(col, np.ndarray):
-            if not _is_int_array(col) or col.ndim != 1:
+            if not is_int_array(col) or col.ndim != 1:
                 return None
             if (name in el.required or name in el.implied) and mgr.universe.key_type(name) != "int":
                 return None
@@ -350,7 +237,7 @@ def insert_arrays(
     _check_parents(mgr, conn, el, cols)
     table = mgr.schema.elements[el.name]
     try:
-        with conn.begin_nested() if conn.dialect.name == "postgresql" else _Null():
+        with savepoint(conn):
             write_columns(conn, table, cols, n)
     except sa.exc.IntegrityError as exc:
         rows = [
@@ -452,11 +339,3 @@ def _insert_overlaps(
     key_lists = [_as_list(cols[d], n) for d in el.required]
     keys = list(zip(*key_lists, strict=True))
     mgr.insert_region_region_overlaps(conn, el, keys, verts, pixels)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: Any) -> None:
-        return None

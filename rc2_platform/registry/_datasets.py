@@ -1,4 +1,4 @@
-"""Dataset types and datasets: registration, batched inserts, tags and calibrations."""
+"""Dataset types and datasets: registration, batched inserts, tags, removal."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ import sqlalchemy as sa
 
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import DatasetRef, DatasetType
-from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import (
-    CalibrationConflictError,
     ConflictingDefinitionError,
     DatasetConflictError,
     DatasetTypeError,
     DimensionValueError,
     MissingDatasetTypeError,
 )
-from rc2_platform.registry._bulk import insert_rows, select_raw, uuid_to_db
+from rc2_platform.registry._bulk import select_raw
+from rc2_platform.registry._dialect import backend, insert_rows, savepoint
 from rc2_platform.registry._records import chunks
 from rc2_platform.registry.schema import RegistrySchema
 
@@ -221,7 +220,7 @@ class DatasetManager:
             return []
         if not checked:
             self.check_data_ids(conn, stored, [r.data_id.values_tuple for r in refs])
-        to_db = uuid_to_db(conn.dialect)
+        to_db = backend(conn).uuid_to_db()
         type_id = stored.id
         ids = [to_db(r.id) for r in refs]
         ds_rows = [(i, type_id, run_id) for i in ids]
@@ -250,7 +249,7 @@ class DatasetManager:
         dims = stored.dataset_type.dimensions
         tag_cols = ["dataset_type_id", "collection_id", "dataset_id", *dims]
         try:
-            with conn.begin_nested() if conn.dialect.name == "postgresql" else _Null():
+            with savepoint(conn):
                 insert_rows(
                     conn,
                     self.schema.dataset,
@@ -398,151 +397,83 @@ class DatasetManager:
             "use another RUN or remove the existing datasets"
         ) from exc
 
-    # --- calibrations -----------------------------------------------------------------
+    # --- tags, lookups by id and removal ------------------------------------------------
 
-    def certify(
+    def tag(
         self,
         conn: sa.Connection,
         stored: StoredDatasetType,
         collection_id: int,
         refs: Sequence[DatasetRef],
-        timespan: Timespan,
     ) -> None:
-        """Add refs to a CALIBRATION collection with validity ``timespan``."""
+        """Add existing datasets of ``stored`` to TAGGED ``collection_id`` (already tagged: kept)."""
+        t = stored.tags
         dims = stored.dataset_type.dimensions
-        incoming: dict[tuple[Any, ...], DatasetRef] = {}
-        for r in refs:
-            key = r.data_id.values_tuple
-            if key in incoming:
-                raise CalibrationConflictError(
-                    f"{stored.dataset_type.name} {r.data_id}: two datasets certified with the same "
-                    f"validity {timespan} in one call"
-                )
-            incoming[key] = r
-        for row in self.calib_rows(conn, stored, [collection_id], list(incoming)):
-            key = tuple(row[d] for d in dims)
-            old = Timespan(row["valid_begin"], row["valid_end"])
-            if old.overlaps(timespan):
-                raise CalibrationConflictError(
-                    f"{stored.dataset_type.name} {incoming[key].data_id}: validity {timespan} overlaps "
-                    f"the existing validity {old} of dataset {row['dataset_id']}; "
-                    "decertify the overlapping range first"
-                )
-        rows = []
-        for key, r in incoming.items():
-            row = dict(zip(dims, key, strict=True))
-            row.update(
+        existing: set[Any] = set()
+        for part in chunks([r.id for r in refs]):
+            existing.update(
+                conn.execute(
+                    sa.select(t.c.dataset_id).where(
+                        t.c.collection_id == collection_id, t.c.dataset_id.in_(part)
+                    )
+                ).scalars()
+            )
+        rows = [
+            dict(
+                zip(dims, r.data_id.subset(dims).values_tuple, strict=True),
+                dataset_id=r.id,
                 dataset_type_id=stored.id,
                 collection_id=collection_id,
-                dataset_id=r.id,
-                valid_begin=timespan.begin_nsec,
-                valid_end=timespan.end_nsec,
             )
-            rows.append(row)
-        try:
-            conn.execute(stored.calibs.insert(), rows)
-        except sa.exc.IntegrityError as exc:
-            raise DimensionValueError(
-                f"cannot certify {stored.dataset_type.name}: a dataset or data ID does not exist ({exc.args[0]})"
-            ) from exc
+            for r in refs
+            if r.id not in existing
+        ]
+        if rows:
+            self.check_data_ids(conn, stored, [tuple(r[x] for x in dims) for r in rows])
+            try:
+                with savepoint(conn):
+                    conn.execute(t.insert(), rows)
+            except sa.exc.IntegrityError as exc:
+                self.explain_integrity_error(conn, stored, refs, collection_id, exc)
         self.note_summary(conn, collection_id, stored.id)
 
-    def calib_rows(
-        self,
-        conn: sa.Connection,
-        stored: StoredDatasetType,
-        collection_ids: Sequence[int],
-        keys: Sequence[tuple[Any, ...]] | None,
-    ) -> list[dict[str, Any]]:
-        """Calibration rows of ``stored`` in the collections, restricted to data ID ``keys``."""
-        c = stored.calibs
-        dims = stored.dataset_type.dimensions
-        stmt = sa.select(c).where(
-            c.c.dataset_type_id == stored.id, c.c.collection_id.in_(list(collection_ids))
-        )
-        if keys is not None:
-            if not keys:
-                return []
-            stmt = stmt.where(*restrict_columns([c.c[d] for d in dims], keys))
-        wanted = None if keys is None else set(keys)
-        out = []
-        for row in conn.execute(stmt).mappings():
-            if wanted is None or tuple(row[d] for d in dims) in wanted:
-                out.append(dict(row))
-        return out
-
-    def membership_rows(
-        self,
-        conn: sa.Connection,
-        stored: StoredDatasetType,
-        collections: Sequence[Any],
-        keys: Sequence[tuple[Any, ...]],
-    ) -> list[dict[str, Any]]:
-        """Tag and calibration rows (with run_id and validity) for data ID ``keys``, one query."""
-        dims = stored.dataset_type.dimensions
-        d = self.schema.dataset
-        parts = []
-        tagged = [c.id for c in collections if c.type.name != "CALIBRATION"]
-        calib = [c.id for c in collections if c.type.name == "CALIBRATION"]
-        for ids, t in ((tagged, stored.tags), (calib, stored.calibs)):
-            if not ids:
-                continue
-            is_calib = t is stored.calibs
-            null = sa.null().cast(sa.BigInteger())
-            parts.append(
-                sa.select(
-                    *[t.c[x] for x in dims],
-                    t.c.dataset_id,
-                    t.c.collection_id,
-                    d.c.run_id,
-                    (t.c.valid_begin if is_calib else null).label("valid_begin"),
-                    (t.c.valid_end if is_calib else null).label("valid_end"),
-                )
-                .join_from(t, d, d.c.dataset_id == t.c.dataset_id)
-                .where(
-                    t.c.dataset_type_id == stored.id,
-                    t.c.collection_id.in_(ids),
-                    *restrict_columns([t.c[x] for x in dims], keys),
-                )
-            )
-        if not parts:
-            return []
-        stmt: Any = parts[0] if len(parts) == 1 else sa.union_all(*parts)
-        wanted = set(keys)
-        return [
-            dict(r) for r in conn.execute(stmt).mappings() if tuple(r[x] for x in dims) in wanted
-        ]
-
-    def decertify(
+    def untag(
         self,
         conn: sa.Connection,
         stored: StoredDatasetType,
         collection_id: int,
-        timespan: Timespan,
-        data_ids: Sequence[DataCoordinate] | None,
-    ) -> int:
-        """Remove validity inside ``timespan`` (splitting ranges); return rows touched."""
+        ids: Sequence[uuid.UUID],
+    ) -> None:
+        """Remove datasets from TAGGED ``collection_id``."""
+        t = stored.tags
+        for part in chunks(list(ids)):
+            conn.execute(
+                t.delete().where(t.c.collection_id == collection_id, t.c.dataset_id.in_(part))
+            )
+
+    def locate(
+        self, conn: sa.Connection, dataset_id: uuid.UUID
+    ) -> tuple[StoredDatasetType, DataCoordinate, int] | None:
+        """Dataset type, data ID and run id of one dataset (None if it does not exist)."""
+        d = self.schema.dataset
+        row = conn.execute(sa.select(d).where(d.c.dataset_id == dataset_id)).first()
+        if row is None:
+            return None
+        stored = self.by_id(conn, row.dataset_type_id)
+        t = stored.tags
         dims = stored.dataset_type.dimensions
-        keys = None if data_ids is None else [d.subset(dims).values_tuple for d in data_ids]
-        touched = [
-            r
-            for r in self.calib_rows(conn, stored, [collection_id], keys)
-            if Timespan(r["valid_begin"], r["valid_end"]).overlaps(timespan)
-        ]
-        if not touched:
-            return 0
-        c = stored.calibs
-        conn.execute(c.delete().where(c.c.calib_id.in_([r["calib_id"] for r in touched])))
-        pieces = []
-        for r in touched:
-            base = {k: v for k, v in r.items() if k != "calib_id"}
-            if r["valid_begin"] < timespan.begin_nsec:
-                pieces.append(dict(base, valid_end=timespan.begin_nsec))
-            if r["valid_end"] > timespan.end_nsec:
-                pieces.append(dict(base, valid_begin=timespan.end_nsec))
-        if pieces:
-            conn.execute(c.insert(), pieces)
-        return len(touched)
+        vals = conn.execute(
+            sa.select(*[t.c[x] for x in dims]).where(
+                t.c.dataset_id == dataset_id, t.c.collection_id == row.run_id
+            )
+        ).one()
+        return stored, DataCoordinate(dims, tuple(vals)), int(row.run_id)
+
+    def delete(self, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> None:
+        """Delete datasets; their tags, calibrations and datastore records cascade."""
+        d = self.schema.dataset
+        for part in chunks(list(ids)):
+            conn.execute(d.delete().where(d.c.dataset_id.in_(part)))
 
 
 def restrict_columns(
@@ -556,11 +487,3 @@ def restrict_columns(
         if len(values) <= limit:
             out.append(col.in_(values))
     return out
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: Any) -> None:
-        return None

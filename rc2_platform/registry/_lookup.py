@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.registry._dialect import backend
+
 
 @dataclass(frozen=True)
 class CompiledLookup:
@@ -87,12 +89,8 @@ class LookupConnections:
         if raw is None:
             raw = self.engine.raw_connection()
             driver = raw.dbapi_connection
-            name = self.engine.dialect.name
-            if name == "postgresql":
-                driver.autocommit = True  # type: ignore[union-attr]
-            elif name in ("mysql", "mariadb"):
-                driver.autocommit(True)  # type: ignore[union-attr]
             # SQLite connections already run with isolation_level=None (autocommit).
+            backend(self.engine).set_autocommit(driver)
             self._local.raw = raw
         return raw
 

@@ -27,15 +27,6 @@ class JoinPlan:
     distinct: bool = False
 
 
-def _family(schema: RegistrySchema, element: str) -> str:
-    """Spatial family of an element: elements of one family never need an overlap join."""
-    el = schema.universe[element]
-    for root in ("visit", "tract"):
-        if root in el.required:
-            return root
-    return element
-
-
 class QueryBuilder:
     """Build joins over dimension tables, overlap tables and dataset subqueries."""
 
@@ -104,8 +95,9 @@ class QueryBuilder:
                 provided |= cols
         for name in sorted(elements - set(chosen)):
             chosen.append(name)
-        if "exposure" in wanted and "visit" in wanted:
-            chosen.append("visit_definition")
+        for el in self.universe.elements:
+            if el.always_join and el.name not in chosen and set(el.required) <= wanted:
+                chosen.append(el.name)
         tables: dict[str, sa.FromClause] = {n: self.schema.elements[n] for n in chosen}
         overlap_rels, distinct = self._overlap_tables(wanted)
         plan = JoinPlan(from_=None, dims={}, tables=tables, distinct=distinct)  # type: ignore[arg-type]
@@ -123,14 +115,14 @@ class QueryBuilder:
         ]
         families: dict[str, str] = {}
         for name in spatial:
-            families.setdefault(_family(self.schema, name), name)
+            families.setdefault(self.universe.spatial_family(name), name)
         fams = sorted(families)
         out, distinct = [], False
         for i, f1 in enumerate(fams):
             for f2 in fams[i + 1 :]:
                 best = None
                 for ov in self.universe.config.overlaps:
-                    pair = {_family(self.schema, ov.a), _family(self.schema, ov.b)}
+                    pair = {self.universe.spatial_family(ov.a), self.universe.spatial_family(ov.b)}
                     if pair != {f1, f2}:
                         continue
                     table = self.schema.overlaps[ov.table]

@@ -11,8 +11,9 @@ from lsst.sphgeom import Region
 
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import ConflictingDefinitionError, DimensionError, DimensionValueError
-from rc2_platform.registry import _overlaps, _spatial
-from rc2_platform.registry._bulk import insert_rows
+from rc2_platform.geometry import polygon_overlaps as _spatial
+from rc2_platform.geometry import region_overlaps as _overlaps
+from rc2_platform.registry._dialect import insert_rows, savepoint
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.schema import RegistrySchema
 
@@ -145,7 +146,7 @@ class RecordManager:
                 return 0
         table = self.schema.elements[element]
         try:
-            with conn.begin_nested() if conn.dialect.name == "postgresql" else _null():
+            with savepoint(conn):
                 names = list(rows[0])
                 insert_rows(conn, table, names, [tuple(r[c] for c in names) for r in rows])
         except sa.exc.IntegrityError as exc:
@@ -189,7 +190,7 @@ class RecordManager:
             return 0
         table = self.schema.elements[element]
         try:
-            with conn.begin_nested() if conn.dialect.name == "postgresql" else _null():
+            with savepoint(conn):
                 insert_rows(conn, table, names, rows)
         except sa.exc.IntegrityError as exc:
             dict_rows = [dict(zip(names, r, strict=True)) for r in rows]
@@ -357,7 +358,7 @@ class RecordManager:
         keys: list[tuple[Any, ...]],
         verts: Any,
     ) -> None:
-        """Overlaps of convex-polygon regions, computed set-wise (see ``_spatial``)."""
+        """Overlaps of convex-polygon regions, computed set-wise (see ``rc2_platform.geometry.polygon_overlaps``)."""
         pixels: dict[int, tuple[Any, Any]] = {}
         for ov in self.universe.config.overlaps:
             other = self.universe[ov.b]
@@ -539,11 +540,3 @@ def _differs(old: Any, new: Any) -> bool:
     if isinstance(old, memoryview):
         old = bytes(old)
     return bool(old != new)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: Any) -> None:
-        return None

@@ -48,6 +48,9 @@ class ElementConfig(BaseModel):
     region: bool = False
     timespan: bool = False
     skypix: int | None = None
+    #: Join this relation whenever a query has all its dimensions (e.g. the
+    #: exposure <-> visit relation), not only when a requested column needs it.
+    always_join: bool = False
 
 
 class OverlapConfig(BaseModel):
@@ -69,6 +72,46 @@ class UniverseConfig(BaseModel):
     namespace: str = "rc2"
     elements: list[ElementConfig]
     overlaps: list[OverlapConfig] = Field(default_factory=list)
+    #: Spatial families, keyed by a root element: regions of one family nest (a
+    #: visit_detector_region lies inside its visit), so a query mixing elements of one
+    #: family needs no overlap join. An element in no family is a family of its own.
+    spatial_families: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_version_1(cls, data: Any) -> Any:
+        """Read a version-1 universe (stored in older registries) with its semantics.
+
+        Version 1 had no ``always_join`` / ``spatial_families``: the query planner
+        joined ``visit_definition`` when a query had exposure and visit, and grouped
+        spatial elements into the families of ``visit`` and ``tract`` (every element
+        requiring one of them). Version 2 says so in the configuration.
+        """
+        if not isinstance(data, dict) or data.get("version") != 1:
+            return data
+        if "spatial_families" in data:
+            return data
+        data = dict(data)
+        elements = [dict(e) for e in data.get("elements", []) if isinstance(e, dict)]
+        requires: dict[str, set[str]] = {}
+        for el in elements:
+            closure = {el.get("name", "")}
+            for dep in el.get("requires", []):
+                closure |= requires.get(dep, {dep})
+            requires[el.get("name", "")] = closure
+            if el.get("name") == "visit_definition":
+                el["always_join"] = True
+        families: dict[str, list[str]] = {}
+        for el in elements:
+            if not el.get("region"):
+                continue
+            for root in ("visit", "tract"):
+                if root in requires[el["name"]]:
+                    families.setdefault(root, []).append(el["name"])
+                    break
+        data["elements"] = elements
+        data["spatial_families"] = families
+        return data
 
     @model_validator(mode="after")
     def _check_references(self) -> UniverseConfig:
@@ -87,6 +130,15 @@ class UniverseConfig(BaseModel):
             for side in (ov.a, ov.b):
                 if side not in seen or not (seen[side].region or seen[side].skypix):
                     raise ValueError(f"overlap {ov.table!r}: {side!r} is not a spatial element")
+        member_of: dict[str, str] = {}
+        for root, members in self.spatial_families.items():
+            for name in [root, *members]:
+                if name not in seen or not (seen[name].region or seen[name].skypix):
+                    raise ValueError(f"spatial family {root!r}: {name!r} is not a spatial element")
+                if member_of.setdefault(name, root) != root:
+                    raise ValueError(
+                        f"element {name!r} is in two spatial families ({member_of[name]!r}, {root!r})"
+                    )
         return self
 
 
@@ -110,6 +162,8 @@ class DimensionElement:
         Whether records carry a sky region / a time span.
     skypix_level : int | None
         HTM level for a skypix dimension (no table).
+    always_join : bool
+        Joined by every query that has all of the element's dimensions.
     """
 
     name: str
@@ -120,6 +174,7 @@ class DimensionElement:
     has_region: bool
     has_timespan: bool
     skypix_level: int | None
+    always_join: bool = False
 
     @property
     def is_dimension(self) -> bool:
@@ -167,7 +222,13 @@ class DimensionUniverse:
                 has_region=el.region,
                 has_timespan=el.timespan,
                 skypix_level=el.skypix,
+                always_join=el.always_join,
             )
+        self._families = {
+            name: root
+            for root, members in config.spatial_families.items()
+            for name in [root, *members]
+        }
 
     # --- construction -----------------------------------------------------------------
 
@@ -260,6 +321,10 @@ class DimensionUniverse:
         """Dimensions of ``expand(dimensions)`` that are not in ``required(dimensions)``."""
         req = set(self.required(dimensions))
         return tuple(d for d in self.expand(dimensions) if d not in req)
+
+    def spatial_family(self, element: str) -> str:
+        """The spatial family of an element (its own name when it belongs to none)."""
+        return self._families.get(element, element)
 
     def key_type(self, dimension: str) -> ColumnTypeName:
         """The value type (``int`` or ``string``) of a dimension."""

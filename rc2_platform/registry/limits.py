@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.registry._dialect import backend
+
 _deadline = threading.local()
 
 #: SQLite calls the progress handler every this many virtual machine instructions.
@@ -48,27 +50,18 @@ def limit_statement_time(engine: sa.Engine, seconds: float) -> None:
 
     Existing pooled connections are closed so that all later ones carry the limit.
     """
-    backend = engine.dialect.name
+    be = backend(engine)
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
-        if backend == "sqlite":
-            dbapi_conn.set_progress_handler(_sqlite_progress, _SQLITE_PROGRESS_STEPS)
-            return
-        cur = dbapi_conn.cursor()
-        try:
-            if backend == "postgresql":
-                cur.execute(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
-            elif getattr(engine.dialect, "is_mariadb", False):
-                cur.execute(f"SET SESSION max_statement_time = {float(seconds)}")
-            elif backend == "mysql":
-                cur.execute(f"SET SESSION max_execution_time = {max(1, int(seconds * 1000))}")
-        finally:
-            cur.close()
-        if backend == "postgresql" and not getattr(dbapi_conn, "autocommit", True):
-            dbapi_conn.commit()
+        be.limit_statement_time(dbapi_conn, seconds, engine.dialect, _sqlite_progress)
 
     sa.event.listen(engine, "connect", on_connect)
     engine.dispose()
+
+
+def is_refused_query(exc: BaseException) -> bool:
+    """Whether a driver error is the database refusing a query (bad value or type)."""
+    return isinstance(exc, sa.exc.DataError | sa.exc.ProgrammingError)
 
 
 def is_timeout(exc: BaseException) -> bool:

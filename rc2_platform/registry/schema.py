@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rc2_platform.registry._dialect import CLUSTERED_PRIMARY_KEY, big_identity_type
 from rc2_platform.registry.dimensions import ColumnConfig, DimensionElement, DimensionUniverse
 
 #: Version of the schema written by this code; opening another one fails.
@@ -164,7 +165,7 @@ class RegistrySchema:
         """
         dims = self.universe.sorted(set(self.universe[a].required) | set(self.universe[b].required))
         cols = [self.dimension_column(d, primary_key=True, autoincrement=False) for d in dims]
-        table = sa.Table(name, self.metadata, *cols, sqlite_with_rowid=False)
+        table = sa.Table(name, self.metadata, *cols, **CLUSTERED_PRIMARY_KEY)
         # The primary key leads with side a's columns; index side b for the reverse join.
         sa.Index(None, *[table.c[d] for d in self.universe[b].required])
         return table
@@ -267,7 +268,7 @@ class RegistrySchema:
         cols: list[Any] = [
             sa.Column(
                 "calib_id",
-                sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                big_identity_type(),
                 sa.Identity(),
                 primary_key=True,
             ),

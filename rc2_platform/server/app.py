@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from rc2_platform import __version__, errors
 from rc2_platform.butler import Butler
+from rc2_platform.registry import DatabaseError
+from rc2_platform.registry.limits import is_refused_query
 from rc2_platform.server.access import ANONYMOUS, Principal
 from rc2_platform.server.config import RepositoryConfig, ServerConfig
 from rc2_platform.server.service import RepositoryService
@@ -134,10 +135,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, sa.exc.DBAPIError)
+    assert isinstance(exc, DatabaseError)
     reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
     first = reason[0] if reason else type(exc).__name__
-    if isinstance(exc, (sa.exc.DataError, sa.exc.ProgrammingError)):
+    if is_refused_query(exc):
         return error_response(
             400,
             "QueryError",
@@ -275,7 +276,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(router)
     app.add_exception_handler(errors.Rc2Error, _rc2_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(sa.exc.DBAPIError, _database_error)
+    app.add_exception_handler(DatabaseError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
     app.middleware("http")(_log_requests)
     app.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)

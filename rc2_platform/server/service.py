@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
 import rc2_platform.remote.wire as wire
 from rc2_platform.butler import Butler
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
@@ -29,7 +27,8 @@ from rc2_platform.errors import (
     QueryLimitError,
     ServerBusyError,
 )
-from rc2_platform.registry.limits import is_timeout, limit_statement_time, query_deadline
+from rc2_platform.registry import DatabaseError
+from rc2_platform.registry.limits import is_timeout, query_deadline
 from rc2_platform.server.access import Principal
 from rc2_platform.server.config import LimitsConfig
 from rc2_platform.server.results import QueryResult, ResultCache
@@ -71,7 +70,7 @@ class RepositoryService:
         self.signer = signer
         self.results = ResultCache(limits.cursor_rows, limits.cursor_seconds)
         self._slots = threading.BoundedSemaphore(limits.concurrent_queries)
-        limit_statement_time(butler.registry.engine, limits.query_seconds)
+        butler.registry.limit_statement_time(limits.query_seconds)
 
     def close(self) -> None:
         """Close the repository."""
@@ -89,7 +88,7 @@ class RepositoryService:
         try:
             with query_deadline(self.limits.query_seconds):
                 yield
-        except (sa.exc.OperationalError, sa.exc.DatabaseError) as exc:
+        except DatabaseError as exc:
             if is_timeout(exc):
                 raise QueryLimitError(
                     f"the query ran longer than this server's limit of "

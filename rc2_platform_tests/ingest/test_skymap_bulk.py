@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from rc2_platform.butler import Butler
 from rc2_platform.errors import DimensionValueError
 from rc2_platform.geometry import decode_region
+from rc2_platform.geometry import polygon_overlaps as _spatial
 from rc2_platform.ingest import bootstrap, register_skymap
 from rc2_platform.ingest.bootstrap_config import load_bootstrap_config
 from rc2_platform.ingest.skymap import patch_pixel_overlaps
-from rc2_platform.registry import Registry, _spatial
+from rc2_platform.registry import Registry
 from rc2_platform.simulate import SimulationResult
 from rc2_platform.skymap import iter_patch_records, load_skymap
 

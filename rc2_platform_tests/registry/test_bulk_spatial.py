@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from rc2_platform.errors import DimensionError, DimensionValueError
 from rc2_platform.geometry import decode_region, encode_quads, lonlat_to_vectors
-from rc2_platform.registry import Registry, _spatial
+from rc2_platform.geometry import polygon_overlaps as _spatial
+from rc2_platform.registry import Registry
 
 
 def _quads(n: int, seed: int, width: float = 0.6) -> list[bytes]:

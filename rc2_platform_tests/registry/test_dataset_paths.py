@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.errors import DimensionError, DimensionValueError
 from rc2_platform.registry import CollectionType, DatasetType, Registry
-from rc2_platform.registry import registry as registry_module
+from rc2_platform.registry import _search as search_module
 from rc2_platform.registry._bulk import time_ordered_uuids
 
 RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "ExposureF")
@@ -114,7 +114,7 @@ def test_per_run_merge_agrees_with_the_sql_window(
     reg.insert_datasets("raw", _ids(range(3), range(2)), "run/b")
     reg.insert_datasets("raw", _ids(range(1, 4), range(1, 3)), "run/a")
     merged = reg.find_datasets("raw", "chain")
-    monkeypatch.setattr(registry_module, "MAX_PER_RUN_QUERIES", 1)
+    monkeypatch.setattr(search_module, "MAX_PER_RUN_QUERIES", 1)
     windowed = reg.find_datasets("raw", "chain")
     assert merged == windowed
     assert {r.run for r in merged.values()} == {"run/a", "run/b", "run/c"}

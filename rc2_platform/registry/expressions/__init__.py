@@ -27,6 +27,7 @@ from ._nodes import (
     UnaryOp,
 )
 from ._parser import parse_where
+from ._rows import select_rows
 from ._sql import Resolver, to_sql
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "TrueExpression",
     "UnaryOp",
     "parse_where",
+    "select_rows",
     "to_sql",
 ]

@@ -1,0 +1,58 @@
+"""Datastore records: where each dataset's file is (``file_datastore_records``).
+
+The datastore decides paths and writes files; the registry stores its records in the
+same transaction as the dataset rows, so both commit or roll back together. Rows go
+to the database at driver level (COPY on PostgreSQL) because execution registers a
+job's outputs in one call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.registry._dialect import backend, insert_rows
+from rc2_platform.registry._records import chunks
+from rc2_platform.registry.schema import RegistrySchema
+
+_COLUMNS = ("dataset_id", "path", "storage_class", "formatter", "file_size")
+
+
+class DatastoreRecordManager:
+    """Insert, read and delete the file records of datasets."""
+
+    def __init__(self, schema: RegistrySchema):
+        self.table = schema.file_datastore_records
+
+    def insert(self, conn: sa.Connection, records: Sequence[DatastoreRecord]) -> None:
+        """Insert records of datasets that exist and have none yet (IntegrityError otherwise)."""
+        if not records:
+            return
+        ids = backend(conn).uuids_to_db([r.dataset_id for r in records])
+        rows = [
+            (i, r.path, r.storage_class, r.formatter, r.file_size)
+            for i, r in zip(ids, records, strict=True)
+        ]
+        insert_rows(conn, self.table, _COLUMNS, rows)
+
+    def fetch(
+        self, conn: sa.Connection, ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, DatastoreRecord]:
+        """The records of datasets ``ids`` that have one (one query per 5,000 ids)."""
+        t = self.table
+        out: dict[uuid.UUID, DatastoreRecord] = {}
+        for part in chunks(list(ids)):
+            for row in conn.execute(sa.select(t).where(t.c.dataset_id.in_(part))):
+                out[row.dataset_id] = DatastoreRecord(
+                    row.dataset_id, row.path, row.formatter, row.storage_class, row.file_size or 0
+                )
+        return out
+
+    def delete(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> None:
+        """Delete the records of datasets ``ids`` (the datasets stay registered)."""
+        t = self.table
+        for part in chunks(list(ids)):
+            conn.execute(t.delete().where(t.c.dataset_id.in_(part)))

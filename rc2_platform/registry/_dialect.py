@@ -1,0 +1,412 @@
+"""Every difference between the registry's database backends, in one module.
+
+The rest of the registry never compares dialect names: it asks the :class:`Backend` of
+its connection (:func:`backend`) what to do, the way SQLAlchemy's own compliance suite
+describes backends by capability flags. What differs:
+
+=============================  ==================  =====================  ================
+                               SQLite              PostgreSQL             MariaDB / MySQL
+=============================  ==================  =====================  ================
+engine setup                   pragmas, WAL,       psycopg 3 by default,  utf8mb4, pool
+                               BEGIN IMMEDIATE     pool
+``sa.Uuid`` bound as           32 hex digits       ``uuid.UUID``          32 hex digits
+bulk rows                      ``executemany``     ``COPY`` (binary)      ``executemany``
+bulk numpy columns             packed JSON array   binary ``COPY`` buffer tuples
+an error in a transaction      recoverable         aborts it: SAVEPOINT   recoverable
+DDL in a transaction           yes                 yes                    commits: never
+stale statistics               not tracked         ``pg_stat`` views      InnoDB's own
+``ANALYZE``                    one per table       one statement          ``ANALYZE TABLE``
+autocommit driver connection   already             ``autocommit = True``  ``autocommit(True)``
+=============================  ==================  =====================  ================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from rc2_platform.registry import _bulk
+
+#: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
+WRITE_TRANSACTION = "rc2_write_transaction"
+
+#: Table options of a table whose primary key is its only access path (SQLite: WITHOUT ROWID).
+CLUSTERED_PRIMARY_KEY: dict[str, Any] = {"sqlite_with_rowid": False}
+
+
+def big_identity_type() -> sa.types.TypeEngine[Any]:
+    """A 64-bit auto-increment key type (SQLite only auto-increments ``INTEGER``)."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Backend:
+    """What one database backend needs done differently (the generic behaviour)."""
+
+    #: SQLAlchemy backend names this class serves.
+    names: tuple[str, ...] = ()
+    #: A failed statement aborts the whole transaction: statements that may fail (and
+    #: whose error the registry explains and re-raises) run inside a SAVEPOINT.
+    errors_abort_transaction = False
+    #: ``sa.Uuid`` values are bound and fetched as ``uuid.UUID`` (else 32 hex digits).
+    native_uuid = False
+    #: DDL runs inside a transaction and rolls back with it.
+    transactional_ddl = False
+    #: A bulk load into an empty table may drop its foreign keys and add them back after.
+    defers_foreign_keys = False
+    #: A server (the password may come from the environment).
+    is_server = True
+    #: Constraints and primary keys change only by rebuilding the table (SQLite).
+    alters_by_rebuild = False
+    #: A foreign key without a usable index gets one of its own, named like it (MariaDB).
+    foreign_keys_create_indexes = False
+
+    # --- engines ------------------------------------------------------------------------
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        """An engine for ``url``: small pre-pinged pools, recycled hourly."""
+        return sa.create_engine(
+            self.adapt_url(url), pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=3600
+        )
+
+    def adapt_url(self, url: sa.URL) -> sa.URL:
+        """The URL with this backend's defaults filled in."""
+        return url
+
+    def create_migration_engine(self, url: sa.URL) -> sa.Engine:
+        """An engine for schema migrations (no pool: one connection, closed after)."""
+        return sa.create_engine(self.adapt_url(url), poolclass=sa.pool.NullPool)
+
+    def set_autocommit(self, driver_connection: Any) -> None:
+        """Put a raw DBAPI connection in autocommit mode (each statement sees the latest data)."""
+
+    def limit_statement_time(
+        self,
+        dbapi_conn: Any,
+        seconds: float,
+        dialect: sa.Dialect,
+        progress: Callable[[], int],
+    ) -> None:
+        """Make a new DBAPI connection stop statements running over ``seconds``.
+
+        ``progress`` is SQLite's progress handler (a per-thread deadline); servers
+        take a session setting.
+        """
+
+    # --- values -------------------------------------------------------------------------
+
+    def uuid_to_db(self) -> Callable[[uuid.UUID], Any]:
+        """The function turning a UUID into the value the driver binds for ``sa.Uuid``."""
+        return operator.attrgetter("hex")
+
+    def uuids_to_db(self, ids: Sequence[uuid.UUID]) -> Sequence[Any]:
+        """Many UUIDs as the driver binds them for ``sa.Uuid``."""
+        return list(map("{:032x}".format, map(operator.attrgetter("int"), ids)))
+
+    def uuid_from_db(self) -> Callable[[Any], uuid.UUID]:
+        """The function turning a raw driver value of a ``sa.Uuid`` column into a UUID."""
+        return lambda v: v if isinstance(v, uuid.UUID) else _bulk.uuid_from_hex(v.replace("-", ""))
+
+    # --- writes -------------------------------------------------------------------------
+
+    def savepoint(self, conn: sa.Connection) -> AbstractContextManager[Any]:
+        """A SAVEPOINT around statements that may fail, where a failure aborts the transaction."""
+        return contextlib.nullcontext()
+
+    def insert_rows(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        binary: bool,
+    ) -> None:
+        """Insert driver-ready tuples (see :func:`insert_rows`)."""
+        _bulk.executemany_rows(conn, table, columns, rows)
+
+    def write_columns(
+        self, conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
+    ) -> bool:
+        """Insert numpy columns without per-row tuples; False if this form is not supported."""
+        return False
+
+    # --- planner statistics -------------------------------------------------------------
+
+    def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
+        """Refresh planner statistics of tables ``names``."""
+        for name in names:
+            conn.exec_driver_sql(f"ANALYZE {name}")
+
+    def stale_tables(self, conn: sa.Connection, stale_fraction: float) -> list[str]:
+        """Non-empty tables whose planner statistics are missing or stale (if tracked)."""
+        return []
+
+    def is_internal_table(self, name: str) -> bool:
+        """Whether ``name`` is the database's own table (never analyzed or exported)."""
+        return False
+
+    def dangling_references(self, conn: sa.Connection) -> list[str]:
+        """Rows whose foreign keys point nowhere, where they can exist (SQLite, keys off)."""
+        return []
+
+
+class SqliteBackend(Backend):
+    """SQLite: the embedded default (one file inside the repository)."""
+
+    names = ("sqlite",)
+    transactional_ddl = True
+    is_server = False
+    alters_by_rebuild = True
+
+    def create_engine(self, url: sa.URL) -> sa.Engine:
+        """An engine with foreign keys, WAL and a busy timeout on every connection."""
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    def create_migration_engine(self, url: sa.URL) -> sa.Engine:
+        """Foreign keys off: rebuilding a parent table must not cascade into its children.
+
+        SQLite changes constraints only by copying a table and dropping the original;
+        with foreign keys on, that DROP would delete every referencing row.
+        ``PRAGMA foreign_key_check`` afterwards proves nothing dangles.
+        """
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "connect", _sqlite_foreign_keys_off)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    def write_columns(
+        self, conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
+    ) -> bool:
+        """Bit-packed integer columns unpacked by ``json_each`` inside SQLite."""
+        return _bulk.sqlite_packed_insert(conn, table, columns, n)
+
+    def limit_statement_time(
+        self,
+        dbapi_conn: Any,
+        seconds: float,
+        dialect: sa.Dialect,
+        progress: Callable[[], int],
+    ) -> None:
+        """A progress handler checking the calling thread's deadline every 20,000 steps."""
+        dbapi_conn.set_progress_handler(progress, 20_000)
+
+    def is_internal_table(self, name: str) -> bool:
+        """SQLite's ``sqlite_*`` tables (statistics, sequences)."""
+        return name.startswith("sqlite_")
+
+    def dangling_references(self, conn: sa.Connection) -> list[str]:
+        """``PRAGMA foreign_key_check``: one line per row referring to a missing parent."""
+        rows = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        return [f"{r[0]} row {r[1]} -> {r[2]}" for r in rows]
+
+
+def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA busy_timeout = 30000")
+    if dbapi_conn.execute("PRAGMA database_list").fetchone()[2]:
+        cur.execute("PRAGMA journal_mode = WAL")
+    # WAL + synchronous=NORMAL: a power loss may drop the last commits, never corrupt.
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+    cur.execute("PRAGMA temp_store = MEMORY")
+    cur.close()
+
+
+def _sqlite_foreign_keys_off(dbapi_conn: Any, record: Any) -> None:
+    dbapi_conn.execute("PRAGMA foreign_keys = OFF")
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # BEGIN IMMEDIATE takes the write lock at once: two processes writing one registry
+    # then wait for each other (busy timeout) instead of failing on lock upgrade.
+    immediate = conn.get_execution_options().get(WRITE_TRANSACTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL through psycopg 3: the production registry."""
+
+    names = ("postgresql",)
+    errors_abort_transaction = True
+    native_uuid = True
+    transactional_ddl = True
+    defers_foreign_keys = True
+
+    def adapt_url(self, url: sa.URL) -> sa.URL:
+        """``postgresql://`` means psycopg 3 (SQLAlchemy would pick psycopg2)."""
+        if url.drivername == "postgresql":
+            return url.set(drivername="postgresql+psycopg")
+        return url
+
+    def set_autocommit(self, driver_connection: Any) -> None:
+        """psycopg: ``autocommit = True``."""
+        driver_connection.autocommit = True
+
+    def limit_statement_time(
+        self,
+        dbapi_conn: Any,
+        seconds: float,
+        dialect: sa.Dialect,
+        progress: Callable[[], int],
+    ) -> None:
+        """``SET statement_timeout`` (milliseconds) for the session."""
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
+        if not getattr(dbapi_conn, "autocommit", True):
+            dbapi_conn.commit()
+
+    def uuid_to_db(self) -> Callable[[uuid.UUID], Any]:
+        """psycopg binds ``uuid.UUID`` natively."""
+        return _identity
+
+    def uuids_to_db(self, ids: Sequence[uuid.UUID]) -> Sequence[Any]:
+        """psycopg binds ``uuid.UUID`` natively."""
+        return ids
+
+    def uuid_from_db(self) -> Callable[[Any], uuid.UUID]:
+        """psycopg returns ``uuid.UUID`` (text only through casts)."""
+        return lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
+
+    def savepoint(self, conn: sa.Connection) -> AbstractContextManager[Any]:
+        """``SAVEPOINT``: after an error PostgreSQL refuses every statement until rollback."""
+        return conn.begin_nested()
+
+    def insert_rows(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        binary: bool,
+    ) -> None:
+        """``COPY ... FROM STDIN`` (binary when every value has its column's exact type)."""
+        _bulk.copy_rows(conn, table, columns, rows, binary)
+
+    def write_columns(
+        self, conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
+    ) -> bool:
+        """One binary ``COPY`` buffer built with numpy."""
+        return _bulk.pg_binary_copy(conn, table, columns, n)
+
+    def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
+        """One ``ANALYZE a, b, ...``."""
+        conn.exec_driver_sql("ANALYZE " + ", ".join(names))
+
+    def stale_tables(self, conn: sa.Connection, stale_fraction: float) -> list[str]:
+        """Tables never analyzed, or with more than ``stale_fraction`` rows changed since.
+
+        ``reltuples < 0`` (catalog, always current) marks a table never analyzed; the
+        statistics views (flushed asynchronously) tell how much changed since.
+        """
+        rows = conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND ("
+            "c.reltuples < 0 OR COALESCE(s.n_mod_since_analyze, 0) > "
+            f"{float(stale_fraction)} * GREATEST(c.reltuples, COALESCE(s.n_live_tup, 0), 1))"
+        )
+        return sorted(r[0] for r in rows)
+
+
+class MysqlBackend(Backend):
+    """MariaDB / MySQL through pymysql."""
+
+    names = ("mysql", "mariadb")
+    foreign_keys_create_indexes = True
+
+    def adapt_url(self, url: sa.URL) -> sa.URL:
+        """Four-byte UTF-8 (``utf8mb4``) on every connection."""
+        return url.update_query_dict({"charset": "utf8mb4"})
+
+    def set_autocommit(self, driver_connection: Any) -> None:
+        """pymysql: ``autocommit(True)``."""
+        driver_connection.autocommit(True)
+
+    def limit_statement_time(
+        self,
+        dbapi_conn: Any,
+        seconds: float,
+        dialect: sa.Dialect,
+        progress: Callable[[], int],
+    ) -> None:
+        """MariaDB ``max_statement_time`` (seconds); MySQL ``max_execution_time`` (ms)."""
+        cur = dbapi_conn.cursor()
+        try:
+            if getattr(dialect, "is_mariadb", False):
+                cur.execute(f"SET SESSION max_statement_time = {float(seconds)}")
+            else:
+                cur.execute(f"SET SESSION max_execution_time = {max(1, int(seconds * 1000))}")
+        finally:
+            cur.close()
+
+    def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
+        """One ``ANALYZE TABLE a, b, ...``."""
+        conn.exec_driver_sql("ANALYZE TABLE " + ", ".join(names))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+_BACKENDS: dict[str, Backend] = {
+    name: cls() for cls in (SqliteBackend, PostgresBackend, MysqlBackend) for name in cls.names
+}
+
+
+@lru_cache(maxsize=16)
+def backend_named(name: str) -> Backend:
+    """The backend of a SQLAlchemy backend name (generic for others, e.g. Oracle)."""
+    return _BACKENDS.get(name, Backend())
+
+
+def backend(dialect: sa.Dialect | sa.Connection | sa.Engine) -> Backend:
+    """The backend of a dialect, connection or engine."""
+    if not isinstance(dialect, sa.Dialect):
+        dialect = dialect.dialect
+    return backend_named(dialect.name)
+
+
+def backend_for_url(url: sa.URL) -> Backend:
+    """The backend a URL names."""
+    return backend_named(url.get_backend_name())
+
+
+def insert_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    binary: bool = False,
+) -> None:
+    """Insert driver-ready ``rows`` (tuples in ``columns`` order) into ``table``.
+
+    Runs in the connection's current transaction. Constraint violations surface as
+    ``sqlalchemy.exc.IntegrityError`` on every backend (COPY errors are wrapped).
+    With ``binary`` PostgreSQL gets a binary COPY (half the client and server work of
+    text); every value must then have exactly its column's Python type (int for
+    integer columns, str, UUID, bytes, float).
+    """
+    if rows:
+        backend(conn).insert_rows(conn, table, columns, rows, binary)
+
+
+@contextlib.contextmanager
+def savepoint(conn: sa.Connection) -> Iterator[None]:
+    """Shorthand for ``backend(conn).savepoint(conn)``."""
+    with backend(conn).savepoint(conn):
+        yield
