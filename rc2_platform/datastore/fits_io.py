@@ -131,9 +131,14 @@ def _parse_value(text: str) -> Any:
     return float(value.replace("D", "E"))
 
 
-def _cards(buf: bytes | memoryview, offset: int) -> tuple[list[tuple[str, Any]], bool, int]:
+def _cards(
+    buf: bytes | memoryview, offset: int, only: frozenset[str] | None = None
+) -> tuple[list[tuple[str, Any]], bool, int]:
     """The plain ``KEYWORD = value`` cards of the header at ``offset``, whether that was
-    every card (no COMMENT, CONTINUE, HIERARCH ...), and the offset of the HDU's data."""
+    every card (no COMMENT, CONTINUE, HIERARCH ...), and the offset of the HDU's data.
+
+    With ``only``, just those keywords are parsed (the others are skipped unread).
+    """
     cards: list[tuple[str, Any]] = []
     complete = True
     pos = offset
@@ -143,6 +148,8 @@ def _cards(buf: bytes | memoryview, offset: int) -> tuple[list[tuple[str, Any]],
         key = card[:8].rstrip()
         if key == "END":
             return cards, complete, offset + -(-(pos - offset) // _BLOCK) * _BLOCK
+        if only is not None and key not in only:
+            continue
         if card[8:10] != "= " or not _KEYWORD.match(key):
             complete = complete and not key.strip() and not card.strip()
             continue
@@ -151,6 +158,13 @@ def _cards(buf: bytes | memoryview, offset: int) -> tuple[list[tuple[str, Any]],
         except ValueError:
             complete = False
     raise ValueError("no END card")
+
+
+#: The keywords that locate and describe an image HDU's data.
+_DATA_KEYS = frozenset(
+    {"BITPIX", "NAXIS", "BZERO", "BSCALE", "EXTNAME", "PCOUNT", "GCOUNT", "XTENSION", "CTYPE1"}
+    | {f"NAXIS{i}" for i in range(1, 1000)}
+)
 
 
 def _pad(data: bytes, fill: bytes) -> bytes:
@@ -176,16 +190,40 @@ def _unit_from_fits(text: str) -> Any:
     return u.Unit(text, format="fits", parse_strict="warn")
 
 
-def _column_plan(table: Table) -> list[tuple[str, str, np.ndarray, str | None]] | None:
-    """(name, TFORM, big-endian data, unit) per column, or None when astropy must write."""
+def _variable_length(data: np.ndarray) -> tuple[str, list[np.ndarray]] | None:
+    """TFORM code and big-endian arrays of an object column of 1-d numeric arrays."""
+    arrays = [np.asarray(a) for a in data]
+    dtypes = {a.dtype.str[1:] for a in arrays if isinstance(a, np.ndarray)}
+    if not arrays or len(dtypes) != 1 or any(a.ndim != 1 for a in arrays):
+        return None
+    key = dtypes.pop()
+    if key not in _DTYPE_TFORM or key == "u1":
+        return None
+    return _DTYPE_TFORM[key], [a.astype(">" + key) for a in arrays]
+
+
+def _column_plan(table: Table) -> list[tuple[str, str, Any, str | None]] | None:
+    """(name, TFORM, big-endian data, unit) per column, or None when astropy must write.
+
+    Variable-length columns (object arrays of 1-d arrays) get a TFORM ``P<code>(<max>)``
+    and, as data, the list of their big-endian arrays (the heap).
+    """
     from astropy.table import Column, MaskedColumn
 
-    plan = []
+    plan: list[tuple[str, str, Any, str | None]] = []
     for col in table.columns.values():
         if type(col) not in (Column, MaskedColumn) or col.ndim != 1 or col.info.format:
             return None
         data = np.asarray(col)
         kind = data.dtype.kind
+        if kind == "O":
+            heap = _variable_length(data) if type(col) is Column and col.unit is None else None
+            if heap is None:
+                return None
+            code, arrays = heap
+            longest = max((len(a) for a in arrays), default=0)
+            plan.append((col.info.name, f"P{code}({longest})", arrays, None))
+            continue
         if isinstance(col, MaskedColumn) and np.any(col.mask):
             # astropy fills masked floats with NaN and strings with "" unless a fill
             # value other than numpy's default was chosen.
@@ -225,8 +263,10 @@ def _column_plan(table: Table) -> list[tuple[str, str, np.ndarray, str | None]] 
 def write_table(table: Table, path: Path) -> bool:
     """Write ``table`` as a FITS binary table like ``Table.write(format='fits')``.
 
-    Returns False (nothing written) for tables this module does not handle: object or
-    multidimensional columns, masked integers, display formats, mixins, complex meta.
+    Variable-length columns (object arrays of 1-d int16/32/64 or float32/64 arrays, like
+    the footprint span columns) go to the heap with ``P`` formats. Returns False (nothing
+    written) for tables this module does not handle: other object or multidimensional
+    columns, masked integers, display formats, mixins, complex meta.
     """
     from astropy.table import Table as _Table
 
@@ -244,9 +284,7 @@ def write_table(table: Table, path: Path) -> bool:
     if plan is None:
         return False
     rows = len(table)
-    record = np.empty(rows, dtype=[(f"f{i}", data.dtype) for i, (_, _, data, _) in enumerate(plan)])
-    for i, (_, _, data, _) in enumerate(plan):
-        record[f"f{i}"] = data
+    record, heap = _records(plan, rows)
     width = record.dtype.itemsize
     cards = [
         format_card("XTENSION", "BINTABLE", "binary table extension"),
@@ -254,7 +292,7 @@ def write_table(table: Table, path: Path) -> bool:
         format_card("NAXIS", 2, "number of array dimensions"),
         format_card("NAXIS1", width, "length of dimension 1"),
         format_card("NAXIS2", rows, "length of dimension 2"),
-        format_card("PCOUNT", 0, "number of group parameters"),
+        format_card("PCOUNT", len(heap), "number of group parameters"),
         format_card("GCOUNT", 1, "number of groups"),
         format_card("TFIELDS", len(plan), "number of table fields"),
     ]
@@ -271,16 +309,39 @@ def write_table(table: Table, path: Path) -> bool:
         format_card("NAXIS", 0, "number of array dimensions"),
         format_card("EXTEND", True),
     ]
-    body = _pad(record.tobytes(), b"\0")
+    body = _pad(record.tobytes() + heap, b"\0")
     path.write_bytes(_header_bytes(primary) + _header_bytes(cards) + body)
     return True
+
+
+def _records(plan: list[tuple[str, str, Any, str | None]], rows: int) -> tuple[np.ndarray, bytes]:
+    """The main table (one structured array) and the heap of the variable-length columns."""
+    fields = [
+        (f"f{i}", (">i4", (2,)) if tform.startswith("P") else data.dtype)
+        for i, (_, tform, data, _) in enumerate(plan)
+    ]
+    record = np.empty(rows, dtype=fields)
+    heap: list[bytes] = []
+    size = 0
+    for i, (_, tform, data, _) in enumerate(plan):
+        if not tform.startswith("P"):
+            record[f"f{i}"] = data
+            continue
+        descriptors = np.empty((rows, 2), dtype=np.int64)
+        for k, arr in enumerate(data):
+            chunk = arr.tobytes()
+            descriptors[k] = (len(arr), size)
+            heap.append(chunk)
+            size += len(chunk)
+        record[f"f{i}"] = descriptors
+    return record, b"".join(heap)
 
 
 def read_table(path: Path) -> Table | None:
     """Read the first extension of ``path`` like ``Table.read(path, format='fits', hdu=1)``.
 
-    Returns None for files this module leaves to astropy (heap/variable-length columns,
-    scaled or null-valued columns, comment cards, long strings).
+    Returns None for files this module leaves to astropy (scaled or null-valued columns,
+    vector columns, comment cards, long strings).
     """
     buf = path.read_bytes()
     _, _, start = _cards(buf, 0)
@@ -290,17 +351,21 @@ def read_table(path: Path) -> Table | None:
     if not complete or not cards or cards[0] != ("XTENSION", "BINTABLE"):
         return None
     header = dict(cards)
-    if header.get("PCOUNT", 0) != 0 or len(header) != len(cards):
+    if len(header) != len(cards):
         return None
     columns = _table_columns(header)
     if columns is None:
         return None
     rows = int(header["NAXIS2"])
     dtype = np.dtype([(f"f{i}", fmt) for i, (_, fmt, _, _) in enumerate(columns)])
-    if dtype.itemsize != header["NAXIS1"] or data_start + rows * dtype.itemsize > len(buf):
+    main = rows * dtype.itemsize
+    heap_start = data_start + int(header.get("THEAP", main))
+    if dtype.itemsize != header["NAXIS1"] or data_start + main + int(header.get("PCOUNT", 0)) > len(
+        buf
+    ):
         return None
     record = np.frombuffer(bytearray(buf[data_start : data_start + rows * dtype.itemsize]), dtype)
-    return _build_table(record, columns, cards)
+    return _build_table(record, columns, cards, memoryview(buf)[heap_start:])
 
 
 def _table_columns(header: Mapping[str, Any]) -> list[tuple[str, str, str, Any]] | None:
@@ -311,7 +376,14 @@ def _table_columns(header: Mapping[str, Any]) -> list[tuple[str, str, str, Any]]
         for extra in ("TNULL", "TSCAL", "TZERO", "TDIM", "TDISP"):
             if f"{extra}{i}" in header:
                 return None
+        variable = re.fullmatch(r"1?P([IJKED])\(\d+\)", tform)
         match = re.fullmatch(r"(\d*)([A-Z])", tform)
+        if variable is not None:
+            code = "P" + variable.group(1)
+            columns.append((str(header.get(f"TTYPE{i}", f"col{i}")), "(2,)>i4", code, None))
+            if f"TUNIT{i}" in header:
+                return None
+            continue
         if match is None:
             return None
         repeat, code = match.groups()
@@ -328,7 +400,10 @@ def _table_columns(header: Mapping[str, Any]) -> list[tuple[str, str, str, Any]]
 
 
 def _build_table(
-    record: np.ndarray, columns: list[tuple[str, str, str, Any]], cards: list[tuple[str, Any]]
+    record: np.ndarray,
+    columns: list[tuple[str, str, str, Any]],
+    cards: list[tuple[str, Any]],
+    heap: memoryview,
 ) -> Table:
     from astropy.table import Column, MaskedColumn, Table
 
@@ -336,6 +411,9 @@ def _build_table(
     for i, (name, _, code, unit) in enumerate(columns):
         arr = record[f"f{i}"]
         mask = None
+        if code.startswith("P"):
+            built.append(Column(data=_heap_arrays(arr, code[1], heap), name=name, copy=False))
+            continue
         if code == "L":
             arr = arr == b"T"
         elif arr.dtype.kind == "S":
@@ -359,13 +437,25 @@ def _build_table(
     return table
 
 
+def _heap_arrays(descriptors: np.ndarray, code: str, heap: memoryview) -> np.ndarray:
+    """Object array of the (native-order) arrays a variable-length column points to."""
+    dtype = np.dtype(_TFORM[code])
+    out = np.empty(len(descriptors), dtype=object)
+    for k, (count, offset) in enumerate(descriptors.tolist()):
+        out[k] = np.frombuffer(heap, dtype=dtype, count=count, offset=offset).astype(
+            dtype.newbyteorder("=")
+        )
+    return out
+
+
 # --- images and exposures --------------------------------------------------------------
 
-#: Keywords of a TAN WCS as ``WCS.to_header()`` writes it (read without wcslib's parser).
-_WCS_KEYS = frozenset(
-    {"WCSAXES", "CRPIX1", "CRPIX2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2",
-     "CUNIT1", "CUNIT2", "CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "LONPOLE", "LATPOLE",
-     "MJDREF", "RADESYS"}
+#: Keywords of a TAN WCS as ``WCS.to_header()`` writes it (read without wcslib's parser);
+#: the first group must be present, the others take their FITS defaults when absent.
+_WCS_REQUIRED = frozenset({"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2"})
+_WCS_OPTIONAL = frozenset(
+    {"WCSAXES", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2", "CUNIT1", "CUNIT2",
+     "LONPOLE", "LATPOLE", "MJDREF", "RADESYS"}
 )  # fmt: skip
 
 
@@ -445,10 +535,15 @@ def read_exposure(path: Path) -> Exposure | None:
     hdus = []
     offset = 0
     while offset < len(buf):
-        cards, _, data_start = _cards(buf, offset)
+        cards, _, data_start = _cards(buf, offset, _DATA_KEYS)
         head = dict(cards)
         naxes = [int(head.get(f"NAXIS{i}", 0)) for i in range(1, int(head.get("NAXIS", 0)) + 1)]
-        size = abs(int(head["BITPIX"])) // 8 * (math.prod(naxes) if naxes else 0)
+        size = (
+            abs(int(head["BITPIX"]))
+            // 8
+            * int(head.get("GCOUNT", 1))
+            * (int(head.get("PCOUNT", 0)) + (math.prod(naxes) if naxes else 0))
+        )
         hdus.append((offset, data_start, head, tuple(reversed(naxes))))
         offset = data_start + -(-size // _BLOCK) * _BLOCK
     names = [str(h[2].get("EXTNAME", "PRIMARY")) for h in hdus]
@@ -473,7 +568,7 @@ def read_exposure(path: Path) -> Exposure | None:
     image = _plane(buf, hdus[0])
     if image is None:
         return None
-    wcs = _wcs(bytes(buf[: hdus[0][1]])) if "CTYPE1" in primary_header else None
+    wcs = _wcs(bytes(buf[: hdus[0][1]])) if "CTYPE1" in hdus[0][2] else None
     return Exposure(image, None, None, primary_header, wcs)
 
 
@@ -499,18 +594,32 @@ def _wcs(header_bytes: bytes) -> WCS:
 
     cards, complete, _ = _cards(header_bytes, 0)
     keys = {k: v for k, v in cards if k not in _IMAGE_STRUCTURE and k != "EXTNAME"}
-    if not complete or set(keys) != _WCS_KEYS or keys["CTYPE1"] != "RA---TAN":
+    plain = (
+        complete
+        and _WCS_REQUIRED <= set(keys) <= _WCS_REQUIRED | _WCS_OPTIONAL
+        and (keys["CTYPE1"], keys["CTYPE2"]) == ("RA---TAN", "DEC--TAN")
+        and keys.get("WCSAXES", 2) == 2
+    )
+    if not plain:
         return WCS(fits.Header.fromstring(header_bytes))
     wcs = WCS(naxis=2)
     w = wcs.wcs
-    w.crpix = [keys["CRPIX1"], keys["CRPIX2"]]
-    w.pc = [[keys["PC1_1"], keys["PC1_2"]], [keys["PC2_1"], keys["PC2_2"]]]
-    w.cdelt = [keys["CDELT1"], keys["CDELT2"]]
-    w.cunit = [keys["CUNIT1"], keys["CUNIT2"]]
     w.ctype = [keys["CTYPE1"], keys["CTYPE2"]]
     w.crval = [keys["CRVAL1"], keys["CRVAL2"]]
-    w.lonpole, w.latpole = keys["LONPOLE"], keys["LATPOLE"]
-    w.mjdref = [keys["MJDREF"], 0.0]
-    w.radesys = keys["RADESYS"]
+    w.crpix = [keys["CRPIX1"], keys["CRPIX2"]]
+    w.pc = [
+        [keys.get("PC1_1", 1.0), keys.get("PC1_2", 0.0)],
+        [keys.get("PC2_1", 0.0), keys.get("PC2_2", 1.0)],
+    ]
+    w.cdelt = [keys.get("CDELT1", 1.0), keys.get("CDELT2", 1.0)]
+    w.cunit = [keys.get("CUNIT1", "deg"), keys.get("CUNIT2", "deg")]
+    if "LONPOLE" in keys:
+        w.lonpole = keys["LONPOLE"]
+    if "LATPOLE" in keys:
+        w.latpole = keys["LATPOLE"]
+    if "MJDREF" in keys:
+        w.mjdref = [keys["MJDREF"], 0.0]
+    if "RADESYS" in keys:
+        w.radesys = keys["RADESYS"]
     w.set()
     return wcs
