@@ -14,7 +14,6 @@ input FWHMs with :func:`coadd_psf_fwhm`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -116,9 +115,7 @@ def assemble_coadd(
         ]
     )
     n_valid = valid.sum(axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NO_DATA below
-        median = np.nanmedian(np.where(valid, img, np.nan), axis=0)
+    median = _median_of_valid(img, valid, n_valid)
     tol = nsigma * np.sqrt(np.where(valid, var, 0.0)) + frac_tolerance * np.abs(median)[None]
     outlier = valid & (np.abs(img - median[None]) > tol) & (n_valid >= 3)[None]
     use = valid & ~outlier
@@ -142,6 +139,20 @@ def assemble_coadd(
     )
 
 
+def _median_of_valid(
+    img: NDArray[np.float64], valid: NDArray[np.bool_], n_valid: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Per pixel, the median of the valid inputs (NaN where none): ``np.nanmedian`` of
+    the stack, by one sort along the input axis (NaN sorts last)."""
+    stack = np.sort(np.where(valid, img, np.nan), axis=0)
+    lo = np.clip((n_valid - 1) // 2, 0, None)[None]
+    hi = np.clip(n_valid // 2, 0, len(img) - 1)[None]
+    median = 0.5 * (
+        np.take_along_axis(stack, lo, axis=0)[0] + np.take_along_axis(stack, hi, axis=0)[0]
+    )
+    return np.where(n_valid > 0, median, np.nan)
+
+
 def coadd_psf_fwhm(fwhms: Sequence[float], weights: Sequence[float]) -> float:
     """Approximate coadd PSF FWHM: weighted rms of the input FWHMs (Gaussian PSFs)."""
     f, w = np.asarray(fwhms, float), np.asarray(weights, float)
@@ -158,7 +169,8 @@ def bright_object_mask(
     """Rasterize bright-object regions onto a pixel grid.
 
     Circles and polygons are evaluated in the tangent plane at each region's centre
-    (exact enough for regions of arcminutes); a pixel is inside if its centre is.
+    (exact enough for regions of arcminutes); a pixel is inside if its centre is. Only
+    the pixels of a box around each region are evaluated.
 
     Parameters
     ----------
@@ -171,19 +183,54 @@ def bright_object_mask(
     out = np.zeros(shape, dtype=bool)
     if not regions:
         return out
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
-    ra, dec = (np.asarray(v) for v in wcs.pixel_to_world_values(xx + origin[0], yy + origin[1]))
     for region in regions:
+        box = _region_box(region, wcs, shape, origin)
+        if box is None:
+            continue
+        y0, y1, x0, x1 = box
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(float)
+        ra, dec = (np.asarray(v) for v in wcs.pixel_to_world_values(xx + origin[0], yy + origin[1]))
         if isinstance(region, CircleRegion):
             xi, eta = tan_project(ra, dec, region.ra, region.dec)
-            out |= np.hypot(xi, eta) * 3600.0 <= region.radius_arcsec
+            out[y0:y1, x0:x1] |= np.hypot(xi, eta) * 3600.0 <= region.radius_arcsec
         else:
             verts = np.asarray(region.vertices, dtype=float)
             c_ra, c_dec = float(np.mean(verts[:, 0])), float(np.mean(verts[:, 1]))
             xi, eta = tan_project(ra, dec, c_ra, c_dec)
             vx, vy = tan_project(verts[:, 0], verts[:, 1], c_ra, c_dec)
-            out |= _points_in_polygon(xi, eta, vx, vy)
+            out[y0:y1, x0:x1] |= _points_in_polygon(xi, eta, vx, vy)
     return out
+
+
+def _region_box(
+    region: CircleRegion | PolygonRegion,
+    wcs: WCS,
+    shape: tuple[int, int],
+    origin: tuple[int, int],
+) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the grid pixels that may lie in ``region`` (None: no pixel).
+
+    A box around the region's extent in pixels, widened by 5 % and 2 pixels (the grid
+    is a TAN projection: distances change by far less than that over a patch).
+    """
+    if isinstance(region, CircleRegion):
+        ras, decs = np.array([region.ra]), np.array([region.dec])
+        reach_deg = region.radius_arcsec / 3600.0
+    else:
+        verts = np.asarray(region.vertices, dtype=float)
+        ras, decs, reach_deg = verts[:, 0], verts[:, 1], 0.0
+    px, py = (np.asarray(v, float) for v in wcs.world_to_pixel_values(ras, decs))
+    if not (np.isfinite(px).all() and np.isfinite(py).all()):
+        return 0, shape[0], 0, shape[1]
+    scale = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))))
+    reach = 1.05 * reach_deg / scale + 2.0
+    x0 = max(int(np.floor(px.min() - origin[0] - reach)), 0)
+    x1 = min(int(np.ceil(px.max() - origin[0] + reach)) + 1, shape[1])
+    y0 = max(int(np.floor(py.min() - origin[1] - reach)), 0)
+    y1 = min(int(np.ceil(py.max() - origin[1] + reach)) + 1, shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return y0, y1, x0, x1
 
 
 def _points_in_polygon(
