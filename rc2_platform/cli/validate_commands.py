@@ -55,6 +55,12 @@ def _default_truth(repo: Path) -> Path | None:
     help="Write the residual/coverage figure to this PNG file.",
 )
 @click.option(
+    "--patch-png",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write maps of every metric per patch and band to this PNG file.",
+)
+@click.option(
     "--bright-mag",
     type=float,
     default=21.0,
@@ -76,6 +82,7 @@ def validate(
     run: str,
     truth: Path | None,
     png: Path | None,
+    patch_png: Path | None,
     bright_mag: float,
     depth_mag: float,
     strict: bool,
@@ -89,10 +96,12 @@ def validate(
     if truth_path is None:
         raise ValidationError(f"no truth catalog recorded for repository {repo}; pass --truth FILE")
     config = ValidationConfig(bright_mag=bright_mag, depth_mag=depth_mag)
-    report = validate_run(repo_path, run, truth_path, config, png)
+    report = validate_run(repo_path, run, truth_path, config, png, patch_png)
     emit_rows(report.rows(), _COLUMNS, as_json=as_json, title=f"validation of {run}")
     if png is not None:
         print_note(f"figure written to {png}")
+    if patch_png is not None:
+        print_note(f"per-patch maps written to {patch_png}")
     if strict and not report.passed:
         print_note("validation FAILED")
         sys.exit(EXIT_PARTIAL)

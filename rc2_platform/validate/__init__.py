@@ -10,6 +10,7 @@ Public API::
     load_run_catalogs(butler, run) -> (per_patch_catalogs, sky_map)
     read_truth_file(path) -> Table
     write_figure(report, patches, path, run=None) -> Path
+    patch_metrics(report, truth, patches) -> Table;  write_patch_maps(table, config, path)
 
 Sits at the tasks' level: uses astropy, numpy, matplotlib (Agg) and the sky map; no Dagster.
 """
@@ -25,6 +26,7 @@ from rc2_platform.validate.metrics import (
     match_to_truth,
     robust_scatter,
 )
+from rc2_platform.validate.patch_maps import patch_metrics, write_patch_maps
 from rc2_platform.validate.report import (
     ValidationError,
     load_run_catalogs,
@@ -42,8 +44,10 @@ __all__ = [
     "compute_metrics",
     "load_run_catalogs",
     "match_to_truth",
+    "patch_metrics",
     "read_truth_file",
     "robust_scatter",
     "validate_catalogs",
     "write_figure",
+    "write_patch_maps",
 ]

@@ -148,6 +148,7 @@ def validate_run(
     truth: str | Path,
     config: ValidationConfig | None = None,
     png: str | Path | None = None,
+    patch_png: str | Path | None = None,
 ) -> ValidationReport:
     """Validate a RUN of a repository against a truth catalog file (and draw the figure).
 
@@ -163,6 +164,9 @@ def validate_run(
         Magnitude limits and bounds.
     png : str or Path, optional
         Where to write the residual/coverage figure.
+    patch_png : str or Path, optional
+        Where to write the per-patch maps of every metric and band
+        (:func:`~rc2_platform.validate.patch_maps.write_patch_maps`).
     """
     from rc2_platform.butler import Butler
     from rc2_platform.validate.figure import write_figure
@@ -173,4 +177,8 @@ def validate_run(
     report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
     if png is not None:
         write_figure(report, patches, png, run=run)
+    if patch_png is not None:
+        from rc2_platform.validate.patch_maps import patch_metrics, write_patch_maps
+
+        write_patch_maps(patch_metrics(report, truth_table, patches), report.config, patch_png)
     return report

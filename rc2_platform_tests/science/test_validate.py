@@ -125,3 +125,46 @@ def test_cli_reports_missing_truth_in_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "no.fits" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_patch_metrics_find_the_patch_that_fails(tmp_path: Path) -> None:
+    from rc2_platform.skymap import load_skymap
+    from rc2_platform.validate import patch_metrics, write_patch_maps
+
+    sky_map = load_skymap("hsc_rings_v1_tiny")
+    tract = sky_map.tract(9813)
+    patches = [tract.patch(p) for p in (31, 32, 40, 41)]
+    rng = np.random.default_rng(2)
+    catalogs = {}
+    truth_rows = []
+    for patch in patches:
+        b = patch.inner_bbox
+        x = rng.uniform(b.x_min + 5, b.x_max - 5, 150)
+        y = rng.uniform(b.y_min + 5, b.y_max - 5, 150)
+        ra, dec = tract.wcs.pixel_to_world_values(x - 0.5, y - 0.5)
+        mag = rng.uniform(17.0, 22.5, 150)
+        ids = np.arange(len(truth_rows) + 1, len(truth_rows) + 151)
+        truth_rows += list(zip(ids, ra, dec, mag, strict=True))
+        # Patch 41 is measured 0.1 mag too bright: only it fails the median offset.
+        shift = -0.1 if patch.sequential_id == 41 else 0.0
+        x0, y0 = patch.pixel_origin
+        catalogs[(9813, patch.sequential_id, "i")] = Table(
+            {
+                "x": x - x0,
+                "y": y - y0,
+                "ra": ra,
+                "dec": dec,
+                "psf_flux": mag_to_njy(mag + shift + rng.normal(0, 0.01, 150)),
+            }
+        )
+    truth = Table(rows=truth_rows, names=("id", "ra", "dec", "i_mag"))
+    truth["is_star"] = np.ones(len(truth), bool)
+    report, seen = validate_catalogs(catalogs, truth, sky_map)
+    table = patch_metrics(report, truth, seen)
+    assert len(table) == 4
+    failing = {int(r["patch"]) for r in table if not r["pass_median_offset"]}
+    assert failing == {41}
+    assert all(table["pass_completeness"]) and all(np.asarray(table["completeness"]) == 1.0)
+    assert {(int(r["x"]), int(r["y"])) for r in table} == {(4, 3), (5, 3), (4, 4), (5, 4)}
+    png = write_patch_maps(table, report.config, tmp_path / "patches.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
