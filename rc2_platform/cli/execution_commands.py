@@ -54,13 +54,15 @@ def _print_summary(summary: object, as_json: bool = False) -> None:
 
 def _execute(graph: str, repo: str, config: str | None, backend: str | None, processes: int | None,
              jobs: int | None, flags: dict[str, bool], as_json: bool) -> None:  # fmt: skip
+    from rc2_platform.cli.progress import run_progress
     from rc2_platform.execution.runner import RunOptions, run_graph
 
-    options = RunOptions(
-        backend=backend, processes=processes, jobs=jobs, resume=flags["resume"],
-        extend_run=flags["extend_run"], takeover=flags["takeover"],
-    )  # fmt: skip
-    summary = run_graph(graph, repo, config_path=config, options=options)
+    with run_progress(enabled=not as_json) as progress:
+        options = RunOptions(
+            backend=backend, processes=processes, jobs=jobs, resume=flags["resume"],
+            extend_run=flags["extend_run"], takeover=flags["takeover"], progress=progress,
+        )  # fmt: skip
+        summary = run_graph(graph, repo, config_path=config, options=options)
     _print_summary(summary, as_json)
 
 
@@ -240,9 +242,12 @@ def restart(repo: str, run_name: str, takeover: bool, as_json: bool) -> None:
     the lock of an orchestrator that died on this host is taken over. Exit codes as
     `rc2 run`.
     """
+    from rc2_platform.cli.progress import run_progress
     from rc2_platform.execution.runner import restart_run
 
-    _print_summary(restart_run(repo, run_name, takeover=takeover), as_json)
+    with run_progress(enabled=not as_json) as progress:
+        summary = restart_run(repo, run_name, takeover=takeover, progress=progress)
+    _print_summary(summary, as_json)
 
 
 @click.command("cancel", cls=RepoCommand)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 
-from rc2_platform.cli.common import emit_rows, format_option, handles_errors, stderr
+from rc2_platform.cli.common import emit_rows, format_option, handles_errors
+from rc2_platform.cli.progress import progress_bar
 from rc2_platform.errors import ConfigError
 
 
@@ -88,7 +86,7 @@ def simulate_command(
     """
     from rc2_platform.simulate import simulate
 
-    with _progress_bar(enabled=not as_json) as progress:
+    with progress_bar(enabled=not as_json) as progress:
         result = simulate(
             preset,
             directory,
@@ -104,35 +102,3 @@ def simulate_command(
     rows = [{"item": k, "value": v} for k, v in summary.items()]
     rows.append({"item": "bootstrap", "value": str(result.bootstrap)})
     emit_rows(rows, ["item", "value"], as_json=as_json, title=f"simulated {result.preset}")
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr fed by ``simulate``'s progress callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("{task.description:<13}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr(),
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done)
-
-    with bar:
-        yield update

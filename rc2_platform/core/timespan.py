@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from astropy.time import Time
+if TYPE_CHECKING:  # astropy.time costs ~0.2 s to import: loaded on first conversion
+    from astropy.time import Time
 
 #: Sentinels for unbounded ends; they fit in a signed 64-bit column on every backend.
 MIN_NSEC = -(2**62)
 MAX_NSEC = 2**62
 
-_EPOCH = Time("1970-01-01T00:00:00", scale="tai", format="isot")
+
+@functools.cache
+def _epoch() -> Time:
+    from astropy.time import Time
+
+    return Time("1970-01-01T00:00:00", scale="tai", format="isot")
 
 
 def time_to_nsec(t: Time) -> int:
     """Convert an astropy Time to integer TAI nanoseconds since 1970-01-01T00:00:00 TAI."""
-    delta = t.tai - _EPOCH
+    delta = t.tai - _epoch()
     # Two-part (jd1, jd2) arithmetic keeps nanosecond precision.
     days = float(delta.jd1) + float(delta.jd2)
     whole = int(round(float(delta.jd1)))
@@ -26,7 +34,7 @@ def nsec_to_time(nsec: int) -> Time:
     """Inverse of :func:`time_to_nsec`."""
     from astropy import units as u
 
-    return (_EPOCH + (nsec // 1_000_000_000) * u.s + (nsec % 1_000_000_000) * u.ns).tai
+    return (_epoch() + (nsec // 1_000_000_000) * u.s + (nsec % 1_000_000_000) * u.ns).tai
 
 
 @dataclass(frozen=True, slots=True)

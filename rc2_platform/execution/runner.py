@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,10 @@ class RunOptions:
     executable : list of str or None
         Command prefix running the ``rc2`` CLI on workers; the ``rc2`` script next to
         this Python (local) or ``rc2`` on the PATH when None.
+    progress : callable or None
+        Called with the number of quanta per state (every :class:`QuantumState` value)
+        once the RUN is prepared and again each time a job attempt is settled; the CLI
+        draws its progress bar from it.
     """
 
     backend: str | None = None
@@ -75,6 +79,7 @@ class RunOptions:
     takeover: bool = False
     poll_seconds: float = 0.05
     executable: list[str] | None = None
+    progress: Callable[[Mapping[str, int]], None] | None = None
 
 
 @dataclass
@@ -100,8 +105,16 @@ def _poll_pause(backend: Backend, options: RunOptions) -> float:
     return min(options.poll_seconds, 0.01) if backend.name == "local" else options.poll_seconds
 
 
-def _loop(state: RunState, backend: Backend, butler: Butler, pause: float) -> RunStatus:
+def _loop(
+    state: RunState,
+    backend: Backend,
+    butler: Butler,
+    pause: float,
+    progress: Callable[[Mapping[str, int]], None] | None = None,
+) -> RunStatus:
     """Submit clusters as soon as their parents are done; settle and register finished jobs."""
+    if progress is not None:
+        progress(state.counts())
     while True:
         state.heartbeat()
         if state.journal.cancel_requested():
@@ -115,6 +128,8 @@ def _loop(state: RunState, backend: Backend, butler: Butler, pause: float) -> Ru
         ]
         _submit(state, backend, attempts)
         if not state.active:
+            if progress is not None:  # quanta blocked without running count too
+                progress(state.counts())
             return state.final_status()
         running = list(state.active.values())
         statuses = backend.status([a.handle for a in running if a.handle is not None])
@@ -129,6 +144,8 @@ def _loop(state: RunState, backend: Backend, butler: Butler, pause: float) -> Ru
                 )  # fmt: skip
                 if settlement.retry is not None:
                     _submit(state, backend, [settlement.retry])
+                if progress is not None:
+                    progress(state.counts())
         if state.active:
             time.sleep(pause)
 
@@ -199,7 +216,8 @@ def run_graph(
                 jobs=options.jobs,
                 backend=backend.name,
             )
-            status = _loop(state, backend, butler, _poll_pause(backend, options))
+            pause = _poll_pause(backend, options)
+            status = _loop(state, backend, butler, pause, options.progress)
             counts = state.finish(status, release=False)
             finished = True
             aggregate_run(state.repo, state.run, butler=butler)  # last outputs + provenance
@@ -221,10 +239,12 @@ def restart_run(
     backend: Backend | None = None,
     options: RunOptions | None = None,
     takeover: bool = False,
+    progress: Callable[[Mapping[str, int]], None] | None = None,
 ) -> RunSummary:
     """Resume ``run`` from its journal: same graph, config and backend, skipping done quanta.
 
-    ``takeover`` takes the RUN's lock from a holder not known to be dead.
+    ``takeover`` takes the RUN's lock from a holder not known to be dead; ``progress``
+    is :attr:`RunOptions.progress`.
     """
     journal = Journal.for_run(repo, run, must_exist=True)
     started = journal.last("run_started")
@@ -238,6 +258,7 @@ def restart_run(
     )
     opts.resume = True
     opts.takeover = opts.takeover or takeover
+    opts.progress = opts.progress or progress
     return run_graph(
         started["graph"],
         repo,

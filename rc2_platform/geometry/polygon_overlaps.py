@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import lsst.sphgeom as sphgeom
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:  # scipy.spatial costs ~0.2 s to import: loaded when a tree is built
+    from scipy.spatial import cKDTree
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -93,6 +96,8 @@ def trixels(level: int) -> tuple[FloatArray, IntArray]:
 def _trixel_index(level: int) -> tuple[cKDTree, FloatArray, FloatArray, FloatArray]:
     verts, _ = trixels(level)
     centres, radii = _bounds(verts)
+    from scipy.spatial import cKDTree
+
     return cKDTree(centres), _normals(verts), centres, radii
 
 
@@ -181,6 +186,8 @@ def region_overlaps(a: FloatArray, b: FloatArray) -> tuple[IntArray, IntArray]:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     ca, ra = _bounds(a)
     cb, rb = _bounds(b)
+    from scipy.spatial import cKDTree
+
     ia, ib = _candidates(cKDTree(cb), len(b), ca, float(ra.max() + rb.max()))
     near = _near(ca, ra, cb, rb, ia, ib)
     ia, ib = ia[near], ib[near]
