@@ -41,10 +41,11 @@ from rc2_platform.errors import (
     ConfigError,
     DatasetNotFoundError,
     FileNotInDatastoreError,
+    MigrationRequiredError,
     RepositoryExistsError,
     RepositoryNotFoundError,
 )
-from rc2_platform.registry import Registry, connecting, strip_password
+from rc2_platform.registry import MigrationReport, Registry, connecting, strip_password
 
 _log = logging.getLogger(__name__)
 
@@ -136,7 +137,12 @@ class Butler:
         config = self.read_config(root)
         url = str(config["registry"]["url"]).replace(_ROOT_TOKEN, str(root))
         with connecting(url):
-            registry = Registry.open(url)
+            try:
+                registry = Registry.open(url)
+            except MigrationRequiredError as exc:
+                raise MigrationRequiredError(
+                    str(exc).replace("rc2 migrate REPO", f"rc2 migrate {root}")
+                ) from None
         self._setup(root, config, registry, collections, run)
 
     def _setup(
@@ -180,6 +186,19 @@ class Butler:
         ):
             raise ConfigError(f"{path} lacks registry.url; it is not a butler configuration")
         return config
+
+    @staticmethod
+    def migrate(root: str | Path, *, dry_run: bool = False) -> MigrationReport:
+        """Upgrade the registry of the repository at ``root`` to this software's schema.
+
+        The Alembic revisions run in one transaction (see ``docs/data-management.md``);
+        ``dry_run`` only says what would be done.
+        """
+        root = Path(root).resolve()
+        config = Butler.read_config(root)
+        url = str(config["registry"]["url"]).replace(_ROOT_TOKEN, str(root))
+        with connecting(url):
+            return Registry.migrate(url, dry_run=dry_run)
 
     @staticmethod
     def open_datastore(root: str | Path, config: Mapping[str, Any] | None = None) -> FileDatastore:

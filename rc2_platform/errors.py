@@ -28,6 +28,10 @@ class SchemaVersionError(RegistryError):
     """The registry database was written by an incompatible schema version."""
 
 
+class MigrationRequiredError(SchemaVersionError):
+    """The registry has an older schema that ``rc2 migrate REPO`` upgrades."""
+
+
 class RepositoryNotFoundError(RegistryError, FileNotFoundError):
     """No repository (``butler.yaml``) exists at the given location."""
 

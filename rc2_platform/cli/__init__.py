@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "query-data-ids": "rc2_platform.cli.butler_commands:query_data_ids",
     "query-dimension-records": "rc2_platform.cli.butler_commands:query_dimension_records",
     "collections": "rc2_platform.cli.butler_commands:collections_group",
+    # moving data between repositories and versions
+    "migrate": "rc2_platform.cli.data_commands:migrate",
     # survey data and ingest
     "simulate": "rc2_platform.cli.simulate_commands:simulate_command",
     "bootstrap": "rc2_platform.cli.ingest_commands:bootstrap_command",
@@ -62,6 +64,7 @@ COMMANDS: dict[str, str] = {
 #: Headings of ``rc2 --help``: the command module -> its section title.
 SECTIONS: dict[str, str] = {
     "rc2_platform.cli.butler_commands": "Repository and queries",
+    "rc2_platform.cli.data_commands": "Moving data",
     "rc2_platform.cli.simulate_commands": "Survey data and ingest",
     "rc2_platform.cli.ingest_commands": "Survey data and ingest",
     "rc2_platform.cli.pipeline_commands": "Pipelines and QuantumGraphs",

@@ -25,6 +25,7 @@ from rc2_platform.core.dataset_types import (
 )
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.registry._engine import connecting, safe_url, strip_password
+from rc2_platform.registry._migrate import MigrationReport
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.registry import Registry
 from rc2_platform.registry.schema import SCHEMA_VERSION
@@ -39,6 +40,7 @@ __all__ = [
     "DatasetType",
     "DimensionElement",
     "DimensionUniverse",
+    "MigrationReport",
     "Registry",
     "Timespan",
     "connecting",

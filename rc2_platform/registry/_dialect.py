@@ -155,6 +155,13 @@ class Backend:
         """Rows whose foreign keys point nowhere, where they can exist (SQLite, keys off)."""
         return []
 
+    def reset_identity(self, conn: sa.Connection, table: str, column: str) -> None:
+        """Make ``column``'s next generated value follow the largest stored one.
+
+        Needed after rows were inserted with explicit identity values (a table rebuilt by a
+        migration); SQLite and MariaDB follow the stored maximum by themselves.
+        """
+
 
 class SqliteBackend(Backend):
     """SQLite: the embedded default (one file inside the repository)."""
@@ -304,6 +311,13 @@ class PostgresBackend(Backend):
     def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
         """One ``ANALYZE a, b, ...``."""
         conn.exec_driver_sql("ANALYZE " + ", ".join(names))
+
+    def reset_identity(self, conn: sa.Connection, table: str, column: str) -> None:
+        """``setval`` of the column's identity sequence to the stored maximum."""
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+            f"COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+        )
 
     def stale_tables(self, conn: sa.Connection, stale_fraction: float) -> list[str]:
         """Tables never analyzed, or with more than ``stale_fraction`` rows changed since.

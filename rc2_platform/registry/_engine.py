@@ -40,6 +40,15 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
     return be.create_engine(parsed)
 
 
+def make_engine_for_migration(url: str | sa.URL) -> sa.Engine:
+    """An engine for schema migrations (one unpooled connection; SQLite keys off)."""
+    parsed = sa.make_url(url)
+    be = backend_for_url(parsed)
+    if be.is_server and parsed.password is None and os.environ.get(PASSWORD_ENV):
+        parsed = parsed.set(password=os.environ[PASSWORD_ENV])
+    return be.create_migration_engine(parsed)
+
+
 def parse_url(url: str) -> sa.URL:
     """Parse a registry URL; a malformed one -> RegistryConnectionError (never echoed)."""
     try:

@@ -36,7 +36,12 @@ from rc2_platform.core.dataset_types import (
 )
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.core.timespan import Timespan
-from rc2_platform.errors import CollectionTypeError, DatasetNotFoundError, SchemaVersionError
+from rc2_platform.errors import (
+    CollectionTypeError,
+    DatasetNotFoundError,
+    MigrationRequiredError,
+    SchemaVersionError,
+)
 from rc2_platform.registry._bulk import no_gc, time_ordered_uuids
 from rc2_platform.registry._bulkload import insert_column_chunks
 from rc2_platform.registry._calibrations import CalibrationManager
@@ -49,6 +54,7 @@ from rc2_platform.registry._datasets import DatasetManager
 from rc2_platform.registry._datastore_records import DatastoreRecordManager
 from rc2_platform.registry._dialect import backend
 from rc2_platform.registry._engine import make_engine, safe_url
+from rc2_platform.registry._migrate import MigrationReport, is_migratable, stamp_head
 from rc2_platform.registry._queries import QueryBuilder
 from rc2_platform.registry._records import RecordManager
 from rc2_platform.registry._search import CollectionArg, DatasetSearch
@@ -111,6 +117,7 @@ class Registry:
                     {"name": "universe", "value": universe.to_yaml()},
                 ],
             )
+            stamp_head(conn)
         _log.info("created registry at %s", safe_url(url))
         return reg
 
@@ -130,6 +137,13 @@ class Registry:
             engine.dispose()
             raise
         found = values.get("schema_version")
+        if is_migratable(found):
+            engine.dispose()
+            raise MigrationRequiredError(
+                f"registry at {safe_url(url)} has schema version {found}, but this software "
+                f"reads version {SCHEMA_VERSION}; upgrade it with `rc2 migrate REPO` "
+                "(back up a MariaDB registry first)"
+            )
         if found != SCHEMA_VERSION:
             engine.dispose()
             raise SchemaVersionError(
@@ -137,6 +151,18 @@ class Registry:
                 f"reads version {SCHEMA_VERSION}; use a matching rc2_platform release or migrate it"
             )
         return cls(engine, DimensionUniverse.from_yaml(values["universe"]))
+
+    @staticmethod
+    def migrate(url: str | sa.URL, *, dry_run: bool = False) -> MigrationReport:
+        """Upgrade the registry at ``url`` to this software's schema (Alembic revisions).
+
+        See :func:`rc2_platform.registry._migrate.migrate`; ``dry_run`` only plans.
+        """
+        from rc2_platform.registry._migrate import migrate
+
+        return migrate(
+            str(url) if isinstance(url, str) else url.render_as_string(False), dry_run=dry_run
+        )
 
     @property
     def url(self) -> str:

@@ -1,0 +1,1 @@
+"""Alembic revisions of the registry schema, one per schema version (see ``_migrate.py``)."""
