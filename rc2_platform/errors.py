@@ -17,6 +17,10 @@ class ConfigError(Rc2Error, ValueError):
     """A configuration file or value is invalid."""
 
 
+class InvalidNameError(Rc2Error, ValueError):
+    """A collection, dataset type or dimension value breaks the name grammar (core/names.py)."""
+
+
 # --- registry -------------------------------------------------------------------------
 
 

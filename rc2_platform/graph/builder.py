@@ -31,7 +31,8 @@ from operator import itemgetter
 from typing import Any
 
 from rc2_platform.core.data_id import DataCoordinate
-from rc2_platform.core.dataset_types import DatasetRef, DatasetType
+from rc2_platform.core.dataset_types import CollectionType, DatasetRef, DatasetType
+from rc2_platform.core.names import check_collection_name, check_dataset_type_name
 from rc2_platform.errors import (
     ConflictingDefinitionError,
     GraphError,
@@ -127,8 +128,7 @@ class QuantumGraphBuilder:
             input_collections = [input_collections]
         if not input_collections:
             raise GraphError("no input collections given; pass --input COLLECTION")
-        if not output_run:
-            raise GraphError("no output run given; pass --output RUN")
+        check_collection_name(output_run, "output RUN", where="--output")
         self.pipeline = pipeline_graph
         self.input_collections = list(input_collections)
         self.output_run = output_run
@@ -162,11 +162,11 @@ class QuantumGraphBuilder:
             ``extend_run``/``clobber``/``skip_existing_in``, or inconsistent connections.
         """
         started = datetime.datetime.now(datetime.UTC)
-        self._progress("refreshing planner statistics")
-        self.registry.refresh_statistics()
+        self._check_output_run()
         self._progress("checking dataset types")
         self._check_dataset_types()
-        self._check_output_run()
+        self._progress("refreshing planner statistics")
+        self.registry.refresh_statistics()
         self._progress("querying data IDs")
         names, rows = self._query_rows()
         self._progress(f"planning quanta from {len(rows)} data ID rows")
@@ -198,6 +198,8 @@ class QuantumGraphBuilder:
     # --- checks -------------------------------------------------------------------------
 
     def _check_dataset_types(self) -> None:
+        for name in self._types:
+            check_dataset_type_name(name, where="the pipeline")
         self._registered = {dt.name: dt for dt in self.registry.query_dataset_types()}
         for name, ours in self._types.items():
             theirs = self._registered.get(name)
@@ -224,7 +226,7 @@ class QuantumGraphBuilder:
 
     def _check_output_run(self) -> None:
         try:
-            self.registry.get_collection_type(self.output_run)
+            kind = self.registry.get_collection_type(self.output_run)
         except MissingCollectionError:
             self._run_exists = False
             if self.extend_run:
@@ -233,6 +235,11 @@ class QuantumGraphBuilder:
                     "drop --extend-run to create it"
                 ) from None
             return
+        if kind is not CollectionType.RUN:
+            raise GraphError(
+                f"output RUN {self.output_run!r} (--output) is an existing {kind.name} "
+                "collection, not a RUN; outputs can only be written to a RUN: choose a new name"
+            )
         self._run_exists = True
 
     def _overall_regular_inputs(self) -> list[str]:

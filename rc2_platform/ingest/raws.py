@@ -17,6 +17,7 @@ from typing import Any
 
 from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import DatasetIdGenMode, DatasetRef, Timespan
+from rc2_platform.core.names import check_collection_name
 from rc2_platform.errors import IngestError, Rc2Error
 from rc2_platform.ingest._common import IngestResult, raw_dataset_type, registry_record, timed
 from rc2_platform.ingest._fitsheader import read_primary_header
@@ -315,6 +316,7 @@ def ingest_raws(
     IngestResult
         ``failed`` lists every file that was not ingested with the reason.
     """
+    check_collection_name(run, "RUN", where="--run")
     result = IngestResult("raws", collection=run)
     with timed(result):
         paths = expand_files(files)

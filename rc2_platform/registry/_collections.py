@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from rc2_platform.core.dataset_types import CollectionType
+from rc2_platform.core.names import check_collection_name
 from rc2_platform.errors import (
     CollectionCycleError,
     CollectionError,
@@ -80,8 +81,9 @@ class CollectionManager:
         self, conn: sa.Connection, name: str, type: CollectionType, doc: str | None = None
     ) -> bool:
         """Create a collection; False if it exists with that type (another type -> error)."""
-        if not name or len(name) > 255:
-            raise CollectionError(f"collection name {name!r} must have 1 to 255 characters")
+        check_collection_name(
+            name, "RUN" if type == CollectionType.RUN else f"{type.name} collection"
+        )
         try:
             existing = self.get(conn, name)
         except MissingCollectionError:

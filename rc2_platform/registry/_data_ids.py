@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.names import INT64_MAX, INT64_MIN
 from rc2_platform.registry.dimensions import DimensionUniverse
 
 
@@ -57,7 +58,7 @@ def _value_rows(
     for i, (name, column) in enumerate(zip(dims, zip(*rows, strict=True), strict=True)):
         is_int = universe.key_type(name) == "int"
         for kind, value in {(type(v), v) for v in column}:
-            if is_int and kind is int:
+            if is_int and kind is int and INT64_MIN <= value <= INT64_MAX:
                 continue
             fixed = coerce(name, value)
             if type(fixed) is not kind or fixed != value:

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import DatasetRef, DatasetType
+from rc2_platform.core.names import check_dataset_type_name
 from rc2_platform.errors import (
     ConflictingDefinitionError,
     DatasetConflictError,
-    DatasetTypeError,
     DimensionValueError,
     MissingDatasetTypeError,
 )
@@ -97,10 +97,7 @@ class DatasetManager:
 
     def normalize(self, dataset_type: DatasetType) -> DatasetType:
         """The dataset type with its dimensions made required-only, canonical order."""
-        if not dataset_type.name or len(dataset_type.name) > 128:
-            raise DatasetTypeError(
-                f"dataset type name {dataset_type.name!r} must have 1-128 characters"
-            )
+        check_dataset_type_name(dataset_type.name)
         dims = self.universe.required(dataset_type.dimensions)
         return DatasetType(
             dataset_type.name, dims, dataset_type.storage_class, dataset_type.is_calibration

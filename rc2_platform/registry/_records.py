@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from lsst.sphgeom import Region
 
+from rc2_platform.core.names import INT64_MAX, INT64_MIN, show
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import ConflictingDefinitionError, DimensionError, DimensionValueError
 from rc2_platform.geometry import polygon_overlaps as _spatial
@@ -25,6 +28,30 @@ def chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     """Consecutive slices of at most ``size`` items."""
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+def _metadata_problem(kind: str, length: int | None, value: Any) -> str | None:
+    """Why ``value`` cannot be stored in a metadata column of ``kind``, or None."""
+    if value is None:
+        return None
+    if kind == "string":
+        if not isinstance(value, str):
+            return f"it is a {type(value).__name__}, not a string"
+        if "\x00" in value:
+            return "it contains NUL"
+        if length is not None and len(value) > length:
+            return f"it has {len(value)} characters, more than {length}"
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"it is a {type(value).__name__}, not an integer"
+        if not INT64_MIN <= int(value) <= INT64_MAX:
+            return "it does not fit in 64 bits"
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"it is a {type(value).__name__}, not a number"
+        if math.isinf(value):
+            return "it is infinite"
+    return None
 
 
 class RecordManager:
@@ -54,6 +81,13 @@ class RecordManager:
         for d in el.required + el.implied:
             if row[d] is not None or d in el.required:
                 row[d] = self.universe.coerce_value(d, row[d])
+        for m in el.metadata:
+            problem = _metadata_problem(m.type, m.length, row[m.name])
+            if problem is not None:
+                raise DimensionValueError(
+                    f"{el.name} record {self.key_of(el, row)}: field {m.name!r} "
+                    f"{show(row[m.name])} is not allowed: {problem}"
+                )
         if el.has_region:
             row["region"] = self._region_bytes(el, row, record.get("region"))
         if el.has_timespan:
@@ -244,7 +278,7 @@ class RecordManager:
     def _check_key_values(self, dim: str, vals: list[Any], required: bool) -> list[Any]:
         kinds = {type(v) for v in vals}
         want = int if self.universe.key_type(dim) == "int" else str
-        if kinds == {want} and want is int:
+        if kinds == {want} and want is int and min(vals) >= INT64_MIN and max(vals) <= INT64_MAX:
             return vals
         if not required:
             kinds.discard(type(None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.names import (
+    INT64_MAX,
+    INT64_MIN,
+    int_value_problem,
+    refusal,
+    show,
+    string_value_problem,
+)
 from rc2_platform.errors import ConfigError, DimensionError, DimensionValueError
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")  # longer cannot fit 64 bits anyway
 
 ColumnTypeName = Literal["int", "string", "float", "bool"]
 
@@ -340,22 +351,26 @@ class DimensionUniverse:
         kind = self.key_type(dimension)
         if kind == "int":
             if type(value) is int:
+                if INT64_MIN <= value <= INT64_MAX:
+                    return value
+            elif (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+                isinstance(value, str) and _INT_TEXT.fullmatch(value.strip())
+            ):
+                value = int(value)
+            else:
+                raise DimensionValueError(
+                    f"data ID value {show(value)} for {dimension!r} must be an integer "
+                    f"(got {type(value).__name__})"
+                )
+            problem = int_value_problem(value)
+            if problem is None:
                 return value
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                return int(value)
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                return int(value)
-            raise DimensionValueError(
-                f"data ID value {value!r} for {dimension!r} must be an integer "
-                f"(got {type(value).__name__})"
-            )
-        length = self[dimension].key.length  # type: ignore[union-attr]
-        if type(value) is str and value and len(value) <= length and "\x00" not in value:
-            return value
-        raise DimensionValueError(
-            f"data ID value {value!r} for {dimension!r} must be a non-empty string of at "
-            f"most {length} characters without NUL (got {type(value).__name__})"
-        )
+        else:
+            length = self[dimension].key.length  # type: ignore[union-attr]
+            problem = string_value_problem(value, length)
+            if problem is None:
+                return str(value)
+        raise DimensionValueError(refusal(f"{dimension} value", value, problem))
 
     def data_id(
         self,
