@@ -38,6 +38,7 @@ from rc2_platform.core import (
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.errors import (
     CollectionError,
+    CollectionInUseError,
     ConfigError,
     DatasetNotFoundError,
     FileNotInDatastoreError,
@@ -301,12 +302,31 @@ class Butler:
         self.datastore.formatter_for(dataset_type.storage_class)
         return self.registry.register_dataset_type(dataset_type)
 
-    def remove_collection(self, name: str, *, unstore: bool = True) -> int:
+    def remove_collection(
+        self,
+        name: str,
+        *,
+        unstore: bool = True,
+        unlink: bool = False,
+        unlink_from_chains: bool = False,
+    ) -> int:
         """Remove a collection; for a RUN also its datasets and (``unstore``) their files.
 
         Atomic: the files are deleted only once the registry rows are gone. A RUN's
         execution state (``REPO/_runs/<run>/``: journal, lock, job folders) goes with it,
         as its provenance dataset goes with its datasets.
+
+        Parameters
+        ----------
+        name : str
+            The collection.
+        unstore : bool
+            Delete the RUN's files (False: leave them on disk).
+        unlink : bool
+            Allow removing a RUN whose datasets are tagged or certified in other
+            collections: they leave those collections too.
+        unlink_from_chains : bool
+            Drop the collection from the chains that list it, instead of refusing.
 
         Returns
         -------
@@ -315,24 +335,23 @@ class Butler:
 
         Raises
         ------
+        CollectionInUseError
+            A RUN's datasets are used by TAGGED or CALIBRATION collections (without
+            ``unlink``); the message lists them.
         CollectionError
-            If the RUN is being executed (a live orchestrator holds its lock).
+            The RUN is being executed (a live orchestrator holds its lock), or the
+            collection is a child of a chain (without ``unlink_from_chains``).
         """
         refs: list[DatasetRef] = []
         is_run = self.registry.get_collection_type(name) is CollectionType.RUN
         state = run_state_directory(self.root, name)
         if is_run:
-            holder = _run_in_use(state)
-            if holder is not None:
-                raise CollectionError(
-                    f"RUN {name!r} is being executed ({holder.strip()}); cancel it "
-                    f"(`rc2 cancel {self.root} {name}`) or let it end before removing it"
-                )
+            self.check_run_removable(name, unlink=unlink)
             for dt in self.registry.query_dataset_types():
                 refs.extend(self.registry.query_datasets(dt, [name], find_first=False))
         records = self.datastore_records(refs) if unstore else {}
         with self.transaction():
-            self.registry.remove_collection(name)
+            self.registry.remove_collection(name, unlink_from_chains=unlink_from_chains)
             for ref in refs:
                 rec = records.get(ref.id)
                 if rec is not None:
@@ -340,6 +359,24 @@ class Butler:
         if is_run:
             shutil.rmtree(state, ignore_errors=True)
         return len(refs)
+
+    def check_run_removable(self, run: str, *, unlink: bool = False) -> None:
+        """Refuse (CollectionError) a RUN being executed, or used elsewhere unless ``unlink``."""
+        holder = _run_in_use(run_state_directory(self.root, run))
+        if holder is not None:
+            raise CollectionError(
+                f"RUN {run!r} is being executed ({holder.strip()}); cancel it "
+                f"(`rc2 cancel {self.root} {run}`) or let it end before removing it"
+            )
+        if unlink:
+            return
+        users = self.registry.dataset_users(runs=[run])
+        if users:
+            listed = ", ".join(f"{u.type.name} {u.name!r} ({u.datasets})" for u in users)
+            raise CollectionInUseError(
+                f"RUN {run!r} has datasets used by {listed}; decertify or untag them first, "
+                "or pass --unlink to remove them from those collections too"
+            )
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -360,6 +397,11 @@ class Butler:
     def datastore_records(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, DatastoreRecord]:
         """The datastore records of ``refs`` (one query per 5,000 refs)."""
         return self.registry.get_datastore_records(refs)
+
+    def get_uris(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, str]:
+        """``file://`` URIs of the datasets' files (datasets without a file are left out)."""
+        records = self.datastore_records(refs)
+        return {i: self.datastore.absolute(r).as_uri() for i, r in records.items()}
 
     def resolve(
         self,

@@ -232,3 +232,15 @@ class ExpiredCursorError(QueryError):
 
 class ServerBusyError(RemoteError):
     """The server is running as many queries as its operator allows; retry shortly: HTTP 503."""
+
+
+class CollectionInUseError(CollectionError):
+    """A collection (or its datasets) is still used by chains, TAGGED or CALIBRATION ones."""
+
+
+class DatasetTypeInUseError(DatasetTypeError):
+    """A dataset type to remove still has datasets."""
+
+
+class ArtifactExistsError(DatastoreError, FileExistsError):
+    """Retrieving artifacts would overwrite existing files."""

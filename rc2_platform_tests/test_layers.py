@@ -28,6 +28,7 @@ _ALL = {
     "validate",
     "defs",
     "cli",
+    "admin",
 }
 
 FORBIDDEN = {
@@ -64,6 +65,8 @@ FORBIDDEN = {
     # The mask file format is in core/: ingest and the tasks read it without the simulator.
     "ingest": {"simulate", "graph", "execution", "tasks", "defs"},
     "tasks": {"defs", "execution", "graph", "simulate"},
+    # Data management works on an open Butler; the CLI and Dagster call it, not the reverse.
+    "admin": {"defs", "cli", "execution", "graph", "ingest", "pipeline", "tasks", "simulate"},
 }
 
 

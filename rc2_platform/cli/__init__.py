@@ -29,6 +29,13 @@ COMMANDS: dict[str, str] = {
     "collections": "rc2_platform.cli.butler_commands:collections_group",
     # moving data between repositories and versions
     "migrate": "rc2_platform.cli.data_commands:migrate",
+    # data management
+    "remove-runs": "rc2_platform.cli.admin_commands:remove_runs",
+    "prune-datasets": "rc2_platform.cli.admin_commands:prune_datasets",
+    "remove-dataset-type": "rc2_platform.cli.admin_commands:remove_dataset_type",
+    "certify-calibrations": "rc2_platform.cli.admin_commands:certify_calibrations",
+    "decertify": "rc2_platform.cli.admin_commands:decertify",
+    "retrieve-artifacts": "rc2_platform.cli.admin_commands:retrieve_artifacts",
     # survey data and ingest
     "simulate": "rc2_platform.cli.simulate_commands:simulate_command",
     "bootstrap": "rc2_platform.cli.ingest_commands:bootstrap_command",
@@ -65,6 +72,7 @@ COMMANDS: dict[str, str] = {
 SECTIONS: dict[str, str] = {
     "rc2_platform.cli.butler_commands": "Repository and queries",
     "rc2_platform.cli.data_commands": "Moving data",
+    "rc2_platform.cli.admin_commands": "Data management",
     "rc2_platform.cli.simulate_commands": "Survey data and ingest",
     "rc2_platform.cli.ingest_commands": "Survey data and ingest",
     "rc2_platform.cli.pipeline_commands": "Pipelines and QuantumGraphs",

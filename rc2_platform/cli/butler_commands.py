@@ -248,6 +248,9 @@ def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
 )
 @_where_options
 @click.option("--find-all", is_flag=True, help="Every match, not only the first per data ID.")
+@click.option(
+    "--show-uri", is_flag=True, help="Add a uri column: the file:// URI of each dataset's file."
+)
 @format_option
 def query_datasets(
     repo: str,
@@ -256,13 +259,20 @@ def query_datasets(
     where: str,
     bind: tuple[str, ...],
     find_all: bool,
+    show_uri: bool,
     as_json: bool,
 ) -> None:
     """List datasets of DATASET_TYPE (default: every registered type).
 
     Without --collections every collection is searched and every match is listed.
-    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN),
+    except with --show-uri.
     """
+    if show_uri and repo.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            "--show-uri needs the repository folder: a butler server gives signed links to "
+            "files, not their URIs"
+        )
     from rc2_platform.core import CollectionType
 
     bind_values = parse_bind(bind)
@@ -285,18 +295,24 @@ def query_datasets(
             )
             refs.sort(key=lambda r: (r.run, sort_key(r.data_id.values_tuple)))
             per_type.append((dt, refs))
+        uris = butler.get_uris(r for _, refs in per_type for r in refs) if show_uri else {}
+    uri = ["uri"] if show_uri else []
+
+    def row(ref: DatasetRef) -> dict[str, Any]:
+        return _ref_row(ref) | ({"uri": uris.get(ref.id)} if show_uri else {})
+
     if as_json or output_format() == "csv":
-        rows = [_ref_row(r) for _, refs in per_type for r in refs]
+        rows = [row(r) for _, refs in per_type for r in refs]
         dims = list(dict.fromkeys(d for dt, _ in per_type for d in dt.dimensions))
-        emit_rows(rows, ["dataset_type", "run", *dims, "id"], as_json=as_json)
+        emit_rows(rows, ["dataset_type", "run", *dims, "id", *uri], as_json=as_json)
         return
     shown = [(dt, refs) for dt, refs in per_type if refs] or per_type[:1]
     if not shown:
         click.echo("(no dataset types registered)", err=True)
     for dt, refs in shown:
         emit_rows(
-            [_ref_row(r) for r in refs],
-            ["run", *dt.dimensions, "id"],
+            [row(r) for r in refs],
+            ["run", *dt.dimensions, "id", *uri],
             as_json=False,
             title=dt.name,
         )
@@ -378,62 +394,86 @@ def _collection_type(value: str | None) -> list[CollectionType] | None:
     default=None,
     help="Only collections of this type: RUN, TAGGED, CHAINED or CALIBRATION.",
 )
+@click.option(
+    "--tree",
+    is_flag=True,
+    help="Show chains as trees: every child (recursively) indented under its chain.",
+)
 @format_option
-def collections_list(repo: str, pattern: str | None, type_: str | None, as_json: bool) -> None:
+def collections_list(
+    repo: str, pattern: str | None, type_: str | None, tree: bool, as_json: bool
+) -> None:
     """List collections (optionally matching glob PATTERN), with chains' children.
 
-    REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN).
+    With --tree each chain's children follow it, indented one level per depth (JSON:
+    a "depth" and "parent" per row). REPO may be a butler server URL
+    (http://HOST:PORT/NAME; token from RC2_TOKEN).
     """
     from rc2_platform.core import CollectionType
 
     types = _collection_type(type_)
     with open_butler(repo, read_only=True) as butler:
         reg = butler.registry
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in reg.query_collections(pattern, types):
             ctype = reg.get_collection_type(name)
             children = reg.get_collection_chain(name) if ctype is CollectionType.CHAINED else []
-            rows.append({"name": name, "type": ctype.name, "children": children})
+            if tree:
+                rows.extend(_tree_rows(reg, name, ctype, None, 0))
+            else:
+                rows.append({"name": name, "type": ctype.name, "children": children})
+    if tree:
+        if not as_json:
+            rows = [r | {"name": "  " * r["depth"] + r["name"]} for r in rows]
+        emit_rows(rows, ["name", "type"], as_json=as_json)
+        return
     if not as_json:
         rows = [r | {"children": ", ".join(r["children"])} for r in rows]
     emit_rows(rows, ["name", "type", "children"], as_json=as_json)
 
 
-_CHAIN_MODES = ("redefine", "extend", "prepend")
+def _tree_rows(
+    reg: Any, name: str, ctype: CollectionType, parent: str | None, depth: int
+) -> list[dict[str, Any]]:
+    """``name`` and, for a chain, its children recursively (depth-first, in order)."""
+    from rc2_platform.core import CollectionType
+
+    rows = [{"name": name, "type": ctype.name, "depth": depth, "parent": parent}]
+    if ctype is CollectionType.CHAINED and depth < 100:
+        for child in reg.get_collection_chain(name):
+            rows += _tree_rows(reg, child, reg.get_collection_type(child), name, depth + 1)
+    return rows
 
 
-def _new_chain(current: list[str], children: list[str], mode: str) -> list[str]:
-    if mode == "redefine":
-        return children
-    rest = [c for c in current if c not in children]
-    return rest + children if mode == "extend" else children + rest
+_CHAIN_MODES = ("redefine", "extend", "prepend", "remove", "pop")
 
 
 @collections_group.command("chain")
 @repo_argument
 @click.argument("parent")
-@click.argument("children", nargs=-1, required=True)
+@click.argument("children", nargs=-1)
 @click.option(
     "--mode",
     type=click.Choice(_CHAIN_MODES),
     default="redefine",
     show_default=True,
-    help="Replace the chain, append to it, or put CHILDREN first.",
+    help="redefine: replace the chain; extend: append; prepend: put CHILDREN first; "
+    "remove: drop CHILDREN; pop: drop the children at positions CHILDREN (default 0).",
 )
 @json_option
 def collections_chain(
     repo: str, parent: str, children: tuple[str, ...], mode: str, as_json: bool
 ) -> None:
-    """Make CHAINED collection PARENT search CHILDREN (created if missing)."""
-    from rc2_platform.core import CollectionType
+    """Make CHAINED collection PARENT search CHILDREN (created if missing), or edit it.
 
+    Children already in the chain move (extend, prepend); remove and pop refuse names
+    or positions the chain does not have.
+    """
     wanted = split_collections(children)
+    if not wanted and mode not in ("pop", "redefine"):
+        raise click.UsageError(f"--mode {mode} needs at least one CHILD")
     with open_butler(repo) as butler:
-        reg = butler.registry
-        with reg.transaction():
-            reg.register_collection(parent, CollectionType.CHAINED)
-            chain = _new_chain(reg.get_collection_chain(parent), wanted, mode)
-            reg.set_collection_chain(parent, chain)
+        chain = butler.registry.edit_collection_chain(parent, wanted, mode)
     if as_json:
         emit_json([{"name": parent, "children": chain}])
     else:
@@ -477,11 +517,28 @@ def collections_tag(
 @repo_argument
 @click.argument("name")
 @click.option("--keep-files", is_flag=True, help="Removing a RUN: leave its files on disk.")
+@click.option(
+    "--unlink",
+    is_flag=True,
+    help="Removing a RUN whose datasets are tagged or certified elsewhere: drop them from "
+    "those collections too (otherwise refused).",
+)
+@click.option(
+    "--unlink-from-chains", is_flag=True, help="Drop NAME from the chains listing it first."
+)
 @json_option
-def collections_remove(repo: str, name: str, keep_files: bool, as_json: bool) -> None:
-    """Remove collection NAME; a RUN takes its datasets (and files) with it."""
+def collections_remove(
+    repo: str, name: str, keep_files: bool, unlink: bool, unlink_from_chains: bool, as_json: bool
+) -> None:
+    """Remove collection NAME; a RUN takes its datasets (and files) with it.
+
+    A RUN whose datasets a TAGGED or CALIBRATION collection still uses is refused with
+    those collections listed (exit 1) unless --unlink; see also `rc2 remove-runs`.
+    """
     with open_butler(repo) as butler:
-        n = butler.remove_collection(name, unstore=not keep_files)
+        n = butler.remove_collection(
+            name, unstore=not keep_files, unlink=unlink, unlink_from_chains=unlink_from_chains
+        )
     if as_json:
         emit_json([{"removed": name, "datasets": n}])
     else:

@@ -26,12 +26,15 @@ from rc2_platform.core.dataset_types import (
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.registry._engine import connecting, safe_url, strip_password
 from rc2_platform.registry._migrate import MigrationReport
+from rc2_platform.registry._usage import Certification, CollectionUse
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.registry import Registry
 from rc2_platform.registry.schema import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Certification",
+    "CollectionUse",
     "CollectionType",
     "DataCoordinate",
     "DatabaseError",

@@ -42,6 +42,7 @@ from rc2_platform.errors import (
     MigrationRequiredError,
     SchemaVersionError,
 )
+from rc2_platform.registry._admin import RegistryAdmin
 from rc2_platform.registry._bulk import no_gc, time_ordered_uuids
 from rc2_platform.registry._bulkload import insert_column_chunks
 from rc2_platform.registry._calibrations import CalibrationManager
@@ -72,11 +73,13 @@ STALE_FRACTION = 0.2
 __all__ = ["ANALYZE_THRESHOLD", "CollectionArg", "Registry"]
 
 
-class Registry:
+class Registry(RegistryAdmin):
     """A registry database. Build with :meth:`create` or :meth:`open`.
 
     Every public method runs in its own transaction unless called inside
-    :meth:`transaction`, in which case all work shares that one transaction.
+    :meth:`transaction`, in which case all work shares that one transaction. The
+    data-management methods (users of a collection, chain edits, dataset-type removal,
+    certifications) come from :class:`~rc2_platform.registry._admin.RegistryAdmin`.
     """
 
     def __init__(self, engine: sa.Engine, universe: DimensionUniverse):
@@ -379,10 +382,17 @@ class Registry:
         with self._db.read() as conn:
             return self.collections.query(conn, pattern, types)
 
-    def remove_collection(self, name: str) -> None:
-        """Remove a collection; removing a RUN removes its datasets."""
+    def remove_collection(self, name: str, *, unlink_from_chains: bool = False) -> None:
+        """Remove a collection; removing a RUN removes its datasets.
+
+        A child of a chain is refused (CollectionError naming the chains) unless
+        ``unlink_from_chains`` drops it from them in the same transaction.
+        """
         with self.transaction() as conn:
             rec = self.collections.get(conn, name)
+            if unlink_from_chains:
+                for parent_id in self._usage.chain_parents(conn, rec.id):
+                    self._usage.remove_from_chain(conn, parent_id, rec.id)
             if rec.type == CollectionType.TAGGED:
                 # tags rows carry no foreign key to collection (insert speed): delete them.
                 self.datasets.remove_tagged(conn, rec.id)

@@ -1,0 +1,246 @@
+"""Removing RUNs, datasets and dataset types: checked first, refused with the users listed."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rc2_platform.core import CollectionType, DatasetRef
+from rc2_platform.errors import CollectionInUseError, DatasetTypeInUseError, MissingCollectionError
+
+if TYPE_CHECKING:
+    from rc2_platform.butler import Butler
+    from rc2_platform.registry import CollectionUse
+
+
+def _listed(users: Sequence[CollectionUse]) -> str:
+    return ", ".join(f"{u.type.name} {u.name!r} ({u.datasets} dataset(s))" for u in users)
+
+
+@dataclass
+class RemoveRunsResult:
+    """What ``remove_runs`` removed (or, in a dry run, would remove): one row per RUN."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def datasets(self) -> int:
+        """Datasets removed over every RUN."""
+        return sum(int(r["datasets"]) for r in self.rows)
+
+
+def match_runs(butler: Butler, patterns: Sequence[str]) -> list[str]:
+    """RUN collections matching the glob ``patterns``, sorted (bad patterns refused).
+
+    A pattern without glob characters must name an existing RUN; a glob must match at
+    least one RUN.
+    """
+    runs = butler.registry.query_collections(types=[CollectionType.RUN])
+    out: set[str] = set()
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?["):
+            ctype = butler.registry.get_collection_type(pattern)  # MissingCollectionError
+            if ctype is not CollectionType.RUN:
+                raise MissingCollectionError(
+                    f"collection {pattern!r} is {ctype.name}, not a RUN; `rc2 collections "
+                    "remove` removes other collections"
+                )
+            out.add(pattern)
+            continue
+        found = fnmatch.filter(runs, pattern)
+        if not found:
+            raise MissingCollectionError(
+                f"no RUN collection matches {pattern!r}; `rc2 collections list REPO --type RUN` "
+                "lists them"
+            )
+        out.update(found)
+    return sorted(out)
+
+
+def remove_runs(
+    butler: Butler,
+    patterns: Sequence[str],
+    *,
+    unlink_from_chains: bool = False,
+    unlink: bool = False,
+    dry_run: bool = False,
+) -> RemoveRunsResult:
+    """Remove RUN collections with their datasets, files, journal and provenance.
+
+    Every RUN is checked before any is removed: a RUN listed by a chain is refused
+    unless ``unlink_from_chains``; a RUN whose datasets are tagged or certified in other
+    collections is refused unless ``unlink``; a RUN being executed is refused.
+
+    Parameters
+    ----------
+    butler : Butler
+        The repository.
+    patterns : sequence of str
+        RUN names or glob patterns (``u/someone/*``).
+    unlink_from_chains : bool
+        Drop the RUNs from the chains that list them.
+    unlink : bool
+        Also drop their datasets from the TAGGED and CALIBRATION collections using them.
+    dry_run : bool
+        Check and report, change nothing.
+
+    Raises
+    ------
+    CollectionInUseError
+        Chains or collections still use a RUN; the message lists them all.
+    MissingCollectionError
+        A pattern matches no RUN.
+    """
+    runs = match_runs(butler, patterns)
+    reg = butler.registry
+    problems: list[str] = []
+    result = RemoveRunsResult(dry_run=dry_run)
+    for run in runs:
+        chains = reg.collection_parents(run)
+        users = reg.dataset_users(runs=[run])
+        if chains and not unlink_from_chains:
+            problems.append(f"RUN {run!r} is in chain(s) {chains} (--unlink-from-chains)")
+        if users and not unlink:
+            problems.append(f"RUN {run!r} has datasets used by {_listed(users)} (--unlink)")
+        butler.check_run_removable(run, unlink=True)  # a live orchestrator: refused
+        counts = {
+            dt.name: len(reg.query_datasets(dt, [run], find_first=False))
+            for dt in reg.query_dataset_types()
+        }
+        result.rows.append(
+            {
+                "run": run,
+                "datasets": sum(counts.values()),
+                "dataset_types": {k: v for k, v in counts.items() if v},
+                "unlinked_from_chains": chains,
+                "unlinked_from": [u.name for u in users],
+            }
+        )
+    if problems:
+        raise CollectionInUseError(
+            "refusing to remove: " + "; ".join(problems) + "; nothing was removed"
+        )
+    if dry_run:
+        return result
+    for run in runs:
+        butler.remove_collection(run, unlink=unlink, unlink_from_chains=unlink_from_chains)
+    return result
+
+
+@dataclass
+class PruneResult:
+    """Datasets removed by ``prune_datasets`` (in a dry run: that would be removed)."""
+
+    refs: list[DatasetRef] = field(default_factory=list)
+    unlinked_from: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def counts(self) -> list[dict[str, Any]]:
+        """One row per (dataset type, RUN): how many datasets."""
+        by: dict[tuple[str, str], int] = {}
+        for r in self.refs:
+            key = (r.dataset_type.name, r.run)
+            by[key] = by.get(key, 0) + 1
+        return [
+            {"dataset_type": t, "run": run, "datasets": n} for (t, run), n in sorted(by.items())
+        ]
+
+
+def prune_datasets(
+    butler: Butler,
+    collections: Sequence[str],
+    *,
+    dataset_types: Sequence[str] | None = None,
+    where: str = "",
+    bind: Mapping[str, Any] | None = None,
+    unlink: bool = False,
+    unstore: bool = True,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Remove the datasets found in ``collections`` (every match, not only the first).
+
+    The datasets leave the registry (their RUN, and any TAGGED or CALIBRATION
+    collection searched) and, with ``unstore``, their files go, in one transaction.
+    Datasets also used by TAGGED or CALIBRATION collections *not* searched are refused
+    unless ``unlink``.
+
+    Raises
+    ------
+    CollectionInUseError
+        Other collections use some of the datasets; the message lists them.
+    """
+    reg = butler.registry
+    types = (
+        [reg.get_dataset_type(t) for t in dataset_types]
+        if dataset_types
+        else reg.query_dataset_types()
+    )
+    seen: dict[Any, DatasetRef] = {}
+    for dt in types:
+        for ref in reg.query_datasets(dt, list(collections), where, bind, find_first=False):
+            seen.setdefault(ref.id, ref)
+    refs = sorted(seen.values(), key=lambda r: (r.dataset_type.name, r.run, str(r.id)))
+    users = reg.dataset_users(refs=refs, exclude=collections) if refs else []
+    if users and not unlink:
+        raise CollectionInUseError(
+            f"refusing to prune {len(refs)} dataset(s): some are used by {_listed(users)}; "
+            "add those collections to --collections, or pass --unlink; nothing was removed"
+        )
+    result = PruneResult(refs, [u.name for u in users], dry_run)
+    if not dry_run and refs:
+        butler.remove(refs, unstore=unstore)
+    return result
+
+
+@dataclass
+class RemoveTypeResult:
+    """What ``remove_dataset_type`` removed: the type and its datasets per RUN."""
+
+    name: str
+    datasets_by_run: dict[str, int]
+    used_by: list[str]
+    dry_run: bool = False
+
+
+def remove_dataset_type(
+    butler: Butler, name: str, *, with_datasets: bool = False, dry_run: bool = False
+) -> RemoveTypeResult:
+    """Remove dataset type ``name``; refused while it has datasets unless ``with_datasets``.
+
+    With ``with_datasets`` every dataset of the type goes too (rows, memberships and
+    files, in one transaction).
+
+    Raises
+    ------
+    DatasetTypeInUseError
+        The type has datasets; the message lists the RUNs (and TAGGED / CALIBRATION
+        collections) holding them.
+    MissingDatasetTypeError
+        No such dataset type.
+    """
+    reg = butler.registry
+    dt = reg.get_dataset_type(name)
+    by_run = reg.count_datasets_by_run(dt)
+    users = reg.dataset_users(dataset_type=dt)
+    if by_run and not with_datasets:
+        runs = ", ".join(f"{r!r} ({n})" for r, n in sorted(by_run.items()))
+        also = f"; also in {_listed(users)}" if users else ""
+        raise DatasetTypeInUseError(
+            f"dataset type {name!r} still has {sum(by_run.values())} dataset(s) in RUN(s) "
+            f"{runs}{also}; pass --with-datasets to remove them too, or prune them first"
+        )
+    result = RemoveTypeResult(name, by_run, [u.name for u in users], dry_run)
+    if dry_run:
+        return result
+    refs = reg.query_datasets(dt, sorted(by_run), find_first=False) if by_run else []
+    records = butler.datastore_records(refs)
+    with butler.transaction():
+        reg.remove_dataset_type(name)
+        for ref in refs:
+            rec = records.get(ref.id)
+            if rec is not None:
+                butler.datastore.remove(ref, rec)
+    return result

@@ -1,0 +1,233 @@
+"""Data management on every backend: removals refused while used, certification, artifacts."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rc2_platform.admin import (
+    certify_calibrations,
+    decertify,
+    prune_datasets,
+    remove_dataset_type,
+    remove_runs,
+    retrieve_artifacts,
+)
+from rc2_platform.butler import Butler, run_state_directory
+from rc2_platform.core import CollectionType, DatasetType
+from rc2_platform.errors import (
+    ArtifactExistsError,
+    CollectionError,
+    CollectionInUseError,
+    ConfigError,
+    DatasetTypeInUseError,
+    MissingCollectionError,
+    MissingDatasetTypeError,
+)
+from rc2_platform.registry import Timespan
+from rc2_platform_tests.butler.conftest import RUN, dataset_files, snapshot
+
+BIAS = DatasetType("bias", ("instrument", "detector"), "StructuredDataDict", True)
+CALIB_RUN = "HSC/calib/bias/20200101"
+CALIB = "HSC/calib"
+
+
+def _calibrated(butler: Butler) -> None:
+    """bias for detectors 0/1 in CALIB_RUN, certified in CALIB over 2020; a chain of both."""
+    butler.registry.register_dataset_type(BIAS)
+    butler.registry.register_run(CALIB_RUN)
+    for d in (0, 1):
+        butler.put({"bias": d}, "bias", {"instrument": "HSC", "detector": d}, run=CALIB_RUN)
+    certify_calibrations(butler, CALIB_RUN, CALIB, "bias", begin="2020-01-01", end="2021-01-01")
+    butler.registry.edit_collection_chain("HSC/defaults", [CALIB, RUN])
+    butler.registry.edit_collection_chain("HSC/calib/all", [CALIB_RUN])
+
+
+def _summaries(butler: Butler) -> None:
+    for v in (1, 2):
+        for d in (0, 1):
+            butler.put({"v": v}, "summary", {"instrument": "HSC", "visit": v, "detector": d})
+
+
+# --- remove-runs and the calibration RUN of issue 11 ---------------------------------------
+
+
+def test_remove_runs_refuses_while_chains_and_calibrations_use_the_run(butler: Butler) -> None:
+    _calibrated(butler)
+    state = run_state_directory(butler.root, CALIB_RUN)
+    state.mkdir(parents=True)
+    (state / "journal.jsonl").write_text("{}\n")
+    before = snapshot(butler)
+    with pytest.raises(CollectionInUseError) as info:
+        remove_runs(butler, ["HSC/calib/bias/*"])
+    message = str(info.value)
+    assert "HSC/calib/all" in message and f"CALIBRATION '{CALIB}' (2 dataset(s))" in message
+    assert "nothing was removed" in message
+    with pytest.raises(CollectionInUseError, match="CALIBRATION"):
+        remove_runs(butler, [CALIB_RUN], unlink_from_chains=True)
+    dry = remove_runs(butler, [CALIB_RUN], unlink_from_chains=True, unlink=True, dry_run=True)
+    assert dry.rows[0]["datasets"] == 2 and dry.rows[0]["unlinked_from"] == [CALIB]
+    assert snapshot(butler) == before and state.exists()
+
+    done = remove_runs(butler, [CALIB_RUN], unlink_from_chains=True, unlink=True)
+    assert done.datasets == 2
+    assert CALIB_RUN not in butler.registry.query_collections()
+    assert butler.registry.get_collection_chain("HSC/calib/all") == []
+    assert butler.registry.query_certifications(CALIB, "bias") == []
+    assert dataset_files(butler.root) == [] and not state.exists()
+
+
+def test_remove_collection_of_a_certified_run_is_refused_unless_unlinked(butler: Butler) -> None:
+    _calibrated(butler)
+    butler.registry.set_collection_chain("HSC/calib/all", [])
+    with pytest.raises(CollectionInUseError, match=f"CALIBRATION '{CALIB}'"):
+        butler.remove_collection(CALIB_RUN)
+    assert len(butler.registry.query_certifications(CALIB, "bias")) == 2
+    butler.registry.register_collection("best", CollectionType.TAGGED)
+    butler.registry.associate("best", butler.query_datasets("bias", collections=CALIB_RUN))
+    with pytest.raises(CollectionInUseError, match="TAGGED 'best'"):
+        butler.remove_collection(CALIB_RUN)
+    assert butler.remove_collection(CALIB_RUN, unlink=True) == 2
+    assert butler.query_datasets("bias", collections=["best"]) == []
+
+
+def test_remove_runs_patterns_must_match_runs(butler: Butler) -> None:
+    with pytest.raises(MissingCollectionError, match="no RUN collection matches"):
+        remove_runs(butler, ["nothing/*"])
+    butler.registry.register_collection("tagged", CollectionType.TAGGED)
+    with pytest.raises(MissingCollectionError, match="TAGGED, not a RUN"):
+        remove_runs(butler, ["tagged"])
+
+
+# --- prune-datasets -------------------------------------------------------------------------
+
+
+def test_prune_datasets_by_where_refuses_tagged_elsewhere_then_unlinks(butler: Butler) -> None:
+    _summaries(butler)
+    butler.registry.register_collection("best", CollectionType.TAGGED)
+    butler.registry.associate("best", butler.query_datasets("summary", where="detector = 0"))
+    before = snapshot(butler)
+    with pytest.raises(CollectionInUseError, match="TAGGED 'best' \\(1 dataset"):
+        prune_datasets(butler, [RUN], dataset_types=["summary"], where="visit = 1")
+    dry = prune_datasets(butler, [RUN], where="visit = 1", unlink=True, dry_run=True)
+    assert len(dry.refs) == 2 and snapshot(butler) == before
+    # Searching the tagged collection too makes it part of what is pruned.
+    done = prune_datasets(butler, [RUN, "best"], dataset_types=["summary"], where="visit = 1")
+    assert done.counts() == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
+    left = butler.query_datasets("summary")
+    assert sorted(r.data_id["visit"] for r in left) == [2, 2]
+    assert len(dataset_files(butler.root)) == 2
+    assert [r.data_id["visit"] for r in butler.query_datasets("summary", collections="best")] == [2]
+
+
+# --- remove-dataset-type --------------------------------------------------------------------
+
+
+def test_remove_dataset_type_refuses_while_datasets_exist(butler: Butler) -> None:
+    _summaries(butler)
+    butler.registry.register_collection("best", CollectionType.TAGGED)
+    butler.registry.associate("best", butler.query_datasets("summary", where="visit = 2"))
+    with pytest.raises(DatasetTypeInUseError, match=f"4 dataset\\(s\\) in RUN\\(s\\) '{RUN}'"):
+        remove_dataset_type(butler, "summary")
+    dry = remove_dataset_type(butler, "summary", with_datasets=True, dry_run=True)
+    assert dry.datasets_by_run == {RUN: 4} and dry.used_by == ["best"]
+    assert len(dataset_files(butler.root)) == 4
+    remove_dataset_type(butler, "summary", with_datasets=True)
+    with pytest.raises(MissingDatasetTypeError):
+        butler.registry.get_dataset_type("summary")
+    assert dataset_files(butler.root) == []
+    # The name is free again, with another definition; an empty type goes without asking.
+    butler.registry.register_dataset_type(DatasetType("summary", ("band",), "StructuredDataDict"))
+    assert remove_dataset_type(butler, "summary").datasets_by_run == {}
+
+
+# --- certify / decertify --------------------------------------------------------------------
+
+
+def _ranges(butler: Butler, detector: int) -> list[tuple[str, str]]:
+    found = butler.registry.query_certifications(
+        CALIB, "bias", data_ids=[{"instrument": "HSC", "detector": detector}]
+    )
+    return [(c.timespan.begin.isot[:10], c.timespan.end.isot[:10]) for c in found]  # type: ignore[union-attr]
+
+
+def test_decertify_trims_and_splits_validity_ranges(butler: Butler) -> None:
+    _calibrated(butler)
+    assert _ranges(butler, 0) == [("2020-01-01", "2021-01-01")]
+    dry = decertify(butler, CALIB, "bias", begin="2020-03-01", end="2020-04-01", dry_run=True)
+    assert [len(after) for _, after in dry.changed] == [2, 2]
+    assert _ranges(butler, 0) == [("2020-01-01", "2021-01-01")]
+    decertify(butler, CALIB, "bias", begin="2020-03-01", end="2020-04-01", where="detector = 0")
+    assert _ranges(butler, 0) == [("2020-01-01", "2020-03-01"), ("2020-04-01", "2021-01-01")]
+    assert _ranges(butler, 1) == [("2020-01-01", "2021-01-01")]
+    decertify(butler, CALIB, "bias", end="2020-06-01")  # trims every range's start
+    assert _ranges(butler, 0) == [("2020-06-01", "2021-01-01")]
+    assert _ranges(butler, 1) == [("2020-06-01", "2021-01-01")]
+    assert decertify(butler, CALIB, "bias").changed  # no dates: everything
+    assert butler.registry.query_certifications(CALIB, "bias") == []
+
+
+def test_certify_refuses_overlaps_and_bad_dates(butler: Butler) -> None:
+    _calibrated(butler)
+    with pytest.raises(Exception, match="overlaps"):
+        certify_calibrations(butler, CALIB_RUN, CALIB, "bias", begin="2020-06-01")
+    with pytest.raises(ConfigError, match="not an ISO date"):
+        certify_calibrations(butler, CALIB_RUN, CALIB, "bias", begin="yesterday")
+    # A chain: only its first child unless --search-all.
+    butler.registry.register_run("empty")
+    butler.registry.edit_collection_chain("inputs", ["empty", CALIB_RUN])
+    with pytest.raises(Exception, match="--search-all"):
+        certify_calibrations(butler, "inputs", "other", "bias")
+    done = certify_calibrations(butler, "inputs", "other", "bias", search_all=True)
+    assert len(done.rows) == 2 and done.timespan == Timespan()
+
+
+# --- retrieve-artifacts ---------------------------------------------------------------------
+
+
+def test_retrieve_artifacts_copies_links_zips_and_never_overwrites(
+    butler: Butler, tmp_path: Path
+) -> None:
+    _summaries(butler)
+    rels = sorted(str(p.relative_to(butler.root)) for p in dataset_files(butler.root))
+    dest = tmp_path / "out"
+    dry = retrieve_artifacts(butler, dest, [RUN], where="visit = 1", dry_run=True)
+    assert len(dry.rows) == 2 and not dest.exists()
+    retrieve_artifacts(butler, dest, [RUN])
+    assert sorted(str(p.relative_to(dest)) for p in dataset_files(dest)) == rels
+    with pytest.raises(ArtifactExistsError, match="4 file"):
+        retrieve_artifacts(butler, dest, [RUN])
+    linked = tmp_path / "linked"
+    retrieve_artifacts(butler, linked, [RUN], dataset_types=["summary"], transfer="symlink")
+    assert all(p.is_symlink() for p in dataset_files(linked))
+    zipped = tmp_path / "a.zip"
+    retrieve_artifacts(butler, zipped, [RUN], zip=True)
+    with zipfile.ZipFile(zipped) as zf:
+        index = json.loads(zf.read("rc2_index.json"))
+        assert sorted(n for n in zf.namelist() if n != "rc2_index.json") == rels
+    assert index["version"] == 1 and {d["path"] for d in index["datasets"]} == set(rels)
+    with pytest.raises(ArtifactExistsError):
+        retrieve_artifacts(butler, zipped, [RUN], zip=True)
+
+
+# --- chains ---------------------------------------------------------------------------------
+
+
+def test_edit_collection_chain_modes(butler: Butler) -> None:
+    reg = butler.registry
+    for name in ("a", "b", "c"):
+        reg.register_run(name)
+    assert reg.edit_collection_chain("ch", ["a", "b"]) == ["a", "b"]
+    assert reg.edit_collection_chain("ch", ["c", "a"], "extend") == ["b", "c", "a"]
+    assert reg.edit_collection_chain("ch", ["a"], "prepend") == ["a", "b", "c"]
+    assert reg.edit_collection_chain("ch", ["b"], "remove") == ["a", "c"]
+    with pytest.raises(CollectionError, match="not among its children"):
+        reg.edit_collection_chain("ch", ["b"], "remove")
+    assert reg.edit_collection_chain("ch", [-1], "pop") == ["a"]
+    with pytest.raises(ConfigError, match="outside chain"):
+        reg.edit_collection_chain("ch", [3], "pop")
+    assert reg.edit_collection_chain("ch", [], "pop") == []
+    assert reg.collection_parents("a") == []
