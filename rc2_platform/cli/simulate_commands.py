@@ -62,6 +62,12 @@ def _parse_tracts(values: tuple[str, ...]) -> list[int] | None:
     show_default=True,
     help="Processes writing raws (and a pixel preset's calibrations).",
 )
+@click.option(
+    "--inject-faults",
+    is_flag=True,
+    help="Write the seed's failures into the raws (pixel presets): a detector with no "
+    "stars, a pointing error, a visit with bad seeing (listed in DIRECTORY/faults.yaml).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty DIRECTORY.")
 @format_option
 @handles_errors
@@ -73,6 +79,7 @@ def simulate_command(
     scale: float | None,
     max_detectors: int | None,
     workers: int,
+    inject_faults: bool,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -83,6 +90,9 @@ def simulate_command(
     header-only raws. rc2-pixels: tract 9615 of rc2 with real pixels binned 16x16
     (~5,200 raws and 2,900 calibrations; use --workers 2). DIRECTORY receives raw/,
     calib/, refcat/, masks/, truth.fits and bootstrap.yaml (the input of `rc2 bootstrap`).
+
+    --inject-faults (or a `faults:` section in a preset YAML) makes chosen raws fail the
+    real tasks: see docs/simulate.md, "Injected faults".
     """
     from rc2_platform.simulate import simulate
 
@@ -97,6 +107,7 @@ def simulate_command(
             workers=workers,
             overwrite=overwrite,
             progress=progress,
+            inject_faults=inject_faults,
         )
     summary = result.summary()
     rows = [{"item": k, "value": v} for k, v in summary.items()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections import defaultdict
@@ -68,7 +69,9 @@ class RunReport:
     tasks : dict
         Per task: quanta per state, and ``retried`` (quanta that ran more than once).
     errors : list of dict
-        Failures grouped by exception type and message: count, tasks, example quanta.
+        Failures grouped by exception type and message pattern (the first line with
+        its numbers left out, :func:`error_pattern`): count, tasks, the first message,
+        example quanta.
     timing : dict
         Per task, the attempts: count, succeeded, failed, blocked, min / max / mean /
         total seconds, CPU seconds, peak memory.
@@ -176,6 +179,17 @@ def _task_table(
     return table
 
 
+#: Numbers (and the quoted values and lists next to them) that differ between failures of
+#: one kind: "Unable to match sources: 3 matches, need at least 5" and "…: 0 matches…"
+#: are one error.
+_VARYING = re.compile(r"\[[^\]]*\]|\([^)]*\d[^)]*\)|'[^']*'|-?\d+(?:\.\d+)?(?:e-?\d+)?%?")
+
+
+def error_pattern(message: str) -> str:
+    """The first line of ``message`` with numbers, quoted values and lists as ``…``."""
+    return _VARYING.sub("…", message.splitlines()[0] if message else "")
+
+
 def _errors(
     rows: list[dict[str, Any]], states: dict[int, tuple[str, str, Any]]
 ) -> list[dict[str, Any]]:
@@ -183,11 +197,12 @@ def _errors(
     for i, row in _latest(rows).items():
         if states.get(i, ("", "", None))[1] == QuantumState.FAILED.value:
             message = (row["message"] or "unknown error").splitlines()[0]
-            groups[(row["exception_type"] or "Error", message)].append(row)
+            groups[(row["exception_type"] or "Error", error_pattern(message))].append(row)
     return [
         {
             "exception_type": etype,
-            "message": message,
+            "message": (items[0]["message"] or "unknown error").splitlines()[0],
+            "pattern": pattern,
             "count": len(items),
             "tasks": sorted({r["task"] for r in items}),
             "data_ids": [json.loads(r["data_id"]) for r in items[:10]],
@@ -202,7 +217,7 @@ def _errors(
                 for r in items[:10]
             ],
         }  # fmt: skip
-        for (etype, message), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        for (etype, pattern), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
     ]
 
 

@@ -17,6 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from astropy.table import Table
 
 from rc2_platform.errors import ConfigError
@@ -24,11 +25,13 @@ from rc2_platform.ingest.bootstrap_config import CalibrationEntry
 from rc2_platform.simulate import _geometry as geo
 from rc2_platform.simulate.calibs import calibration_plan, write_calibrations
 from rc2_platform.simulate.catalog import make_truth_catalog, write_truth
+from rc2_platform.simulate.faults import FaultPlan, default_fault_plan, write_fault_manifest
 from rc2_platform.simulate.pixels import PixelCamera, TruthSources, visits_table, write_visit_raws
 from rc2_platform.simulate.plan import PlannedVisit, make_visit_plan
 from rc2_platform.simulate.presets import SimulationPreset
 from rc2_platform.simulate.refcat import reference_table, write_refcat_shards
 from rc2_platform.simulate.survey import SimulationResult, finish_survey, write_masks
+from rc2_platform.skymap import PatchInfo
 
 __all__ = ["ProgressCallback", "simulate_pixels"]
 
@@ -64,6 +67,7 @@ class _PixelJob:
     visits: list[PlannedVisit]
     truth: TruthSources
     fast_headers: bool
+    faults: FaultPlan | None = None
 
 
 _job: _PixelJob | None = None
@@ -96,7 +100,14 @@ def _write_visit(index: int) -> int:
     visit = job.visits[index]
     zero_point = job.preset.camera.zero_points[visit.band]
     return write_visit_raws(
-        job.root, pcam, visit, job.detectors, job.truth, zero_point, fast=job.fast_headers
+        job.root,
+        pcam,
+        visit,
+        job.detectors,
+        job.truth,
+        zero_point,
+        fast=job.fast_headers,
+        faults=job.faults,
     )
 
 
@@ -150,6 +161,32 @@ def _write_calibrations_and_raws(
     return entries, raws
 
 
+def _patch_finder(
+    patches: list[PatchInfo], binning: int
+) -> Callable[[PlannedVisit, int], set[int]]:
+    """``patches_of(visit, detector)``: patch ids whose inner box a raw lands on.
+
+    Tested on a 5 x 9 grid of points over the detector (the patches are wider than a
+    detector, so no patch slips between the points).
+    """
+    from lsst.sphgeom import LonLat, UnitVector3d
+
+    camera = geo.load_camera()
+    ny, nx = camera.detector_ny // binning, camera.detector_nx // binning
+    yy, xx = np.meshgrid(np.linspace(0, ny - 1, 9), np.linspace(0, nx - 1, 5), indexing="ij")
+
+    def patches_of(visit: PlannedVisit, detector: int) -> set[int]:
+        wcs = geo.detector_wcs(visit.ra, visit.dec, visit.rot, detector, binning)
+        ra, dec = wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+        points = [
+            UnitVector3d(LonLat.fromDegrees(float(r), float(d)))
+            for r, d in zip(ra, dec, strict=True)
+        ]
+        return {p.sequential_id for p in patches if any(p.inner_region.contains(v) for v in points)}
+
+    return patches_of
+
+
 def simulate_pixels(
     preset: SimulationPreset,
     root: Path,
@@ -158,12 +195,14 @@ def simulate_pixels(
     max_detectors: int | None,
     workers: int = 1,
     progress: ProgressCallback | None = None,
+    inject_faults: bool = False,
 ) -> SimulationResult:
     """Write a pixel survey (see :func:`rc2_platform.simulate.simulate`).
 
     A plan with ``patch_block`` covers that block of patches (visits dithered around its
     centre, the truth catalog over it); without one, the whole tract (visits dithered
-    around the tract centre exactly as the header-only presets do).
+    around the tract centre exactly as the header-only presets do). Faults (the preset's
+    ``faults``, or with ``inject_faults`` the default plan) go into the raws.
     """
     assert preset.camera is not None and preset.catalog is not None
     timings: dict[str, float] = {}
@@ -197,6 +236,11 @@ def simulate_pixels(
         dec_range,
         preset.catalog.mag_range,
     )
+    faults = preset.faults
+    if faults is None and inject_faults:
+        faults = default_fault_plan(
+            visits, detectors, _patch_finder(patches, preset.camera.binning)
+        )
     job = _PixelJob(
         root=root,
         seed=seed,
@@ -208,6 +252,7 @@ def simulate_pixels(
         truth=TruthSources.from_table(truth),
         fast_headers=bool(visits)
         and geo.only_detector_keys_differ(visits[0], detectors, preset.camera.binning),
+        faults=faults,
     )
     timings["plan_and_catalog"] = time.perf_counter() - t0
 
@@ -230,7 +275,11 @@ def simulate_pixels(
             "DEFECTS": PixelCamera.build(preset, seed, detectors).defects(),
         },
     )
+    if faults is not None:
+        write_fault_manifest(faults, root / "faults.yaml")
     timings["refcat_masks_truth"] = time.perf_counter() - t0
-    return finish_survey(
+    result = finish_survey(
         preset, root, seed, visits, detectors, raws, calibs, shards, masks, len(truth), timings
     )
+    result.faults = faults
+    return result

@@ -17,6 +17,7 @@ from rc2_platform.simulate import _geometry as geo
 from rc2_platform.simulate._geometry import detector_updates
 from rc2_platform.simulate._random import rng_for
 from rc2_platform.simulate.fastfits import HeaderTemplate
+from rc2_platform.simulate.faults import FaultPlan, RawFault
 from rc2_platform.simulate.plan import PlannedVisit, calib_epoch_index
 from rc2_platform.simulate.presets import CameraSettings, SimulationPreset
 from rc2_platform.simulate.render import (
@@ -159,14 +160,25 @@ _RENDER_PAD = 20
 
 
 def render_raw(
-    pcam: PixelCamera, visit: PlannedVisit, det: int, truth: TruthSources, zero_point: float
+    pcam: PixelCamera,
+    visit: PlannedVisit,
+    det: int,
+    truth: TruthSources,
+    zero_point: float,
+    fault: RawFault | None = None,
 ) -> np.ndarray:
-    """Render the pixels (``uint16``, data section + overscan) of one raw."""
+    """Render the pixels (``uint16``, data section + overscan) of one raw.
+
+    ``fault`` (see :mod:`rc2_platform.simulate.faults`) leaves the sources out, renders
+    them from a pointing off by ``offset_arcsec`` to the north, or widens their PSF.
+    """
     cam = pcam.camera
     model = pcam.models[det]
     ny, nx = model.shape
     pixscale = geo.pixel_scale_arcsec() * cam.binning
-    wcs = geo.detector_wcs(visit.ra, visit.dec, visit.rot, det, cam.binning)
+    fault = fault or RawFault()
+    dec = visit.dec + fault.offset_arcsec / 3600.0
+    wcs = geo.detector_wcs(visit.ra, dec, visit.rot, det, cam.binning)
     centre_ra, centre_dec = wcs.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
     # A cone of angle r holds every point whose tangent-plane distance is <= r.
     reach = np.hypot(nx / 2 + _RENDER_PAD + 2, ny / 2 + _RENDER_PAD + 2) * pixscale / 3600.0
@@ -174,8 +186,10 @@ def render_raw(
     x, y = wcs.all_world2pix(truth.ra[near], truth.dec[near], 0)
     pad = _RENDER_PAD
     inside = (x > -pad) & (x < nx + pad) & (y > -pad) & (y < ny + pad)
+    if fault.no_sources:
+        inside[:] = False
     chosen = near[inside]
-    psf_sigma = fwhm_to_sigma(visit.fwhm_arcsec)
+    psf_sigma = fwhm_to_sigma(visit.fwhm_arcsec * fault.fwhm_factor)
     sigma_px = np.sqrt(psf_sigma**2 + truth.size_arcsec[chosen] ** 2) / pixscale
     flux = 10 ** (-0.4 * (truth.mags[visit.band][chosen] - zero_point)) * visit.exptime
     sources = render_sources((ny, nx), x[inside], y[inside], flux, sigma_px)
@@ -215,17 +229,20 @@ def write_visit_raws(
     zero_point: float,
     *,
     fast: bool = True,
+    faults: FaultPlan | None = None,
 ) -> int:
     """Render and write the raws of ``detectors`` for one visit; return how many.
 
     ``fast`` formats the header once for the visit and re-renders the detector cards
-    per file; otherwise every file gets its own full header.
+    per file; otherwise every file gets its own full header. ``faults`` are rendered
+    into the raws they hit (the headers stay as planned).
     """
     directory = root / raw_relpath(visit, detectors[0]).rsplit("/", 1)[0]
     directory.mkdir(parents=True, exist_ok=True)
     template = raw_header_template(pcam, visit, detectors[0]) if fast else None
     for det in detectors:
-        pixels = render_raw(pcam, visit, det, truth, zero_point)
+        fault = faults.for_raw(visit.visit, det) if faults is not None else None
+        pixels = render_raw(pcam, visit, det, truth, zero_point, fault)
         if template is not None:
             updates = detector_updates(visit, det, pcam.camera.binning)
             template.write_image(root / raw_relpath(visit, det), updates, pixels)

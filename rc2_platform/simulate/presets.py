@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rc2_platform.errors import ConfigError
+from rc2_platform.simulate.faults import FaultPlan
 
 __all__ = [
     "CalibEpochs",
@@ -117,11 +118,16 @@ class SimulationPreset(_Model):
     catalog: CatalogSettings | None = None
     refcat_name: str = "synth_refcat"
     refcat_stars_per_shard: int = Field(default=20, ge=0, description="Header presets only.")
+    faults: FaultPlan | None = Field(
+        default=None, description="Faults written into the raws (pixel presets only)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SimulationPreset:
         if self.kind == "pixels" and (self.camera is None or self.catalog is None):
             raise ValueError(f"preset {self.name!r}: a pixel preset needs camera and catalog")
+        if self.kind != "pixels" and self.faults is not None:
+            raise ValueError(f"preset {self.name!r}: faults need a pixel preset")
         for plan in self.tracts:
             unknown = set(plan.visits_per_band) - set(self.filters)
             if unknown:

@@ -31,6 +31,7 @@ from rc2_platform.ingest.bootstrap_config import (
     SkyMapSpec,
     write_bootstrap_config,
 )
+from rc2_platform.simulate.faults import FaultPlan
 from rc2_platform.simulate.masks import MaskCircle, mask_radius_arcsec, write_mask_file
 from rc2_platform.simulate.plan import PlannedVisit
 from rc2_platform.simulate.presets import SimulationPreset, load_preset
@@ -55,6 +56,7 @@ class SimulationResult:
     masks: int
     truth_rows: int
     timings: dict[str, float] = field(default_factory=dict)
+    faults: FaultPlan | None = None
 
     def summary(self) -> dict[str, object]:
         """Counts and timings as a flat dict (for the CLI and benchmarks)."""
@@ -68,6 +70,7 @@ class SimulationResult:
             "refcat_shards": self.refcat_shards,
             "masks": self.masks,
             "truth_rows": self.truth_rows,
+            **({"faults": str(self.root / "faults.yaml")} if self.faults else {}),
             **{f"seconds_{k}": round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -156,6 +159,7 @@ def simulate(
     workers: int = 1,
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    inject_faults: bool = False,
 ) -> SimulationResult:
     """Write a synthetic survey and its ``bootstrap.yaml``.
 
@@ -180,6 +184,11 @@ def simulate(
     progress
         Called as ``progress(stage, done, total)`` while a pixel preset's calibrations
         (per detector) and raws (per visit) are written.
+    inject_faults
+        Write the seed's failures into the raws (pixel presets): the preset's ``faults``
+        section, else :func:`~rc2_platform.simulate.faults.default_fault_plan`. A
+        preset's ``faults`` section is applied with or without this flag. The faults
+        written are listed in ``out_dir/faults.yaml``.
 
     Returns
     -------
@@ -195,11 +204,18 @@ def simulate(
         raise ConfigError(
             f"tracts {unknown} are not in preset {loaded.name!r} (it has {loaded.tract_ids()})"
         )
+    if inject_faults and loaded.kind != "pixels":
+        raise ConfigError(
+            f"preset {loaded.name!r} has header-only raws; faults are injected into pixels "
+            "(use tiny, rc2-pixels or another pixel preset)"
+        )
     root = _prepare_root(Path(out_dir), overwrite)
     if loaded.kind == "pixels":
         from rc2_platform.simulate.pixel_survey import simulate_pixels
 
-        return simulate_pixels(loaded, root, seed, tracts, max_detectors, workers, progress)
+        return simulate_pixels(
+            loaded, root, seed, tracts, max_detectors, workers, progress, inject_faults
+        )
     from rc2_platform.simulate.headers import simulate_headers
 
     return simulate_headers(loaded, root, seed, tracts, max_detectors, workers)

@@ -54,6 +54,12 @@ class AssembleCoaddConfig(TaskConfig):
         True, description="Mask the bright-object regions of the patch (needs brightObjectMask)."
     )
     min_warps: int = Field(1, ge=1, description="Fewest warps needed to build a coadd.")
+    max_psf_fwhm_pixels: float | None = Field(
+        6.0,
+        gt=0,
+        description="Warps whose PSF FWHM (coadd pixels) is wider are left out (bad seeing, "
+        "wind shake, defocus; the presets' seeing is ~2.5 px); None keeps every warp.",
+    )
 
 
 class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
@@ -118,7 +124,8 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
         Raises
         ------
         TaskDataError
-            If fewer than ``min_warps`` warps are given.
+            If fewer than ``min_warps`` warps are given, or no warp has a usable PSF
+        (every one wider than ``max_psf_fwhm_pixels``, or without a valid pixel).
         """
         from rc2_platform.tasks.algorithms import (
             TaskDataError,
@@ -133,8 +140,9 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
             raise TaskDataError(
                 f"{len(warps)} warp(s) for this patch and band, need min_warps={cfg.min_warps}"
             )
-        first = warps[0]
         data_id = inputs.get("data_id") or self.metadata.get("data_id") or {}
+        warps = self._usable_warps(warps, data_id)
+        first = warps[0]
         mask_bool = None
         regions = mask_regions(load(inputs.get("bright_object_mask")))
         if regions and cfg.do_mask_bright_objects and first.wcs is not None:
@@ -150,6 +158,11 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
         image, variance = result.image, result.variance
         if cfg.statistic == "MEDIAN":
             image, variance = _median_stack(stacked)
+        if not np.any(result.weights > 0):
+            raise TaskDataError(
+                f"no usable PSF for the coadd of {_where(data_id)}: none of its "
+                f"{len(warps)} warp(s) has a valid pixel to weight its PSF"
+            )
         fwhm = coadd_psf_fwhm(
             [psf_fwhm(header_of(w), "warp") for w in warps], [float(w) for w in result.weights]
         )
@@ -170,10 +183,50 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
         if data_id:
             patch_geometry(inputs["sky_map"], data_id)  # validates the patch exists
         self.metadata.update(
-            {"n_warps": len(warps), "psf_fwhm": fwhm, "n_mask_regions": len(regions)}
+            {
+                "n_warps": len(warps),
+                "n_warps_psf_rejected": self.metadata.get("n_warps_psf_rejected", 0),
+                "psf_fwhm": fwhm,
+                "n_mask_regions": len(regions),
+            }
         )
         coadd = Exposure(image, result.mask, variance, header, first.wcs)
         return {"coadd_exposure": coadd}
+
+    def _usable_warps(self, warps: list[Exposure], data_id: Mapping[str, Any]) -> list[Exposure]:
+        """The warps whose PSF is no wider than ``max_psf_fwhm_pixels``.
+
+        Raises
+        ------
+        TaskDataError
+            If none is left, or fewer than ``min_warps``.
+        """
+        from rc2_platform.tasks.algorithms import TaskDataError
+
+        limit = self.config.max_psf_fwhm_pixels
+        fwhms = [psf_fwhm(header_of(w), "warp") for w in warps]
+        kept = [w for w, f in zip(warps, fwhms, strict=True) if limit is None or f <= limit]
+        self.metadata["n_warps_psf_rejected"] = len(warps) - len(kept)
+        if not kept:
+            widths = ", ".join(f"{f:.1f}" for f in sorted(fwhms))
+            raise TaskDataError(
+                f"no usable PSF for the coadd of {_where(data_id)}: the PSF FWHM of every "
+                f"warp ({widths} px) is wider than max_psf_fwhm_pixels={limit:g}; its "
+                "visits had bad seeing or were out of focus"
+            )
+        if len(kept) < self.config.min_warps:
+            raise TaskDataError(
+                f"{len(kept)} warp(s) with a usable PSF for {_where(data_id)} "
+                f"({len(warps) - len(kept)} wider than max_psf_fwhm_pixels={limit:g}), "
+                f"need min_warps={self.config.min_warps}"
+            )
+        return kept
+
+
+def _where(data_id: Mapping[str, Any]) -> str:
+    """``tract 9615 patch 40 band 'r'`` (what the data ID has of them)."""
+    parts = [f"{k} {data_id[k]!r}" for k in ("tract", "patch", "band") if k in data_id]
+    return " ".join(parts) or "this patch and band"
 
 
 def _median_stack(

@@ -53,6 +53,12 @@ class MergeMeasurementsTask(PipelineTask[MergeMeasurementsConfig]):
         object has ``flux_column`` S/N >= ``min_sn`` and no edge/bad/centroid flag, else
         the band of highest S/N (:func:`~rc2_platform.tasks.algorithms.merge_measurements`).
         Adds ``ref_band`` and ``ref_snr``.
+
+        Raises
+        ------
+        TaskDataError
+            If the bands' catalogs do not hold the same object ids in the same order
+            (they were not measured on the same merged detections).
         """
         from rc2_platform.tasks.algorithms import TaskDataError, merge_measurements
 
@@ -74,7 +80,33 @@ class MergeMeasurementsTask(PipelineTask[MergeMeasurementsConfig]):
                         table[f"{cfg.flux_column}_err"], float
                     )
             by_band[band] = table
+        _check_same_ids(by_band, self.metadata.get("data_id") or {})
         merged = merge_measurements(by_band, priority=cfg.priority_list, min_snr=cfg.min_sn)
         merged.meta = {"BANDS": ",".join(sorted(by_band))}
         self.metadata.update({"n_objects": len(merged), "bands": sorted(by_band)})
         return {"merged_catalog": merged}
+
+
+def _check_same_ids(by_band: dict[str, Any], data_id: dict[str, Any]) -> None:
+    """Raise a :class:`TaskDataError` naming the bands whose object ids differ."""
+    from rc2_platform.tasks.algorithms import TaskDataError
+
+    bands = sorted(by_band)
+    ref_band = bands[0]
+    ref = np.asarray(by_band[ref_band]["id"], dtype=np.int64)
+    for band in bands[1:]:
+        ids = np.asarray(by_band[band]["id"], dtype=np.int64)
+        if np.array_equal(ids, ref):
+            continue
+        only_ref = np.setdiff1d(ref, ids)
+        only_band = np.setdiff1d(ids, ref)
+        where = " ".join(f"{k} {data_id[k]}" for k in ("tract", "patch") if k in data_id)
+        raise TaskDataError(
+            f"mismatched source ids at the merge step{' of ' + where if where else ''}: "
+            f"deepCoadd_meas of band {band!r} has {len(ids)} objects, band {ref_band!r} "
+            f"{len(ref)}; {len(only_ref)} id(s) only in {ref_band!r} (e.g. "
+            f"{only_ref[:3].tolist()}), {len(only_band)} only in {band!r} (e.g. "
+            f"{only_band[:3].tolist()})"
+            + ("" if len(only_ref) or len(only_band) else ", same ids in another order")
+            + "; the bands were not measured on the same deepCoadd_mergeDet"
+        )
