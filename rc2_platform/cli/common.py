@@ -54,14 +54,28 @@ def exit_code_for_run(status: str, counts: Mapping[str, int]) -> int:
 # --- messages -----------------------------------------------------------------------------
 
 
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` with every non-printable character but those in ``keep`` escaped.
+
+    Terminal control sequences stored from a header or typed into a name (``\x1b[...``,
+    bidi overrides, ``\r``) are shown as escapes, never sent to the terminal raw.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def print_error(message: str) -> None:
     """Print ``Error: message`` on stderr (one line; a query error adds its caret line)."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {escape_controls(message, keep=chr(10))}", err=True)
 
 
 def print_note(message: str) -> None:
     """Print an informational line on stderr (keeps stdout for the result)."""
-    click.echo(message, err=True)
+    click.echo(escape_controls(message, keep=chr(10)), err=True)
 
 
 def database_error_line(exc: BaseException) -> str | None:
@@ -307,8 +321,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    return str(value)
+        return escape_controls(", ".join(str(v) for v in value))
+    return escape_controls(str(value))
 
 
 def _emit_csv(rows: list[Mapping[str, Any]], columns: Sequence[str]) -> None:
@@ -356,7 +370,7 @@ def _emit_table(rows: list[Mapping[str, Any]], columns: Sequence[str], title: st
     for row in rows:
         table.add_row(*[Text(_cell(row.get(c))) for c in columns])
     if title:  # a line of its own: a rich title would wrap to the table's width
-        console.print(Text(title, style="bold"), soft_wrap=True)
+        console.print(Text(escape_controls(title), style="bold"), soft_wrap=True)
     if piped:
         click.echo(_render_full_width(table))
     else:

@@ -18,6 +18,7 @@ from rc2_platform.cli.common import (
     RepoCommand,
     emit_json,
     emit_rows,
+    escape_controls,
     format_option,
     handles_errors,
     json_option,
@@ -44,7 +45,7 @@ def _report(result: IngestResult, as_json: bool) -> None:
     else:
         emit_rows([result.as_dict()], _COLUMNS, as_json=False)
     for item, reason in result.failed:
-        click.echo(f"failed: {item}: {reason}", err=True)
+        click.echo(escape_controls(f"failed: {item}: {reason}"), err=True)
 
 
 def _exit_for(result: IngestResult) -> None:
@@ -95,7 +96,7 @@ def bootstrap_command(
     if as_json:
         emit_json(summary.as_dict())
     for step, item, reason in summary.failed:
-        click.echo(f"failed [{step}]: {item}: {reason}", err=True)
+        click.echo(escape_controls(f"failed [{step}]: {item}: {reason}"), err=True)
     if summary.failed:
         sys.exit(EXIT_PARTIAL)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import DatasetIdGenMode, DatasetRef, Timespan
-from rc2_platform.core.names import check_collection_name
+from rc2_platform.core.names import check_collection_name, show
 from rc2_platform.errors import IngestError, Rc2Error
 from rc2_platform.ingest._common import IngestResult, raw_dataset_type, registry_record, timed
 from rc2_platform.ingest._fitsheader import read_primary_header
@@ -106,8 +106,8 @@ def read_raw(path: str | Path) -> RawInfo:
         return RawInfo(path, obs=translate_header(header, filename=str(path)))
     except IngestError as exc:
         return RawInfo(path, error=str(exc))
-    except (ValueError, TypeError, KeyError) as exc:
-        return RawInfo(path, error=f"{path}: unusable header ({exc})")
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+        return RawInfo(path, error=f"{path}: unusable header ({show(str(exc))})")
 
 
 def _read_chunk(paths: Sequence[Path]) -> list[RawInfo]:

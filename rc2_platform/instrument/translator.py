@@ -33,6 +33,7 @@ from typing import Any
 
 from astropy.time import Time
 
+from rc2_platform.core.names import show
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import IngestError
 from rc2_platform.instrument.camera import Camera, load_camera
@@ -43,6 +44,11 @@ _EXP_ID_RE = re.compile(r"^HSCE(\d{8})$")
 _OLD_EXP_ID_RE = re.compile(r"^HSC([A-Z])(\d{6})00$")
 _FRAME_ID_RE = re.compile(r"^HSC([A-Z])(\d{8})$")
 _NSEC_PER_DAY = 86_400_000_000_000
+#: Range of a raw's DATE-OBS (beyond it a header is corrupt, and times overflow).
+FIRST_DATE = _dt.date(1990, 1, 1)
+LAST_DATE = _dt.date(2199, 12, 31)
+#: Longest exposure (or dark) time in seconds a raw can have: one day.
+MAX_EXPOSURE_TIME = 86_400.0
 _UNIX_EPOCH = _dt.date(1970, 1, 1)
 
 
@@ -128,21 +134,48 @@ class _Header:
             )
         return self.header[key]
 
-    def number(self, key: str) -> float:
+    def number(
+        self, key: str, low: float = -math.inf, high: float = math.inf, unit: str = ""
+    ) -> float:
+        """The value of ``key`` as a finite number within [low, high] (else IngestError)."""
         value = self.get(key)
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise IngestError(
-                f"header keyword {key}={value!r}{self.where} is not a number"
-            ) from None
+            if isinstance(value, bool):
+                raise TypeError(value)
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise self.fail(f"header keyword {key}={show(value)} is not a number") from None
+        return self.in_range(key, number, low, high, unit)
+
+    def in_range(self, key: str, value: float, low: float, high: float, unit: str = "") -> float:
+        """``value`` if finite and within [low, high]; else IngestError naming key and range."""
+        if not math.isfinite(value):
+            raise self.fail(f"header keyword {key}={value!r} is not a finite number")
+        if not low <= value <= high:
+            raise self.fail(
+                f"header keyword {key}={value!r} is outside its physical range "
+                f"[{low:g}, {high:g}]{unit}"
+            )
+        return value
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        """The value of ``key`` as a whole number within [low, high] (no fraction)."""
+        number = self.number(key, low, high)
+        if number != int(number):
+            raise self.fail(f"header keyword {key}={number!r} is not a whole number")
+        return int(number)
 
     def fail(self, message: str) -> IngestError:
         return IngestError(message + self.where)
 
 
 def _parse_sexagesimal(value: Any, hours: bool) -> float:
-    """Parse '10:00:28.6' / '+02:12:21.0' (or a number in degrees) to degrees."""
+    """Parse '10:00:28.6' / '+02:12:21.0' (or a number in degrees) to degrees.
+
+    Raises ValueError for text that is not one, or minutes/seconds outside [0, 60).
+    """
+    if isinstance(value, bool):
+        raise ValueError(value)
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
@@ -150,10 +183,25 @@ def _parse_sexagesimal(value: Any, hours: bool) -> float:
         return float(text)
     sign = -1.0 if text.startswith("-") else 1.0
     parts = [float(p) for p in text.lstrip("+-").split(":")]
+    if len(parts) > 3 or not all(0.0 <= p < 60.0 for p in parts[1:]):
+        raise ValueError(text)
     while len(parts) < 3:
         parts.append(0.0)
     deg = parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
     return sign * deg * (15.0 if hours else 1.0)
+
+
+def _angle(hdr: _Header, key: str, hours: bool, low: float, high: float) -> float:
+    """A sexagesimal or decimal header angle in degrees, finite and within [low, high]."""
+    value = hdr.get(key)
+    try:
+        degrees = _parse_sexagesimal(value, hours)
+    except (ValueError, OverflowError):
+        raise hdr.fail(
+            f"header keyword {key}={show(value)} is not an angle "
+            f"({'HH:MM:SS.s' if hours else '[+-]DD:MM:SS.s'} or decimal degrees)"
+        ) from None
+    return hdr.in_range(key, degrees, low, high, " degrees")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -174,9 +222,12 @@ def tai_nsec_from_utc(date: _dt.date, seconds_of_day: float) -> int:
 def _parse_time_of_day(text: str, hdr: _Header, key: str) -> float:
     try:
         h, m, s = str(text).strip().split(":")
-        return int(h) * 3600 + int(m) * 60 + float(s)
+        hour, minute, second = int(h), int(m), float(s)
+        if not (0 <= hour < 24 and 0 <= minute < 60 and 0.0 <= second < 61.0):
+            raise ValueError(text)
     except ValueError:
-        raise hdr.fail(f"header keyword {key}={text!r} is not a HH:MM:SS[.sss] time") from None
+        raise hdr.fail(f"header keyword {key}={show(text)} is not a HH:MM:SS[.sss] time") from None
+    return hour * 3600 + minute * 60 + second
 
 
 def _begin(hdr: _Header) -> tuple[_dt.date, float]:
@@ -184,7 +235,14 @@ def _begin(hdr: _Header) -> tuple[_dt.date, float]:
     try:
         date = _dt.date.fromisoformat(date_obs[:10])
     except ValueError:
-        raise hdr.fail(f"header keyword DATE-OBS={date_obs!r} is not a YYYY-MM-DD date") from None
+        raise hdr.fail(
+            f"header keyword DATE-OBS={show(date_obs)} is not a YYYY-MM-DD date"
+        ) from None
+    if not FIRST_DATE <= date <= LAST_DATE:
+        raise hdr.fail(
+            f"header keyword DATE-OBS={show(date_obs)} is outside the dates a raw can have "
+            f"({FIRST_DATE} to {LAST_DATE})"
+        )
     if len(date_obs) > 10 and "T" in date_obs:
         return date, _parse_time_of_day(date_obs[11:], hdr, "DATE-OBS")
     key = "UT-STR" if hdr.has("UT-STR") else "UT"
@@ -204,7 +262,7 @@ def _exposure_id(hdr: _Header) -> int:
 
 def _detector_id(hdr: _Header) -> int:
     if hdr.has("DET-ID"):
-        return int(hdr.number("DET-ID"))
+        return hdr.integer("DET-ID", 0, 10_000)
     frame_id = str(hdr.get("FRAMEID")).strip()
     m = _FRAME_ID_RE.match(frame_id)
     if not m:
@@ -249,18 +307,19 @@ def translate_header(
     physical_filter = str(hdr.get("FILTER01")).strip().upper()
     band = camera.band_of(physical_filter, filename)
     date, sod = _begin(hdr)
-    exposure_time = hdr.number("EXPTIME")
-    dark_time = hdr.number("DARKTIME") if hdr.has("DARKTIME") else exposure_time
+    exposure_time = hdr.number("EXPTIME", 0.0, MAX_EXPOSURE_TIME, " seconds")
+    dark_time = (
+        hdr.number("DARKTIME", 0.0, MAX_EXPOSURE_TIME, " seconds")
+        if hdr.has("DARKTIME")
+        else exposure_time
+    )
     begin = tai_nsec_from_utc(date, sod)
     end = begin + int(round(exposure_time * 1e9))
-    if hdr.has("RA2000"):
-        ra = _parse_sexagesimal(hdr.get("RA2000"), hours=True)
-        dec = _parse_sexagesimal(hdr.get("DEC2000"), hours=False)
-    else:
-        ra = _parse_sexagesimal(hdr.get("RA"), hours=True)
-        dec = _parse_sexagesimal(hdr.get("DEC"), hours=False)
+    ra_key, dec_key = ("RA2000", "DEC2000") if hdr.has("RA2000") else ("RA", "DEC")
+    ra = _angle(hdr, ra_key, True, 0.0, 360.0)
+    dec = _angle(hdr, dec_key, False, -90.0, 90.0)
     obs_type = str(hdr.get("DATA-TYP")).strip().lower()
-    altitude = hdr.number("ALTITUDE") if hdr.has("ALTITUDE") else math.nan
+    altitude = hdr.number("ALTITUDE", -90.0, 90.0, " degrees") if hdr.has("ALTITUDE") else math.nan
     return ObservationRecord(
         instrument=camera.name,
         exposure_id=exposure_id,
@@ -278,7 +337,9 @@ def translate_header(
         science_program=str(header.get("PROP-ID", "") or "").strip(),
         tracking_ra=ra % 360.0,
         tracking_dec=dec,
-        rotation_angle=hdr.number("INST-PA") if hdr.has("INST-PA") else 0.0,
+        rotation_angle=hdr.number("INST-PA", -360.0, 360.0, " degrees")
+        if hdr.has("INST-PA")
+        else 0.0,
         zenith_angle=90.0 - altitude,
-        binning=int(hdr.number("BIN-FCT1")) if hdr.has("BIN-FCT1") else 1,
+        binning=hdr.integer("BIN-FCT1", 1, 64) if hdr.has("BIN-FCT1") else 1,
     )
