@@ -35,6 +35,7 @@ from rc2_platform.core import (
     DatasetType,
     Timespan,
 )
+from rc2_platform.core.crash_points import crash_point
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.errors import (
     CollectionError,
@@ -45,6 +46,7 @@ from rc2_platform.errors import (
     MigrationRequiredError,
     RepositoryExistsError,
     RepositoryNotFoundError,
+    SchemaVersionError,
 )
 from rc2_platform.registry import MigrationReport, Registry, connecting, strip_password
 
@@ -227,7 +229,9 @@ class Butler:
             SQLAlchemy URL of a server registry; default: SQLite inside ``root``. A
             password in the URL is not stored (use ``RC2_DB_PASSWORD``).
         exist_ok : bool
-            Return the existing repository instead of failing when one is there.
+            Return the existing repository instead of failing when one is there; also
+            complete a creation that was killed after the registry schema was made but
+            before ``butler.yaml`` was written.
         """
         root = Path(root).resolve()
         if (root / BUTLER_CONFIG).exists():
@@ -244,9 +248,17 @@ class Butler:
         )
         url = stored_url.replace(_ROOT_TOKEN, str(root)) if registry_url is None else registry_url
         with connecting(url):
-            registry = Registry.create(url)
+            try:
+                registry = Registry.create(url)
+            except SchemaVersionError:
+                if not exist_ok:
+                    raise
+                # A creation killed between the schema and butler.yaml: finish it.
+                _log.warning("completing the creation of %s over its existing registry", root)
+                registry = Registry.open(url)
         config = {"registry": {"url": stored_url}, "datastore": {"root": _ROOT_TOKEN}}
         try:
+            crash_point("butler.create")
             (root / BUTLER_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         except BaseException:
             registry.close()
@@ -443,8 +455,11 @@ class Butler:
         dt = self._dataset_type(dataset_type)
         with self.transaction():
             (ref,) = self.registry.insert_datasets(dt, [data_id], run, id_mode)
-            record = self.datastore.put(obj, ref)
+            # The dataset is new to the registry, so a file at its path can only be left
+            # by a killed write: replace it.
+            record = self.datastore.put(obj, ref, overwrite=True)
             self.registry.insert_datastore_records([record])
+            crash_point("butler.put.before_commit")
         return ref
 
     def get(
@@ -502,17 +517,23 @@ class Butler:
 
         Refs that already exist with the same UUID (deterministic ingest ids) are skipped,
         so re-running an ingest is a no-op. Returns the refs that were new.
+
+        Crash repair: a file already at the path of a new ref can only have been left by
+        an ingest killed before its registry commit; it is adopted if identical to the
+        source (same link target, inode, or size and SHA-256), otherwise replaced.
         """
         if not datasets:
             return []
         with self.transaction():
             new = {r.id for r in self.registry.import_datasets([d.ref for d in datasets])}
             records = [
-                self.datastore.ingest(d.path, d.ref, transfer, formatter=d.formatter)
+                self.datastore.ingest(d.path, d.ref, transfer, formatter=d.formatter, repair=True)
                 for d in datasets
                 if d.ref.id in new
             ]
             self.registry.insert_datastore_records(records)
+            crash_point("butler.ingest.before_commit")
+        crash_point("butler.ingest.committed")
         return [d.ref for d in datasets if d.ref.id in new]
 
     def register_outputs(self, stored: Sequence[tuple[DatasetRef, DatastoreRecord]]) -> int:

@@ -85,7 +85,9 @@ def bootstrap_command(
 
     Creates REPO if needed, then registers the instrument and sky map, ingests
     calibrations, reference catalogs, raws and masks and defines visits; re-running
-    changes nothing. Exits 3 if some items failed (listed on stderr).
+    changes nothing, and repairs what a killed bootstrap left (files without registry
+    rows are adopted if identical to their source, else replaced). Exits 3 if some items
+    failed (each listed on stderr), 1 if every item failed.
     """
     from rc2_platform.ingest import bootstrap
 
@@ -98,7 +100,7 @@ def bootstrap_command(
     for step, item, reason in summary.failed:
         click.echo(escape_controls(f"failed [{step}]: {item}: {reason}"), err=True)
     if summary.failed:
-        sys.exit(EXIT_PARTIAL)
+        sys.exit(EXIT_PARTIAL if summary.ingested or summary.skipped else EXIT_BAD_INPUT)
 
 
 @click.command("ingest-raws")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rc2_platform.core.crash_points import crash_point
+from rc2_platform.datastore._repair import identical, temporary_name
 from rc2_platform.errors import DatastoreError
 
 if TYPE_CHECKING:
     from rc2_platform.core.dataset_types import DatasetRef
     from rc2_platform.datastore.file_datastore import DatastoreRecord, FileDatastore, Transfer
 
+_log = logging.getLogger(__name__)
 _COMPRESSED = {".fz", ".gz", ".bz2"}
 
 
@@ -30,6 +33,8 @@ def ingest_file(
     ref: DatasetRef,
     transfer: Transfer,
     formatter_name: str | None,
+    *,
+    repair: bool = False,
 ) -> DatastoreRecord:
     """Implement :meth:`FileDatastore.ingest` (see there)."""
     from rc2_platform.datastore.file_datastore import DatastoreRecord, Transfer
@@ -57,33 +62,53 @@ def ingest_file(
 
     rel = store.relative_path_for(ref, _extension(source, formatter.extension))
     target = store.root / rel
-    if target.exists() or target.is_symlink():
-        raise DatastoreError(
-            f"cannot ingest {source} as {ref}: {rel} already exists in the datastore; "
-            "remove the dataset first"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        _transfer_to(source, resolved, tmp, transfer)
+        store.prepare_directory(target.parent)
+    except OSError as exc:
+        raise DatastoreError(f"cannot ingest {source} as {ref}: {exc}") from exc
+    if target.exists() or target.is_symlink():
+        if not repair:
+            raise DatastoreError(
+                f"cannot ingest {source} as {ref}: {rel} already exists in the datastore; "
+                "remove the dataset first"
+            )
+        if identical(target, resolved, symlink=transfer is Transfer.SYMLINK):
+            # Left by an interrupted ingest of this very file: adopt it.
+            _log.info("adopting %s, left by an interrupted ingest of %s", rel, source)
+            crash_point("datastore.ingest.adopted")
+            _after_placing(store, source, target, transfer)
+            return record(rel, target)
+        _log.warning("replacing %s, left by an interrupted write, with %s", rel, source)
+    tmp = temporary_name(target)
+    try:
+        _transfer_to(resolved, tmp, transfer)
+        crash_point("datastore.ingest.temporary")
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DatastoreError(
             f"cannot ingest {source} as {ref} with transfer {transfer.value!r}: {exc}"
         ) from exc
-    if transfer is Transfer.MOVE:
-
-        def move_back() -> None:
-            shutil.move(target, source)
-
-        store._on_undo(move_back)
-    else:
-        store._on_undo(lambda: store._delete(target))
+    crash_point("datastore.ingest.placed")
+    _after_placing(store, source, target, transfer)
     return record(rel, target)
 
 
-def _transfer_to(source: Path, resolved: Path, tmp: Path, transfer: Transfer) -> None:
+def _after_placing(store: FileDatastore, source: Path, target: Path, transfer: Transfer) -> None:
+    """Undo = delete the datastore file; ``move`` deletes the source once committed."""
+    from rc2_platform.datastore.file_datastore import Transfer
+
+    store._on_undo(lambda: store._delete(target))
+    if transfer is Transfer.MOVE:
+        store._after_commit(lambda: source.unlink(missing_ok=True))
+
+
+def _transfer_to(resolved: Path, tmp: Path, transfer: Transfer) -> None:
+    """Put ``resolved``'s bytes (or a link to it) at ``tmp``.
+
+    ``move`` links (or copies) here; the source is deleted only after the registry
+    commits (see :func:`_after_placing`), so a killed ingest never loses the file.
+    """
     from rc2_platform.datastore.file_datastore import Transfer
 
     if transfer is Transfer.COPY:
@@ -92,9 +117,7 @@ def _transfer_to(source: Path, resolved: Path, tmp: Path, transfer: Transfer) ->
         os.link(resolved, tmp)
     elif transfer is Transfer.SYMLINK:
         os.symlink(resolved, tmp)
-    elif transfer is Transfer.MOVE:
-        shutil.move(source, tmp)
-    elif transfer is Transfer.AUTO:
+    elif transfer in (Transfer.MOVE, Transfer.AUTO):
         try:
             os.link(resolved, tmp)
         except OSError:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rc2_platform.core.crash_points import crash_point
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.datastore._repair import sweep_temporaries, temporary_name
 from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
 from rc2_platform.datastore.formatters import Formatter, get_formatter
 from rc2_platform.datastore.templates import PathTemplate
@@ -65,6 +67,7 @@ class FileDatastore:
         self.config = config if config is not None else load_datastore_config()
         self._templates = {k: PathTemplate(v, k) for k, v in self.config.templates.items()}
         self._local = threading.local()
+        self._swept: set[Path] = set()
 
     # --- paths -------------------------------------------------------------------------
 
@@ -140,10 +143,11 @@ class FileDatastore:
                 f"file {rel} for {ref} already exists in datastore {self.root}; remove the "
                 "dataset first or write to a new RUN"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{formatter.extension}")
+        tmp = temporary_name(target, formatter.extension)
         try:
+            self.prepare_directory(target.parent)
             formatter.write(obj, tmp)
+            crash_point("datastore.put.temporary")
             os.replace(tmp, target)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
@@ -153,6 +157,7 @@ class FileDatastore:
                 f"could not write {ref} with formatter {formatter.name!r} to {rel}: {exc}"
             ) from exc
         self._on_undo(lambda: self._delete(target))
+        crash_point("datastore.put.placed")
         return DatastoreRecord(
             ref.id, rel, formatter.name, ref.dataset_type.storage_class, target.stat().st_size
         )
@@ -252,6 +257,25 @@ class FileDatastore:
             with contextlib.suppress(OSError):
                 action()
 
+    def _after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` when the current transaction commits (now if there is none)."""
+        txn = self._current()
+        if txn is None:
+            action()
+        else:
+            txn.on_commit.append(action)
+
+    def prepare_directory(self, directory: Path) -> None:
+        """Create ``directory`` and, once per process, remove temporaries of dead writers.
+
+        A ``kill -9`` between writing a temporary file and renaming it into place leaves
+        the temporary behind; the next writer into that directory removes it.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        if directory not in self._swept:
+            sweep_temporaries(directory)
+            self._swept.add(directory)
+
     def _current(self) -> _Txn | None:
         stack: list[_Txn] = self._local.__dict__.get("stack", [])
         return stack[-1] if stack else None
@@ -270,6 +294,7 @@ class FileDatastore:
         transfer: Transfer | str = Transfer.AUTO,
         *,
         formatter: str | None = None,
+        repair: bool = False,
     ) -> DatastoreRecord:
         """Bring an existing file in as ``ref``'s file.
 
@@ -283,6 +308,16 @@ class FileDatastore:
             ``direct``, ``copy``, ``hardlink``, ``symlink``, ``move`` or ``auto``.
         formatter : str, optional
             Formatter name to record; default: the storage class's formatter.
+        repair : bool
+            The caller knows ``ref`` has no registry row, so a file already at its path
+            was left by an interrupted ingest or write: adopt it if it is identical to
+            what this transfer makes (same link target, inode, or size and SHA-256),
+            otherwise replace it. Without ``repair`` an existing file is refused.
+
+        Notes
+        -----
+        ``move`` links (or copies) the file in and deletes the source only when the
+        enclosing transaction commits, so a killed ingest keeps the source.
 
         Raises
         ------
@@ -291,7 +326,7 @@ class FileDatastore:
         """
         from rc2_platform.datastore._ingest import ingest_file
 
-        return ingest_file(self, Path(path), ref, _transfer(transfer), formatter)
+        return ingest_file(self, Path(path), ref, _transfer(transfer), formatter, repair=repair)
 
 
 def _transfer(value: Transfer | str) -> Transfer:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from rc2_platform.butler import Butler
+from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import CollectionType, DatasetType
+from rc2_platform.errors import Rc2Error
 from rc2_platform.registry.dimensions import DimensionUniverse
 
 __all__ = [
@@ -126,9 +128,56 @@ def registry_record(
     return out
 
 
-def ensure_run(butler: Butler, run: str) -> None:
-    """Register RUN ``run`` if missing."""
-    butler.registry.register_run(run)
+def ensure_run(butler: Butler, run: str) -> bool:
+    """Register RUN ``run`` if missing; True if it was created now."""
+    return butler.registry.register_run(run)
+
+
+def drop_run_if_empty(butler: Butler, run: str, created: bool) -> None:
+    """Remove RUN ``run`` if this step ``created`` it and it holds no dataset.
+
+    A failed ingest (every file refused, permission denied, ...) then leaves no empty
+    RUN behind.
+    """
+    if not created:
+        return
+    reg = butler.registry
+    for dt in reg.query_dataset_types():
+        if reg.query_datasets(dt, [run], find_first=False):
+            return
+    butler.remove_collection(run)
+
+
+def ingest_isolating(
+    butler: Butler,
+    datasets: Sequence[FileDataset],
+    transfer: str,
+    result: IngestResult,
+    names: Mapping[Path, str] | None = None,
+) -> None:
+    """Ingest ``datasets`` in one transaction; if it fails, each alone, naming the bad ones.
+
+    ``result`` gets the counts and one ``(file, reason)`` per failed dataset; ``names``
+    maps a dataset's path to the name reported (default: the path).
+    """
+    if not datasets:
+        return
+    try:
+        new = butler.ingest(datasets, transfer=transfer)
+        result.ingested += len(new)
+        result.skipped += len(datasets) - len(new)
+        return
+    except Rc2Error:
+        pass
+    for d in datasets:
+        try:
+            new = butler.ingest([d], transfer=transfer)
+        except Rc2Error as exc:
+            name = (names or {}).get(d.path, str(d.path))
+            result.failed.append((name, f"{name}: {exc}" if name not in str(exc) else str(exc)))
+            continue
+        result.ingested += len(new)
+        result.skipped += 1 - len(new)
 
 
 def ensure_collection(butler: Butler, name: str, type: CollectionType) -> None:

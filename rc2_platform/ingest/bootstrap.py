@@ -19,6 +19,7 @@ from rich.table import Table
 
 from rc2_platform.butler import Butler
 from rc2_platform.core import CollectionType
+from rc2_platform.core.crash_points import crash_point
 from rc2_platform.ingest._common import IngestResult, timed
 from rc2_platform.ingest.bootstrap_config import (
     BootstrapConfig,
@@ -183,6 +184,7 @@ def run_bootstrap(
                     bar.advance(task, n)  # type: ignore[arg-type]
 
             summary.results.append(step(butler, advance))
+            crash_point("bootstrap.step")
             if bar is not None and task is not None:
                 bar.update(task, completed=total or 1)
     summary.seconds = time.perf_counter() - t0

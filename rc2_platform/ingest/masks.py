@@ -20,7 +20,14 @@ from rc2_platform.core import DatasetIdGenMode, DatasetRef
 from rc2_platform.core.mask_file import read_mask_file
 from rc2_platform.datastore import get_formatter
 from rc2_platform.errors import Rc2Error
-from rc2_platform.ingest._common import MASK, IngestResult, dataset_type_for, timed
+from rc2_platform.ingest._common import (
+    MASK,
+    IngestResult,
+    dataset_type_for,
+    drop_run_if_empty,
+    ingest_isolating,
+    timed,
+)
 from rc2_platform.ingest._geometry import only_skymap
 from rc2_platform.ingest._overlap_sets import covered
 from rc2_platform.ingest.bootstrap_config import MaskEntry
@@ -74,7 +81,8 @@ def ingest_bright_object_masks(
     Returns
     -------
     IngestResult
-        Malformed files are in ``failed``; the others are ingested in one transaction.
+        Malformed or unreadable files are in ``failed``; the others are ingested in one
+        transaction (if it fails, each file alone).
     """
     result = IngestResult("masks", collection=run)
     with timed(result):
@@ -90,10 +98,12 @@ def ingest_bright_object_masks(
         reg = butler.registry
         dt = dataset_type_for(reg.universe, MASK, ["skymap", "tract", "patch"], "Region")
         reg.register_dataset_type(dt)
-        reg.register_run(run)
+        created = reg.register_run(run)
         fmt = get_formatter("json")
-        with tempfile.TemporaryDirectory(dir=butler.root) as tmp:
+        # Outside the repository: a killed ingest leaves nothing under its root.
+        with tempfile.TemporaryDirectory(prefix="rc2-masks-") as tmp:
             datasets = []
+            names: dict[Path, str] = {}
             for m in masks:
                 try:
                     obj = mask_dataset(name, m)
@@ -106,8 +116,8 @@ def ingest_bright_object_masks(
                 path = Path(tmp) / f"{m.tract}_{m.patch}.json"
                 fmt.write(obj, path)
                 datasets.append(FileDataset(path, ref, formatter="json"))
-            new = butler.ingest(datasets, transfer="move")
-        result.ingested = len(new)
-        result.skipped = len(datasets) - len(new)
-        result.rows = 2 * len(new)
+                names[path] = str(m.file)
+            ingest_isolating(butler, datasets, "copy", result, names)
+        drop_run_if_empty(butler, run, created)
+        result.rows = 2 * result.ingested
     return result

@@ -19,7 +19,13 @@ from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import DatasetIdGenMode, DatasetRef, Timespan
 from rc2_platform.core.names import check_collection_name, show
 from rc2_platform.errors import IngestError, Rc2Error
-from rc2_platform.ingest._common import IngestResult, raw_dataset_type, registry_record, timed
+from rc2_platform.ingest._common import (
+    IngestResult,
+    drop_run_if_empty,
+    raw_dataset_type,
+    registry_record,
+    timed,
+)
 from rc2_platform.ingest._fitsheader import read_primary_header
 from rc2_platform.ingest._geometry import (
     detector_footprints,
@@ -327,9 +333,10 @@ def ingest_raws(
         if not good:
             return result
         butler.registry.register_dataset_type(raw_dataset_type(butler.registry.universe))
-        butler.registry.register_run(run)
+        created = butler.registry.register_run(run)
         for batch in _batches(good):
             _ingest_batch(butler, batch, run, transfer, result)
+        drop_run_if_empty(butler, run, created)
         if result.rows >= 10_000:
             butler.registry.analyze(["exposure", "dataset", "file_datastore_records"])
     return result

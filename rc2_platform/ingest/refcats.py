@@ -7,8 +7,13 @@ from pathlib import Path
 
 from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import DatasetIdGenMode, DatasetRef
-from rc2_platform.errors import Rc2Error
-from rc2_platform.ingest._common import IngestResult, dataset_type_for, timed
+from rc2_platform.ingest._common import (
+    IngestResult,
+    dataset_type_for,
+    drop_run_if_empty,
+    ingest_isolating,
+    timed,
+)
 from rc2_platform.ingest._overlap_sets import covered
 from rc2_platform.ingest.bootstrap_config import RefcatShard
 
@@ -65,7 +70,7 @@ def ingest_refcats(
         reg = butler.registry
         dt = dataset_type_for(reg.universe, name, ["htm7"], "SimpleCatalog")
         reg.register_dataset_type(dt)
-        reg.register_run(run)
+        created = reg.register_run(run)
         datasets = [
             FileDataset(
                 Path(s.file),
@@ -78,20 +83,7 @@ def ingest_refcats(
             )  # fmt: skip
             for s in shards
         ]
-        try:
-            groups = [datasets] if datasets else []
-            for group in groups:
-                new = butler.ingest(group, transfer=transfer)
-                result.ingested += len(new)
-                result.skipped += len(group) - len(new)
-        except Rc2Error:
-            for d in datasets:  # isolate the bad shard; the others land
-                try:
-                    new = butler.ingest([d], transfer=transfer)
-                except Rc2Error as exc:
-                    result.failed.append((str(d.path), str(exc)))
-                    continue
-                result.ingested += len(new)
-                result.skipped += 1 - len(new)
+        ingest_isolating(butler, datasets, transfer, result)
+        drop_run_if_empty(butler, run, created)
         result.rows = 2 * result.ingested
     return result
