@@ -24,6 +24,10 @@ class InvalidNameError(Rc2Error, ValueError):
 # --- registry -------------------------------------------------------------------------
 
 
+class ExportFormatError(ConfigError):
+    """An export file that is not one, or of another format, schema or dimension universe."""
+
+
 class RegistryError(Rc2Error):
     """Base class of registry errors."""
 

@@ -82,7 +82,9 @@ def populate(reg: Registry) -> None:
     reg.set_collection_chain("HSC/defaults", ["HSC/best", "HSC/runs/b", "HSC/runs/a"])
     reg.insert_datastore_records(
         [
-            DatastoreRecord(r.id, f"HSC/runs/a/calexp/{r.id}.fits", "FitsExposure", "ExposureF", 10)
+            DatastoreRecord(
+                r.id, f"HSC/runs/a/calexp/{r.id}.fits", "fits_exposure", "ExposureF", 10
+            )
             for r in calexps
         ]
     )
@@ -122,10 +124,20 @@ def snapshot(reg: Registry) -> dict[str, Any]:
     out["calibs"] = sorted((str(k[0]), k[1].begin, str(v.id)) for k, v in found.items())
     refs = reg.query_datasets("calexp", "HSC/runs/a")
     records = reg.get_datastore_records(refs)
-    out["files"] = sorted((str(k), v.path, v.file_size) for k, v in records.items())
+    # Paths follow each repository's templates; the file set and sizes must agree.
+    out["files"] = sorted((str(k), v.file_size, v.formatter) for k, v in records.items())
     return out
 
 
 def record_ids(snap: dict[str, Any]) -> set[uuid.UUID]:
     """Every dataset id in a snapshot."""
     return {uuid.UUID(row[0]) for key, rows in snap.items() if "@" in key for row in rows}
+
+
+def write_files(butler: Any) -> None:
+    """Write the files the datastore records of ``populate`` name (10 bytes each)."""
+    refs = butler.registry.query_datasets("calexp", "HSC/runs/a")
+    for ref, rec in butler.registry.get_datastore_records(refs).items():
+        path = butler.datastore.root / rec.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ref.bytes[:10])

@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "collections": "rc2_platform.cli.butler_commands:collections_group",
     # moving data between repositories and versions
     "migrate": "rc2_platform.cli.data_commands:migrate",
+    "export": "rc2_platform.cli.data_commands:export_command",
+    "import": "rc2_platform.cli.data_commands:import_command",
+    "transfer-datasets": "rc2_platform.cli.data_commands:transfer_datasets_command",
     # data management
     "remove-runs": "rc2_platform.cli.admin_commands:remove_runs",
     "prune-datasets": "rc2_platform.cli.admin_commands:prune_datasets",

@@ -1,14 +1,24 @@
 """Moving data: schema migrations, export/import and transfers between repositories.
 
 ``rc2 migrate REPO`` upgrades an older registry (Alembic revisions shipped in the
-package). See ``docs/data-management.md``. Heavy imports stay inside the functions.
+package); ``rc2 export`` / ``rc2 import`` write and read the versioned YAML export
+format; ``rc2 transfer-datasets`` copies between two repositories. See
+``docs/data-management.md``. Heavy imports stay inside the functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import click
 
 from rc2_platform.cli.common import emit_json, json_option, print_note, repo_argument
+
+if TYPE_CHECKING:
+    from rc2_platform.butler_transfer import TransferReport
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command("migrate")
@@ -42,3 +52,171 @@ def migrate(repo: str, dry_run: bool, as_json: bool) -> None:
         click.echo(f"  stamp alembic_version at {report.schema_from} (registry older than Alembic)")
     for step in report.steps:
         click.echo(f"  {step.revision}: {step.description}")
+
+
+_TRANSFER_CHOICE = click.Choice(["copy", "link", "symlink", "hardlink"])
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _print_report(report: TransferReport, what: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    c = report.counts
+    verb = f"would {report.operation}" if report.dry_run else f"{report.operation}ed"
+    verb = verb.replace("transfered", "transferred")
+    new = "" if report.new_datasets is None else f" ({report.new_datasets} new)"
+    click.echo(
+        f"{verb} {what}: {c['datasets']} datasets{new}, {c['files']} files, "
+        f"{c['dimension_records']} dimension records, {c['dataset_types']} dataset types, "
+        f"{c['collections']} collections ({c['tagged']} tagged, "
+        f"{c['calibration_ranges']} validity ranges)"
+    )
+    if not report.dry_run:
+        print_note(
+            f"registry {report.registry_seconds:.2f} s, files {report.file_seconds:.2f} s, "
+            f"YAML {report.format_seconds:.2f} s"
+        )
+
+
+def _collections_option(func: F) -> F:
+    return click.option(
+        "--collections",
+        "-c",
+        "collections",
+        multiple=True,
+        required=True,
+        metavar="NAMES",
+        help="Collections to move (comma-separated or repeated); chains bring their children.",
+    )(func)
+
+
+def _selection_options(func: F) -> F:
+    func = click.option(
+        "--dataset-types",
+        "dataset_types",
+        multiple=True,
+        metavar="PATTERNS",
+        help="Only these dataset types (globs, comma-separated or repeated).",
+    )(func)
+    return click.option(
+        "--where", default="", help='Constraint on the datasets, e.g. "tract = 9615".'
+    )(func)
+
+
+@click.command("export")
+@repo_argument
+@click.argument("file", type=click.Path(dir_okay=False))
+@_collections_option
+@_selection_options
+@click.option(
+    "--with-files",
+    "with_files",
+    type=click.Path(file_okay=False),
+    help="Copy the datasets' files into this folder (else the file names the source root).",
+)
+@click.option(
+    "--transfer",
+    type=_TRANSFER_CHOICE,
+    default="copy",
+    show_default=True,
+    help="How --with-files brings files (link: hard link, else copy).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be exported.")
+@json_option
+def export_command(
+    repo: str,
+    file: str,
+    collections: tuple[str, ...],
+    where: str,
+    dataset_types: tuple[str, ...],
+    with_files: str | None,
+    transfer: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Export datasets of REPO with their records, collections and files to a YAML FILE."""
+    from rc2_platform.butler import Butler
+    from rc2_platform.butler_transfer import export_datasets
+
+    with Butler(repo) as butler:
+        report = export_datasets(
+            butler,
+            file,
+            _split(collections),
+            where=where,
+            dataset_types=_split(dataset_types),
+            with_files=with_files,
+            transfer=transfer,
+            dry_run=dry_run,
+        )
+    _print_report(report, f"{repo} to {file}", as_json)
+
+
+@click.command("import")
+@repo_argument
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--transfer",
+    type=_TRANSFER_CHOICE,
+    default="copy",
+    show_default=True,
+    help="How files come into REPO's datastore (link: hard link, else copy).",
+)
+@click.option("--dry-run", is_flag=True, help="Check the file against REPO; write nothing.")
+@json_option
+def import_command(repo: str, file: str, transfer: str, dry_run: bool, as_json: bool) -> None:
+    """Import an export FILE into REPO (checked first, one transaction, idempotent)."""
+    from rc2_platform.butler import Butler
+    from rc2_platform.butler_transfer import import_datasets
+
+    with Butler(repo) as butler:
+        report = import_datasets(butler, file, transfer=transfer, dry_run=dry_run)
+    _print_report(report, f"{file} into {repo}", as_json)
+
+
+@click.command("transfer-datasets")
+@repo_argument
+@click.argument("dest", metavar="DEST")
+@_collections_option
+@_selection_options
+@click.option(
+    "--transfer",
+    type=_TRANSFER_CHOICE,
+    default="copy",
+    show_default=True,
+    help="How files come into DEST's datastore (link: hard link, else copy).",
+)
+@click.option("--dry-run", is_flag=True, help="Check and count; write nothing.")
+@json_option
+def transfer_datasets_command(
+    repo: str,
+    dest: str,
+    collections: tuple[str, ...],
+    where: str,
+    dataset_types: tuple[str, ...],
+    transfer: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Copy datasets from REPO to DEST with their files and dimension records (idempotent).
+
+    REPO and DEST may use any registry (SQLite, PostgreSQL, MariaDB).
+    """
+    from rc2_platform.butler import Butler
+    from rc2_platform.butler_transfer import transfer_datasets
+
+    with Butler(repo) as source, Butler(dest) as target:
+        report = transfer_datasets(
+            source,
+            target,
+            _split(collections),
+            where=where,
+            dataset_types=_split(dataset_types),
+            transfer=transfer,
+            dry_run=dry_run,
+        )
+    _print_report(report, f"{repo} to {dest}", as_json)

@@ -551,6 +551,21 @@ class Registry(RegistryAdmin):
                     )
                 self.calibrations.certify(conn, stored, rec.id, group, timespan)
 
+    def calibration_validity(
+        self, collection: str, dataset_type: str | DatasetType
+    ) -> list[tuple[uuid.UUID, Timespan]]:
+        """Every (dataset id, validity range) of ``dataset_type`` in CALIBRATION ``collection``."""
+        with self._db.read() as conn:
+            rec = self.collections.require_type(
+                conn, collection, CollectionType.CALIBRATION, action="read validity ranges of"
+            )
+            stored = self.datasets.get(conn, dataset_type)
+            rows = self.calibrations.calib_rows(conn, stored, [rec.id], None)
+            from_db = backend(conn).uuid_from_db()
+        return [
+            (from_db(r["dataset_id"]), Timespan(r["valid_begin"], r["valid_end"])) for r in rows
+        ]
+
     def decertify(
         self,
         collection: str,

@@ -1,0 +1,256 @@
+"""Moving datasets between repositories: export to a file, import from one, transfer.
+
+Library calls first (the ``rc2 export`` / ``rc2 import`` / ``rc2 transfer-datasets``
+commands call them)::
+
+    from rc2_platform.butler_transfer import export_datasets, import_datasets, transfer_datasets
+
+    with Butler("repo") as src:
+        export_datasets(src, "out.yaml", ["HSC/runs/RC2"], with_files="out_files")
+    with Butler("other") as dest:
+        import_datasets(dest, "out.yaml")
+    with Butler("repo") as src, Butler("pg_repo") as dest:
+        transfer_datasets(src, dest, ["HSC/runs/RC2"], where="tract = 9615")
+
+Every load is checked first and written in one transaction, and is idempotent (datasets
+already present with the same UUID are skipped). The file format is in
+``docs/data-management.md``; all SQL stays in the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rc2_platform.butler_transfer._bundle import Bundle, UniverseTag, collect
+from rc2_platform.butler_transfer._format import (
+    FORMAT_VERSION,
+    check_compatible,
+    from_document,
+    read_file,
+    to_document,
+    write_file,
+)
+from rc2_platform.butler_transfer._load import TRANSFER_MODES, load
+from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.errors import ExportFormatError, FileNotInDatastoreError
+
+if TYPE_CHECKING:
+    from rc2_platform.butler import Butler
+
+__all__ = [
+    "FORMAT_VERSION",
+    "TRANSFER_MODES",
+    "Bundle",
+    "TransferReport",
+    "export_datasets",
+    "import_datasets",
+    "transfer_datasets",
+]
+
+
+@dataclass
+class TransferReport:
+    """What an export, import or transfer did (``--json`` prints :meth:`to_dict`).
+
+    ``registry_seconds`` is the time spent in registry calls, ``file_seconds`` moving
+    files and ``format_seconds`` writing or reading the YAML file.
+    """
+
+    operation: str
+    counts: dict[str, int] = field(default_factory=dict)
+    new_datasets: int | None = None
+    files_transferred: int = 0
+    registry_seconds: float = 0.0
+    file_seconds: float = 0.0
+    format_seconds: float = 0.0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "operation": self.operation,
+            **self.counts,
+            "new_datasets": self.new_datasets,
+            "files_transferred": self.files_transferred,
+            "registry_seconds": round(self.registry_seconds, 3),
+            "file_seconds": round(self.file_seconds, 3),
+            "format_seconds": round(self.format_seconds, 3),
+            "dry_run": self.dry_run,
+        }
+
+
+def _schema_version() -> str:
+    from rc2_platform.registry import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+def export_datasets(
+    butler: Butler,
+    path: str | Path,
+    collections: Sequence[str],
+    *,
+    where: str = "",
+    dataset_types: Sequence[str] = (),
+    with_files: str | Path | None = None,
+    transfer: str = "copy",
+    dry_run: bool = False,
+) -> TransferReport:
+    """Export the datasets of ``collections`` (and what they need) to the YAML file ``path``.
+
+    With ``with_files`` the datasets' files are copied (or linked: ``transfer``) into that
+    folder, and the file names them relative to itself; without, the file names the
+    source datastore's absolute root, so an import on the same machine can read them
+    there. A dataset whose file is missing stops the export; nothing is left behind.
+    """
+    bundle = collect(butler, collections, where=where, dataset_types=dataset_types)
+    report = TransferReport(
+        "export", bundle.counts(), registry_seconds=bundle.registry_seconds, dry_run=dry_run
+    )
+    path = Path(path)
+    if dry_run:
+        return report
+    if with_files is not None:
+        t0 = time.perf_counter()
+        files_dir = Path(with_files)
+        bundle.files = _copy_files(butler, bundle, files_dir, transfer)
+        report.file_seconds = time.perf_counter() - t0
+        report.files_transferred = len(bundle.files)
+        files_root = os.path.relpath(files_dir.resolve(), path.resolve().parent)
+    else:
+        files_root = str(butler.datastore.root)
+    t0 = time.perf_counter()
+    write_file(to_document(bundle, files_root), path)
+    report.format_seconds = time.perf_counter() - t0
+    return report
+
+
+def _copy_files(
+    butler: Butler, bundle: Bundle, files_dir: Path, transfer: str
+) -> dict[Any, DatastoreRecord]:
+    """Copy every dataset's file under ``files_dir``; the records renamed relative to it."""
+    if transfer not in TRANSFER_MODES:
+        from rc2_platform.errors import DatastoreError
+
+        raise DatastoreError(
+            f"unknown transfer mode {transfer!r}; use one of {list(TRANSFER_MODES)}"
+        )
+    by_id = {r.id: r for r in bundle.refs}
+    written: list[Path] = []
+    out: dict[Any, DatastoreRecord] = {}
+    try:
+        for rid, rec in bundle.files.items():
+            src = butler.datastore.absolute(rec)
+            rel = (
+                rec.path if not os.path.isabs(rec.path) else f"_direct/{rid}{Path(rec.path).suffix}"
+            )
+            if not src.is_file():
+                ref = by_id[rid]
+                raise FileNotInDatastoreError(
+                    f"dataset {rid} ({ref.dataset_type.name} {ref.data_id.to_dict()} in {ref.run}) "
+                    f"has no file at {src}; nothing was exported"
+                )
+            dst = files_dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists() or dst.is_symlink():
+                dst.unlink()
+            _place(src, dst, transfer)
+            written.append(dst)
+            out[rid] = DatastoreRecord(rid, rel, rec.formatter, rec.storage_class, rec.file_size)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _place(src: Path, dst: Path, transfer: str) -> None:
+    if transfer == "symlink":
+        os.symlink(src.resolve(), dst)
+    elif transfer in ("hardlink", "link"):
+        try:
+            os.link(src, dst)
+        except OSError:
+            if transfer == "hardlink":
+                raise
+            shutil.copy2(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def import_datasets(
+    butler: Butler, path: str | Path, *, transfer: str = "copy", dry_run: bool = False
+) -> TransferReport:
+    """Import an export file into ``butler`` (checked first, one transaction, idempotent).
+
+    A file of another dimension universe, registry schema or format version is refused,
+    as are conflicting dataset types and missing files; nothing is written then.
+    """
+    path = Path(path)
+    t0 = time.perf_counter()
+    doc = read_file(path)
+    tag = UniverseTag.of(butler.registry.universe)
+    check_compatible(doc, path, tag, _schema_version())
+    bundle = from_document(doc, tag)
+    format_seconds = time.perf_counter() - t0
+    files_root = doc.get("files_root")
+    source = None
+    if files_root is not None and bundle.files:
+        root = (path.parent / files_root).resolve()
+
+        def source(rec: DatastoreRecord) -> Path:
+            return Path(rec.path) if os.path.isabs(rec.path) else root / rec.path
+
+    loaded = load(butler, bundle, source, transfer=transfer, dry_run=dry_run)
+    return TransferReport(
+        "import",
+        loaded.counts,
+        None if dry_run else loaded.new_datasets,
+        loaded.files_transferred,
+        loaded.registry_seconds,
+        loaded.file_seconds,
+        format_seconds,
+        dry_run,
+    )
+
+
+def transfer_datasets(
+    source: Butler,
+    dest: Butler,
+    collections: Sequence[str],
+    *,
+    where: str = "",
+    dataset_types: Sequence[str] = (),
+    transfer: str = "copy",
+    dry_run: bool = False,
+) -> TransferReport:
+    """Copy the datasets of ``collections`` with their files and records to ``dest``.
+
+    Works between any two registries (SQLite, PostgreSQL, MariaDB); the dimension
+    records the datasets need come along; running it again transfers nothing new.
+    """
+    src_tag = UniverseTag.of(source.registry.universe)
+    dest_tag = UniverseTag.of(dest.registry.universe)
+    if src_tag.digest != dest_tag.digest:
+        raise ExportFormatError(
+            f"{source.root} has dimension universe {src_tag} but {dest.root} has {dest_tag}; "
+            "migrate the older one with `rc2 migrate` first"
+        )
+    bundle = collect(source, collections, where=where, dataset_types=dataset_types)
+    loaded = load(dest, bundle, source.datastore.absolute, transfer=transfer, dry_run=dry_run)
+    return TransferReport(
+        "transfer",
+        loaded.counts,
+        None if dry_run else loaded.new_datasets,
+        loaded.files_transferred,
+        bundle.registry_seconds + loaded.registry_seconds,
+        loaded.file_seconds,
+        0.0,
+        dry_run,
+    )

@@ -1,0 +1,218 @@
+"""Export/import and transfers between repositories on SQLite, PostgreSQL and MariaDB.
+
+Round trips keep what queries answer (``move_fixtures.snapshot``); bad input is refused
+with one clear error and nothing half-written; loads are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rc2_platform.butler import Butler
+from rc2_platform.butler_transfer import export_datasets, import_datasets, transfer_datasets
+from rc2_platform.cli import main
+from rc2_platform.core import DatasetType, Timespan
+from rc2_platform.errors import (
+    CalibrationConflictError,
+    ConflictingDefinitionError,
+    ExportFormatError,
+    FileNotInDatastoreError,
+    MissingCollectionError,
+)
+from rc2_platform_tests.move_fixtures import populate, snapshot, write_files
+
+ALL = ["HSC/defaults", "HSC/calib"]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[Butler]:
+    """A populated SQLite repository with files."""
+    butler = Butler.create(tmp_path / "source")
+    populate(butler.registry)
+    write_files(butler)
+    yield butler
+    butler.close()
+
+
+@pytest.fixture
+def dest(db_url: str, tmp_path: Path) -> Iterator[Butler]:
+    """An empty repository on each backend."""
+    butler = Butler.create(tmp_path / "dest", None if db_url.startswith("sqlite") else db_url)
+    yield butler
+    butler.close()
+
+
+def files_in(butler: Butler) -> list[Path]:
+    return sorted(p for p in butler.datastore.root.rglob("*.fits") if p.is_file())
+
+
+def assert_empty(butler: Butler) -> None:
+    """Nothing of the load is visible: no collections, datasets or files."""
+    butler.registry.refresh()
+    assert butler.registry.query_collections() == []
+    assert files_in(butler) == []
+
+
+def test_export_import_round_trip_keeps_every_answer(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    out = tmp_path / "export.yaml"
+    report = export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    assert report.counts["datasets"] == 11 and report.files_transferred == 4
+    loaded = import_datasets(dest, out)
+    assert loaded.new_datasets == 11 and loaded.files_transferred == 4
+    assert snapshot(dest.registry) == snapshot(source.registry)
+    ref = dest.registry.query_datasets("calexp", "HSC/runs/a")[0]
+    assert (
+        dest.datastore.absolute(dest.datastore_records([ref])[ref.id]).read_bytes()
+        == (ref.id.bytes[:10])
+    )
+    again = import_datasets(dest, out)
+    assert again.new_datasets == 0 and again.files_transferred == 0
+    assert snapshot(dest.registry) == snapshot(source.registry)
+
+
+def test_transfer_from_sqlite_and_back(source: Butler, dest: Butler, tmp_path: Path) -> None:
+    first = transfer_datasets(source, dest, ALL)
+    assert first.new_datasets == 11
+    assert snapshot(dest.registry) == snapshot(source.registry)
+    assert transfer_datasets(source, dest, ALL).new_datasets == 0
+    # ... and from the server (or SQLite) repository to a new SQLite one.
+    with Butler.create(tmp_path / "back") as back:
+        transfer_datasets(dest, back, ALL)
+        assert snapshot(back.registry) == snapshot(source.registry)
+
+
+def test_where_and_dataset_types_select(source: Butler, dest: Butler, tmp_path: Path) -> None:
+    report = transfer_datasets(
+        source, dest, ["HSC/runs/a"], where="visit = 1", dataset_types=["calexp"]
+    )
+    assert report.new_datasets == 2
+    refs = dest.registry.query_datasets("calexp", "HSC/runs/a")
+    assert sorted(r.data_id["detector"] for r in refs) == [0, 1]
+    assert {r.data_id["visit"] for r in refs} == {1}
+    assert [t.name for t in dest.registry.query_dataset_types()] == ["calexp"]
+    # The records the data IDs need came along, and nothing for visit 2.
+    assert [r["visit"] for r in dest.registry.query_dimension_records("visit")] == [1]
+    assert len(dest.registry.query_dimension_records("visit_detector_region")) == 2
+
+
+def _edit(path: Path, change: Any) -> None:
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["universe"].update(version=1, digest="0" * 16), "dimension universe"),
+        (lambda d: d.update(schema_version="1.0"), "registry schema 1.0"),
+        (lambda d: d.update(rc2_export=2), "export format version 2"),
+    ],
+)
+def test_file_of_another_universe_schema_or_format_is_refused(
+    source: Butler, dest: Butler, tmp_path: Path, change: Any, message: str
+) -> None:
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    _edit(out, change)
+    with pytest.raises(ExportFormatError, match=message):
+        import_datasets(dest, out)
+    assert_empty(dest)
+
+
+def test_missing_file_is_refused_before_anything_is_written(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    victim = sorted((tmp_path / "files").rglob("*.fits"))[0]
+    victim.unlink()
+    with pytest.raises(FileNotInDatastoreError, match=r"dataset .* \(calexp .* has no file at"):
+        import_datasets(dest, out)
+    assert_empty(dest)
+
+
+def test_missing_file_in_source_stops_export(source: Butler, tmp_path: Path) -> None:
+    files_in(source)[0].unlink()
+    with pytest.raises(FileNotInDatastoreError, match="nothing was exported"):
+        export_datasets(source, tmp_path / "x.yaml", ALL, with_files=tmp_path / "files")
+    assert not (tmp_path / "x.yaml").exists()
+    assert list((tmp_path / "files").rglob("*.fits")) == []
+
+
+def test_conflicting_dataset_type_is_refused(source: Butler, dest: Butler) -> None:
+    dest.registry.register_dataset_type(DatasetType("calexp", ("instrument", "visit"), "ExposureF"))
+    with pytest.raises(
+        ConflictingDefinitionError, match=r"dataset type 'calexp' is \(instrument, visit"
+    ):
+        transfer_datasets(source, dest, ALL)
+    assert dest.registry.query_collections() == []
+    assert files_in(dest) == []
+
+
+def test_failure_while_writing_rolls_rows_back_and_removes_copied_files(
+    source: Butler, dest: Butler
+) -> None:
+    """A validity conflict found after datasets and files were written: all of it undone."""
+    transfer_datasets(source, dest, ["HSC/runs/a"], dataset_types=["bias"])
+    dest.registry.register_collection("HSC/calib", source.registry.get_collection_type("HSC/calib"))
+    other = dest.registry.query_datasets("bias", "HSC/runs/a")
+    dest.registry.certify("HSC/calib", other[1:], Timespan(500, 1500))  # overlaps 0-1000
+    collections_before = dest.registry.query_collections()
+    types_before = dest.registry.query_dataset_types()
+    with pytest.raises(CalibrationConflictError):
+        transfer_datasets(source, dest, ALL)
+    dest.registry.refresh()
+    assert dest.registry.query_collections() == collections_before
+    assert files_in(dest) == []
+    if dest.registry.url.startswith("mysql"):
+        # MariaDB commits a new dataset type's table creation: the types stay, empty.
+        assert dest.registry.query_datasets("calexp", ["HSC/runs/a"], find_first=False) == []
+    else:
+        assert dest.registry.query_dataset_types() == types_before
+
+
+def test_unknown_collection_is_one_clear_error(source: Butler, dest: Butler) -> None:
+    with pytest.raises(MissingCollectionError, match="nope"):
+        transfer_datasets(source, dest, ["nope"])
+
+
+def test_cli_export_import_transfer(source: Butler, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "e.yaml"
+    repo = str(source.root)
+    dry = runner.invoke(
+        main, ["export", repo, str(out), "-c", ",".join(ALL), "--dry-run", "--json"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["datasets"] == 11 and not out.exists()
+    done = runner.invoke(
+        main, ["export", repo, str(out), "-c", ",".join(ALL), "--with-files", str(tmp_path / "f")]
+    )
+    assert done.exit_code == 0, done.output
+    assert "exported" in done.stdout and "11 datasets" in done.stdout
+    target = tmp_path / "t"
+    Butler.create(target).close()
+    checked = runner.invoke(main, ["import", str(target), str(out), "--dry-run", "--json"])
+    assert checked.exit_code == 0 and json.loads(checked.stdout)["dry_run"]
+    imported = runner.invoke(main, ["import", str(target), str(out), "--json"])
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout)["new_datasets"] == 11
+    other = tmp_path / "o"
+    Butler.create(other).close()
+    moved = runner.invoke(main, ["transfer-datasets", repo, str(other), "-c", "HSC/defaults"])
+    assert moved.exit_code == 0, moved.output
+    assert "transferred" in moved.stdout
+    _edit(out, lambda d: d.update(schema_version="0.9"))
+    refused = runner.invoke(main, ["import", str(target), str(out)])
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1 and "rc2 migrate" in refused.output
