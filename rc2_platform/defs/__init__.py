@@ -10,6 +10,7 @@ import dagster as dg
 
 from rc2_platform.defs.execution_assets import execution_job, execution_resources, pipeline_outputs
 from rc2_platform.defs.execution_sensor import execution_sensor
+from rc2_platform.defs.executor import rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph, quantum_graph_job, quantum_graph_sensor
 from rc2_platform.defs.ingest_assets import ingest_assets
 from rc2_platform.defs.resources import ButlerResource, SurveyResource
@@ -28,9 +29,10 @@ def build_definitions(
     """The Definitions, with resources overridable (tests point them at temporary folders)."""
     return dg.Definitions(
         assets=[*ingest_assets, quantum_graph, pipeline_outputs],
-        jobs=[quantum_graph_job, execution_job],
+        jobs=[ingest_job, quantum_graph_job, execution_job],
         sensors=[quantum_graph_sensor, execution_sensor],
         schedules=[monthly_reprocessing],
+        executor=rc2_executor,
         resources={
             "butler": butler or ButlerResource(),
             "survey": survey or SurveyResource(),
@@ -41,4 +43,4 @@ def build_definitions(
 
 defs = build_definitions()
 
-__all__ = ["build_definitions", "defs"]
+__all__ = ["build_definitions", "defs", "ingest_job"]

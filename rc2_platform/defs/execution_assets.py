@@ -24,7 +24,15 @@ from typing import Any
 
 import dagster as dg
 
-from rc2_platform.defs.execution_summary import TRACT_WIDE, band_summary, mapping_key
+from rc2_platform.defs.execution_summary import (
+    band_summary,
+    failure_line,
+    failure_text,
+    mapping_key,
+    partition_complete,
+    skipped_by_task,
+)
+from rc2_platform.defs.executor import REGISTRY_POOL, rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
@@ -51,6 +59,7 @@ from rc2_platform.execution.stages import (
 __all__ = [
     "OUTPUT_DATASET_TYPES",
     "STAGES",
+    "TRACT_TAG",
     "ExecutionRunConfig",
     "execution_job",
     "execution_resources",
@@ -58,6 +67,8 @@ __all__ = [
 ]
 
 GROUP = "outputs"
+#: Run tag naming the tract(s) a run touches (comma-separated); see deploy/dagster.yaml.
+TRACT_TAG = "rc2/tract"
 #: Output dataset types shown as assets (keys are the dataset type names).
 OUTPUT_DATASET_TYPES = ("calexp", "deepCoadd", "deepCoadd_ref", "deepCoadd_forced_src")
 #: The stages of the op graph: the clustering rules of the packaged execution config.
@@ -74,10 +85,11 @@ class ExecutionRunConfig(dg.Config):
     must name the same steps as the packaged one (the op graph is static)."""
     processes: int = 0
     """Processes per cluster job; 0 = the config's ``processes_per_job``."""
-    resume: bool = False
-    """Skip quanta whose outputs are already registered in the RUN."""
-    fail_on_failed_quanta: bool = False
-    """Fail the Dagster run when a quantum failed (else: reported in metadata and logs)."""
+    resume: bool = True
+    """Skip quanta whose outputs are already registered in the RUN (a backfill, sensor run
+    or re-execution of a processed tract redoes nothing and logs what it skipped). False
+    refuses a RUN that already holds outputs. A clean reprocessing goes to a new RUN: the
+    ``quantum_graph`` config's ``output_run`` or the monthly schedule's dated RUN."""
 
 
 @dataclass
@@ -87,7 +99,6 @@ class _State:
     backend: str
     config_path: str | None
     processes: int | None
-    fail_on_failed_quanta: bool
     ledgers: list[Ledger] = field(default_factory=list)
 
     def config(self) -> ExecutionConfig:
@@ -100,6 +111,18 @@ def _tracts_of_run(context: dg.OpExecutionContext) -> list[str]:
         parsed = tract_band_partitions.get_partition_key_from_str(str(key))
         tracts.add(parsed.keys_by_dimension["tract"])
     return sorted(tracts)
+
+
+def _tag_tracts(context: dg.OpExecutionContext) -> list[str]:
+    """The run's tracts; tags the run ``rc2/tract`` if it was launched without the tag.
+
+    UI launches and asset backfills carry only partition (range) tags, and re-executions
+    through the Python API no parent tags: the first step of the run adds it.
+    """
+    tracts = _tracts_of_run(context)
+    if TRACT_TAG not in context.run.tags:
+        context.instance.add_run_tags(context.run_id, {TRACT_TAG: ",".join(tracts)})
+    return tracts
 
 
 def _graph_of(context: dg.OpExecutionContext, tract: str) -> tuple[str, str]:
@@ -129,7 +152,7 @@ def _holder_run_ended(context: dg.OpExecutionContext, repo: str | Path, run: str
     return record is None or record.is_finished
 
 
-@dg.op(ins={"quantum_graph": dg.In(dg.Nothing)}, tags={"kind": "rc2"})
+@dg.op(ins={"quantum_graph": dg.In(dg.Nothing)}, tags={"kind": "rc2"}, pool=REGISTRY_POOL)
 def prepare_execution(
     context: dg.OpExecutionContext, config: ExecutionRunConfig, butler: ButlerResource
 ) -> _State:
@@ -140,11 +163,11 @@ def prepare_execution(
         backend,
         config.execution_config or None,
         config.processes or None,
-        config.fail_on_failed_quanta,
     )
     options = RunOptions(backend=backend, processes=state.processes, resume=config.resume)
     owner = f"dagster:{context.run.root_run_id or context.run_id}"
-    for tract in _tracts_of_run(context):
+    tracts = _tag_tracts(context)
+    for tract in tracts:
         path, run = _graph_of(context, tract)
         check_stages(path, exec_config, STAGES)
         options.takeover = _holder_run_ended(context, butler.root, run)
@@ -153,9 +176,15 @@ def prepare_execution(
             owner=owner, command=f"Dagster run {context.run_id} (execution_job)",
         )  # fmt: skip
         context.log.info(
-            f"tract {tract}: {ledger.n_quanta} quanta into RUN {ledger.output_run} on {backend} "
-            f"({ledger.counts()[QuantumState.SUCCEEDED]} already done)"
+            f"tract {tract}: {ledger.n_quanta} quanta into RUN {ledger.output_run} on {backend}"
         )
+        skipped = skipped_by_task(ledger, exec_config)
+        if skipped:
+            what = ", ".join(f"{task} {n}" for task, n in skipped.items())
+            context.log.info(
+                f"tract {tract}: resuming RUN {ledger.output_run}: {sum(skipped.values())} of "
+                f"{ledger.n_quanta} quanta already done, skipped ({what})"
+            )
         state.ledgers.append(ledger)
     return state
 
@@ -173,11 +202,20 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
         context: dg.OpExecutionContext, state: _State, outcomes: list[ClusterOutcome] | None = None
     ) -> Iterator[dg.Output[Any] | dg.DynamicOutput[Any]]:
         config = state.config()
+        _tag_tracts(context)
         n = 0
         for ledger in state.ledgers:
             record_outcomes(ledger, outcomes or [])
             blocked_before = ledger.counts()[QuantumState.BLOCKED]
-            for spec in plan_stage(ledger, stage, config):
+            done_before = ledger.counts()[QuantumState.SUCCEEDED]
+            specs = plan_stage(ledger, stage, config)
+            done = ledger.counts()[QuantumState.SUCCEEDED] - done_before
+            if done:
+                context.log.info(
+                    f"tract {ledger.tract} {stage}: {done} quanta already done in RUN "
+                    f"{ledger.output_run} (registered outputs): skipped"
+                )
+            for spec in specs:
                 n += 1
                 yield dg.DynamicOutput(
                     (state.backend, state.config_path, state.processes, spec),
@@ -219,12 +257,16 @@ def _run_spec(
     outcome = run_cluster_job(
         butler.root, spec, config, launcher=launcher, options=options, backend_name=backend
     )
+    if outcome.skipped:
+        context.log.info(
+            f"cluster {spec.cluster}: {outcome.skipped} quanta already done in the RUN: skipped"
+        )
     counts = outcome.counts()
     context.log.info(
         f"cluster {spec.cluster}: {json.dumps(counts, sort_keys=True)} in {outcome.attempts} attempt(s)"
     )
-    for text, n in outcome.errors.items():
-        context.log.warning(f"cluster {spec.cluster}: {n} quanta failed: {text}")
+    for failure in outcome.failures:
+        context.log.error(f"cluster {spec.cluster}: {failure_line(failure)}")
     for report in reports:
         context.log.debug(f"worker report: {json.dumps(report, sort_keys=True)}")
     return outcome
@@ -238,101 +280,130 @@ def _make_run_op(stage: str) -> dg.OpDefinition:
     )
     def _run(context: dg.OpExecutionContext, item: Any) -> Iterator[dg.Output[ClusterOutcome]]:
         # A generator: ops that open a Pipes session must yield typed events.
-        yield dg.Output(_run_spec(context, item))
+        outcome = _run_spec(context, item)
+        # The outcome first: with rc2_executor the next stage plans on it (blocking what
+        # reads the failure, running the rest) although this step then fails.
+        yield dg.Output(outcome)
+        if outcome.failed:
+            raise dg.Failure(
+                description=failure_text(outcome),
+                metadata={
+                    "failed quanta": dg.MetadataValue.json(outcome.failures),
+                    "quanta": dg.MetadataValue.json(outcome.counts()),
+                    "attempts": outcome.attempts,
+                },
+                allow_retries=False,
+            )
 
     return _run
 
 
 #: States shown in the assets' metadata, and those that make a tract not done.
 _SHOWN = (QuantumState.SUCCEEDED, QuantumState.FAILED, QuantumState.BLOCKED)
-_NOT_DONE = (QuantumState.FAILED, QuantumState.BLOCKED, QuantumState.PENDING)
 
 _PLAN_OPS = [_make_plan_op(stage, i == 0) for i, stage in enumerate(STAGES)]
 _RUN_OPS = [_make_run_op(stage) for stage in STAGES]
 
 
-def _markdown(summary: dict[str, dict[str, Any]], name: str) -> str:
-    header = " | ".join(st.value for st in _SHOWN)
-    lines = [f"| band | {header} | datasets | rows |", "|---|---|---|---|---|---|"]
-    for band, s in sorted(summary.items()):
-        counts = " | ".join(str(s[st.value]) for st in _SHOWN)
-        rows = s["rows"].get(name, "")
-        lines.append(f"| {band} | {counts} | {s['datasets'].get(name, 0)} | {rows} |")
-    return "\n".join(lines)
+_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("band", "string"),
+        *(dg.TableColumn(f"quanta {st.value}", "int") for st in _SHOWN),
+        dg.TableColumn("datasets", "int"),
+        dg.TableColumn("expected", "int"),
+        dg.TableColumn("rows", "int"),
+    ]
+)
 
 
-def _metadata(
-    state: _State, summaries: dict[str, dict[str, dict[str, Any]]], name: str
+def _table(summary: dict[str, dict[str, Any]], name: str) -> dg.TableMetadataValue:
+    """Every band of the tract (``*``: quanta and datasets spanning bands) as a table."""
+    records = [
+        dg.TableRecord(
+            {
+                "band": band,
+                **{f"quanta {st.value}": int(s[st.value]) for st in _SHOWN},
+                "datasets": int(s["datasets"].get(name, 0)),
+                "expected": int(s["expected"].get(name, 0)),
+                "rows": int(s["rows"].get(name, 0)),
+            }
+        )
+        for band, s in sorted(summary.items())
+    ]
+    return dg.MetadataValue.table(records, schema=_TABLE_SCHEMA)
+
+
+def _partition_metadata(
+    ledger: Ledger, summary: dict[str, dict[str, Any]], name: str, band: str
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    total = {s.value: 0 for s in _SHOWN}
-    for ledger in state.ledgers:
-        summary = summaries[ledger.tract]
-        prefix = f"{ledger.tract} " if len(state.ledgers) > 1 else ""
-        meta[f"{prefix}RUN"] = ledger.output_run
-        meta[f"{prefix}per band"] = dg.MetadataValue.md(_markdown(summary, name))
-        for band, s in sorted(summary.items()):
-            if band == TRACT_WIDE:
-                continue
-            for key in total:
-                meta[f"{prefix}{band} quanta {key}"] = dg.MetadataValue.int(s[key])
-            meta[f"{prefix}{band} datasets"] = dg.MetadataValue.int(s["datasets"].get(name, 0))
-            if name in s["rows"]:
-                meta[f"{prefix}{band} rows"] = dg.MetadataValue.int(s["rows"][name])
-        for key in total:
-            total[key] += ledger.counts()[key]
-        if ledger.errors:
-            meta[f"{prefix}failures"] = dg.MetadataValue.json(ledger.errors)
-    meta.update({f"quanta {k}": dg.MetadataValue.int(v) for k, v in total.items()})
+    """What one band partition of one output asset shows: its own band's figures."""
+    own = summary.get(band) or {"datasets": {}, "rows": {}, "failures": []}
+    meta: dict[str, Any] = {
+        "RUN": ledger.output_run,
+        "datasets": dg.MetadataValue.int(int(own["datasets"].get(name, 0))),
+        "per band": _table(summary, name),
+    }
+    for st in _SHOWN:
+        meta[f"quanta {st.value}"] = dg.MetadataValue.int(int(own.get(st.value, 0)))
+    if name in own["rows"]:
+        meta["rows"] = dg.MetadataValue.int(int(own["rows"][name]))
     return meta
+
+
+def _band_of(partition_key: str) -> tuple[str, str]:
+    keys = tract_band_partitions.get_partition_key_from_str(partition_key).keys_by_dimension
+    return keys["tract"], keys["band"]
 
 
 @dg.op(
     ins={"state": dg.In(), "outcomes": dg.In()},
-    out={name: dg.Out(dg.Nothing) for name in OUTPUT_DATASET_TYPES},
+    out={name: dg.Out(dg.Nothing, is_required=False) for name in OUTPUT_DATASET_TYPES},
     required_resource_keys={"butler"},
+    pool=REGISTRY_POOL,
 )
 def materialize_outputs(
     context: dg.OpExecutionContext, state: _State, outcomes: list[ClusterOutcome]
-) -> Iterator[dg.Output[None]]:
-    """Journal the end of each RUN and materialize the outputs with per-band counts."""
+) -> Iterator[dg.AssetMaterialization]:
+    """Journal the end of each RUN; materialize each band partition whose datasets all exist.
+
+    A partition (asset × band × tract) is materialized when every dataset of that type in
+    that band (and every band-spanning one) is registered; the others are left
+    unmaterialized (logged), so "failed and missing" backfills pick exactly them.
+    """
     butler: ButlerResource = context.resources.butler
     config = state.config()
+    _tag_tracts(context)
     summaries = {}
-    failed = 0
     for ledger in state.ledgers:
         record_outcomes(ledger, outcomes)
         counts = finish_run(butler.root, ledger, config)
-        failed += sum(counts[s] for s in _NOT_DONE)
-        summaries[ledger.tract] = band_summary(butler.root, ledger, OUTPUT_DATASET_TYPES, config)
+        failures = [f for o in outcomes if o.tract == ledger.tract for f in o.failures]
+        summaries[ledger.tract] = band_summary(
+            butler.root, ledger, OUTPUT_DATASET_TYPES, config, failures
+        )
         context.log.info(f"tract {ledger.tract} RUN {ledger.output_run}: {json.dumps(counts)}")
-        for text, n in ledger.errors.items():
-            context.log.warning(f"tract {ledger.tract}: {n} quanta failed: {text}")
-    if failed and state.fail_on_failed_quanta:
-        raise ExecutionError(
-            f"{failed} quanta did not succeed (see the metadata and `rc2 report RUN`); "
-            "fail_on_failed_quanta is set"
-        )
+    ledgers = {ledger.tract: ledger for ledger in state.ledgers}
+    missing = []
     for name in OUTPUT_DATASET_TYPES:
-        yield dg.Output(None, output_name=name, metadata=_metadata(state, summaries, name))
-
-
-@dg.graph_multi_asset(
-    outs={
-        name: dg.AssetOut(kinds={"python"}, description=f"The pipeline's {name} datasets.")
-        for name in OUTPUT_DATASET_TYPES
-    },
-    ins={
-        "quantum_graph": dg.AssetIn(
-            key=quantum_graph.key, partition_mapping=to_tract, dagster_type=dg.Nothing
+        for key in context.partition_keys:
+            tract, band = _band_of(str(key))
+            summary = summaries[tract]
+            if not partition_complete(summary, name, band):
+                missing.append(f"{name} {key}")
+                continue
+            yield dg.AssetMaterialization(
+                asset_key=name,
+                partition=str(key),
+                metadata=_partition_metadata(ledgers[tract], summary, name, band),
+            )
+    if missing:
+        context.log.warning(
+            f"not materialized (datasets missing: failed or blocked quanta): {', '.join(missing)}"
         )
-    },
-    partitions_def=tract_band_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    name="pipeline_outputs",
-    group_name=GROUP,
-)
-def pipeline_outputs(quantum_graph: Any) -> Any:
+
+
+@dg.graph(name="pipeline_outputs", out={name: dg.GraphOut() for name in OUTPUT_DATASET_TYPES})
+def _execute_tract(quantum_graph: Any) -> Any:
     """Execute the tract's QuantumGraph cluster by cluster, stage by stage."""
     state = prepare_execution(quantum_graph)
     outcomes = None
@@ -343,10 +414,34 @@ def pipeline_outputs(quantum_graph: Any) -> Any:
     return {name: getattr(results, name) for name in OUTPUT_DATASET_TYPES}
 
 
+#: The outputs' lineage as the pipeline has it: each reads the previous one.
+_UPSTREAM = {
+    name: dg.AssetKey(OUTPUT_DATASET_TYPES[i - 1]) if i else quantum_graph.key
+    for i, name in enumerate(OUTPUT_DATASET_TYPES)
+}
+
+pipeline_outputs = dg.AssetsDefinition.from_graph(
+    _execute_tract,
+    keys_by_input_name={"quantum_graph": quantum_graph.key},
+    internal_asset_deps={name: {key} for name, key in _UPSTREAM.items()},
+    partitions_def=tract_band_partitions,
+    partition_mappings={"quantum_graph": to_tract},
+    group_name=GROUP,
+    descriptions_by_output_name={
+        name: f"The pipeline's {name} datasets of one tract and band (per-band figures in "
+        "the metadata; materialized once all of them are registered)."
+        for name in OUTPUT_DATASET_TYPES
+    },
+    tags_by_output_name={name: {"dagster/kind/python": ""} for name in OUTPUT_DATASET_TYPES},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+
+
 execution_job = dg.define_asset_job(
     "execution_job",
     selection=dg.AssetSelection.groups(GROUP),
     description="Execute one tract's QuantumGraph (partition range g|T...y|T) cluster by cluster.",
+    executor_def=rc2_executor,
 )
 
 

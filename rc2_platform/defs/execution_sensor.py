@@ -4,7 +4,8 @@ It reads ``quantum_graph`` materializations newer than its cursor (a storage id)
 requests one ``execution_job`` run per tract, over the partition range of the tract's
 bands (``g|T ... y|T``, the tags ``dagster/asset_partition_range_start/end`` that asset
 jobs honour in Dagster 1.13). The run key names the materialization, so a graph is
-executed once even when the sensor is re-evaluated.
+executed once even when the sensor is re-evaluated. Every request carries ``rc2/tract``
+and, when the graph was built by the monthly schedule, its ``rc2/reprocessing`` tag.
 
 Unlike ``@asset_sensor`` (which hands over only the newest event per tick), it requests a
 run for every tract materialized since the last tick — the monthly schedule builds all
@@ -13,23 +14,33 @@ tracts' graphs at once.
 
 import dagster as dg
 
-from rc2_platform.defs.execution_assets import execution_job
+from rc2_platform.defs.execution_assets import TRACT_TAG, execution_job
 from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.partitions import tract_range_keys
 
-__all__ = ["execution_run_request", "execution_sensor"]
+__all__ = ["REPROCESSING_TAG", "execution_run_request", "execution_sensor"]
+
+#: The monthly schedule's tag (its date), carried from the graph run to the execution run.
+REPROCESSING_TAG = "rc2/reprocessing"
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def execution_run_request(tract: str, storage_id: int | None = None) -> dg.RunRequest:
+def execution_run_request(
+    tract: str, storage_id: int | None = None, extra_tags: dict[str, str] | None = None
+) -> dg.RunRequest:
     """The run request executing one tract's graph (all bands in one run)."""
     start, end = tract_range_keys(tract)
     key = f"execute-{tract}-{storage_id}" if storage_id is not None else None
     return dg.RunRequest(
         run_key=key,
-        tags={RANGE_START_TAG: start, RANGE_END_TAG: end, "rc2/tract": str(tract)},
+        tags={
+            **(extra_tags or {}),
+            RANGE_START_TAG: start,
+            RANGE_END_TAG: end,
+            TRACT_TAG: str(tract),
+        },
     )
 
 
@@ -52,10 +63,15 @@ def execution_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     ).records
     if not records:
         return dg.SkipReason("no new quantum_graph materialization")
-    newest: dict[str, int] = {}
+    newest: dict[str, tuple[int, str]] = {}
     for record in records:
         if record.partition_key:
-            newest[record.partition_key] = record.storage_id
-    requests = [execution_run_request(tract, sid) for tract, sid in sorted(newest.items())]
+            newest[record.partition_key] = (record.storage_id, record.run_id)
+    requests = []
+    for tract, (sid, run_id) in sorted(newest.items()):
+        graph_run = context.instance.get_run_by_id(run_id) if run_id else None
+        tags = graph_run.tags if graph_run is not None else {}
+        carried = {REPROCESSING_TAG: tags[REPROCESSING_TAG]} if REPROCESSING_TAG in tags else {}
+        requests.append(execution_run_request(tract, sid, carried))
     cursor = str(max(r.storage_id for r in records))
     return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -19,9 +19,18 @@ from typing import Any
 from rc2_platform.butler import Butler
 from rc2_platform.execution.execution_config import ExecutionConfig
 from rc2_platform.execution.run_state import QuantumState, load_graph_and_plan
-from rc2_platform.execution.stages import Ledger
+from rc2_platform.execution.stages import ClusterOutcome, Ledger
 
-__all__ = ["TRACT_WIDE", "band_of_quanta", "band_summary", "mapping_key"]
+__all__ = [
+    "TRACT_WIDE",
+    "band_of_quanta",
+    "band_summary",
+    "failure_line",
+    "failure_text",
+    "mapping_key",
+    "partition_complete",
+    "skipped_by_task",
+]
 
 #: The band key of quanta and datasets that span bands (per-patch merges).
 TRACT_WIDE = "*"
@@ -63,6 +72,47 @@ class _BandLookup:
         return TRACT_WIDE
 
 
+def failure_line(failure: Mapping[str, Any]) -> str:
+    """One line naming a failed quantum: task, data ID, exception (first line) and attempt."""
+    data_id = ", ".join(f"{k}={v}" for k, v in failure["data_id"].items())
+    error = str(failure["error"]).splitlines()[0] if failure["error"] else "unknown error"
+    return f"{failure['task']} {{{data_id}}} failed (attempt {failure['attempt']}): {error}"
+
+
+def failure_text(outcome: ClusterOutcome, limit: int = 10) -> str:
+    """The error of a cluster step whose quanta failed for good: one line per quantum."""
+    counts = outcome.counts()
+    head = (
+        f"cluster {outcome.cluster} ({outcome.stage}, tract {outcome.tract}): "
+        f"{counts.get(QuantumState.FAILED.value, 0)} quanta failed after {outcome.attempts} "
+        f"attempt(s), {counts.get(QuantumState.BLOCKED.value, 0)} blocked behind them"
+    )
+    lines = [failure_line(f) for f in outcome.failures[:limit]]
+    if len(outcome.failures) > limit:
+        lines.append(f"... and {len(outcome.failures) - limit} more (rc2 report REPO RUN)")
+    return "\n".join([head, *lines])
+
+
+def skipped_by_task(ledger: Ledger, config: ExecutionConfig) -> dict[str, int]:
+    """Quanta the ledger already has SUCCEEDED (a resumed RUN), counted per task."""
+    graph, _plan = load_graph_and_plan(ledger.graph_path, config)
+    out: dict[str, int] = {}
+    for i, state in ledger.states.items():
+        if state is QuantumState.SUCCEEDED:
+            label = graph.quanta[i].task_label
+            out[label] = out.get(label, 0) + 1
+    return out
+
+
+def partition_complete(summary: Mapping[str, Mapping[str, Any]], name: str, band: str) -> bool:
+    """Whether every expected ``name`` dataset of ``band`` (and of no band) is registered."""
+    for key in (band, TRACT_WIDE):
+        entry = summary.get(key)
+        if entry and entry["datasets"].get(name, 0) < entry["expected"].get(name, 0):
+            return False
+    return True
+
+
 def band_of_quanta(repo: str | Path, graph_path: str, config: ExecutionConfig) -> list[str]:
     """The band of every quantum of a graph, by quantum index (``"*"`` when it spans bands)."""
     graph, _plan = load_graph_and_plan(graph_path, config)
@@ -86,9 +136,14 @@ def _fits_rows(path: Path) -> int | None:
 
 
 def band_summary(
-    repo: str | Path, ledger: Ledger, dataset_types: Sequence[str], config: ExecutionConfig
+    repo: str | Path,
+    ledger: Ledger,
+    dataset_types: Sequence[str],
+    config: ExecutionConfig,
+    failures: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Per band: quanta by state, and per dataset type registered datasets and table rows."""
+    """Per band: quanta by state; per dataset type the expected and registered datasets and
+    table rows; the ``failures`` (dicts of :class:`ClusterOutcome`) of the band's quanta."""
     graph, _plan = load_graph_and_plan(ledger.graph_path, config)
     dims = {d for q in graph.quanta for d in q.data_id.dimensions}
     with Butler(repo) as butler:
@@ -102,7 +157,14 @@ def band_summary(
 
     def entry(band: str) -> dict[str, Any]:
         return summary.setdefault(
-            band, {**{s.value: 0 for s in QuantumState}, "datasets": {}, "rows": {}}
+            band,
+            {
+                **{s.value: 0 for s in QuantumState},
+                "datasets": {},
+                "expected": {},
+                "rows": {},
+                "failures": [],
+            },
         )
 
     for q in graph.quanta:
@@ -111,6 +173,7 @@ def band_summary(
         e = entry(band_of(ref.data_id))
         name = ref.dataset_type.name
         e["datasets"].setdefault(name, 0)
+        e["expected"][name] = e["expected"].get(name, 0) + 1
         record = records.get(ref.id)
         if record is None:
             continue
@@ -119,4 +182,6 @@ def band_summary(
             rows = _fits_rows(store_root / record.path)
             if rows is not None:
                 e["rows"][name] = e["rows"].get(name, 0) + rows
+    for failure in failures:
+        entry(band_of(failure["data_id"]))["failures"].append(dict(failure))
     return summary

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from rc2_platform import ingest
+from rc2_platform.defs.executor import REGISTRY_POOL
 from rc2_platform.defs.partitions import tract_band_of, tract_band_partitions, tract_partitions
 from rc2_platform.defs.resources import ButlerResource, SurveyResource
 
@@ -41,7 +42,7 @@ def _report(context: dg.AssetExecutionContext, result: Any) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata=ingest_metadata(result))
 
 
-@dg.asset(group_name=GROUP, kinds={"sqlalchemy"})
+@dg.asset(group_name=GROUP, kinds={"sqlalchemy"}, pool=REGISTRY_POOL)
 def instrument(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
@@ -51,7 +52,7 @@ def instrument(
         return _report(context, ingest.register_instrument(repo, name=config.instrument))
 
 
-@dg.asset(group_name=GROUP, kinds={"sqlalchemy"})
+@dg.asset(group_name=GROUP, kinds={"sqlalchemy"}, pool=REGISTRY_POOL)
 def skymap(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
@@ -77,7 +78,7 @@ def skymap(
     return _report(context, result)
 
 
-@dg.asset(group_name=GROUP, deps=[instrument], kinds={"sqlalchemy"})
+@dg.asset(group_name=GROUP, deps=[instrument], kinds={"sqlalchemy"}, pool=REGISTRY_POOL)
 def calibrations(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
@@ -98,6 +99,7 @@ def calibrations(
     deps=[instrument, skymap],
     partitions_def=tract_band_partitions,
     kinds={"sqlalchemy"},
+    pool=REGISTRY_POOL,
 )
 def raws(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
@@ -118,7 +120,13 @@ def raws(
     return _report(context, result)
 
 
-@dg.asset(group_name=GROUP, deps=[raws], partitions_def=tract_band_partitions, kinds={"sqlalchemy"})
+@dg.asset(
+    group_name=GROUP,
+    deps=[raws],
+    partitions_def=tract_band_partitions,
+    kinds={"sqlalchemy"},
+    pool=REGISTRY_POOL,
+)
 def visits(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
@@ -130,7 +138,7 @@ def visits(
     return _report(context, result)
 
 
-@dg.asset(group_name=GROUP, deps=[raws], kinds={"sqlalchemy"})
+@dg.asset(group_name=GROUP, deps=[raws], kinds={"sqlalchemy"}, pool=REGISTRY_POOL)
 def refcat_shards(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
@@ -152,6 +160,7 @@ def refcat_shards(
     deps=[skymap, visits],
     partitions_def=tract_band_partitions,
     kinds={"sqlalchemy"},
+    pool=REGISTRY_POOL,
 )
 def bright_object_masks(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
@@ -34,6 +35,7 @@ from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import Backend, ClusterJob, JobHandle, JobStatus
 from rc2_platform.execution.backends import make_backend as _make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig
+from rc2_platform.execution.registration import registered_output_ids
 from rc2_platform.execution.run_lock import release_lock
 from rc2_platform.execution.run_state import (
     JobAttempt,
@@ -138,6 +140,16 @@ class ClusterOutcome:
     attempts: int
     seconds: float
     errors: dict[str, int] = field(default_factory=dict)
+    #: The final failures: ``task``, ``data_id``, ``error`` (full message),
+    #: ``error_type`` and ``attempt`` of each quantum that failed for good.
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    #: Quanta of the spec found done (outputs registered) and not run again.
+    skipped: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether a quantum of the cluster failed for good (after its retries)."""
+        return any(s is QuantumState.FAILED for s in self.states.values())
 
     def counts(self) -> dict[str, int]:
         """Quanta of the cluster per final state."""
@@ -222,13 +234,34 @@ def prepare_run(
     )
 
 
+def _done_in_registry(state: RunState, clusters: Iterable[str]) -> dict[int, QuantumState]:
+    """Quanta of ``clusters`` not final in ``state`` whose outputs are all registered."""
+    todo = [
+        i for name in clusters for i in state.plan.clusters[name] if not state.state(i).is_final
+    ]
+    if not todo:
+        return {}
+    quanta = [state.graph.quanta[i] for i in todo]
+    with Butler(state.repo) as butler:
+        existing = registered_output_ids(butler, (r for q in quanta for r in q.all_outputs()))
+    return {
+        q.index: QuantumState.SUCCEEDED
+        for q in quanta
+        if all(r.id in existing for r in q.all_outputs())
+    }
+
+
 def plan_stage(ledger: Ledger, stage: str, config: ExecutionConfig) -> list[ClusterSpec]:
     """Clusters of ``stage`` that still have work, with the states they depend on.
 
     Quanta behind a failed or blocked quantum become BLOCKED in the ledger here (the
     run-state machine's blocking rule); a cluster left with nothing to run gets no spec.
+    Quanta of the stage whose outputs are all registered in the RUN (an earlier run or a
+    re-execution's parent did them) become SUCCEEDED first: one registry query per stage.
     """
     state = _state(ledger.repo, ledger.graph_path, config, ledger.backend, RunOptions())
+    state.absorb(ledger.states)
+    ledger.states.update(_done_in_registry(state, state.plan.in_stage(stage)))
     state.absorb(ledger.states)
     specs = []
     for name in state.plan.in_stage(stage):
@@ -312,7 +345,8 @@ def run_cluster_job(
     -------
     ClusterOutcome
         Final state of each of the cluster's quanta; the succeeded ones' outputs are
-        registered.
+        registered. Quanta of ``spec`` whose outputs are already registered (a
+        re-execution of a step that partly succeeded) are not run again.
     """
     options = options or RunOptions()
     start = time.time()
@@ -323,8 +357,12 @@ def run_cluster_job(
     name = backend_name or backend.name
     state = _state(repo, spec.graph_path, config, name, options)
     state.absorb(spec.known)
-    attempt: JobAttempt | None = state.make_job(spec.cluster, list(spec.quanta))
+    done = _done_in_registry(state, [spec.cluster])
+    state.absorb(done)
+    quanta = [i for i in spec.quanta if i not in done]
+    attempt: JobAttempt | None = state.make_job(spec.cluster, quanta) if quanta else None
     errors: dict[str, int] = {}
+    failures: list[dict[str, Any]] = []
     registered = attempts = 0
     with Butler(repo) as butler:
         while attempt is not None:
@@ -337,6 +375,18 @@ def run_cluster_job(
             ).registered
             for text, n in settlement.errors().items():
                 errors[text] = errors.get(text, 0) + n
+            retried = set(settlement.retry.quanta) if settlement.retry else set()
+            failures += [
+                {
+                    "task": o.task_label,
+                    "data_id": dict(o.data_id),
+                    "error": o.error or "unknown error",
+                    "error_type": o.error_type or "",
+                    "attempt": settlement.attempt.attempt,
+                }
+                for o in settlement.outcomes
+                if o.status is QuantumState.FAILED and o.index not in retried
+            ]
             attempt = settlement.retry
     members = state.plan.clusters[spec.cluster]
     states = {i: state.states.get(i, QuantumState.BLOCKED) for i in members}
@@ -349,6 +399,8 @@ def run_cluster_job(
         attempts,
         round(time.time() - start, 3),
         errors,
+        failures,
+        len(done),
     )
 
 

@@ -219,19 +219,39 @@ def range_tags(tract: str = TRACT) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
 
 
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def reconstruct_job(repo: str) -> dg.JobDefinition:
+    """The execution job over ``repo`` (for ``dg.build_reconstructable_job``)."""
+    return definitions(Path(repo)).resolve_job_def("execution_job")
+
+
 def run_tract(
     instance: dg.DagsterInstance,
     repo: Path,
     run_config: Mapping[str, Any] | None = None,
+    *,
+    reexecute: str | None = None,
     **pipes: Any,
-) -> dg.ExecuteInProcessResult:
-    job = definitions(repo, **pipes).resolve_job_def("execution_job")
-    return job.execute_in_process(
-        instance=instance,
-        tags=range_tags(),
-        run_config=dict(run_config or {}),
+) -> Any:
+    """Execute the tract through ``dg.execute_job`` (the job's own executor rules, in process);
+    ``reexecute``: a run id to re-execute from failure. With Pipes clients (objects that
+    cannot be reconstructed) through ``execute_in_process``."""
+    config = {**IN_PROCESS, **dict(run_config or {})}
+    if pipes:
+        job = definitions(repo, **pipes).resolve_job_def("execution_job")
+        return job.execute_in_process(
+            instance=instance, tags=range_tags(), run_config=dict(run_config or {}),
+            raise_on_error=False,
+        )  # fmt: skip
+    options = dg.ReexecutionOptions.from_failure(reexecute, instance) if reexecute else None
+    job = dg.build_reconstructable_job(__name__, reconstruct_job.__name__, (str(repo),))
+    with dg.execute_job(
+        job, instance, run_config=config, tags=range_tags(), reexecution_options=options,
         raise_on_error=False,
-    )
+    ) as result:  # fmt: skip
+        return result
 
 
 def registered(repo: Path, graph: QuantumGraph) -> int:
@@ -284,67 +304,88 @@ def test_tract_runs_as_one_step_per_cluster_with_bounded_event_log(tmp_path: Pat
         assert mat is not None
         meta = mat.metadata
         assert meta["RUN"].value == run
-        assert meta["quanta succeeded"].value == len(graph)
         assert meta["quanta failed"].value == 0
-        assert meta["g datasets"].value == sum(
+        assert meta["datasets"].value == sum(
             1 for q in graph.quanta if q.task_label == "assembleCoadd" and q.data_id["band"] == "g"
         )
+        table = meta["per band"].value
+        assert isinstance(table, dg.TableMetadataValue)
+        rows = {r.data["band"]: r.data for r in table.records}
+        assert sum(r["quanta succeeded"] for r in rows.values()) == len(graph)
+        assert rows["g"]["datasets"] == rows["g"]["expected"] == meta["datasets"].value
+        assert run_record(instance, run_id).tags["rc2/tract"] == TRACT
     outputs = sum(1 for q in graph.quanta for _ in q.all_outputs())
     assert registered(repo, graph) == outputs
     assert Journal.for_run(repo, run).last("run_finished")["status"] == "succeeded"  # type: ignore[index]
 
 
-def test_failed_quantum_is_reported_downstream_blocked_and_run_not_failed(tmp_path: Path) -> None:
-    repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
+def run_record(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    record = instance.get_run_by_id(run_id)
+    assert record is not None
+    return record
+
+
+def _set_fail_on(graph_path: Path, fail_on: list[dict[str, int]]) -> None:
     graph = load_graph(graph_path)
-    # Make calibrate fail on visit 0 detector 0: its warps/coadds in band g are blocked.
-    fail = {"fail_on": [{"visit": 0, "detector": 0}]}
     tasks = [
-        TaskSummary(t.label, t.task_class, t.dimensions, fail, t.step)
+        TaskSummary(t.label, t.task_class, t.dimensions, {"fail_on": fail_on}, t.step)
         if t.label == "calibrate"
         else t
         for t in graph.tasks
     ]
     replace_tasks(graph, graph_path, tasks)
+
+
+def test_failed_cluster_step_fails_and_reexecution_from_failure_completes(
+    tmp_path: Path,
+) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
+    # calibrate fails on visit 0 (band g) detector 0: its g warps, the g coadd and (through
+    # the per-patch merges) every band's catalogs are blocked; other bands' coadds are not.
+    _set_fail_on(graph_path, [{"visit": 0, "detector": 0}])
     with dg.instance_for_test() as instance:
         record_graph(instance, graph_path, run)
         result = run_tract(instance, repo)
-        assert result.success  # failures are reported, not raised
-        mat = (
-            instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey("calexp"), asset_partitions=[f"g|{TRACT}"]
-                ),
-                limit=1,
-            )
-            .records[0]
-            .asset_materialization
-        )
-        assert mat is not None
-        assert mat.metadata["quanta failed"].value == 1
-        blocked = mat.metadata["quanta blocked"].value
-        assert isinstance(blocked, int) and blocked > 0
-        assert mat.metadata["g quanta failed"].value == 1
-        assert "told to fail" in str(mat.metadata["failures"].value)
-        # Configured to fail: the same graph (now resumed) fails the Dagster run.
-        again = run_tract(
-            instance,
-            repo,
-            {
-                "ops": {
-                    "pipeline_outputs": {
-                        "ops": {
-                            "prepare_execution": {
-                                "config": {"resume": True, "fail_on_failed_quanta": True}
-                            }
-                        }
-                    }
-                }
-            },
-        )
-        assert not again.success
-    finished = list(Journal.for_run(repo, run).events("run_finished"))
-    assert finished[-1]["counts"]["failed"] == 1
+        assert not result.success
+        stats = {s.step_key: s.status.value for s in instance.get_run_step_stats(result.run_id)}
+        failed = [k for k, v in stats.items() if v == "FAILURE"]
+        assert len(failed) == 1 and failed[0].startswith("pipeline_outputs.run_step1[")
+        # Later stages still ran what the failure does not block, and the outputs step too.
+        assert stats["pipeline_outputs.plan_step2"] == "SUCCESS"
+        assert any(k.startswith("pipeline_outputs.run_step2[") for k in stats)
+        assert stats["pipeline_outputs.materialize_outputs"] == "SUCCESS"
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        text = failure.step_failure_data.error.to_string()
+        assert "calibrate {instrument=HSC, visit=0, detector=0}" in text
+        assert "told to fail" in text
+        parts = {
+            n: instance.get_materialized_partitions(dg.AssetKey(n)) for n in OUTPUT_DATASET_TYPES
+        }
+        others = {f"{b}|{TRACT}" for b in "rizy"}
+        assert parts["calexp"] == parts["deepCoadd"] == others
+        assert parts["deepCoadd_ref"] == parts["deepCoadd_forced_src"] == set()
+        journal = Journal.for_run(repo, run)
+        submitted_before = len(list(journal.events("job_submitted")))
+        done_before = {q[0] for e in journal.events("job_submitted") for q in e["quanta"]}
+        # Fix the input; "Re-execute from failure" completes the tract.
+        _set_fail_on(graph_path, [])
+        again = run_tract(instance, repo, reexecute=result.run_id)
+        assert again.success
+        rerun = list(journal.events("job_submitted"))[submitted_before:]
+        rerun_quanta = {q[0] for e in rerun for q in e["quanta"]}
+        graph = load_graph(graph_path)
+        # Only the failed quantum and those it blocked ran again: nothing succeeded twice.
+        ran_before_ok = done_before - rerun_quanta
+        assert rerun_quanta and len(rerun_quanta) < len(graph) - len(ran_before_ok) + 1
+        finished = list(journal.events("run_finished"))
+        assert finished[-1]["counts"]["succeeded"] == len(graph)
+        for name in OUTPUT_DATASET_TYPES:
+            assert instance.get_materialized_partitions(dg.AssetKey(name)) == {
+                f"{b}|{TRACT}" for b in "grizy"
+            }
+        retried = run_record(instance, again.run_id)
+        assert retried.tags["rc2/tract"] == TRACT and retried.root_run_id == result.run_id
+    assert registered(repo, graph) == sum(1 for q in graph.quanta for _ in q.all_outputs())
 
 
 def test_graph_with_stage_missing_from_config_fails_clearly(tmp_path: Path) -> None:

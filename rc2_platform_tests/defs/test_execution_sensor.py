@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from rc2_platform.defs.execution_sensor import execution_sensor
+from rc2_platform.defs.partitions import tract_partitions
 from rc2_platform_tests.defs.test_execution_assets import (
     TRACT,
     build_synthetic,
@@ -52,6 +53,26 @@ def test_sensor_requests_one_run_per_tract_once_and_the_run_covers_the_tract_ban
         assert {m.partition for m in mats if m.asset_key == dg.AssetKey("deepCoadd")} == {
             f"{b}|{TRACT}" for b in "grizy"
         }
+
+
+def test_sensor_carries_the_schedules_reprocessing_tag(tmp_path: Path) -> None:
+    repo, graph, run = build_synthetic(tmp_path, visits=1, detectors=1, patches=1)
+
+    @dg.asset(name="quantum_graph", partitions_def=tract_partitions)
+    def stand_in_graph() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={"path": dg.MetadataValue.path(str(graph)), "output_run": run}
+        )
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tracts", [TRACT])
+        tags = {"rc2/tract": TRACT, "rc2/reprocessing": "2026-12-01"}
+        assert dg.materialize(
+            [stand_in_graph], instance=instance, partition_key=TRACT, tags=tags
+        ).success
+        (request,) = _tick(instance, repo, None).run_requests or []
+        assert request.tags["rc2/reprocessing"] == "2026-12-01"
+        assert request.tags["rc2/tract"] == TRACT
 
 
 def test_cli_partition_range_backfill_of_a_tract_is_one_run(tmp_path: Path) -> None:
