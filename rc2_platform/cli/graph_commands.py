@@ -69,6 +69,14 @@ def parse_bind(items: tuple[str, ...]) -> dict[str, Any]:
     "--bind", "binds", multiple=True, metavar="NAME=VALUE", help="Value of :NAME in --where."
 )
 @click.option(
+    "--tract",
+    "tracts",
+    multiple=True,
+    metavar="ID[,ID...]",
+    help="Only these tracts (repeatable or comma-separated; ANDed with --where). With "
+    "several tracts in the graph the counts are also printed per tract.",
+)
+@click.option(
     "--skip-existing-in",
     "skip_existing_in",
     multiple=True,
@@ -93,18 +101,24 @@ def parse_bind(items: tuple[str, ...]) -> dict[str, Any]:
 @handles_errors
 def build_command(
     repo: str, pipeline_uri: str, inputs: tuple[str, ...], output_run: str, where: str,
-    binds: tuple[str, ...], skip_existing_in: tuple[str, ...], clobber: bool, extend_run: bool,
-    save_path: str, as_json: bool,
+    binds: tuple[str, ...], tracts: tuple[str, ...], skip_existing_in: tuple[str, ...],
+    clobber: bool, extend_run: bool, save_path: str, as_json: bool,
 ) -> None:  # fmt: skip
-    """Build the QuantumGraph of a pipeline over a data query in REPO and save it."""
+    """Build the QuantumGraph of a pipeline over a data query in REPO and save it.
+
+    Several tracts go into one graph with --tract (e.g. --tract 9615 --tract 9697
+    --tract 9813) or a --where over tracts; the table then has a column of quanta per
+    tract (a single-frame quantum counts in every tract it feeds).
+    """
     from rc2_platform.butler import Butler
-    from rc2_platform.graph._report import summarize_counts
+    from rc2_platform.graph._report import counts_by_tract, summarize_counts
     from rc2_platform.graph.builder import QuantumGraphBuilder
     from rc2_platform.graph.io import save_graph
     from rc2_platform.pipeline import Pipeline
 
     pipeline = Pipeline.from_yaml(pipeline_uri)
     bind = parse_bind(binds)
+    where, bind = _with_tracts(where, bind, parse_tracts(tracts))
     with Butler(repo) as butler, stderr().status("building QuantumGraph") as status:
         builder = QuantumGraphBuilder(
             butler, pipeline, list(inputs), output_run, where, bind,
@@ -116,7 +130,13 @@ def build_command(
         status.update("QuantumGraph: writing file")
         size = save_graph(graph, save_path)
     rows = list(summarize_counts(graph))
-    emit_rows(rows, ["task", "quanta", "pruned", "skipped"], as_json=as_json, title="QuantumGraph")
+    columns = ["task", "quanta", "pruned", "skipped"]
+    per_tract = counts_by_tract(graph)
+    if len(per_tract) > 1:
+        columns += [f"tract {t}" for t in per_tract]
+        for row in rows:
+            row.update({f"tract {t}": counts[row["task"]] for t, counts in per_tract.items()})
+    emit_rows(rows, columns, as_json=as_json, title="QuantumGraph")
     stderr().print(
         f"saved {len(graph)} quanta to {save_path} ({size} bytes, "
         f"{size / max(len(graph), 1):.0f} bytes/quantum)"
@@ -124,6 +144,37 @@ def build_command(
     for label, info in graph.metadata.get("pruned", {}).items():
         for reason, n in info["reasons"].items():
             stderr().print(f"pruned {n} {label} quanta: {reason}", markup=False, highlight=False)
+    for tract in sorted(set(bind.get(_TRACTS_BIND, [])) - set(per_tract) if per_tract else []):
+        print_note(f"tract {tract}: no quanta (no data of the inputs overlaps it)")
+
+
+#: Bind name of the tracts of --tract in the where-expression.
+_TRACTS_BIND = "qgraph_tracts"
+
+
+def parse_tracts(values: tuple[str, ...]) -> list[int]:
+    """``--tract`` values (repeated and/or comma-separated) as tract ids, in order."""
+    tracts: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            try:
+                tract = int(part)
+            except ValueError:
+                raise GraphError(f"--tract {part.strip()!r} is not a tract number") from None
+            if tract not in tracts:
+                tracts.append(tract)
+    return tracts
+
+
+def _with_tracts(where: str, bind: dict[str, Any], tracts: list[int]) -> tuple[str, dict[str, Any]]:
+    """``where`` ANDed with ``tract IN (…)`` of the --tract values."""
+    if not tracts:
+        return where, bind
+    clause = f"tract IN (:{_TRACTS_BIND})"
+    where = f"({where}) AND {clause}" if where.strip() else clause
+    return where, {**bind, _TRACTS_BIND: tracts}
 
 
 def _quantum_doc(q: Any) -> dict[str, Any]:

@@ -69,3 +69,37 @@ def summarize_counts(graph: QuantumGraph) -> Iterable[dict[str, Any]]:
             "pruned": pruned.get(label, {}).get("count", 0),
             "skipped": skipped.get(label, 0),
         }
+
+
+def tracts_of_quanta(graph: QuantumGraph) -> list[frozenset[int]]:
+    """Per quantum, the tracts it works for.
+
+    A quantum with a ``tract`` dimension works for that tract; one without (isr,
+    characterizeImage, calibrate) for every tract its outputs feed, directly or not
+    (a visit over two tracts feeds both; one feeding no tract quantum, none).
+    """
+    out: list[frozenset[int]] = [frozenset()] * len(graph)
+    downstream = graph.downstream
+    for i in reversed(graph.topological_order()):
+        data_id = graph.quanta[i].data_id
+        if "tract" in data_id.dimensions:
+            out[i] = frozenset([int(data_id["tract"])])
+        else:
+            out[i] = frozenset().union(*(out[d] for d in downstream[i]))
+    return out
+
+
+def counts_by_tract(graph: QuantumGraph) -> dict[int, dict[str, int]]:
+    """Tract -> task label -> quanta working for that tract (see :func:`tracts_of_quanta`).
+
+    A single-frame quantum over two tracts counts in both, so the tracts' counts may add
+    up to more than the graph's.
+    """
+    tracts = tracts_of_quanta(graph)
+    labels = list(graph.counts_by_task())
+    out: dict[int, dict[str, int]] = {}
+    for q, ts in zip(graph.quanta, tracts, strict=True):
+        for t in ts:
+            row = out.setdefault(t, dict.fromkeys(labels, 0))
+            row[q.task_label] += 1
+    return dict(sorted(out.items()))
