@@ -1,10 +1,11 @@
 """``ingest_calibrations``: master bias/dark/flat files into RUNs, certified with validity.
 
-Transactions: one per *validity group* (dataset type + validity range, i.e. one
-calibration epoch of one type): its files are ingested and certified together or not at
-all. If a group fails (e.g. its validity overlaps an existing certification), each of
-its entries is retried alone so only the offending ones are reported. Overlaps inside
-the given entries are detected before anything is written.
+All or nothing per call (a manifest, or a bootstrap's calibrations): every entry is
+checked first — validity ranges of one type and data ID must not overlap inside the
+manifest, and every file must be a readable calibration (the datastore's formatter opens
+it and finds a 2-D image) — and any problem refuses the whole manifest, naming every
+offending file. Then all files are ingested and certified in one transaction; an overlap
+with an existing certification rolls the whole manifest back, naming the entries.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from astropy.time import Time
 
 from rc2_platform.butler import Butler, FileDataset
 from rc2_platform.core import CollectionType, DatasetIdGenMode, DatasetRef, Timespan
+from rc2_platform.core.crash_points import crash_point
 from rc2_platform.errors import CalibrationConflictError, Rc2Error
 from rc2_platform.ingest._common import IngestResult, calibration_dataset_type, timed
 from rc2_platform.ingest.bootstrap_config import CalibrationEntry
 
-__all__ = ["calibration_run", "ingest_calibrations", "validity"]
+__all__ = ["calibration_run", "check_readable", "ingest_calibrations", "validity"]
+
+#: Appended to every failure: the manifest is refused as a whole.
+REFUSED = "nothing of this manifest was ingested or certified"
 
 
 def validity(entry: CalibrationEntry) -> Timespan:
@@ -50,25 +55,46 @@ def _describe(entry: CalibrationEntry) -> str:
     return f"{entry.dataset_type} (detector {entry.detector}{filt})"
 
 
-def _check_overlaps(
-    entries: Sequence[CalibrationEntry], failed: list[tuple[str, str]]
-) -> list[CalibrationEntry]:
-    """Drop entries overlapping an earlier entry of the same type and data ID."""
+def _check_overlaps(entries: Sequence[CalibrationEntry]) -> list[tuple[str, str]]:
+    """``(file, reason)`` of every entry overlapping an earlier one of the same type and data ID."""
     kept: dict[tuple[str, int, str | None], list[tuple[Timespan, CalibrationEntry]]] = {}
-    out = []
+    failed = []
     for entry in entries:
         ts = validity(entry)
         clash = next((e for t, e in kept.get(_key(entry), []) if t.overlaps(ts)), None)
-        if clash is not None:
-            err = CalibrationConflictError(
-                f"{_describe(entry)} in {entry.file}: validity {ts} overlaps that of "
-                f"{clash.file} ({validity(clash)}); fix the validity ranges in the manifest"
-            )
-            failed.append((str(entry.file), str(err)))
-            continue
         kept.setdefault(_key(entry), []).append((ts, entry))
-        out.append(entry)
-    return out
+        if clash is not None:
+            failed.append(
+                (
+                    str(entry.file),
+                    f"{_describe(entry)} in {entry.file}: validity {ts} overlaps that of "
+                    f"{clash.file} ({validity(clash)}) in the same manifest; fix the validity "
+                    f"ranges ({REFUSED})",
+                )
+            )
+    return failed
+
+
+def check_readable(butler: Butler, entry: CalibrationEntry) -> str | None:
+    """Why ``entry``'s file cannot serve as a calibration, or ``None`` if it can.
+
+    The datastore's formatter for its storage class reads the file (as the pipeline will)
+    and its image must be 2-D and non-empty; a truncated file fails here.
+    """
+    dt = calibration_dataset_type(butler.registry.universe, entry.dataset_type)
+    formatter = butler.datastore.formatter_for(dt.storage_class)
+    path = Path(entry.file)
+    if not path.is_file():
+        return f"{path}: no such file"
+    try:
+        obj = formatter.read(path)
+    except Exception as exc:  # the formatter's and numpy's errors: file unusable
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{path} is not a readable {entry.dataset_type} FITS file ({msg}); re-copy it"
+    shape = getattr(getattr(obj, "image", obj), "shape", ())
+    if len(shape) != 2 or min(shape) == 0:
+        return f"{path}: {entry.dataset_type} image has shape {tuple(shape)}, not a 2-D image"
+    return None
 
 
 def _ingest_group(
@@ -79,6 +105,7 @@ def _ingest_group(
     instrument: str,
     transfer: str,
 ) -> int:
+    """Ingest and certify one validity group (inside the caller's transaction)."""
     reg = butler.registry
     dt = calibration_dataset_type(reg.universe, entries[0].dataset_type)
     ts = validity(entries[0])
@@ -90,11 +117,23 @@ def _ingest_group(
         data_id = reg.universe.data_id(values, dt.dimensions)
         ref = DatasetRef.make(dt, data_id, run, DatasetIdGenMode.DATAID_TYPE_RUN)
         datasets.append(FileDataset(Path(e.file), ref))
-    with butler.transaction():
-        reg.register_run(run)
-        new = butler.ingest(datasets, transfer=transfer)
-        if new:
-            reg.certify(collection, new, ts)
+    reg.register_run(run)
+    new = butler.ingest(datasets, transfer=transfer)
+    if not new:
+        return 0
+    try:
+        reg.certify(collection, new, ts)
+    except CalibrationConflictError:
+        # Name every entry of the group that clashes (the transaction is rolled back).
+        by_id = {d.ref.id: e for d, e in zip(datasets, entries, strict=True)}
+        clashes = []
+        for ref in new:
+            try:
+                reg.certify(collection, [ref], ts)
+            except CalibrationConflictError as exc:
+                clashes.append(f"{by_id[ref.id].file}: {exc}")
+        raise CalibrationConflictError("; ".join(clashes) + f" ({REFUSED})") from None
+    crash_point("calibrations.certified")
     return len(new)
 
 
@@ -108,6 +147,9 @@ def ingest_calibrations(
     transfer: str = "copy",
 ) -> IngestResult:
     """Ingest master calibrations and certify them into a CALIBRATION collection.
+
+    All or nothing: if any entry is refused, nothing of ``entries`` is ingested or
+    certified (entries already certified by an earlier call stay, and are skipped).
 
     Parameters
     ----------
@@ -129,41 +171,47 @@ def ingest_calibrations(
     Returns
     -------
     IngestResult
-        Entries with overlapping validity (within ``entries`` or with what is already
-        certified) are in ``failed`` with a `CalibrationConflictError` message naming the
-        files; nothing of their group is half-written.
+        ``failed`` names every refused file and why: validity overlapping another
+        entry of the manifest, an unreadable or truncated file (checked by reading it
+        before anything is written), or an overlap with an existing certification.
+        When ``failed`` is not empty, ``ingested`` is 0.
     """
     prefix = run or collection
     result = IngestResult("calibrations", collection=collection)
     with timed(result):
         if not entries:
             return result
+        result.failed = _check_overlaps(entries)
+        for e in entries:
+            why = check_readable(butler, e)
+            if why is not None:
+                result.failed.append((str(e.file), f"{why} ({REFUSED})"))
+        if result.failed:
+            return result
         reg = butler.registry
-        reg.register_collection(collection, CollectionType.CALIBRATION)
         for name in sorted({e.dataset_type for e in entries}):
             reg.register_dataset_type(calibration_dataset_type(reg.universe, name))
-        good = _check_overlaps(entries, result.failed)
         groups: dict[tuple[str, str, Timespan], list[CalibrationEntry]] = {}
-        for e in good:
-            groups.setdefault((e.dataset_type, calibration_run(prefix, e), validity(e)), []).append(
-                e
-            )
-        for (_, run_name, _), group in groups.items():
-            try:
-                new = _ingest_group(butler, group, run_name, collection, instrument, transfer)
-                result.ingested += new
-                result.skipped += len(group) - new
-                result.rows += 2 * new
-                continue
-            except Rc2Error:
-                pass
-            for e in group:
-                try:
-                    new = _ingest_group(butler, [e], run_name, collection, instrument, transfer)
-                except Rc2Error as exc:
-                    result.failed.append((str(e.file), f"{e.file}: {exc}"))
-                    continue
-                result.ingested += new
-                result.skipped += 1 - new
-                result.rows += 2 * new
+        for e in entries:
+            key = (e.dataset_type, calibration_run(prefix, e), validity(e))
+            groups.setdefault(key, []).append(e)
+        try:
+            with butler.transaction():
+                reg.register_collection(collection, CollectionType.CALIBRATION)
+                new = 0
+                for (_, run_name, _), group in groups.items():
+                    new += _ingest_group(butler, group, run_name, collection, instrument, transfer)
+        except Rc2Error as exc:
+            why = str(exc) if REFUSED in str(exc) else f"{exc} ({REFUSED})"
+            result.failed.append((_culprit(exc, entries), why))
+            return result
+        result.ingested = new
+        result.skipped = len(entries) - new
+        result.rows = 2 * new
     return result
+
+
+def _culprit(exc: Rc2Error, entries: Sequence[CalibrationEntry]) -> str:
+    """The first entry file named in ``exc``'s message (else the first entry's)."""
+    text = str(exc)
+    return next((str(e.file) for e in entries if str(e.file) in text), str(entries[0].file))

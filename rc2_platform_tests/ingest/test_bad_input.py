@@ -127,23 +127,26 @@ def _calib(tmp_path: Path, name: str, detector: int, begin: str, end: str) -> Ca
                             valid_begin=begin, valid_end=end)  # fmt: skip
 
 
-def test_overlapping_calibrations_are_reported_and_the_rest_certified(
+def test_overlapping_calibrations_refuse_the_whole_manifest(
     butler: Butler, tmp_path: Path
 ) -> None:
     ok1 = _calib(tmp_path, "bias", 10, "2016-01-01T00:00:00", "2016-03-01T00:00:00")
     ok2 = _calib(tmp_path, "bias", 11, "2016-01-01T00:00:00", "2016-03-01T00:00:00")
     clash = _calib(tmp_path, "bias", 10, "2016-02-01T00:00:00", "2016-04-01T00:00:00")
     result = ingest_calibrations(butler, [ok1, ok2, clash])
-    assert result.ingested == 2
-    assert result.failed[0][0] == str(clash.file)
+    assert result.ingested == 0
+    assert [f for f, _ in result.failed] == [str(clash.file)]
     assert str(ok1.file) in result.failed[0][1] and "overlaps" in result.failed[0][1]
-    refs = butler.registry.query_datasets("bias", ["HSC/calib"], find_first=False)
-    assert sorted(int(r.data_id["detector"]) for r in refs) == [10, 11]
-    # Against what is already certified: only the clashing entry fails, nothing half-written.
+    assert "HSC/calib" not in butler.registry.query_collections()
+    assert ingest_calibrations(butler, [ok1, ok2]).ingested == 2
+    # Against what is already certified: the whole manifest is rolled back, naming the entry.
     later = _calib(tmp_path, "bias", 11, "2016-03-01T00:00:00", "2016-06-01T00:00:00")
-    second = ingest_calibrations(butler, [clash, later])
-    assert second.ingested == 1 and [f for f, _ in second.failed] == [str(clash.file)]
+    second = ingest_calibrations(butler, [later, clash])
+    assert second.ingested == 0 and [f for f, _ in second.failed] == [str(clash.file)]
     assert "overlaps" in second.failed[0][1]
-    assert "HSC/calib/20160201" not in butler.registry.query_collections()
-    # Re-running the good ones changes nothing.
-    assert ingest_calibrations(butler, [ok1, ok2, later]).skipped == 3
+    assert not {"HSC/calib/20160201", "HSC/calib/20160301"} & set(
+        butler.registry.query_collections()
+    )
+    # Re-running the good ones changes nothing; the new one is certified.
+    third = ingest_calibrations(butler, [ok1, ok2, later])
+    assert (third.skipped, third.ingested) == (2, 1)

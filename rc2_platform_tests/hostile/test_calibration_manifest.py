@@ -1,0 +1,149 @@
+"""Calibration manifests are all or nothing, and every file is read before certification.
+
+Each case is one manifest with one bad entry among good ones, fed to ``rc2 ingest-calibs``
+on SQLite and PostgreSQL: exit 1, every bad file named on stderr, nothing ingested or
+certified (no dataset, no new RUN), registry and disk still agree, and the good entries
+alone then ingest cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from astropy.io import fits
+from click.testing import CliRunner
+
+from rc2_platform.butler import Butler
+from rc2_platform.cli import main
+from rc2_platform.ingest import register_instrument
+from rc2_platform_tests.databases import scratch_database
+from rc2_platform_tests.hostile.crash_support import expect_consistent
+
+GOOD = [
+    ("bias", 10, None, "2016-01-01T00:00:00", "2016-03-01T00:00:00"),
+    ("bias", 11, None, "2016-01-01T00:00:00", "2016-03-01T00:00:00"),
+    ("flat", 10, "HSC-R", "2016-01-01T00:00:00", "2016-03-01T00:00:00"),
+]
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    with scratch_database(request.param, tmp_path) as url:
+        root = tmp_path / "repo"
+        with Butler.create(root, None if request.param == "sqlite" else url) as butler:
+            register_instrument(butler)
+        yield root
+
+
+def _write_fits(path: Path, data: np.ndarray | None = None) -> Path:
+    fits.PrimaryHDU(data=np.ones((16, 12), np.float32) if data is None else data).writeto(path)
+    return path
+
+
+def _entry(folder: Path, kind: str, det: int, filt: str | None, begin: str, end: str,
+           name: str | None = None) -> dict[str, object]:  # fmt: skip
+    path = folder / (name or f"{kind}-{det}-{filt}-{begin[:10]}.fits")
+    if not path.exists():
+        _write_fits(path)
+    return {"dataset_type": kind, "detector": det, "physical_filter": filt,
+            "file": str(path), "valid_begin": begin, "valid_end": end}  # fmt: skip
+
+
+def _truncated(path: Path) -> None:
+    _write_fits(path, np.ones((64, 64), np.float32))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+#: name -> (what to do to the bad entry's file, text expected in the message)
+BAD_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "truncated": (_truncated, "not a readable"),
+    "empty": (lambda p: p.write_bytes(b""), "not a readable"),
+    "text": (lambda p: p.write_text("SIMPLE = T\nthis is not FITS\n"), "not a readable"),
+    "one_dimensional": (lambda p: _write_fits(p, np.ones(10, np.float32)), "not a"),
+    "header_only": (lambda p: fits.PrimaryHDU().writeto(p), "not a"),
+    "zero_rows": (lambda p: _write_fits(p, np.ones((0, 8), np.float32)), "not a"),
+}
+
+
+def _ingest(repo: Path, manifest: list[dict[str, object]], folder: Path) -> object:
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return CliRunner().invoke(main, ["ingest-calibs", str(repo), str(path)])
+
+
+def _nothing_certified(repo: Path) -> None:
+    with Butler(repo) as butler:
+        reg = butler.registry
+        assert not [c for c in reg.query_collections() if c.startswith("HSC/calib/2016")]
+        for name in ("bias", "flat", "dark"):
+            try:
+                assert reg.query_datasets(name, reg.query_collections(), find_first=False) == []
+            except Exception as exc:  # dataset type never registered: fine
+                assert "bias" in str(exc) or "flat" in str(exc) or "dark" in str(exc)
+    expect_consistent(repo, "refused calibration manifest")
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_FILES))
+def test_calibration_unreadable_file_refuses_the_manifest(
+    repo: Path, tmp_path: Path, bad: str
+) -> None:
+    make_bad, expected = BAD_FILES[bad]
+    good = [_entry(tmp_path, *g) for g in GOOD]
+    bad_path = tmp_path / f"bias-12-{bad}.fits"
+    make_bad(bad_path)
+    entry = {**good[0], "detector": 12, "file": str(bad_path)}
+    result = _ingest(repo, [*good, entry], tmp_path)
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert str(bad_path) in stderr and expected in stderr and "Traceback" not in stderr
+    assert "nothing of this manifest" in stderr
+    _nothing_certified(repo)
+    assert _ingest(repo, good, tmp_path).exit_code == 0  # type: ignore[attr-defined]
+
+
+OVERLAPS = {
+    # name -> the clashing entry, overlapping GOOD[0] (bias, detector 10)
+    "inside": ("bias", 10, None, "2016-02-01T00:00:00", "2016-04-01T00:00:00"),
+    "identical": ("bias", 10, None, "2016-01-01T00:00:00", "2016-03-01T00:00:00"),
+    "unbounded": ("bias", 10, None, None, None),
+    "contained": ("bias", 10, None, "2016-01-15T00:00:00", "2016-01-16T00:00:00"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OVERLAPS))
+def test_calibration_overlap_inside_a_manifest_refuses_it(
+    repo: Path, tmp_path: Path, kind: str
+) -> None:
+    good = [_entry(tmp_path, *g) for g in GOOD]
+    t, det, filt, begin, end = OVERLAPS[kind]
+    clash = _entry(tmp_path, t, det, filt, begin or "", end or "", name=f"clash-{kind}.fits")
+    clash.update(valid_begin=begin, valid_end=end)
+    result = _ingest(repo, [*good, clash], tmp_path)
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert str(clash["file"]) in stderr and str(good[0]["file"]) in stderr
+    assert "overlaps" in stderr
+    _nothing_certified(repo)
+
+
+def test_calibration_overlap_with_existing_certification_rolls_back_everything(
+    repo: Path, tmp_path: Path
+) -> None:
+    good = [_entry(tmp_path, *g) for g in GOOD]
+    assert _ingest(repo, good[:1], tmp_path).exit_code == 0  # type: ignore[attr-defined]
+    later = _entry(tmp_path, "bias", 11, None, "2016-05-01T00:00:00", "2016-06-01T00:00:00")
+    clash = _entry(tmp_path, "bias", 10, None, "2016-02-01T00:00:00", "2016-04-01T00:00:00")
+    result = _ingest(repo, [later, clash], tmp_path)
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    assert str(clash["file"]) in result.stderr  # type: ignore[attr-defined]
+    with Butler(repo) as butler:
+        collections = butler.registry.query_collections()
+        assert "HSC/calib/20160501" not in collections and "HSC/calib/20160201" not in collections
+        refs = butler.registry.query_datasets("bias", ["HSC/calib"], find_first=False)
+        assert [int(r.data_id["detector"]) for r in refs] == [10]
+    expect_consistent(repo, "rolled-back calibration manifest")
