@@ -127,9 +127,7 @@ def _calib(tmp_path: Path, name: str, detector: int, begin: str, end: str) -> Ca
                             valid_begin=begin, valid_end=end)  # fmt: skip
 
 
-def test_overlapping_calibrations_refuse_the_whole_manifest(
-    butler: Butler, tmp_path: Path
-) -> None:
+def test_overlapping_calibrations_refuse_the_whole_manifest(butler: Butler, tmp_path: Path) -> None:
     ok1 = _calib(tmp_path, "bias", 10, "2016-01-01T00:00:00", "2016-03-01T00:00:00")
     ok2 = _calib(tmp_path, "bias", 11, "2016-01-01T00:00:00", "2016-03-01T00:00:00")
     clash = _calib(tmp_path, "bias", 10, "2016-02-01T00:00:00", "2016-04-01T00:00:00")
