@@ -358,7 +358,7 @@ class Butler:
         is_run = self.registry.get_collection_type(name) is CollectionType.RUN
         state = run_state_directory(self.root, name)
         if is_run:
-            self.check_run_removable(name, unlink=unlink)
+            self.check_run_removable(name, unlink=unlink, unlink_from_chains=unlink_from_chains)
             for dt in self.registry.query_dataset_types():
                 refs.extend(self.registry.query_datasets(dt, [name], find_first=False))
         records = self.datastore_records(refs) if unstore else {}
@@ -372,23 +372,38 @@ class Butler:
             shutil.rmtree(state, ignore_errors=True)
         return len(refs)
 
-    def check_run_removable(self, run: str, *, unlink: bool = False) -> None:
-        """Refuse (CollectionError) a RUN being executed, or used elsewhere unless ``unlink``."""
+    def check_run_removable(
+        self, run: str, *, unlink: bool = False, unlink_from_chains: bool = False
+    ) -> None:
+        """Refuse a RUN being executed, or used by chains / TAGGED / CALIBRATION collections.
+
+        Raises
+        ------
+        CollectionError
+            A live orchestrator executes the RUN.
+        CollectionInUseError
+            Chains list the RUN (unless ``unlink_from_chains``) or other collections
+            use its datasets (unless ``unlink``); the message names every one.
+        """
         holder = _run_in_use(run_state_directory(self.root, run))
         if holder is not None:
             raise CollectionError(
                 f"RUN {run!r} is being executed ({holder.strip()}); cancel it "
                 f"(`rc2 cancel {self.root} {run}`) or let it end before removing it"
             )
-        if unlink:
-            return
-        users = self.registry.dataset_users(runs=[run])
+        problems = []
+        chains = [] if unlink_from_chains else self.registry.collection_parents(run)
+        if chains:
+            problems.append(f"is in chain(s) {chains} (--unlink-from-chains drops it from them)")
+        users = [] if unlink else self.registry.dataset_users(runs=[run])
         if users:
             listed = ", ".join(f"{u.type.name} {u.name!r} ({u.datasets})" for u in users)
-            raise CollectionInUseError(
-                f"RUN {run!r} has datasets used by {listed}; decertify or untag them first, "
-                "or pass --unlink to remove them from those collections too"
+            problems.append(
+                f"has datasets used by {listed} (decertify or untag them first, or pass "
+                "--unlink to remove them from those collections too)"
             )
+        if problems:
+            raise CollectionInUseError(f"RUN {run!r} " + " and ".join(problems))
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -105,7 +105,8 @@ def remove_runs(
             problems.append(f"RUN {run!r} is in chain(s) {chains} (--unlink-from-chains)")
         if users and not unlink:
             problems.append(f"RUN {run!r} has datasets used by {_listed(users)} (--unlink)")
-        butler.check_run_removable(run, unlink=True)  # a live orchestrator: refused
+        # A live orchestrator executing the RUN: refused at once.
+        butler.check_run_removable(run, unlink=True, unlink_from_chains=True)
         counts = {
             dt.name: len(reg.query_datasets(dt, [run], find_first=False))
             for dt in reg.query_dataset_types()

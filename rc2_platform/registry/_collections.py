@@ -56,7 +56,8 @@ class CollectionManager:
         if rec is not None:
             return rec
         t = self.schema.collection
-        row = conn.execute(sa.select(t).where(t.c.name == name)).first()
+        # A NUL cannot be stored (PostgreSQL refuses it in a query): no such collection.
+        row = None if "\x00" in name else conn.execute(sa.select(t).where(t.c.name == name)).first()
         if row is None:
             raise MissingCollectionError(
                 f"collection {name!r} does not exist; `rc2 collections list REPO` shows the "

@@ -80,7 +80,9 @@ class DatasetManager:
         key = name.name if isinstance(name, DatasetType) else name
         stored = self._types.get(key)
         if stored is None:
-            found = self._load(conn, self.schema.dataset_type.c.name == key)
+            # A NUL cannot be stored (PostgreSQL refuses it in a query): not registered.
+            where = sa.false() if "\x00" in key else self.schema.dataset_type.c.name == key
+            found = self._load(conn, where)
             if not found:
                 raise MissingDatasetTypeError(
                     f"dataset type {key!r} is not registered; `rc2 dataset-types REPO` lists "
