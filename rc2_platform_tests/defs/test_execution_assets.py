@@ -233,6 +233,7 @@ def run_tract(
     run_config: Mapping[str, Any] | None = None,
     *,
     reexecute: str | None = None,
+    tract: str = TRACT,
     **pipes: Any,
 ) -> Any:
     """Execute the tract through ``dg.execute_job`` (the job's own executor rules, in process);
@@ -248,7 +249,7 @@ def run_tract(
     options = dg.ReexecutionOptions.from_failure(reexecute, instance) if reexecute else None
     job = dg.build_reconstructable_job(__name__, reconstruct_job.__name__, (str(repo),))
     with dg.execute_job(
-        job, instance, run_config=config, tags=range_tags(), reexecution_options=options,
+        job, instance, run_config=config, tags=range_tags(tract), reexecution_options=options,
         raise_on_error=False,
     ) as result:  # fmt: skip
         return result
