@@ -40,8 +40,14 @@ def parse_time(value: str | None, option: str = "--begin-date") -> Time | None:
 
 
 def timespan_of(begin: str | None, end: str | None) -> Timespan:
-    """The validity range ``[begin, end)`` from two optional ISO strings."""
-    return Timespan.from_times(parse_time(begin), parse_time(end, "--end-date"))
+    """The validity range ``[begin, end)`` from two optional ISO strings (never empty)."""
+    span = Timespan.from_times(parse_time(begin), parse_time(end, "--end-date"))
+    if span.end_nsec <= span.begin_nsec:
+        raise ConfigError(
+            f"--end-date {end} is not after --begin-date {begin}: the range [begin, end) "
+            "would be empty; give the earlier date first"
+        )
+    return span
 
 
 @dataclass
