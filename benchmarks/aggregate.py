@@ -17,8 +17,11 @@ workers write them (every quantum succeeded, one record line per quantum, real d
 paths). For each backend a repository holding the tract's inputs but not the outputs is
 prepared (SQLite: a copy of ``--repo``'s registry; PostgreSQL: ``rc2 bootstrap`` of
 ``--survey`` into a fresh database), the RUN and its dataset types are registered, and
-``aggregate_run(provenance=False)`` is timed in a fresh subprocess; then the provenance
-write is timed. Prints JSON: datasets, wall and CPU seconds, datasets/s, the load average.
+``aggregate_run(provenance=False)`` is timed in a fresh subprocess with the butler already
+open (opening it is reported apart); then a re-run with its checkpoint, an idempotent
+re-run without it (every dataset found registered), and the provenance write are timed.
+Prints JSON: datasets, wall and CPU seconds, datasets/s (wall and per CPU second of the
+aggregating process), the load average before and after.
 """
 
 from __future__ import annotations
@@ -87,26 +90,49 @@ def _prepare_target(target: Path, graph_path: Path) -> None:
 
 _CHILD = """
 import json, os, sys, time
-from rc2_platform.execution.aggregate import aggregate_run
+from rc2_platform.butler import Butler
+from rc2_platform.execution.aggregate import CHECKPOINT_FILE, aggregate_run
+from rc2_platform.execution.journal import run_directory
 repo, run = sys.argv[1], sys.argv[2]
 t, c = time.perf_counter(), time.process_time()
-s = aggregate_run(repo, run, provenance=False)
-reg = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
-       "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta}
+butler = Butler(repo)
+reg = {"open_seconds": time.perf_counter() - t, "open_cpu_seconds": time.process_time() - c}
 t, c = time.perf_counter(), time.process_time()
-p = aggregate_run(repo, run, provenance=True)
+s = aggregate_run(repo, run, provenance=False, butler=butler)
+reg.update({"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
+            "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta})
+t, c = time.perf_counter(), time.process_time()
+again = aggregate_run(repo, run, provenance=False, butler=butler)
+assert again.registered == 0
+reg["checkpoint_rerun_seconds"] = time.perf_counter() - t
+(run_directory(repo, run) / CHECKPOINT_FILE).unlink()
+t, c = time.perf_counter(), time.process_time()
+redo = aggregate_run(repo, run, provenance=False, butler=butler)
+assert redo.registered == 0 and redo.datasets == s.datasets
+reg["idempotent_rerun_seconds"] = time.perf_counter() - t
+reg["idempotent_rerun_cpu_seconds"] = time.process_time() - c
+t, c = time.perf_counter(), time.process_time()
+p = aggregate_run(repo, run, provenance=True, butler=butler)
 reg["provenance_seconds"] = time.perf_counter() - t
 reg["provenance_cpu_seconds"] = time.process_time() - c
 reg["provenance_rows"] = p.provenance_rows
+butler.close()
 print(json.dumps(reg))
 """
 
 
 def measure(target: Path, run: str) -> dict[str, Any]:
-    """Time ``aggregate_run`` in a fresh subprocess (imports excluded)."""
+    """Time ``aggregate_run`` in a fresh subprocess (imports and opening the butler excluded).
+
+    Then again twice: with its checkpoint (nothing to read) and without (every record
+    read again, every dataset found registered: the idempotent re-run after a crash).
+    """
     load = os.getloadavg()[0]
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(target), run], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(target), run],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode:
+        raise SystemExit(f"aggregating {target} failed:\n{proc.stderr}")
+    out = proc.stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["datasets_per_second"] = round(result["registered"] / result["seconds"])
     result["datasets_per_cpu_second"] = round(result["registered"] / result["cpu_seconds"])

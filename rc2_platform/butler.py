@@ -48,7 +48,13 @@ from rc2_platform.errors import (
     RepositoryNotFoundError,
     SchemaVersionError,
 )
-from rc2_platform.registry import MigrationReport, Registry, connecting, strip_password
+from rc2_platform.registry import (
+    DatasetColumns,
+    MigrationReport,
+    Registry,
+    connecting,
+    strip_password,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -564,6 +570,14 @@ class Butler:
             new = {r.id for r in self.registry.import_datasets([ref for ref, _ in stored])}
             self.registry.insert_datastore_records([rec for ref, rec in stored if ref.id in new])
         return len(new)
+
+    def register_output_columns(self, run: str, batches: Sequence[DatasetColumns]) -> int:
+        """Register column-wise the datasets whose files workers wrote (one transaction).
+
+        The bulk form of :meth:`register_outputs` (``rc2 aggregate``): see
+        :meth:`Registry.import_dataset_columns`. Returns the number newly registered.
+        """
+        return self.registry.import_dataset_columns(run, batches)
 
     # --- queries ----------------------------------------------------------------------------
 

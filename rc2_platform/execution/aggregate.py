@@ -4,8 +4,10 @@ Workers write their outputs and one record per quantum (:mod:`.records`) and nev
 the registry. :func:`aggregate_run` reads the records files of a RUN's job folders and
 registers the outputs of every succeeded quantum:
 
-- **batched**: one registry transaction per ``batch_size`` datasets (default 50,000),
-  dataset types resolved once, refs built column-wise;
+- **batched and columnar**: one registry transaction per ``batch_size`` datasets
+  (default 50,000); the records' ids, data-ID values and file records go to
+  :meth:`Butler.register_output_columns` as columns per dataset type, with no ref,
+  data-ID or UUID object built per dataset;
 - **idempotent**: output ids are deterministic and already registered datasets are
   skipped, so registering twice changes nothing;
 - **restartable**: a checkpoint (``_runs/<run>/aggregated.json``: byte offset read per
@@ -24,20 +26,19 @@ RUN --finish``, the Dagster stages call it per cluster step and at the end; with
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
+import operator
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rc2_platform.butler import Butler
-from rc2_platform.core.data_id import DataCoordinate
-from rc2_platform.core.dataset_types import DatasetRef, DatasetType
-from rc2_platform.datastore import DatastoreRecord
+from rc2_platform.butler import Butler, DatasetColumns
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.execution.records import iter_records_files, read_lines
@@ -97,6 +98,22 @@ def _exclusive(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while record lines pile up.
+
+    Parsing ~20,000 lines builds hundreds of thousands of lists and dicts; each
+    collection generation would rescan all of them (none form cycles).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _load_checkpoint(path: Path) -> dict[str, int]:
     try:
         return {str(k): int(v) for k, v in json.loads(path.read_text())["offsets"].items()}
@@ -110,38 +127,69 @@ def _save_checkpoint(path: Path, offsets: dict[str, int]) -> None:
     os.replace(tmp, path)
 
 
-class _RefBuilder:
-    """Builds the (ref, record) pairs of succeeded quanta's outputs from record lines."""
+def _one_value(dim: str) -> Callable[[dict[str, Any]], tuple[Any]]:
+    return lambda values: (values[dim],)
 
-    def __init__(self, butler: Butler, run: str) -> None:
+
+class _Columns:
+    """The outputs of succeeded quanta's record lines, gathered per dataset type.
+
+    A record line's ``records`` entry ``[id, path, formatter, storage class, size]`` is
+    kept as parsed, with its data-ID value tuple; :meth:`take` transposes them into
+    :class:`DatasetColumns` (no ref, data ID or UUID object per dataset).
+    """
+
+    def __init__(self, butler: Butler) -> None:
         self.butler = butler
-        self.run = run
-        self._types: dict[str, DatasetType] = {}
+        self._types: dict[str, tuple[Callable[[Any], Any], list[Any], list[Any]]] = {}
+        self.size = 0
 
-    def dataset_type(self, name: str) -> DatasetType:
-        dt = self._types.get(name)
-        if dt is None:
-            dt = self._types[name] = self.butler.registry.get_dataset_type(name)
-        return dt
+    def _type(self, name: str) -> tuple[Callable[[Any], Any], list[Any], list[Any]]:
+        found = self._types.get(name)
+        if found is None:
+            dims = self.butler.registry.get_dataset_type(name).dimensions
+            key: Callable[[Any], Any] = (
+                operator.itemgetter(*dims) if len(dims) > 1 else _one_value(dims[0])
+            )
+            found = self._types[name] = (key, [], [])
+        return found
 
-    def pairs(self, line: dict[str, Any]) -> list[tuple[DatasetRef, DatastoreRecord]]:
+    def add(self, line: dict[str, Any]) -> int:
+        """Gather the outputs of one succeeded quantum's line; return how many."""
+        records = line.get("records")
+        if not records:
+            return 0
         outputs = {entry[1]: entry for entry in line.get("outputs") or ()}
         data_id: dict[str, Any] = line["data_id"]
-        out = []
-        for rid, path, formatter, storage_class, size in line.get("records") or ():
-            entry = outputs.get(rid)
+        types = self._types
+        n = 0
+        for record in records:
+            entry = outputs.get(record[0])
             if entry is None:
                 continue  # a record of a file the quantum does not declare: not ours
-            dt = self.dataset_type(entry[0])
-            values = entry[2] if len(entry) > 2 else data_id
-            coord = DataCoordinate(dt.dimensions, tuple(values[d] for d in dt.dimensions))
-            dataset_id = uuid.UUID(rid)
-            out.append(
-                (
-                    DatasetRef(dt, coord, self.run, dataset_id),
-                    DatastoreRecord(dataset_id, path, formatter, storage_class, int(size)),
-                )
-            )
+            key, gathered, keys = types.get(entry[0]) or self._type(entry[0])
+            gathered.append(record)
+            keys.append(key(entry[2] if len(entry) > 2 else data_id))
+            n += 1
+        self.size += n
+        return n
+
+    def take(self) -> list[DatasetColumns]:
+        """The gathered datasets as columns (and forget them)."""
+        out = []
+        for name, (_, records, keys) in self._types.items():
+            if records:
+                ids, paths, formatters, classes, sizes = map(list, zip(*records, strict=True))
+                if len(set(ids)) < len(ids):  # a quantum recorded twice: the latest wins
+                    last = sorted({i: k for k, i in enumerate(ids)}.values())
+                    ids, paths, formatters, classes, sizes = (
+                        [col[k] for k in last] for col in (ids, paths, formatters, classes, sizes)
+                    )
+                    keys[:] = [keys[k] for k in last]
+                out.append(DatasetColumns(name, ids, keys[:], paths, formatters, classes, sizes))
+                records.clear()
+                keys.clear()
+        self.size = 0
         return out
 
 
@@ -182,7 +230,7 @@ def aggregate_run(
     own = butler is None
     butler = butler or Butler(repo)
     try:
-        with _exclusive(journal.directory / LOCK_FILE):
+        with _exclusive(journal.directory / LOCK_FILE), _gc_paused():
             _register_new(butler, journal, clusters, batch_size, summary)
             if provenance:
                 from rc2_platform.execution.provenance_table import write_provenance
@@ -207,14 +255,12 @@ def _register_new(
 ) -> None:
     checkpoint_path = journal.directory / CHECKPOINT_FILE
     offsets = _load_checkpoint(checkpoint_path)
-    builder = _RefBuilder(butler, summary.run)
-    batch: list[tuple[DatasetRef, DatastoreRecord]] = []
+    columns = _Columns(butler)
     moved: dict[str, int] = {}
 
     def flush() -> None:
-        if batch:
-            summary.registered += butler.register_outputs(batch)
-            batch.clear()
+        if columns.size:
+            summary.registered += butler.register_output_columns(summary.run, columns.take())
         if moved:
             offsets.update(moved)
             moved.clear()
@@ -231,10 +277,8 @@ def _register_new(
                 continue
             summary.quanta += 1
             if line.get("status") == _SUCCEEDED:
-                pairs = builder.pairs(line)
-                summary.datasets += len(pairs)
-                batch.extend(pairs)
+                summary.datasets += columns.add(line)
         moved[key] = end
-        if len(batch) >= batch_size:
+        if columns.size >= batch_size:
             flush()
     flush()

@@ -24,6 +24,7 @@ from rc2_platform.core.dataset_types import (
     make_dataset_id,
 )
 from rc2_platform.core.timespan import Timespan
+from rc2_platform.registry._dataset_columns import DatasetColumns
 from rc2_platform.registry._engine import connecting, safe_url, strip_password
 from rc2_platform.registry._migrate import MigrationReport
 from rc2_platform.registry._usage import Certification, CollectionUse
@@ -38,6 +39,7 @@ __all__ = [
     "CollectionType",
     "DataCoordinate",
     "DatabaseError",
+    "DatasetColumns",
     "DatasetIdGenMode",
     "DatasetRef",
     "DatasetType",

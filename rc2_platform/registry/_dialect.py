@@ -12,6 +12,7 @@ engine setup                   pragmas, WAL,       psycopg 3 by default,  utf8mb
 ``sa.Uuid`` bound as           32 hex digits       ``uuid.UUID``          32 hex digits
 bulk rows                      ``executemany``     ``COPY`` (binary)      ``executemany``
 bulk numpy columns             packed JSON array   binary ``COPY`` buffer tuples
+rows by many UUIDs             ``json_each(?)``    ``= ANY(uuid[])``      ``IN`` lists
 an error in a transaction      recoverable         aborts it: SAVEPOINT   recoverable
 DDL in a transaction           yes                 yes                    commits: never
 stale statistics               not tracked         ``pg_stat`` views      InnoDB's own
@@ -23,6 +24,7 @@ autocommit driver connection   already             ``autocommit = True``  ``auto
 from __future__ import annotations
 
 import contextlib
+import json
 import operator
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -113,6 +115,29 @@ class Backend:
         """The function turning a raw driver value of a ``sa.Uuid`` column into a UUID."""
         return lambda v: v if isinstance(v, uuid.UUID) else _bulk.uuid_from_hex(v.replace("-", ""))
 
+    def select_by_uuid_text(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        ids: Sequence[str],
+        columns: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Rows ``(key, *columns)`` of ``table`` whose ``key`` is one of ``ids``.
+
+        ``ids`` and the returned keys are UUIDs as 32 lower-case hex digits. Generic:
+        ``IN`` lists of 5,000 driver-bound values (MariaDB's native ``uuid`` parses them).
+        """
+        cols = ", ".join([key, *columns])
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(ids), 5_000):
+            part = list(ids[i : i + 5_000])
+            marks = _bulk._placeholders(conn.dialect, len(part))
+            sql = f"SELECT {cols} FROM {table.name} WHERE {key} IN ({marks})"
+            rows = conn.exec_driver_sql(sql, tuple(part))
+            out += [(_hex_key(r[0]), *r[1:]) for r in rows]
+        return out
+
     # --- writes -------------------------------------------------------------------------
 
     def savepoint(self, conn: sa.Connection) -> AbstractContextManager[Any]:
@@ -135,6 +160,20 @@ class Backend:
     ) -> bool:
         """Insert numpy columns without per-row tuples; False if this form is not supported."""
         return False
+
+    def insert_keys(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        values: Sequence[Any],
+        constants: Mapping[str, Any],
+    ) -> None:
+        """Insert one row per value of ``key``, every other column constant (``constants``)."""
+        if values:
+            repeat = [constants[c] for c in constants]
+            rows = [(v, *repeat) for v in values]
+            self.insert_rows(conn, table, [key, *constants], rows, False)
 
     # --- planner statistics -------------------------------------------------------------
 
@@ -190,6 +229,38 @@ class SqliteBackend(Backend):
         sa.event.listen(engine, "connect", _sqlite_foreign_keys_off)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
+
+    def insert_keys(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        values: Sequence[Any],
+        constants: Mapping[str, Any],
+    ) -> None:
+        """One ``INSERT ... SELECT value, ?, ... FROM json_each(?)`` (no per-row binding)."""
+        if values:
+            cols = ", ".join([key, *constants])
+            marks = ", ".join(["value"] + ["?"] * len(constants))
+            sql = f"INSERT INTO {table.name} ({cols}) SELECT {marks} FROM json_each(?)"
+            conn.exec_driver_sql(sql, (*constants.values(), json.dumps(list(values))))
+
+    def select_by_uuid_text(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        ids: Sequence[str],
+        columns: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """One query whatever the number of ids: ``key IN (SELECT value FROM json_each(?))``."""
+        if not ids:
+            return []
+        sql = (
+            f"SELECT {', '.join([key, *columns])} FROM {table.name} "
+            f"WHERE {key} IN (SELECT value FROM json_each(?))"
+        )
+        return [tuple(r) for r in conn.exec_driver_sql(sql, (json.dumps(list(ids)),))]
 
     def write_columns(
         self, conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
@@ -287,6 +358,21 @@ class PostgresBackend(Backend):
         """psycopg returns ``uuid.UUID`` (text only through casts)."""
         return lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
 
+    def select_by_uuid_text(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        ids: Sequence[str],
+        columns: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """One query whatever the number of ids: ``key = ANY(%s::uuid[])``."""
+        if not ids:
+            return []
+        sql = f"SELECT {', '.join([key, *columns])} FROM {table.name} WHERE {key} = ANY(%s::uuid[])"
+        rows = conn.exec_driver_sql(sql, (list(ids),))
+        return [(r[0].hex, *r[1:]) for r in rows]
+
     def savepoint(self, conn: sa.Connection) -> AbstractContextManager[Any]:
         """``SAVEPOINT``: after an error PostgreSQL refuses every statement until rollback."""
         return conn.begin_nested()
@@ -370,6 +456,13 @@ class MysqlBackend(Backend):
     def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
         """One ``ANALYZE TABLE a, b, ...``."""
         conn.exec_driver_sql("ANALYZE TABLE " + ", ".join(names))
+
+
+def _hex_key(value: Any) -> str:
+    """A UUID as fetched (``uuid.UUID``, dashed or plain text) as 32 lower-case hex digits."""
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return str(value).replace("-", "").lower()
 
 
 def _identity(value: Any) -> Any:

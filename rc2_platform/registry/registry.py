@@ -51,6 +51,7 @@ from rc2_platform.registry._connections import Connections
 from rc2_platform.registry._data_id_queries import DataIdQueries
 from rc2_platform.registry._data_ids import data_id_values
 from rc2_platform.registry._data_ids import data_ids as _data_ids
+from rc2_platform.registry._dataset_columns import DatasetColumns, import_dataset_columns
 from rc2_platform.registry._datasets import DatasetManager
 from rc2_platform.registry._datastore_records import DatastoreRecordManager
 from rc2_platform.registry._dialect import backend
@@ -70,7 +71,7 @@ ANALYZE_THRESHOLD = 10_000
 #: A table is stale when more than this fraction of its rows changed since its last ANALYZE.
 STALE_FRACTION = 0.2
 
-__all__ = ["ANALYZE_THRESHOLD", "CollectionArg", "Registry"]
+__all__ = ["ANALYZE_THRESHOLD", "CollectionArg", "DatasetColumns", "Registry"]
 
 
 class Registry(RegistryAdmin):
@@ -494,6 +495,32 @@ class Registry(RegistryAdmin):
                 new += self.datasets.insert_refs(conn, stored, fixed, rec.id, idempotent=True)
         self._maybe_analyze(len(new), ["dataset"])
         return new
+
+    def import_dataset_columns(self, run: str, batches: Sequence[DatasetColumns]) -> int:
+        """Register datasets given column-wise (with their files' datastore records).
+
+        The bulk path of registration (``rc2 aggregate``): ids are predetermined UUIDs
+        as text, data IDs value tuples in each dataset type's dimension order; no ref
+        object is built per row. Idempotent: datasets already registered in ``run``
+        identically are skipped with their records, so a repeated or interrupted
+        registration is completed by running it again. Returns the number newly
+        registered. See :class:`DatasetColumns` for the columns.
+
+        Raises
+        ------
+        DatasetConflictError
+            If an id is registered differently (another type, RUN or data ID), or a data
+            ID is held by another dataset of the same type in ``run``.
+        DimensionValueError
+            If a data ID's dimension records do not exist.
+        """
+        with self.transaction() as conn:
+            rec = self.collections.require_type(
+                conn, run, CollectionType.RUN, action="import datasets into"
+            )
+            n = import_dataset_columns(conn, self.schema, self.datasets, run, rec.id, batches)
+        self._maybe_analyze(n, ["dataset", "file_datastore_records"])
+        return n
 
     def remove_datasets(self, refs: Iterable[DatasetRef]) -> None:
         """Delete datasets (and their tags, calibrations and datastore records)."""

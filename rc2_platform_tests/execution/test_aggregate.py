@@ -105,6 +105,15 @@ def test_aggregate_is_incremental_and_idempotent(tmp_path: Path) -> None:
     assert table.num_rows == 5 and set(table.column("state").to_pylist()) == {"succeeded"}
 
 
+def test_a_job_recorded_twice_registers_its_outputs_once(tmp_path: Path) -> None:
+    root = _repo(tmp_path / "repo")
+    _write_job(root, 0, range(0, 4))
+    _write_job(root, 0, range(2, 6))  # the batch system ran the same attempt again
+    summary = aggregate_run(root, RUN, provenance=False)
+    assert (summary.quanta, summary.registered) == (8, 6)
+    assert _counts(root) == (6, 6, 6)
+
+
 def test_aggregate_killed_mid_way_then_rerun_registers_everything_exactly_once(
     tmp_path: Path,
 ) -> None:

@@ -1,0 +1,234 @@
+"""Column-wise registration of datasets whose files exist: no ref object per row.
+
+Execution registers tens of thousands of outputs at a time (``rc2 aggregate``). This
+path takes them as columns (ids as text, data-ID value tuples, datastore-record
+columns) and writes the ``dataset`` rows, the RUN's tags rows and the file records
+with one bulk statement per table (PostgreSQL ``COPY``, ``executemany`` elsewhere),
+after one existence query per call over all ids (idempotency), one data-ID check per
+referenced dimension element and dataset type, and nothing per row in Python beyond
+building the tuples.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from rc2_platform.core.data_id import DataCoordinate
+from rc2_platform.core.dataset_types import DatasetRef
+from rc2_platform.errors import DatasetConflictError
+from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
+from rc2_platform.registry._dialect import backend, insert_rows, savepoint
+from rc2_platform.registry.schema import RegistrySchema
+
+__all__ = ["DatasetColumns", "import_dataset_columns"]
+
+_third = operator.itemgetter(2)
+_RECORD_COLUMNS = ("dataset_id", "path", "storage_class", "formatter", "file_size")
+
+
+@dataclass
+class DatasetColumns:
+    """Datasets of one dataset type, column-wise, with the datastore records of their files.
+
+    Attributes
+    ----------
+    dataset_type : str
+        A registered dataset type.
+    ids : list of str
+        Dataset UUIDs as text (32 hex digits, dashes allowed), predetermined.
+    data_ids : list of tuple
+        Data-ID values in the order of the registered dataset type's dimensions
+        (``Registry.get_dataset_type(name).dimensions``).
+    paths, formatters, storage_classes : list of str, optional
+        Datastore records of the datasets' files (all three, or none: no records).
+    file_sizes : list of int, optional
+        File sizes in bytes (with ``paths``).
+    """
+
+    dataset_type: str
+    ids: list[str]
+    data_ids: list[tuple[Any, ...]]
+    paths: list[str] | None = None
+    formatters: list[str] | None = None
+    storage_classes: list[str] | None = None
+    file_sizes: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def check(self) -> None:
+        """Raise ValueError unless every given column has one value per id."""
+        n = len(self.ids)
+        columns = {
+            "data_ids": self.data_ids,
+            "paths": self.paths,
+            "formatters": self.formatters,
+            "storage_classes": self.storage_classes,
+            "file_sizes": self.file_sizes,
+        }
+        for name, col in columns.items():
+            if col is not None and len(col) != n:
+                raise ValueError(
+                    f"{self.dataset_type}: {len(col)} {name} for {n} dataset ids; "
+                    "every column needs one value per dataset"
+                )
+        if self.paths is not None and (self.formatters is None or self.storage_classes is None):
+            raise ValueError(
+                f"{self.dataset_type}: datastore records need paths, formatters and "
+                "storage_classes together"
+            )
+
+
+def hex_ids(ids: Sequence[str]) -> list[str]:
+    """UUID texts as 32 lower-case hex digits (ValueError naming the first malformed one)."""
+    joined = "".join(ids).replace("-", "").lower()
+    try:
+        if len(joined) == 32 * len(ids) and len(bytes.fromhex(joined)) == 16 * len(ids):
+            return [joined[i : i + 32] for i in range(0, len(joined), 32)]
+    except ValueError:
+        pass
+    for value in ids:
+        try:
+            uuid.UUID(value)
+        except (ValueError, TypeError, AttributeError):
+            raise ValueError(f"dataset id {value!r} is not a UUID") from None
+    raise ValueError("dataset ids are not all UUIDs of 32 hex digits")
+
+
+def import_dataset_columns(
+    conn: sa.Connection,
+    schema: RegistrySchema,
+    datasets: DatasetManager,
+    run: str,
+    run_id: int,
+    batches: Sequence[DatasetColumns],
+) -> int:
+    """Register the datasets of ``batches`` into RUN ``run_id``; return how many were new.
+
+    Idempotent: a dataset whose id is already registered in this RUN with the same type
+    and data ID is skipped (with its record); one registered elsewhere or differently
+    raises DatasetConflictError, as does a data ID held by another id in the RUN. Data
+    IDs whose dimension records do not exist raise DimensionValueError.
+    """
+    be = backend(conn)
+    prepared: list[tuple[StoredDatasetType, list[str], DatasetColumns]] = []
+    for batch in batches:
+        batch.check()
+        if len(batch):
+            stored = datasets.get(conn, batch.dataset_type)
+            prepared.append((stored, hex_ids(batch.ids), batch))
+    if not prepared:
+        return 0
+    all_ids = [i for _, ids, _ in prepared for i in ids]
+    if len(set(all_ids)) != len(all_ids):
+        seen: set[str] = set()
+        dup = next(i for i in all_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DatasetConflictError(f"dataset {uuid.UUID(dup)} is given twice in one registration")
+    found = {
+        r[0]: (r[1], r[2])
+        for r in be.select_by_uuid_text(
+            conn, schema.dataset, "dataset_id", all_ids, ("dataset_type_id", "run_id")
+        )
+    }
+    ds_ids: list[tuple[int, list[str]]] = []
+    new = 0
+    record_rows: list[tuple[Any, ...]] = []
+    tag_batches: list[tuple[StoredDatasetType, list[str], list[tuple[Any, ...]]]] = []
+    repeat = itertools.repeat
+    for stored, ids, batch in prepared:
+        keys = batch.data_ids
+        keep: list[int] | None = None
+        if found:
+            old = [k for k, i in enumerate(ids) if i in found]
+            if old:
+                _check_existing(conn, stored, run_id, [ids[k] for k in old],
+                                [keys[k] for k in old], found)  # fmt: skip
+                old_set = set(old)
+                keep = [k for k in range(len(ids)) if k not in old_set]
+                ids = [ids[k] for k in keep]
+                keys = [keys[k] for k in keep]
+        if not ids:
+            continue
+        datasets.check_data_ids(conn, stored, keys)
+        type_id = stored.id
+        ds_ids.append((type_id, ids))
+        new += len(ids)
+        heads = zip(repeat(type_id), repeat(run_id), ids, strict=False)
+        tag_batches.append((stored, ids, sorted(map(tuple.__add__, heads, keys), key=_third)))
+        if batch.paths is not None:
+            assert batch.formatters is not None and batch.storage_classes is not None
+            sizes: list[Any] = batch.file_sizes or [None] * len(batch.paths)
+            cols: list[list[Any]] = [batch.paths, batch.storage_classes, batch.formatters, sizes]
+            if keep is not None:
+                cols = [[c[k] for k in keep] for c in cols]
+            record_rows += zip(ids, *cols, strict=True)
+    if not new:
+        return 0
+    try:
+        with savepoint(conn):
+            for type_id, ids in ds_ids:
+                constants = {"dataset_type_id": type_id, "run_id": run_id}
+                be.insert_keys(conn, schema.dataset, "dataset_id", sorted(ids), constants)
+    except sa.exc.IntegrityError as exc:
+        raise DatasetConflictError(
+            f"registering {new} datasets into {run!r}: some dataset id was registered "
+            "meanwhile by another process; run the registration again"
+        ) from exc
+    for stored, ids, tag_rows in tag_batches:
+        dims = stored.dataset_type.dimensions
+        try:
+            with savepoint(conn):
+                insert_rows(conn, stored.tags,
+                            ["dataset_type_id", "collection_id", "dataset_id", *dims], tag_rows)  # fmt: skip
+        except sa.exc.IntegrityError as exc:
+            refs = _refs(stored, run, ids, [row[3:] for row in tag_rows])
+            datasets.explain_integrity_error(conn, stored, refs, run_id, exc)
+        datasets.note_summary(conn, run_id, stored.id)
+    record_rows.sort()
+    insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
+    return new
+
+
+def _check_existing(
+    conn: sa.Connection,
+    stored: StoredDatasetType,
+    run_id: int,
+    ids: list[str],
+    keys: list[tuple[Any, ...]],
+    found: dict[str, tuple[int, int]],
+) -> None:
+    """Already registered ids must be this type, this RUN and the same data ID."""
+    name = stored.dataset_type.name
+    for i in ids:
+        if found[i] != (stored.id, run_id):
+            raise DatasetConflictError(
+                f"dataset {uuid.UUID(i)} ({name}) is already registered with another dataset "
+                "type or in another RUN"
+            )
+    dims = stored.dataset_type.dimensions
+    rows = backend(conn).select_by_uuid_text(conn, stored.tags, "dataset_id", ids, dims)
+    have = {r[0]: tuple(r[1:]) for r in rows}
+    for i, key in zip(ids, keys, strict=True):
+        if have.get(i, key) != tuple(key):
+            raise DatasetConflictError(
+                f"dataset {uuid.UUID(i)} ({name}) is already registered with data ID "
+                f"{dict(zip(dims, have[i], strict=True))}, not {dict(zip(dims, key, strict=True))}"
+            )
+
+
+def _refs(
+    stored: StoredDatasetType, run: str, ids: list[str], keys: list[tuple[Any, ...]]
+) -> list[DatasetRef]:
+    """Refs of a failed batch, for the error explanation only."""
+    dt = stored.dataset_type
+    return [
+        DatasetRef(dt, DataCoordinate(dt.dimensions, tuple(k)), run, uuid.UUID(i))
+        for i, k in zip(ids, keys, strict=True)
+    ]
