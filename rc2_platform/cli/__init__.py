@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "query-datasets": "rc2_platform.cli.butler_commands:query_datasets",
     "query-data-ids": "rc2_platform.cli.butler_commands:query_data_ids",
     "query-dimension-records": "rc2_platform.cli.butler_commands:query_dimension_records",
-    "collections": "rc2_platform.cli.butler_commands:collections_group",
+    "collections": "rc2_platform.cli.collection_commands:collections_group",
     # moving data between repositories and versions
     "migrate": "rc2_platform.cli.data_commands:migrate",
     "export": "rc2_platform.cli.data_commands:export_command",
@@ -74,6 +74,7 @@ COMMANDS: dict[str, str] = {
 #: Headings of ``rc2 --help``: the command module -> its section title.
 SECTIONS: dict[str, str] = {
     "rc2_platform.cli.butler_commands": "Repository and queries",
+    "rc2_platform.cli.collection_commands": "Repository and queries",
     "rc2_platform.cli.data_commands": "Moving data",
     "rc2_platform.cli.admin_commands": "Data management",
     "rc2_platform.cli.simulate_commands": "Survey data and ingest",

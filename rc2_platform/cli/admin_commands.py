@@ -12,7 +12,12 @@ from typing import Any
 
 import click
 
-from rc2_platform.cli.butler_commands import open_butler, parse_bind, split_collections
+from rc2_platform.cli.butler_commands import (
+    open_butler,
+    parse_bind,
+    split_collections,
+    where_options,
+)
 from rc2_platform.cli.common import (
     emit_json,
     emit_rows,
@@ -25,17 +30,6 @@ from rc2_platform.cli.common import (
 _DRY_RUN = click.option(
     "--dry-run", is_flag=True, help="Check and show what would be done; change nothing."
 )
-
-
-def _where(func: Any) -> Any:
-    func = click.option(
-        "--bind",
-        "bind",
-        multiple=True,
-        metavar="NAME=VALUE",
-        help="Value of :NAME in --where (ints and floats converted); repeatable.",
-    )(func)
-    return click.option("--where", default="", help="Constraint on the datasets' data IDs.")(func)
 
 
 def _collections(help: str) -> Any:
@@ -119,7 +113,7 @@ def remove_runs(
 @repo_argument
 @_collections("Collections whose datasets go (every match; comma-separated or repeated).")
 @_datasets_option
-@_where
+@where_options
 @click.option(
     "--unlink",
     is_flag=True,
@@ -254,7 +248,7 @@ def certify_calibrations(
 @click.argument("dataset_type", metavar="DATASET_TYPE")
 @click.option("--begin-date", default=None, help="Start of the range to remove (ISO, TAI).")
 @click.option("--end-date", default=None, help="End of the range to remove, excluded.")
-@_where
+@where_options
 @_DRY_RUN
 @format_option
 def decertify(
@@ -300,7 +294,7 @@ def decertify(
 @click.argument("destination", metavar="DEST")
 @_collections("Collections to search (comma-separated or repeated).")
 @_datasets_option
-@_where
+@where_options
 @click.option("--find-first", is_flag=True, help="Only the first dataset per data ID.")
 @click.option(
     "--transfer",

@@ -26,7 +26,7 @@ from rc2_platform.cli.common import (
 from rc2_platform.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rc2_platform.core import CollectionType, DatasetRef, DatasetType
+    from rc2_platform.core import DatasetRef, DatasetType
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,7 +99,8 @@ def open_butler(repo: str, *, read_only: bool = False) -> Iterator[Any]:
         butler.close()
 
 
-def _where_options(func: F) -> F:
+def where_options(func: F) -> F:
+    """Add ``--where`` and ``--bind NAME=VALUE`` (repeatable) to a command."""
     func = click.option(
         "--bind",
         "bind",
@@ -112,7 +113,8 @@ def _where_options(func: F) -> F:
     )(func)
 
 
-def _collections_option(required: bool, help: str) -> Callable[[F], F]:
+def collections_option(required: bool, help: str) -> Callable[[F], F]:
+    """``--collections``/``-c NAMES`` (comma-separated or repeated) with ``help``."""
     return click.option(
         "--collections",
         "-c",
@@ -243,10 +245,10 @@ def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
 @click.command("query-datasets")
 @repo_argument
 @click.argument("dataset_type", required=False)
-@_collections_option(
+@collections_option(
     False, "Collections to search, in order (comma-separated or repeated); default: all."
 )
-@_where_options
+@where_options
 @click.option("--find-all", is_flag=True, help="Every match, not only the first per data ID.")
 @click.option(
     "--show-uri", is_flag=True, help="Add a uri column: the file:// URI of each dataset's file."
@@ -321,7 +323,7 @@ def query_datasets(
 @click.command("query-data-ids")
 @repo_argument
 @click.argument("dimensions", nargs=-1, required=True)
-@_where_options
+@where_options
 @format_option
 def query_data_ids(
     repo: str, dimensions: tuple[str, ...], where: str, bind: tuple[str, ...], as_json: bool
@@ -341,7 +343,7 @@ def query_data_ids(
 @click.command("query-dimension-records")
 @repo_argument
 @click.argument("element")
-@_where_options
+@where_options
 @format_option
 def query_dimension_records(
     repo: str, element: str, where: str, bind: tuple[str, ...], as_json: bool
@@ -364,185 +366,4 @@ def query_dimension_records(
     emit_rows(rows, columns, as_json=as_json, title=element)
 
 
-# --- collections ------------------------------------------------------------------------
-
-
-@click.group("collections")
-def collections_group() -> None:
-    """List, chain, tag and remove collections."""
-
-
-def _collection_type(value: str | None) -> list[CollectionType] | None:
-    from rc2_platform.core import CollectionType
-
-    if value is None:
-        return None
-    try:
-        return [CollectionType[value.upper()]]
-    except KeyError:
-        raise ConfigError(
-            f"unknown collection type {value!r}; use one of {[t.name for t in CollectionType]}"
-        ) from None
-
-
-@collections_group.command("list")
-@repo_argument
-@click.argument("pattern", required=False)
-@click.option(
-    "--type",
-    "type_",
-    default=None,
-    help="Only collections of this type: RUN, TAGGED, CHAINED or CALIBRATION.",
-)
-@click.option(
-    "--tree",
-    is_flag=True,
-    help="Show chains as trees: every child (recursively) indented under its chain.",
-)
-@format_option
-def collections_list(
-    repo: str, pattern: str | None, type_: str | None, tree: bool, as_json: bool
-) -> None:
-    """List collections (optionally matching glob PATTERN), with chains' children.
-
-    With --tree each chain's children follow it, indented one level per depth (JSON:
-    a "depth" and "parent" per row). REPO may be a butler server URL
-    (http://HOST:PORT/NAME; token from RC2_TOKEN).
-    """
-    from rc2_platform.core import CollectionType
-
-    types = _collection_type(type_)
-    with open_butler(repo, read_only=True) as butler:
-        reg = butler.registry
-        rows: list[dict[str, Any]] = []
-        for name in reg.query_collections(pattern, types):
-            ctype = reg.get_collection_type(name)
-            children = reg.get_collection_chain(name) if ctype is CollectionType.CHAINED else []
-            if tree:
-                rows.extend(_tree_rows(reg, name, ctype, None, 0))
-            else:
-                rows.append({"name": name, "type": ctype.name, "children": children})
-    if tree:
-        if not as_json:
-            rows = [r | {"name": "  " * r["depth"] + r["name"]} for r in rows]
-        emit_rows(rows, ["name", "type"], as_json=as_json)
-        return
-    if not as_json:
-        rows = [r | {"children": ", ".join(r["children"])} for r in rows]
-    emit_rows(rows, ["name", "type", "children"], as_json=as_json)
-
-
-def _tree_rows(
-    reg: Any, name: str, ctype: CollectionType, parent: str | None, depth: int
-) -> list[dict[str, Any]]:
-    """``name`` and, for a chain, its children recursively (depth-first, in order)."""
-    from rc2_platform.core import CollectionType
-
-    rows = [{"name": name, "type": ctype.name, "depth": depth, "parent": parent}]
-    if ctype is CollectionType.CHAINED and depth < 100:
-        for child in reg.get_collection_chain(name):
-            rows += _tree_rows(reg, child, reg.get_collection_type(child), name, depth + 1)
-    return rows
-
-
-_CHAIN_MODES = ("redefine", "extend", "prepend", "remove", "pop")
-
-
-@collections_group.command("chain")
-@repo_argument
-@click.argument("parent")
-@click.argument("children", nargs=-1)
-@click.option(
-    "--mode",
-    type=click.Choice(_CHAIN_MODES),
-    default="redefine",
-    show_default=True,
-    help="redefine: replace the chain; extend: append; prepend: put CHILDREN first; "
-    "remove: drop CHILDREN; pop: drop the children at positions CHILDREN (default 0).",
-)
-@json_option
-def collections_chain(
-    repo: str, parent: str, children: tuple[str, ...], mode: str, as_json: bool
-) -> None:
-    """Make CHAINED collection PARENT search CHILDREN (created if missing), or edit it.
-
-    Children already in the chain move (extend, prepend); remove and pop refuse names
-    or positions the chain does not have.
-    """
-    wanted = split_collections(children)
-    if not wanted and mode not in ("pop", "redefine"):
-        raise click.UsageError(f"--mode {mode} needs at least one CHILD")
-    with open_butler(repo) as butler:
-        chain = butler.registry.edit_collection_chain(parent, wanted, mode)
-    if as_json:
-        emit_json([{"name": parent, "children": chain}])
-    else:
-        click.echo(f"{parent} = [{', '.join(chain)}]")
-
-
-@collections_group.command("tag")
-@repo_argument
-@click.argument("tagged")
-@click.argument("dataset_type")
-@_collections_option(True, "Collections to search for the datasets to tag.")
-@_where_options
-@json_option
-def collections_tag(
-    repo: str,
-    tagged: str,
-    dataset_type: str,
-    collections: tuple[str, ...],
-    where: str,
-    bind: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Tag into TAGGED (created if missing) the DATASET_TYPE datasets found by the query."""
-    from rc2_platform.core import CollectionType
-
-    bind_values = parse_bind(bind)
-    with open_butler(repo) as butler:
-        refs = butler.query_datasets(
-            dataset_type, collections=split_collections(collections), where=where, bind=bind_values
-        )
-        with butler.registry.transaction():
-            butler.registry.register_collection(tagged, CollectionType.TAGGED)
-            butler.registry.associate(tagged, refs)
-    if as_json:
-        emit_json([{"collection": tagged, "tagged": len(refs)}])
-    else:
-        click.echo(f"tagged {len(refs)} {dataset_type} dataset(s) into {tagged}")
-
-
-@collections_group.command("remove")
-@repo_argument
-@click.argument("name")
-@click.option("--keep-files", is_flag=True, help="Removing a RUN: leave its files on disk.")
-@click.option(
-    "--unlink",
-    is_flag=True,
-    help="Removing a RUN whose datasets are tagged or certified elsewhere: drop them from "
-    "those collections too (otherwise refused).",
-)
-@click.option(
-    "--unlink-from-chains", is_flag=True, help="Drop NAME from the chains listing it first."
-)
-@json_option
-def collections_remove(
-    repo: str, name: str, keep_files: bool, unlink: bool, unlink_from_chains: bool, as_json: bool
-) -> None:
-    """Remove collection NAME; a RUN takes its datasets (and files) with it.
-
-    A RUN whose datasets a TAGGED or CALIBRATION collection still uses is refused with
-    those collections listed (exit 1) unless --unlink; see also `rc2 remove-runs`.
-    """
-    with open_butler(repo) as butler:
-        n = butler.remove_collection(
-            name, unstore=not keep_files, unlink=unlink, unlink_from_chains=unlink_from_chains
-        )
-    if as_json:
-        emit_json([{"removed": name, "datasets": n}])
-    else:
-        click.echo(f"removed collection {name} ({n} dataset(s))")
-
-
-__all__ = ["parse_bind", "split_collections"]
+__all__ = ["collections_option", "open_butler", "parse_bind", "split_collections", "where_options"]
