@@ -1,4 +1,4 @@
-"""The data-management commands through click (SQLite): JSON, dry runs, refusals, exit codes."""
+"""The data-management commands through click (SQLite, PostgreSQL): JSON, dry runs, refusals."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from rc2_platform.butler import Butler
 from rc2_platform_tests.butler.conftest import RUN, dataset_files, populate
 from rc2_platform_tests.butler.test_admin import BIAS, CALIB, CALIB_RUN
 from rc2_platform_tests.butler.test_cli import fails, ok_json, rc2
+from rc2_platform_tests.databases import scratch_database
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    """SQLite repository: 4 summaries in RUN, bias for detectors 0/1 in CALIB_RUN."""
-    root = tmp_path / "repo"
-    with Butler.create(root) as b:
+@pytest.fixture(params=("sqlite", "postgresql"))
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A repository with 4 summaries in RUN, bias for detectors 0/1 in CALIB_RUN.
+
+    On SQLite and on PostgreSQL (registry on the server, files in ``tmp_path/repo``).
+    """
+    with scratch_database(request.param, tmp_path) as url:
+        root = tmp_path / "repo"
+        _make(root, None if url.startswith("sqlite") else url)
+        yield root
+
+
+def _make(root: Path, url: str | None) -> None:
+    with Butler.create(root, registry_url=url) as b:
         populate(b.registry)
         b.registry.register_dataset_type(BIAS)
         b.registry.register_run(CALIB_RUN)
@@ -28,7 +38,6 @@ def repo(tmp_path: Path) -> Iterator[Path]:
             for v in (1, 2):
                 data_id = {"instrument": "HSC", "visit": v, "detector": d}
                 b.put({"v": v}, "summary", data_id, run=RUN)
-    yield root
 
 
 def test_certify_decertify_and_the_calibration_run_removal_of_issue_11(repo: Path) -> None:
