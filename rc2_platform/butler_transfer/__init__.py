@@ -70,6 +70,8 @@ class TransferReport:
     file_seconds: float = 0.0
     format_seconds: float = 0.0
     dry_run: bool = False
+    #: Seconds per step of the load (import and transfer).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -82,6 +84,7 @@ class TransferReport:
             "file_seconds": round(self.file_seconds, 3),
             "format_seconds": round(self.format_seconds, 3),
             "dry_run": self.dry_run,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
 
 
@@ -111,7 +114,11 @@ def export_datasets(
     """
     bundle = collect(butler, collections, where=where, dataset_types=dataset_types)
     report = TransferReport(
-        "export", bundle.counts(), registry_seconds=bundle.registry_seconds, dry_run=dry_run
+        "export",
+        bundle.counts(),
+        registry_seconds=bundle.registry_seconds,
+        dry_run=dry_run,
+        phases=dict(bundle.phases),
     )
     path = Path(path)
     if dry_run:
@@ -217,6 +224,7 @@ def import_datasets(
         loaded.file_seconds,
         format_seconds,
         dry_run,
+        loaded.phases,
     )
 
 
@@ -253,4 +261,5 @@ def transfer_datasets(
         loaded.file_seconds,
         0.0,
         dry_run,
+        {**{f"collect_{k}": v for k, v in bundle.phases.items()}, **loaded.phases},
     )

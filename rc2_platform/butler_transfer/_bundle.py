@@ -69,8 +69,9 @@ class Bundle:
     files: dict[uuid.UUID, DatastoreRecord] = field(default_factory=dict)
     tagged: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     validity: dict[str, list[tuple[uuid.UUID, Timespan]]] = field(default_factory=dict)
-    #: Seconds spent in registry calls while collecting.
+    #: Seconds spent in registry calls while collecting, in total and per step.
     registry_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of item the bundle holds."""
@@ -127,6 +128,7 @@ def collect(
             used_types.append(dt)
             bundle.refs.extend(fresh)
     bundle.dataset_types = used_types
+    t_datasets = time.perf_counter()
     names = {e.name for e in entries}
     runs = sorted({r.run for r in bundle.refs} - names)
     entries += [CollectionEntry(run, CollectionType.RUN) for run in runs]
@@ -142,9 +144,18 @@ def collect(
                 for entry in reg.calibration_validity(e.name, dt)
                 if entry[0] in seen
             ]
+    t_members = time.perf_counter()
     bundle.files = reg.get_datastore_records(bundle.refs)
+    t_files = time.perf_counter()
     bundle.records = _records_for(butler, bundle.refs)
-    bundle.registry_seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    bundle.registry_seconds = end - start
+    bundle.phases = {
+        "datasets": t_datasets - start,
+        "tags_calibrations": t_members - t_datasets,
+        "datastore_records": t_files - t_members,
+        "dimension_records": end - t_files,
+    }
     return bundle
 
 

@@ -1,6 +1,10 @@
-"""The export file: versioned YAML, columnar (one header and a list of rows per group).
+"""The export file: versioned YAML; bulk rows as JSON lines inside block literals.
 
-See ``docs/data-management.md`` for the format. Regions are base64 of
+See ``docs/data-management.md`` for the format. Each group of rows (a dimension
+element's records, a dataset type's datasets in one RUN, a collection's members) has a
+``columns`` list and ``rows``: a YAML block literal holding one JSON array per line, so
+the file stays readable and diffable while 50,000 rows load in well under a second
+(orjson per line instead of one YAML node per value). Regions are base64 of
 ``lsst.sphgeom.Region.encode()``, time spans ``[begin, end]`` in TAI nanoseconds.
 """
 
@@ -12,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from rc2_platform.butler_transfer._bundle import Bundle, CollectionEntry, UniverseTag
@@ -24,8 +29,39 @@ FORMAT_VERSION = 1
 #: The key naming the format (the first one of every export file).
 FORMAT_KEY = "rc2_export"
 
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Rows(str):
+    """Rows as JSON lines, written as a YAML block literal (``|``)."""
+
+    __slots__ = ()
+
+
+def _rows_text(rows: Any) -> _Rows:
+    dumps = orjson.dumps
+    return _Rows(b"\n".join(map(dumps, rows)).decode() + "\n")
+
+
+def _parse_rows(text: Any, where: str) -> list[Any]:
+    if isinstance(text, list):  # rows written as a YAML list also read
+        return text
+    if not isinstance(text, str):
+        raise ExportFormatError(f"{where}: rows must be JSON lines in a block literal")
+    try:
+        return orjson.loads("[" + ",".join(line for line in text.splitlines() if line) + "]")
+    except orjson.JSONDecodeError as exc:
+        raise ExportFormatError(f"{where}: a row is not valid JSON ({exc})") from None
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+    """The safe (libyaml) dumper, writing :class:`_Rows` as block literals."""
+
+
+_Dumper.add_representer(
+    _Rows, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style="|")
+)
 
 
 def _encode_value(value: Any) -> Any:
@@ -75,9 +111,16 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
             for c in bundle.collections
         ],
         "datasets": [],
-        "tagged": [{"collection": k, "ids": [str(i) for i in v]} for k, v in bundle.tagged.items()],
+        "tagged": [
+            {"collection": k, "columns": ["id"], "rows": _rows_text([str(i)] for i in v)}
+            for k, v in bundle.tagged.items()
+        ],
         "calibrations": [
-            {"collection": k, "validity": [[str(i), t.begin_nsec, t.end_nsec] for i, t in v]}
+            {
+                "collection": k,
+                "columns": ["id", "valid_begin", "valid_end"],
+                "rows": _rows_text([str(i), t.begin_nsec, t.end_nsec] for i, t in v),
+            }
             for k, v in bundle.validity.items()
         ],
     }
@@ -85,7 +128,7 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
         columns = list(records[0])
         doc["dimension_records"][element] = {
             "columns": columns,
-            "rows": [[_encode_value(r[c]) for c in columns] for r in records],
+            "rows": _rows_text([_encode_value(r[c]) for c in columns] for r in records),
         }
     groups: dict[tuple[str, str], list[DatasetRef]] = {}
     for ref in bundle.refs:
@@ -103,7 +146,7 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
                 "dataset_type": type_name,
                 "run": run,
                 "columns": ["id", *dims, "path", "formatter", "file_size"],
-                "rows": rows,
+                "rows": _rows_text(rows),
             }
         )
     return doc
@@ -160,7 +203,7 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
         columns = group["columns"]
         bundle.records[element] = [
             {c: _decode_value(c, v) for c, v in zip(columns, row, strict=True)}
-            for row in group["rows"]
+            for row in _parse_rows(group["rows"], f"dimension_records.{element}")
         ]
     types = {
         t["name"]: DatasetType(
@@ -178,7 +221,7 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
         run = group["run"]
         n_dims = len(group["columns"]) - 4
         dims = tuple(group["columns"][1 : 1 + n_dims])
-        rows = group["rows"]
+        rows = _parse_rows(group["rows"], f"datasets of {dt.name} in {run}")
         ids = [uuid.UUID(r[0]) for r in rows]
         coords = DataCoordinate.from_value_rows(dims, [tuple(r[1 : 1 + n_dims]) for r in rows])
         for row, rid, coord in zip(rows, ids, coords, strict=True):
@@ -188,10 +231,13 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
                     rid, row[1 + n_dims], row[2 + n_dims], dt.storage_class, row[3 + n_dims]
                 )
     bundle.tagged = {
-        g["collection"]: [uuid.UUID(i) for i in g["ids"]] for g in doc.get("tagged") or []
+        g["collection"]: [uuid.UUID(r[0]) for r in _parse_rows(g["rows"], g["collection"])]
+        for g in doc.get("tagged") or []
     }
     bundle.validity = {
-        g["collection"]: [(uuid.UUID(i), Timespan(b, e)) for i, b, e in g["validity"]]
+        g["collection"]: [
+            (uuid.UUID(i), Timespan(b, e)) for i, b, e in _parse_rows(g["rows"], g["collection"])
+        ]
         for g in doc.get("calibrations") or []
     }
     return bundle

@@ -47,6 +47,8 @@ class LoadReport:
     registry_seconds: float = 0.0
     file_seconds: float = 0.0
     dry_run: bool = False
+    #: Seconds per step of the load (dataset types, records, ..., chains).
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def _datastore_transfer(mode: str) -> str:
@@ -135,22 +137,27 @@ def load(
     reg = butler.registry
     start = time.perf_counter()
     file_time = 0.0
+    clock = _Clock(report.phases)
     with butler.transaction():
         # Dataset types first: on MariaDB a new one's tables commit implicitly.
         for dt in bundle.dataset_types:
             reg.register_dataset_type(dt)
+        clock.lap("dataset_types")
         for element, rows in bundle.records.items():
             reg.insert_dimension_records(element, rows, skip_existing=True)
+        clock.lap("dimension_records")
         for entry in bundle.collections:
             reg.register_collection(entry.name, entry.type)
+        clock.lap("collections")
         new = reg.import_datasets(bundle.refs)
         report.new_datasets = len(new)
+        clock.lap("datasets")
         if source is not None:
-            t0 = time.perf_counter()
             stored = _transfer_files(butler, new, bundle.files, source, mode)
-            file_time = time.perf_counter() - t0
+            file_time = clock.lap("files")
             reg.insert_datastore_records(stored)
             report.files_transferred = len(stored)
+            clock.lap("datastore_records")
         by_id = {r.id: r for r in bundle.refs}
         for name, ids in bundle.tagged.items():
             reg.associate(name, [by_id[i] for i in ids])
@@ -163,9 +170,25 @@ def load(
                 and reg.get_collection_chain(entry.name) != entry.children
             ):
                 reg.set_collection_chain(entry.name, entry.children)
+        clock.lap("tags_calibrations_chains")
+    clock.lap("commit")
     report.registry_seconds = time.perf_counter() - start - file_time
     report.file_seconds = file_time
     return report
+
+
+class _Clock:
+    """Seconds between calls, recorded by step name."""
+
+    def __init__(self, out: dict[str, float]):
+        self.out = out
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        self.out[name] = self.out.get(name, 0.0) + now - self.last
+        self.last = now
+        return self.out[name]
 
 
 def _transfer_files(

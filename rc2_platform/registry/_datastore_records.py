@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 
 from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.registry._bulk import select_raw
 from rc2_platform.registry._dialect import backend, insert_rows
 from rc2_platform.registry._records import chunks
 from rc2_platform.registry.schema import RegistrySchema
@@ -41,14 +42,17 @@ class DatastoreRecordManager:
     def fetch(
         self, conn: sa.Connection, ids: Iterable[uuid.UUID]
     ) -> dict[uuid.UUID, DatastoreRecord]:
-        """The records of datasets ``ids`` that have one (one query per 5,000 ids)."""
+        """The records of datasets ``ids`` that have one (one raw query per 5,000 ids)."""
         t = self.table
+        be = backend(conn)
+        from_db = be.uuid_from_db()
+        cols = (t.c.dataset_id, t.c.path, t.c.formatter, t.c.storage_class, t.c.file_size)
         out: dict[uuid.UUID, DatastoreRecord] = {}
-        for part in chunks(list(ids)):
-            for row in conn.execute(sa.select(t).where(t.c.dataset_id.in_(part))):
-                out[row.dataset_id] = DatastoreRecord(
-                    row.dataset_id, row.path, row.formatter, row.storage_class, row.file_size or 0
-                )
+        for part in chunks(be.uuids_to_db(list(ids))):
+            stmt = sa.select(*cols).where(t.c.dataset_id.in_(list(part)))
+            for raw_id, path, formatter, storage_class, size in select_raw(conn, stmt):
+                did = from_db(raw_id)
+                out[did] = DatastoreRecord(did, path, formatter, storage_class, size or 0)
         return out
 
     def delete(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> None:

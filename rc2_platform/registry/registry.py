@@ -477,7 +477,7 @@ class Registry(RegistryAdmin):
         for r in refs:
             groups.setdefault((r.dataset_type.name, r.run), []).append(r)
         new: list[DatasetRef] = []
-        with self.transaction() as conn:
+        with self.transaction() as conn, no_gc():
             for (type_name, run), group in groups.items():
                 stored = self.datasets.get(conn, type_name)
                 rec = self.collections.require_type(

@@ -1,0 +1,195 @@
+"""Export, import and transfer of the ``rc2`` preset's ~48,000 datasets, per backend.
+
+Usage::
+
+    python benchmarks/transfer.py --backends sqlite,postgresql [--work DIR]
+
+Simulates the ``rc2`` preset (headers only) and bootstraps it into a SQLite repository
+once (kept in ``--work``), then measures:
+
+- **export**: ``export_datasets`` of every collection without files (registry queries,
+  then writing the YAML), and the export file's size;
+- **import** into an empty repository per backend (files hard-linked);
+- **transfer**: ``transfer_datasets`` from the SQLite repository into another empty
+  repository per backend;
+- **bulk insert**: the same ``dataset``, tags and datastore-record rows written with a
+  plain SQLAlchemy ``executemany`` into empty tables of the same shape (no checks, no
+  idempotence, no lookups): what the database itself costs for those rows.
+
+Each step reports registry-side seconds per phase (``TransferReport.phases``) and
+datasets per second registry-side = datasets / (seconds of the dataset phases: the
+dataset rows and their datastore records; dimension records, files and YAML are
+reported beside it). Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from rc2_platform.butler import Butler
+from rc2_platform.butler_transfer import export_datasets, import_datasets, transfer_datasets
+from rc2_platform_tests.databases import scratch_database
+
+DATASET_PHASES = ("datasets", "datastore_records")
+
+
+def source_repo(work: Path) -> Path:
+    """The bootstrapped rc2 preset (simulated and bootstrapped once, then reused)."""
+    repo = work / "src"
+    if (repo / "butler.yaml").exists():
+        return repo
+    from rc2_platform.ingest import bootstrap
+    from rc2_platform.simulate import simulate
+
+    survey = work / "survey"
+    if not (survey / "bootstrap.yaml").exists():
+        simulate("rc2", survey, seed=1)
+    bootstrap(survey / "bootstrap.yaml", repo, progress=False)
+    return repo
+
+
+def rate(report: dict[str, Any], phases: tuple[str, ...] = DATASET_PHASES) -> dict[str, Any]:
+    seconds = sum(report["phases"].get(p, 0.0) for p in phases)
+    n = report["datasets"]
+    return {
+        "dataset_seconds": round(seconds, 3),
+        "datasets_per_s": round(n / seconds) if seconds else None,
+    }
+
+
+def bulk_insert(url: str, n: int, dims: int = 3) -> float:
+    """Seconds to executemany ``n`` rows into dataset-, tags- and records-shaped tables."""
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    ds = sa.Table(
+        "b_dataset",
+        md,
+        sa.Column("dataset_id", sa.Uuid, primary_key=True),
+        sa.Column("dataset_type_id", sa.Integer),
+        sa.Column("run_id", sa.Integer),
+    )
+    tags = sa.Table(
+        "b_tags",
+        md,
+        sa.Column("dataset_id", sa.Uuid, primary_key=True),
+        sa.Column("collection_id", sa.Integer, primary_key=True),
+        sa.Column("dataset_type_id", sa.Integer),
+        *[sa.Column(f"d{i}", sa.BigInteger) for i in range(dims)],
+    )
+    recs = sa.Table(
+        "b_records",
+        md,
+        sa.Column("dataset_id", sa.Uuid, primary_key=True),
+        sa.Column("path", sa.String(1024)),
+        sa.Column("storage_class", sa.String(64)),
+        sa.Column("formatter", sa.String(128)),
+        sa.Column("file_size", sa.BigInteger),
+    )
+    ids = [uuid.uuid4() for _ in range(n)]
+    with engine.begin() as conn:
+        md.create_all(conn)
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(
+            ds.insert(), [{"dataset_id": i, "dataset_type_id": 1, "run_id": 1} for i in ids]
+        )
+        conn.execute(
+            tags.insert(),
+            [
+                {
+                    "dataset_id": i,
+                    "collection_id": 1,
+                    "dataset_type_id": 1,
+                    **{f"d{d}": k + d for d in range(dims)},
+                }
+                for k, i in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            recs.insert(),
+            [
+                {
+                    "dataset_id": i,
+                    "path": f"raw/HSC/{k}/raw_{k}.fits",
+                    "storage_class": "Exposure",
+                    "formatter": "fits_exposure",
+                    "file_size": 1000,
+                }
+                for k, i in enumerate(ids)
+            ],
+        )
+    seconds = time.perf_counter() - start
+    with engine.begin() as conn:
+        md.drop_all(conn)
+    engine.dispose()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rc2_transfer_bench"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    src_root = source_repo(args.work)
+    out: dict[str, Any] = {
+        "load": os.getloadavg(),
+        "setup_seconds": round(time.perf_counter() - t0, 1),
+    }
+    export_file = args.work / "rc2_export.yaml"
+    with Butler(src_root) as src:
+        collections = src.registry.query_collections()
+        report = export_datasets(src, export_file, collections).to_dict()
+        out["export"] = {
+            **report,
+            **rate(report, ("datasets", "tags_calibrations", "datastore_records")),
+            "file_mb": round(export_file.stat().st_size / 1e6, 1),
+        }
+        for backend in args.backends.split(","):
+            res: dict[str, Any] = {}
+            scratch = args.work / f"scratch_{backend}"
+            scratch.mkdir(exist_ok=True)
+            for step in ("import", "transfer"):
+                with scratch_database(backend, scratch) as url:
+                    root = scratch / f"{step}_repo"
+                    if root.exists():
+                        import shutil
+
+                        shutil.rmtree(root)
+                    if backend == "sqlite":
+                        url = None  # the repository's own SQLite file
+                    with Butler.create(root, url) as dest:
+                        if step == "import":
+                            rep = import_datasets(dest, export_file, transfer="link").to_dict()
+                        else:
+                            rep = transfer_datasets(
+                                src, dest, collections, transfer="link"
+                            ).to_dict()
+                    res[step] = {**rep, **rate(rep)}
+                    import shutil
+
+                    shutil.rmtree(root, ignore_errors=True)
+            with scratch_database(backend, scratch) as url:
+                n = out["export"]["datasets"]
+                seconds = bulk_insert(url, n)
+                res["bulk_insert"] = {
+                    "rows": n,
+                    "seconds": round(seconds, 3),
+                    "rows_per_s": round(n / seconds),
+                }
+            out[backend] = res
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
