@@ -26,6 +26,7 @@ class DatastoreRecordManager:
     """Insert, read and delete the file records of datasets."""
 
     def __init__(self, schema: RegistrySchema):
+        self.schema = schema
         self.table = schema.file_datastore_records
 
     def insert(self, conn: sa.Connection, records: Sequence[DatastoreRecord]) -> None:
@@ -48,11 +49,32 @@ class DatastoreRecordManager:
         from_db = be.uuid_from_db()
         cols = (t.c.dataset_id, t.c.path, t.c.formatter, t.c.storage_class, t.c.file_size)
         out: dict[uuid.UUID, DatastoreRecord] = {}
-        for part in chunks(be.uuids_to_db(list(ids))):
+        ids = list(ids)
+        db_ids = be.uuids_to_db(ids)
+        known = dict(zip(db_ids, ids, strict=True))
+        for part in chunks(db_ids):
             stmt = sa.select(*cols).where(t.c.dataset_id.in_(list(part)))
             for raw_id, path, formatter, storage_class, size in select_raw(conn, stmt):
-                did = from_db(raw_id)
+                did = known.get(raw_id) or from_db(raw_id)
                 out[did] = DatastoreRecord(did, path, formatter, storage_class, size or 0)
+        return out
+
+    def fetch_run(
+        self, conn: sa.Connection, run_id: int, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, DatastoreRecord]:
+        """The records of datasets ``ids`` of RUN ``run_id``: one query over the whole RUN."""
+        t, d = self.table, self.schema.dataset
+        stmt = (
+            sa.select(t.c.dataset_id, t.c.path, t.c.formatter, t.c.storage_class, t.c.file_size)
+            .join(d, d.c.dataset_id == t.c.dataset_id)
+            .where(d.c.run_id == run_id)
+        )
+        rows = {row[0]: row for row in select_raw(conn, stmt)}
+        out: dict[uuid.UUID, DatastoreRecord] = {}
+        for did, raw_id in zip(ids, backend(conn).uuids_to_db(ids), strict=True):
+            row = rows.get(raw_id)
+            if row is not None:
+                out[did] = DatastoreRecord(did, row[1], row[2], row[3], row[4] or 0)
         return out
 
     def delete(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> None:

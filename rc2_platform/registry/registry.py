@@ -68,6 +68,9 @@ _log = logging.getLogger(__name__)
 #: Inserts of at least this many rows refresh planner statistics afterwards.
 ANALYZE_THRESHOLD = 10_000
 
+#: Datastore records of at least this many refs of one RUN are read per RUN, not by id.
+BULK_RUN_READ = 2_000
+
 #: A table is stale when more than this fraction of its rows changed since its last ANALYZE.
 STALE_FRACTION = 0.2
 
@@ -749,10 +752,28 @@ class Registry(RegistryAdmin):
     def get_datastore_records(
         self, refs: Iterable[DatasetRef | uuid.UUID]
     ) -> dict[uuid.UUID, DatastoreRecord]:
-        """The datastore records of datasets (refs or ids) that have one."""
-        ids = [r if isinstance(r, uuid.UUID) else r.id for r in refs]
+        """The datastore records of datasets (refs or ids) that have one.
+
+        Refs of a RUN asked for by the thousand (exports, transfers) are read with one
+        query per RUN instead of lists of ids.
+        """
+        ids: list[uuid.UUID] = []
+        by_run: dict[str, list[uuid.UUID]] = {}
+        for r in refs:
+            if isinstance(r, uuid.UUID):
+                ids.append(r)
+            else:
+                by_run.setdefault(r.run, []).append(r.id)
         with self._db.read() as conn:
-            return self.datastore_records.fetch(conn, ids)
+            out: dict[uuid.UUID, DatastoreRecord] = {}
+            for run, run_ids in by_run.items():
+                if len(run_ids) < BULK_RUN_READ:
+                    ids += run_ids
+                    continue
+                run_id = self.collections.get(conn, run).id
+                out.update(self.datastore_records.fetch_run(conn, run_id, run_ids))
+            out.update(self.datastore_records.fetch(conn, ids))
+            return out
 
 
 def _group_by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
