@@ -133,6 +133,9 @@ class Butler:
         Default collections searched by :meth:`get` and the queries.
     run : str, optional
         Default RUN for :meth:`put`.
+    read_only : bool
+        Open for reading only (what query commands do): a SQLite registry is opened
+        ``mode=ro``, so reading changes nothing and works on a read-only filesystem.
     """
 
     def __init__(
@@ -141,13 +144,14 @@ class Butler:
         *,
         collections: CollectionArg | None = None,
         run: str | None = None,
+        read_only: bool = False,
     ) -> None:
         root = Path(root).resolve()
         config = self.read_config(root)
         url = str(config["registry"]["url"]).replace(_ROOT_TOKEN, str(root))
         with connecting(url):
             try:
-                registry = Registry.open(url)
+                registry = Registry.open(url, read_only=read_only)
             except MigrationRequiredError as exc:
                 raise MigrationRequiredError(
                     str(exc).replace("rc2 migrate REPO", f"rc2 migrate {root}")
@@ -188,12 +192,15 @@ class Butler:
             config = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if (
-            not isinstance(config, dict)
-            or "registry" not in config
-            or "url" not in config["registry"]
-        ):
+        registry = config.get("registry") if isinstance(config, dict) else None
+        if not isinstance(registry, dict) or "url" not in registry:
             raise ConfigError(f"{path} lacks registry.url; it is not a butler configuration")
+        url = registry["url"]
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(
+                f"registry.url in {path} is {'empty' if isinstance(url, str) else 'a ' + type(url).__name__}"
+                ", not a URL text; write e.g. url: sqlite:///<butlerRoot>/registry.sqlite3"
+            )
         return config
 
     @staticmethod

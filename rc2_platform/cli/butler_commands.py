@@ -55,6 +55,11 @@ def parse_bind(values: Sequence[str]) -> dict[str, Any]:
                 "in the --where expression"
             )
         if _INT.match(raw):
+            if len(raw.lstrip("+-").lstrip("0")) > 19:
+                raise ConfigError(
+                    f"--bind {name}=<{len(raw)} characters>: the integer does not fit in 64 bits "
+                    "(-2**63 to 2**63-1)"
+                )
             out[name] = int(raw)
         elif _FLOAT.match(raw):
             out[name] = float(raw)
@@ -75,7 +80,8 @@ def split_collections(values: Sequence[str]) -> list[str]:
 def open_butler(repo: str, *, read_only: bool = False) -> Iterator[Any]:
     """Open the repository at ``repo`` and close it afterwards.
 
-    With ``read_only`` REPO may also be a butler server URL (``http(s)://HOST:PORT/NAME``,
+    With ``read_only`` the repository is opened read-only (a SQLite registry ``mode=ro``:
+    nothing changes, a read-only filesystem works), and REPO may also be a butler server URL (``http(s)://HOST:PORT/NAME``,
     token from ``RC2_TOKEN``): the command then runs against a
     :class:`~rc2_platform.remote.RemoteButler`, which has the same read API.
     """
@@ -92,7 +98,7 @@ def open_butler(repo: str, *, read_only: bool = False) -> Iterator[Any]:
     else:
         from rc2_platform.butler import Butler
 
-        butler = Butler(repo)
+        butler = Butler(repo, read_only=read_only)
     try:
         yield butler
     finally:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from rc2_platform.errors import QueryError
 from rc2_platform.registry._dialect import WRITE_TRANSACTION
 from rc2_platform.registry._lookup import LookupConnections
 
@@ -52,14 +53,39 @@ class Connections:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """The current transaction's connection, or a fresh one for this read."""
-        if self.current is not None:
-            yield self.current
-        else:
-            with self.engine.connect() as conn:
-                yield conn
+        """The current transaction's connection, or a fresh one for this read.
+
+        A value the database cannot compute (division by zero, an out-of-range
+        result or a type mismatch in a where-expression's arithmetic) is a QueryError,
+        not a crash.
+        """
+        try:
+            if self.current is not None:
+                yield self.current
+            else:
+                with self.engine.connect() as conn:
+                    yield conn
+        except Exception as exc:
+            if not _is_evaluation_error(exc):
+                raise
+            orig = getattr(exc, "orig", None) or exc
+            reason = str(orig).strip().splitlines()
+            raise QueryError(
+                f"the database cannot evaluate this query: {reason[0] if reason else exc}; "
+                "check the where-expression's values and arithmetic"
+            ) from None
 
     def close(self) -> None:
         """Release the lookup connections and every pooled connection."""
         self.lookups.discard()
         self.engine.dispose()
+
+
+def _is_evaluation_error(exc: BaseException) -> bool:
+    """A DBAPI DataError / ProgrammingError (wrapped by SQLAlchemy or raised by the driver)."""
+    if isinstance(exc, (sa.exc.DataError, sa.exc.ProgrammingError)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"DataError", "ProgrammingError"}) and not isinstance(
+        exc, sa.exc.SQLAlchemyError
+    )

@@ -26,14 +26,18 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from rc2_platform.errors import RepositoryNotFoundError, SchemaVersionError
 from rc2_platform.registry import _bulk
 
 #: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
@@ -79,6 +83,10 @@ class Backend:
 
     def adapt_url(self, url: sa.URL) -> sa.URL:
         """The URL with this backend's defaults filled in."""
+        return url
+
+    def existing_url(self, url: sa.URL, read_only: bool) -> sa.URL:
+        """The URL to open an existing registry with (checked; read-only if asked)."""
         return url
 
     def create_migration_engine(self, url: sa.URL) -> sa.Engine:
@@ -211,11 +219,49 @@ class SqliteBackend(Backend):
     alters_by_rebuild = True
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
-        """An engine with foreign keys, WAL and a busy timeout on every connection."""
+        """An engine with foreign keys, WAL and a busy timeout on every connection.
+
+        A read-only URL (``mode=ro``, see ``_engine.read_only_url``) gets connections that
+        change nothing: no journal-mode switch, ``query_only`` on.
+        """
         engine = sa.create_engine(url, connect_args={"timeout": 30})
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        read_only = url.query.get("mode") == "ro"
+        on_connect = _sqlite_on_connect_read_only if read_only else _sqlite_on_connect
+        sa.event.listen(engine, "connect", on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
+
+    def existing_url(self, url: sa.URL, read_only: bool) -> sa.URL:
+        """The file must exist and not be empty; ``read_only`` makes a ``mode=ro`` URI.
+
+        Connecting to a missing file would create it, and the WAL pragma would convert
+        an empty one. A read-only URI is also ``immutable`` when the reader cannot write
+        the folder or file and no writer is active (no ``-wal``/``-shm`` file), so a
+        repository on a read-only filesystem can be queried.
+        """
+        database = str(url.database or "")
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return url
+        path = Path(database)
+        if not path.is_file():
+            raise RepositoryNotFoundError(
+                f"the registry database {path} does not exist (it is never created by "
+                "opening); check the repository folder, or create one with `rc2 create REPO`"
+            )
+        if path.stat().st_size == 0:
+            raise SchemaVersionError(
+                f"the registry database {path} is empty (0 bytes): it holds no rc2 registry; "
+                "restore it from a backup or create a new repository"
+            )
+        if not read_only:
+            return url
+        query = {"mode": "ro", "uri": "true"}
+        writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+        writer = any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+        if not writable and not writer:
+            query["immutable"] = "1"
+        location = quote(str(path.resolve()), safe="/")
+        return url.set(database=f"file:{location}").update_query_dict(query)
 
     def create_migration_engine(self, url: sa.URL) -> sa.Engine:
         """Foreign keys off: rebuilding a parent table must not cascade into its children.
@@ -299,6 +345,16 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     # WAL + synchronous=NORMAL: a power loss may drop the last commits, never corrupt.
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+    cur.execute("PRAGMA temp_store = MEMORY")
+    cur.close()
+
+
+def _sqlite_on_connect_read_only(dbapi_conn: Any, record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only = ON")
+    cur.execute("PRAGMA busy_timeout = 30000")
+    cur.execute("PRAGMA cache_size = -65536")
     cur.execute("PRAGMA temp_store = MEMORY")
     cur.close()
 

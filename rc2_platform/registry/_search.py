@@ -28,6 +28,7 @@ from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
 from rc2_platform.registry._dialect import backend
 from rc2_platform.registry._lookup import CompiledLookup, fetch_one_in
 from rc2_platform.registry._queries import QueryBuilder
+from rc2_platform.registry.expressions import parse_where
 
 #: Find-first over a chain of at most this many RUNs runs one query per run.
 MAX_PER_RUN_QUERIES = 20
@@ -94,6 +95,8 @@ class DatasetSearch:
         find_first: bool,
     ) -> list[DatasetRef]:
         """Refs of ``dataset_type`` in ``collections`` (first found per data ID if asked)."""
+        if where:
+            parse_where(where)  # a malformed expression is an error even with nothing to search
         # Fetching and wrapping ~100k rows must not trigger full GC passes over the heap.
         with self.db.read() as conn, no_gc():
             stored = self.datasets.get(conn, dataset_type)

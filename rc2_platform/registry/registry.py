@@ -55,7 +55,7 @@ from rc2_platform.registry._dataset_columns import DatasetColumns, import_datase
 from rc2_platform.registry._datasets import DatasetManager
 from rc2_platform.registry._datastore_records import DatastoreRecordManager
 from rc2_platform.registry._dialect import backend
-from rc2_platform.registry._engine import make_engine, safe_url
+from rc2_platform.registry._engine import existing_database_url, make_engine, safe_url
 from rc2_platform.registry._migrate import MigrationReport, is_migratable, stamp_head
 from rc2_platform.registry._queries import QueryBuilder
 from rc2_platform.registry._records import RecordManager
@@ -129,8 +129,14 @@ class Registry(RegistryAdmin):
         return reg
 
     @classmethod
-    def open(cls, url: str | sa.URL) -> Registry:
-        """Open an existing registry (another schema version -> SchemaVersionError)."""
+    def open(cls, url: str | sa.URL, *, read_only: bool = False) -> Registry:
+        """Open an existing registry (another schema version -> SchemaVersionError).
+
+        Opening never creates or converts a database: a missing or empty SQLite file is
+        an error. With ``read_only`` a SQLite registry is opened ``mode=ro`` (also on a
+        read-only filesystem) and nothing can be written through it.
+        """
+        url = existing_database_url(url, read_only)
         engine = make_engine(url)
         try:
             with engine.connect() as conn:

@@ -10,6 +10,7 @@ datastore are as before) and a repository that still opens. The tally of outcome
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,17 @@ BACKENDS = ("sqlite", "postgresql")
 #: A CHAINED and a TAGGED collection of the hostile repository (besides RUN).
 CHAIN = "HSC/defaults"
 TAGGED = "HSC/tagged"
-__all__ = ["CHAIN", "RUN", "TAGGED", "expect_cli_refusal", "expect_refusal", "run_cli", "tally"]
+__all__ = [
+    "CHAIN",
+    "RUN",
+    "TAGGED",
+    "expect_clean",
+    "expect_cli_clean",
+    "expect_cli_refusal",
+    "expect_refusal",
+    "run_cli",
+    "tally",
+]
 
 #: Outcomes of every hostile case of this session: clean / traceback / wrong acceptance.
 TALLY: collections.Counter[str] = collections.Counter()
@@ -63,6 +74,7 @@ def hostile_repo(
         butler.registry.register_collection(CHAIN, CollectionType.CHAINED)
         butler.registry.set_collection_chain(CHAIN, [RUN])
         butler.registry.register_collection(TAGGED, CollectionType.TAGGED)
+        butler.put({"a": 1}, "summary", {"instrument": "HSC", "visit": 1, "detector": 0}, run=RUN)
         butler.close()
         yield root
 
@@ -83,7 +95,11 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> Result:
 
 def is_traceback(text: str) -> bool:
     """Whether ``text`` shows a traceback or an internal error instead of a clean message."""
-    return "Traceback" in text or "unexpected " in text or "a bug: please report" in text
+    return (
+        "Traceback" in text
+        or "a bug: please report" in text
+        or re.search(r"Error: unexpected [A-Za-z_.]+:", text) is not None
+    )
 
 
 def expect_cli_refusal(
@@ -113,6 +129,16 @@ def expect_cli_refusal(
     return result
 
 
+def expect_cli_clean(args: list[str], env: dict[str, str] | None = None) -> Result:
+    """Run the CLI; tally and assert a clean answer: a result (exit 0) or a refusal (1)."""
+    result = run_cli(args, env=env)
+    failed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    traceback = failed or is_traceback(result.output) or result.exit_code not in (0, 1)
+    TALLY["traceback" if traceback else "clean"] += 1
+    assert not traceback, f"exit {result.exit_code}: {result.output[-2000:]}"
+    return result
+
+
 def expect_refusal(
     butler: Butler, call: Callable[[], Any], error: type[BaseException] = Rc2Error, match: str = ""
 ) -> BaseException:
@@ -121,7 +147,7 @@ def expect_refusal(
     try:
         call()
     except error as exc:
-        outcome = "clean" if isinstance(exc, Rc2Error) and "\n" not in str(exc) else "traceback"
+        outcome = "clean" if isinstance(exc, Rc2Error) else "traceback"
         caught: BaseException | None = exc
     except Exception as exc:  # noqa: BLE001 - an untranslated error is what we count
         outcome, caught = "traceback", exc
@@ -134,6 +160,20 @@ def expect_refusal(
         assert match in str(caught), str(caught)
     assert snapshot(butler) == before, "a refused call changed the repository"
     return caught
+
+
+def expect_clean(butler: Butler, call: Callable[[], Any]) -> None:
+    """Call ``call``; tally and assert it returns or raises an Rc2Error, changing nothing."""
+    before = snapshot(butler)
+    try:
+        call()
+    except Rc2Error:
+        pass
+    except Exception:
+        TALLY["traceback"] += 1
+        raise
+    TALLY["clean"] += 1
+    assert snapshot(butler) == before, "a read changed the repository"
 
 
 def tally(outcome: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import lark
@@ -26,6 +27,14 @@ from ._nodes import (
     UnaryOp,
     is_condition,
 )
+
+#: Deepest parse tree accepted (after chains of AND / OR are balanced): the tree is
+#: walked recursively afterwards, so this keeps far below Python's recursion limit.
+MAX_DEPTH = 100
+#: Most terms joined by one chain of AND or OR (SQLite evaluates at most 1000).
+MAX_TERMS = 500
+#: Longest where-expression accepted (characters).
+MAX_LENGTH = 1_000_000
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -172,10 +181,19 @@ def _format_error(text: str, line: int, column: int, detail: str) -> ExpressionS
     lines = text.splitlines() or [""]
     src = lines[line - 1] if line - 1 < len(lines) else ""
     where = f"column {column}" if len(lines) == 1 else f"line {line}, column {column}"
+    caret = column - 1
+    if len(src) > 2 * _CONTEXT:  # show the neighbourhood of the error, not megabytes
+        start = max(0, caret - _CONTEXT)
+        src, caret = "..." + src[start : caret + _CONTEXT] + "...", caret - start + 3
+    quoted = repr(text) if len(text) <= 2 * _CONTEXT else f"of {len(text)} characters"
     return ExpressionSyntaxError(
-        f"cannot parse where-expression {text!r} at {where}: {detail}; "
-        f"fix the expression (see docs/query-language.md)\n    {src}\n    {' ' * (column - 1)}^"
+        f"cannot parse where-expression {quoted} at {where}: {detail}; "
+        f"fix the expression (see docs/query-language.md)\n    {src}\n    {' ' * caret}^"
     )
+
+
+#: Characters shown on each side of an error in a long expression.
+_CONTEXT = 60
 
 
 class _NodeError(Exception):
@@ -218,9 +236,12 @@ class _ToNodes(Transformer[Token, Expression]):
         pos = self._tok_pos(tok)
         kind, raw = tok.type, str(tok)
         if kind == "INT":
-            return Literal(int(raw), pos)
+            return Literal(_integer(raw, pos), pos)
         if kind == "FLOAT":
-            return Literal(float(raw), pos)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise _NodeError(pos, f"number {raw} is too large for a 64-bit float")
+            return Literal(value, pos)
         if kind == "STRING":
             return Literal(raw[1:-1].replace("''", "'"), pos)
         if kind in ("TRUE", "FALSE"):
@@ -237,10 +258,10 @@ class _ToNodes(Transformer[Token, Expression]):
         self, meta: Any, start: Token, _dots: Token, stop: Token, step: Token | None = None
     ) -> Expression:
         pos = self._pos(meta) or self._tok_pos(start)
-        step_value = 1 if step is None else int(step)
+        step_value = 1 if step is None else _integer(str(step), pos)
         if step_value <= 0:
             raise _NodeError(pos, f"range step must be a positive integer, not {step_value}")
-        return RangeLiteral(int(start), int(stop), step_value, pos)
+        return RangeLiteral(_integer(str(start), pos), _integer(str(stop), pos), step_value, pos)
 
     def in_items(self, meta: Any, *items: Expression) -> tuple[Expression, ...]:
         return items
@@ -308,6 +329,15 @@ class _ToNodes(Transformer[Token, Expression]):
         return Between(lhs, low, high, True, self._pos(meta))
 
 
+def _integer(raw: str, pos: Position) -> int:
+    """An integer literal; beyond 64 bits (2**63 allowed for a sign) -> _NodeError."""
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > 2**63:
+        shown = raw if len(raw) <= 30 else f"{raw[:27]}... ({len(raw)} digits)"
+        raise _NodeError(pos, f"integer {shown} does not fit in 64 bits (-2**63 to 2**63-1)")
+    return int(digits)
+
+
 def _time_literal(iso: str, pos: Position) -> TimeLiteral:
     from astropy.time import Time
 
@@ -318,6 +348,81 @@ def _time_literal(iso: str, pos: Position) -> TimeLiteral:
     except ValueError as exc:
         raise _NodeError(pos, f"{iso!r} is not a time; write T'YYYY-MM-DDThh:mm:ss' (TAI)") from exc
     return TimeLiteral(iso, time_to_nsec(t), pos)
+
+
+def _flatten(tree: lark.Tree[Token]) -> None:
+    """Rebalance chains of one logical operator and drop pairs of NOTs, in place.
+
+    ``a OR b OR c OR ...`` parses as a left-deep tree as deep as the chain is long; as
+    AND and OR are associative it is rebuilt as a balanced tree (depth log2 of the
+    terms), and ``NOT NOT x`` is ``x`` (also in SQL's three-valued logic). Iterative:
+    a chain of any length is flattened without recursion.
+    """
+    stack: list[lark.Tree[Token]] = [tree]
+    while stack:
+        node = stack.pop()
+        if node.data == "logical":
+            op = str(node.children[1]).upper()
+            operands: list[Any] = []
+            pending: list[Any] = [node.children[2], node.children[0]]
+            while pending:
+                child = pending.pop()
+                if _is_logical(child, op):
+                    pending += [child.children[2], child.children[0]]
+                else:
+                    operands.append(child)
+            if len(operands) > MAX_TERMS:
+                raise ExpressionSyntaxError(
+                    f"where-expression joins {len(operands)} terms with {op} (more than "
+                    f"{MAX_TERMS}, what every database evaluates); write the alternatives as an "
+                    "IN list (visit IN (1, 2, 3)) or a list bind (visit IN (:visits))"
+                )
+            balanced = _balanced(operands, node.children[1], node.meta)
+            node.children = balanced.children
+            stack.extend(c for c in operands if isinstance(c, lark.Tree))
+            continue
+        if node.data == "not_op":
+            inner, nots = node.children[1], 1
+            while isinstance(inner, lark.Tree) and inner.data == "not_op":
+                inner, nots = inner.children[1], nots + 1
+            if nots % 2 == 0 and isinstance(inner, lark.Tree):
+                node.data, node.children = inner.data, inner.children
+                stack.append(node)
+                continue
+            node.children = [node.children[0], inner]
+        stack.extend(c for c in node.children if isinstance(c, lark.Tree))
+
+
+def _is_logical(node: Any, op: str) -> bool:
+    return (
+        isinstance(node, lark.Tree)
+        and node.data == "logical"
+        and str(node.children[1]).upper() == op
+    )
+
+
+def _balanced(operands: list[Any], op: Any, meta: Any) -> lark.Tree[Token]:
+    """A balanced tree of ``logical`` nodes joining ``operands`` (at least two) with ``op``."""
+    level = operands
+    while len(level) > 2:
+        level = [
+            lark.Tree("logical", [level[i], op, level[i + 1]], meta)
+            if i + 1 < len(level)
+            else level[i]
+            for i in range(0, len(level), 2)
+        ]
+    return lark.Tree("logical", [level[0], op, level[1]], meta)
+
+
+def _depth(tree: lark.Tree[Token]) -> int:
+    """The nesting depth of a parse tree, measured without recursion."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+    return deepest
 
 
 def parse_where(text: str) -> Expression:
@@ -345,10 +450,23 @@ def parse_where(text: str) -> Expression:
     if "\x00" in text:
         col = text.index("\x00") + 1
         raise _format_error(text, 1, col, "NUL characters are not allowed")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionSyntaxError(
+            f"where-expression of {len(text)} characters is longer than {MAX_LENGTH}; "
+            "put long value lists in a bind parameter (visit IN (:visits))"
+        )
     try:
         tree = _lark_parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    _flatten(tree)
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise ExpressionSyntaxError(
+            f"where-expression nests {depth} levels deep (more than {MAX_DEPTH}); write long "
+            "alternatives as IN lists (visit IN (1, 2, 3)) and fewer nested parentheses, "
+            "NOTs or arithmetic terms (see docs/query-language.md)"
+        )
     try:
         node = _ToNodes(text).transform(tree)
     except VisitError as exc:

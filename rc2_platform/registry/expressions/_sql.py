@@ -6,6 +6,9 @@ the SQL string. Identifiers are turned into columns by a caller-supplied ``resol
 
 from __future__ import annotations
 
+import datetime
+import numbers
+import uuid
 from collections.abc import Callable, Mapping, Set
 from typing import Any
 
@@ -87,7 +90,8 @@ def to_sql(
 def _where(pos: Position | None) -> str:
     if pos is None:
         return ""
-    return f" at {pos.describe()} of where-expression {pos.text!r}"
+    text = repr(pos.text) if len(pos.text) <= 120 else f"of {len(pos.text)} characters"
+    return f" at {pos.describe()} of where-expression {text}"
 
 
 def _python_type(element: Any) -> type | None:
@@ -145,9 +149,18 @@ class _Compiler:
                 )
             return _lit(value)
         if isinstance(node, UnaryOp) and node.op == "-":
-            return -self.value(node.operand)
+            operand = self.value(node.operand)
+            if _python_type(operand) is str:
+                raise ExpressionError(f"cannot negate a string{_where(node.pos)}")
+            return -operand
         if isinstance(node, BinaryOp) and node.op in ARITHMETIC_OPS:
-            return _ARITH[node.op](self.value(node.lhs), self.value(node.rhs))
+            lhs, rhs = self.value(node.lhs), self.value(node.rhs)
+            if str in (_python_type(lhs), _python_type(rhs)):
+                raise ExpressionError(
+                    f"arithmetic {node} on a string{_where(node.pos)}; '+', '-', '*', '/' and "
+                    "'%' take numbers"
+                )
+            return _ARITH[node.op](lhs, rhs)
         if isinstance(node, RangeLiteral):
             raise ExpressionError(
                 f"range {node} can only be used inside IN (...){_where(node.pos)}"
@@ -226,12 +239,27 @@ class _Compiler:
 
 
 def _lit(value: Any) -> ColumnElement[Any]:
-    """A bound parameter; Python ints are 64-bit so large values (nanoseconds) fit."""
+    """A bound parameter; ints are 64-bit so large values (nanoseconds) fit, larger refused."""
     if isinstance(value, bool):
         return sa.literal(value, sa.Boolean())
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+        if not -(2**63) <= value < 2**63:
+            raise ExpressionError(
+                f"integer of {value.bit_length()} bits in the where-expression or its bind "
+                "values does not fit in 64 bits (-2**63 to 2**63-1)"
+            )
         return sa.literal(value, sa.BigInteger())
+    if value is not None and not isinstance(value, (str, numbers.Real, *_OTHER_BIND_TYPES)):
+        raise ExpressionError(
+            f"bind value of type {type(value).__name__} is not a number, string, boolean, time "
+            "or list of them"
+        )
     return sa.literal(value)
+
+
+#: Bind value types passed on to the driver as they are, besides numbers and strings.
+_OTHER_BIND_TYPES = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
 
 
 def _range_clause(lhs: ColumnElement[Any], item: RangeLiteral) -> ColumnElement[bool]:
