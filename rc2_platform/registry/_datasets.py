@@ -213,7 +213,8 @@ class DatasetManager:
         Data IDs are validated set-wise first (:meth:`check_data_ids`) unless
         ``checked`` says the caller already did.
         """
-        if idempotent:
+        fresh_run = idempotent and self._run_lacks_type(conn, stored, run_id)
+        if idempotent and not fresh_run:
             refs = self._drop_identical(conn, stored, refs, run_id)
         if not refs:
             return []
@@ -227,8 +228,28 @@ class DatasetManager:
             (type_id, run_id, i, *r.data_id.values_tuple) for i, r in zip(ids, refs, strict=True)
         ]
         # Imported refs may carry values of other int types: text COPY converts them.
-        self.write_rows(conn, stored, run_id, ds_rows, tag_rows, refs, binary=False)
+        try:
+            self.write_rows(conn, stored, run_id, ds_rows, tag_rows, refs, binary=False)
+        except DatasetConflictError:
+            if fresh_run:  # name the UUID that exists in another RUN or type, if that is it
+                self._drop_identical(conn, stored, refs, run_id)
+            raise
         return list(refs)
+
+    def _run_lacks_type(self, conn: sa.Connection, stored: StoredDatasetType, run_id: int) -> bool:
+        """Whether RUN ``run_id`` holds no dataset of ``stored`` (one indexed probe).
+
+        Such a RUN cannot hold a ref identical to an imported one, so an idempotent
+        import needs no per-UUID lookup (a UUID used by another type or RUN still fails
+        on the primary key).
+        """
+        d = self.schema.dataset
+        probe = (
+            sa.select(d.c.dataset_id)
+            .where(d.c.run_id == run_id, d.c.dataset_type_id == stored.id)
+            .limit(1)
+        )
+        return conn.execute(probe).first() is None
 
     def write_rows(
         self,

@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from rc2_platform.butler import Butler
 from rc2_platform.butler_transfer import export_datasets, import_datasets, transfer_datasets
 from rc2_platform.cli import main
-from rc2_platform.core import DatasetType, Timespan
+from rc2_platform.core import DatasetRef, DatasetType, Timespan
 from rc2_platform.errors import (
     CalibrationConflictError,
     ConflictingDefinitionError,
+    DatasetConflictError,
     ExportFormatError,
     FileNotInDatastoreError,
     MissingCollectionError,
@@ -216,3 +217,15 @@ def test_cli_export_import_transfer(source: Butler, tmp_path: Path) -> None:
     refused = runner.invoke(main, ["import", str(target), str(out)])
     assert refused.exit_code == 1
     assert refused.output.count("\n") == 1 and "rc2 migrate" in refused.output
+
+
+def test_import_of_a_uuid_used_by_another_run_names_it(dest: Butler) -> None:
+    """Importing into a RUN without datasets of the type skips the per-UUID lookup; a
+    UUID already used elsewhere is still refused, by name."""
+    populate(dest.registry)
+    ref = dest.registry.query_datasets("calexp", "HSC/runs/a")[0]
+    dest.registry.register_run("other")
+    moved = DatasetRef(ref.dataset_type, ref.data_id, "other", ref.id)
+    with pytest.raises(DatasetConflictError, match=f"dataset {ref.id} already exists with another"):
+        dest.registry.import_datasets([moved])
+    assert dest.registry.query_datasets("calexp", "other") == []
