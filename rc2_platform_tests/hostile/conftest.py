@@ -74,7 +74,7 @@ def hostile_repo(
         butler.registry.register_collection(CHAIN, CollectionType.CHAINED)
         butler.registry.set_collection_chain(CHAIN, [RUN])
         butler.registry.register_collection(TAGGED, CollectionType.TAGGED)
-        butler.put({"a": 1}, "summary", {"instrument": "HSC", "visit": 1, "detector": 0}, run=RUN)
+        butler.put({"a": 1}, "summary", {"instrument": "HSC", "visit": 2, "detector": 1}, run=RUN)
         butler.close()
         yield root
 
