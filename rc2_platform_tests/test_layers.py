@@ -27,6 +27,7 @@ _ALL = {
     "execution",
     "tasks",
     "validate",
+    "monitor",
     "defs",
     "cli",
     "admin",
@@ -80,6 +81,8 @@ FORBIDDEN = {
     # The mask file format is in core/: ingest and the tasks read it without the simulator.
     "ingest": {"simulate", "graph", "execution", "tasks", "defs"},
     "tasks": {"defs", "execution", "graph", "simulate"},
+    # Monitoring reads RUNs and validates them; Dagster and the CLI call it.
+    "monitor": {"defs", "cli"},
     # Data management works on an open Butler; the CLI and Dagster call it, not the reverse.
     "admin": {"defs", "cli", "execution", "graph", "ingest", "pipeline", "tasks", "simulate"},
 }

@@ -22,9 +22,17 @@ _COLUMNS = ("band", "metric", "value", "bound", "unit", "n", "result")
 
 
 def _default_truth(repo: Path) -> Path | None:
-    """The truth file the repo's bootstrap recorded (``truth:`` in a bootstrap YAML), if any."""
+    """The repository's ``truth_catalog`` dataset, else the truth file a bootstrap YAML in
+    the repository names (``truth:``), if any."""
     import yaml
 
+    from rc2_platform.butler import Butler
+    from rc2_platform.ingest.truth import find_truth
+
+    with Butler(repo) as butler:
+        found = find_truth(butler)
+    if found is not None:
+        return found
     for name in ("bootstrap.yaml", "bootstrap_config.yaml"):
         path = repo / name
         if path.is_file():
@@ -46,7 +54,7 @@ def _default_truth(repo: Path) -> Path | None:
     "--truth",
     type=click.Path(path_type=Path),
     default=None,
-    help="Truth catalog FITS (default: what the bootstrap recorded).",
+    help="Truth catalog FITS (default: the repository's truth_catalog dataset).",
 )
 @click.option(
     "--png",

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from rc2_platform.defs.checks import deepCoadd_forced_src_checks
 from rc2_platform.defs.execution_assets import execution_job, execution_resources, pipeline_outputs
 from rc2_platform.defs.execution_sensor import execution_sensor
 from rc2_platform.defs.executor import rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph, quantum_graph_job, quantum_graph_sensor
 from rc2_platform.defs.ingest_assets import ingest_assets
-from rc2_platform.defs.resources import ButlerResource, SurveyResource
+from rc2_platform.defs.resources import ButlerResource, SurveyResource, ValidationResource
 from rc2_platform.defs.schedules import monthly_reprocessing
+from rc2_platform.defs.tract_sensor import tract_partitions_sensor
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -29,13 +31,15 @@ def build_definitions(
     """The Definitions, with resources overridable (tests point them at temporary folders)."""
     return dg.Definitions(
         assets=[*ingest_assets, quantum_graph, pipeline_outputs],
+        asset_checks=[deepCoadd_forced_src_checks],
         jobs=[ingest_job, quantum_graph_job, execution_job],
-        sensors=[quantum_graph_sensor, execution_sensor],
+        sensors=[tract_partitions_sensor, quantum_graph_sensor, execution_sensor],
         schedules=[monthly_reprocessing],
         executor=rc2_executor,
         resources={
             "butler": butler or ButlerResource(),
             "survey": survey or SurveyResource(),
+            "validation": ValidationResource(),
             **execution_resources(),
         },
     )

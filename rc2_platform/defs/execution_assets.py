@@ -24,20 +24,13 @@ from typing import Any
 
 import dagster as dg
 
-from rc2_platform.defs.execution_summary import (
-    band_summary,
-    failure_line,
-    failure_text,
-    mapping_key,
-    partition_complete,
-    skipped_by_task,
-)
+from rc2_platform.defs.checks import CHECKED_ASSET, log_check_outcomes
 from rc2_platform.defs.executor import REGISTRY_POOL, rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
 from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
-from rc2_platform.defs.resources import ButlerResource
+from rc2_platform.defs.resources import ButlerResource, ValidationResource
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import run_directory
@@ -54,6 +47,15 @@ from rc2_platform.execution.stages import (
     prepare_run,
     record_outcomes,
     run_cluster_job,
+)
+from rc2_platform.monitor.checks import tract_checks
+from rc2_platform.monitor.outputs import (
+    band_summary,
+    failure_line,
+    failure_text,
+    mapping_key,
+    partition_complete,
+    skipped_by_task,
 )
 
 __all__ = [
@@ -358,7 +360,7 @@ def _band_of(partition_key: str) -> tuple[str, str]:
 @dg.op(
     ins={"state": dg.In(), "outcomes": dg.In()},
     out={name: dg.Out(dg.Nothing, is_required=False) for name in OUTPUT_DATASET_TYPES},
-    required_resource_keys={"butler"},
+    required_resource_keys={"butler", "validation"},
     pool=REGISTRY_POOL,
 )
 def materialize_outputs(
@@ -371,17 +373,29 @@ def materialize_outputs(
     unmaterialized (logged), so "failed and missing" backfills pick exactly them.
     """
     butler: ButlerResource = context.resources.butler
+    validation: ValidationResource = context.resources.validation
     config = state.config()
     _tag_tracts(context)
-    summaries = {}
+    summaries, checks, figures = {}, {}, {}
+    bands_of: dict[str, list[str]] = {}
+    for key in context.partition_keys:
+        tract, band = _band_of(str(key))
+        bands_of.setdefault(tract, []).append(band)
     for ledger in state.ledgers:
         record_outcomes(ledger, outcomes)
         counts = finish_run(butler.root, ledger, config)
         failures = [f for o in outcomes if o.tract == ledger.tract for f in o.failures]
-        summaries[ledger.tract] = band_summary(
+        summary = summaries[ledger.tract] = band_summary(
             butler.root, ledger, OUTPUT_DATASET_TYPES, config, failures
         )
         context.log.info(f"tract {ledger.tract} RUN {ledger.output_run}: {json.dumps(counts)}")
+        png = run_directory(butler.root, ledger.output_run) / f"validation_tract{ledger.tract}.png"
+        checks[ledger.tract] = tract_checks(
+            butler.root, ledger.output_run, ledger.graph_path, ledger.tract,
+            sorted(set(bands_of.get(ledger.tract, []))), OUTPUT_DATASET_TYPES, config,
+            validation.config(), summary=summary, png=png,
+        )  # fmt: skip
+        figures[ledger.tract] = png
     ledgers = {ledger.tract: ledger for ledger in state.ledgers}
     missing = []
     for name in OUTPUT_DATASET_TYPES:
@@ -391,15 +405,18 @@ def materialize_outputs(
             if not partition_complete(summary, name, band):
                 missing.append(f"{name} {key}")
                 continue
-            yield dg.AssetMaterialization(
-                asset_key=name,
-                partition=str(key),
-                metadata=_partition_metadata(ledgers[tract], summary, name, band),
-            )
+            metadata = _partition_metadata(ledgers[tract], summary, name, band)
+            if name == CHECKED_ASSET.path[-1] and figures[tract].exists():
+                metadata["validation figure"] = dg.MetadataValue.path(str(figures[tract]))
+            yield dg.AssetMaterialization(asset_key=name, partition=str(key), metadata=metadata)
     if missing:
         context.log.warning(
             f"not materialized (datasets missing: failed or blocked quanta): {', '.join(missing)}"
         )
+    for tract, outcomes_by_band in sorted(checks.items()):
+        failed = log_check_outcomes(context, tract, outcomes_by_band)
+        if failed:
+            context.log.warning(f"tract {tract}: {failed} asset checks failed")
 
 
 @dg.graph(name="pipeline_outputs", out={name: dg.GraphOut() for name in OUTPUT_DATASET_TYPES})
@@ -439,7 +456,8 @@ pipeline_outputs = dg.AssetsDefinition.from_graph(
 
 execution_job = dg.define_asset_job(
     "execution_job",
-    selection=dg.AssetSelection.groups(GROUP),
+    # The checks are evaluated by materialize_outputs itself (per partition).
+    selection=dg.AssetSelection.groups(GROUP).without_checks(),
     description="Execute one tract's QuantumGraph (partition range g|T...y|T) cluster by cluster.",
     executor_def=rc2_executor,
 )

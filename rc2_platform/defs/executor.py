@@ -2,8 +2,9 @@
 
 ``rc2_executor`` is ``multi_or_in_process_executor`` (run config ``execution: {config:
 {multiprocess: {...}}}`` or ``{in_process: {}}`` as usual) with
-``step_dependency_config.require_upstream_step_success: false`` filled in unless the
-run config says otherwise: a step starts once the outputs it reads exist, even when the
+``step_dependency_config.require_upstream_step_success: false`` and (multiprocess) the
+``forkserver`` start method preloading ``rc2_platform.defs`` filled in unless the run
+config says otherwise: a step starts once the outputs it reads exist, even when the
 step that wrote them later failed.
 
 The execution job relies on it. A cluster step whose quanta failed for good yields its
@@ -33,12 +34,20 @@ REGISTRY_POOL = "rc2_registry"
 RUN_ON_INPUTS = {"require_upstream_step_success": False}
 
 
+#: How multiprocess steps start unless the run config says: forked from a server that
+#: imported Dagster and the package once (a spawned step re-imports both, ~1-2 s each).
+FORKSERVER = {"forkserver": {"preload_modules": ["rc2_platform.defs"]}}
+
+
 def _with_dependency_rule(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The default executor's config with :data:`RUN_ON_INPUTS` unless given."""
+    """The default executor's config with :data:`RUN_ON_INPUTS` (and, multiprocess,
+    :data:`FORKSERVER`) unless given."""
     config = dict(config or {}) or {"multiprocess": {}}
     ((kind, inner),) = config.items()
     inner = dict(inner or {})
     inner.setdefault("step_dependency_config", dict(RUN_ON_INPUTS))
+    if kind == "multiprocess":
+        inner.setdefault("start_method", FORKSERVER)
     return {kind: inner}
 
 

@@ -178,4 +178,26 @@ def bright_object_masks(
     return _report(context, result)
 
 
-ingest_assets = [instrument, skymap, calibrations, raws, visits, refcat_shards, bright_object_masks]
+@dg.asset(group_name=GROUP, deps=[instrument], kinds={"sqlalchemy"}, pool=REGISTRY_POOL)
+def truth_catalog(
+    context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
+) -> dg.MaterializeResult:
+    """The simulation's truth catalog (dataset ``truth_catalog`` in RUN ``<instrument>/truth``),
+    which validation and the asset checks read; nothing for a survey without one."""
+    config = survey.load()
+    with butler.open() as repo:
+        return _report(
+            context, ingest.ingest_truth(repo, config.truth, instrument=config.instrument)
+        )
+
+
+ingest_assets = [
+    instrument,
+    skymap,
+    calibrations,
+    raws,
+    visits,
+    refcat_shards,
+    bright_object_masks,
+    truth_catalog,
+]

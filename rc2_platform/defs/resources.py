@@ -1,4 +1,4 @@
-"""Dagster resources: the repository (ButlerResource) and the survey's bootstrap config."""
+"""Dagster resources: the repository, the survey's bootstrap config, validation bounds."""
 
 import os
 from pathlib import Path
@@ -7,6 +7,7 @@ import dagster as dg
 
 from rc2_platform.butler import Butler
 from rc2_platform.ingest.bootstrap_config import BootstrapConfig, load_bootstrap_config
+from rc2_platform.validate.metrics import ValidationConfig
 
 #: Defaults used by `dagster dev` in a checkout after `rc2 demo ./demo`.
 DEFAULT_REPO = "demo/repo"
@@ -42,3 +43,29 @@ class SurveyResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def load(self) -> BootstrapConfig:
         """Read and validate the bootstrap config (absolute paths)."""
         return load_bootstrap_config(self.bootstrap_config)
+
+
+class ValidationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The bounds of the validation asset checks on ``deepCoadd_forced_src``.
+
+    Defaults are :class:`~rc2_platform.validate.ValidationConfig`'s (those of
+    ``rc2 validate``); set them per deployment in the resource config.
+    """
+
+    bright_mag: float = 21.0
+    depth_mag: float = 23.0
+    max_median_offset: float = 0.02
+    max_scatter: float = 0.05
+    max_astrometric_scatter_arcsec: float = 0.05
+    min_completeness: float = 0.95
+
+    def config(self) -> ValidationConfig:
+        """The validation config these bounds make."""
+        return ValidationConfig(
+            bright_mag=self.bright_mag,
+            depth_mag=self.depth_mag,
+            max_median_offset=self.max_median_offset,
+            max_scatter=self.max_scatter,
+            max_astrometric_scatter_arcsec=self.max_astrometric_scatter_arcsec,
+            min_completeness=self.min_completeness,
+        )

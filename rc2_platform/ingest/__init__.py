@@ -45,9 +45,13 @@ from rc2_platform.ingest.masks import ingest_bright_object_masks
 from rc2_platform.ingest.raws import RawInfo, expand_files, index_raws, ingest_raws
 from rc2_platform.ingest.refcats import ingest_refcats
 from rc2_platform.ingest.skymap import register_skymap
+from rc2_platform.ingest.truth import TRUTH_DATASET, find_truth, ingest_truth
 from rc2_platform.ingest.visits import define_visits
 
 __all__ = [
+    "TRUTH_DATASET",
+    "find_truth",
+    "ingest_truth",
     "BootstrapConfig",
     "BootstrapSummary",
     "CalibrationEntry",

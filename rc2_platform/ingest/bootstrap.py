@@ -32,6 +32,7 @@ from rc2_platform.ingest.masks import ingest_bright_object_masks
 from rc2_platform.ingest.raws import ingest_raws
 from rc2_platform.ingest.refcats import ingest_refcats
 from rc2_platform.ingest.skymap import register_skymap
+from rc2_platform.ingest.truth import ingest_truth
 from rc2_platform.ingest.visits import define_visits
 
 __all__ = ["BootstrapSummary", "bootstrap", "register_default_chain", "run_bootstrap"]
@@ -144,6 +145,7 @@ def _steps(config: BootstrapConfig, processes: int) -> list[tuple[str, int | Non
             run=names.refcats, transfer=refcat.transfer if refcat else "copy")),
         ("masks", None, lambda b, _: ingest_bright_object_masks(
             b, config.masks, skymap=sm.name, run=names.masks)),
+        ("truth", None, lambda b, _: ingest_truth(b, config.truth, instrument=config.instrument)),
         ("collections", None, lambda b, _: register_default_chain(b, names)),
     ]  # fmt: skip
 

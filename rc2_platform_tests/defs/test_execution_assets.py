@@ -200,15 +200,19 @@ def record_graph(instance: dg.DagsterInstance, graph: Path, run: str, tract: str
 
 def definitions(repo: Path, **pipes: Any) -> dg.Definitions:
     """Definitions with the execution assets, pointed at ``repo``."""
+    from rc2_platform.defs.checks import deepCoadd_forced_src_checks
     from rc2_platform.defs.execution_sensor import execution_sensor
+    from rc2_platform.defs.resources import ValidationResource
 
     return dg.Definitions(
         assets=[*ingest_assets, quantum_graph, pipeline_outputs],
+        asset_checks=[deepCoadd_forced_src_checks],
         jobs=[execution_job],
         sensors=[execution_sensor],
         resources={
             "butler": ButlerResource(repo=str(repo)),
             "survey": SurveyResource(),
+            "validation": ValidationResource(),
             **execution_resources(**pipes),
         },
     )
@@ -315,6 +319,14 @@ def test_tract_runs_as_one_step_per_cluster_with_bounded_event_log(tmp_path: Pat
         assert sum(r["quanta succeeded"] for r in rows.values()) == len(graph)
         assert rows["g"]["datasets"] == rows["g"]["expected"] == meta["datasets"].value
         assert run_record(instance, run_id).tags["rc2/tract"] == TRACT
+        # Structural checks per partition pass; validation fails (no truth in this repo).
+        key = dg.AssetCheckKey(dg.AssetKey("deepCoadd_forced_src"), "no_failed_quanta")
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+        assert {r.partition for r in history} == {f"{b}|{TRACT}" for b in BANDS}
+        assert {r.status.value for r in history} == {"SUCCEEDED"}
+        key = dg.AssetCheckKey(dg.AssetKey("deepCoadd_forced_src"), "completeness")
+        (record, *_) = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert record.status.value == "FAILED"
     outputs = sum(1 for q in graph.quanta for _ in q.all_outputs())
     assert registered(repo, graph) == outputs
     assert Journal.for_run(repo, run).last("run_finished")["status"] == "succeeded"  # type: ignore[index]

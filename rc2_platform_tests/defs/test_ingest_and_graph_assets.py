@@ -138,3 +138,41 @@ def test_partitions_ingest_exactly_their_tract_and_band_and_sensor_starts_graph_
             "forcedPhotCoadd",
         }
         assert counts["mergeDetections"] == 4  # the tiny survey's 2 x 2 patches
+
+
+def test_truth_catalog_asset_records_the_simulations_truth(
+    resources: dict[str, object],
+) -> None:
+    from rc2_platform.defs.ingest_assets import truth_catalog
+    from rc2_platform.ingest import find_truth
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([instrument, truth_catalog], instance=instance, resources=resources)
+        assert result.success
+        mat = result.asset_materializations_for_node("truth_catalog")[0]
+        assert mat.metadata["ingested"].value == 1
+        butler_res = resources["butler"]
+        assert isinstance(butler_res, ButlerResource)
+        with Butler(butler_res.repo) as butler:
+            path = find_truth(butler)
+        assert path is not None and path.is_file()
+
+
+def test_tract_sensor_adds_the_surveys_tracts_before_the_skymap_runs(
+    tiny_survey: SimulationResult, resources: dict[str, object]
+) -> None:
+    from rc2_platform.defs.tract_sensor import tract_partitions_sensor
+    from rc2_platform.ingest import load_bootstrap_config
+
+    tracts = [str(t) for t in load_bootstrap_config(tiny_survey.bootstrap).tracts]
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        result = tract_partitions_sensor.evaluate_tick(context)
+        (request,) = result.dynamic_partitions_requests or []
+        assert isinstance(request, dg.AddDynamicPartitionsRequest)
+        assert list(request.partition_keys) == tracts
+        instance.add_dynamic_partitions("tracts", list(request.partition_keys))
+        again = tract_partitions_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, resources=resources)
+        )
+        assert not again.dynamic_partitions_requests and again.skip_message

@@ -1,5 +1,9 @@
 """The operator's failure path on the ``tiny`` survey with the real science tasks.
 
+The asset checks on ``deepCoadd_forced_src`` (structure and validation against the
+truth catalog the bootstrap ingested) are evaluated per band partition at the end of
+both runs.
+
 One g-band raw truncated: the Dagster run fails in the cluster step that ran its isr
 quantum (after the retry), the error names task, data ID and exception, the g partition
 of ``calexp`` is not materialized while the other bands' are; after the raw is restored,
@@ -21,6 +25,7 @@ from rc2_platform.execution.journal import Journal
 from rc2_platform.graph import save_graph
 from rc2_platform.graph.builder import QuantumGraphBuilder
 from rc2_platform.ingest import bootstrap, load_bootstrap_config
+from rc2_platform.monitor.checks import STRUCTURAL_CHECKS, VALIDATION_CHECKS
 from rc2_platform.pipeline import Pipeline
 from rc2_platform.simulate import simulate
 from rc2_platform_tests.defs.test_execution_assets import record_graph, run_record, run_tract
@@ -95,3 +100,33 @@ def test_truncated_raw_fails_its_step_and_reexecution_from_failure_completes(
         ).records[0].asset_materialization  # fmt: skip
         assert mat is not None and mat.metadata["quanta failed"].value == 0
         assert run_record(instance, again.run_id).tags["rc2/tract"] == tract
+        # Asset checks per partition: the g partition failed no_failed_quanta in the first
+        # run; after the re-execution every check of every band passes (the truth catalog
+        # came in with the bootstrap).
+        checks = _latest_checks(instance)
+        assert {p for (_c, p) in checks} == {f"{b}|{tract}" for b in bands}
+        assert all(passed for passed in checks.values()), {k: v for k, v in checks.items() if not v}
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(FORCED, "no_failed_quanta"), limit=100
+        )
+        assert any(r.partition == f"g|{tract}" and r.status.value == "FAILED" for r in history)
+        forced = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=FORCED, asset_partitions=[f"g|{tract}"]), limit=1
+        ).records[0].asset_materialization  # fmt: skip
+        assert forced is not None and Path(str(forced.metadata["validation figure"].value)).exists()
+
+
+FORCED = dg.AssetKey("deepCoadd_forced_src")
+
+
+def _latest_checks(instance: dg.DagsterInstance) -> dict[tuple[str, str], bool]:
+    """(check, partition) -> whether its newest evaluation passed."""
+    out: dict[tuple[str, str], bool] = {}
+    for name in (*STRUCTURAL_CHECKS, *VALIDATION_CHECKS):
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(FORCED, name), limit=100
+        )
+        for record in history:  # newest first
+            if record.partition is not None:
+                out.setdefault((name, record.partition), record.status.value == "SUCCEEDED")
+    return out

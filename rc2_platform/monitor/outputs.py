@@ -1,4 +1,7 @@
-"""Dagster-shaped views of a graph's execution: step mapping keys and per-band summaries.
+"""Per-band views of a graph's execution: step mapping keys and per-band summaries.
+
+(Used by the Dagster layer, which partitions the outputs by tract × band; nothing here
+imports Dagster.)
 
 The execution layer knows quanta and clusters; the Dagster assets are partitioned by
 tract × band. This module maps one onto the other: :func:`mapping_key` names a cluster's
@@ -142,8 +145,9 @@ def band_summary(
     config: ExecutionConfig,
     failures: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Per band: quanta by state; per dataset type the expected and registered datasets and
-    table rows; the ``failures`` (dicts of :class:`ClusterOutcome`) of the band's quanta."""
+    """Per band: quanta by state; per dataset type the expected datasets, the registered
+    ones (``datasets``), those whose file exists (``on_disk``), table rows and empty
+    tables; the ``failures`` (dicts of :class:`ClusterOutcome`) of the band's quanta."""
     graph, _plan = load_graph_and_plan(ledger.graph_path, config)
     dims = {d for q in graph.quanta for d in q.data_id.dimensions}
     with Butler(repo) as butler:
@@ -162,6 +166,8 @@ def band_summary(
                 **{s.value: 0 for s in QuantumState},
                 "datasets": {},
                 "expected": {},
+                "on_disk": {},
+                "empty": {},
                 "rows": {},
                 "failures": [],
             },
@@ -178,10 +184,14 @@ def band_summary(
         if record is None:
             continue
         e["datasets"][name] += 1
+        path = store_root / record.path
+        if path.exists():
+            e["on_disk"][name] = e["on_disk"].get(name, 0) + 1
         if record.formatter.startswith("fits") and "table" in record.formatter:
-            rows = _fits_rows(store_root / record.path)
+            rows = _fits_rows(path)
             if rows is not None:
                 e["rows"][name] = e["rows"].get(name, 0) + rows
+                e["empty"][name] = e["empty"].get(name, 0) + (rows == 0)
     for failure in failures:
         entry(band_of(failure["data_id"]))["failures"].append(dict(failure))
     return summary
