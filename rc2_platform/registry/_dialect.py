@@ -43,6 +43,9 @@ from rc2_platform.registry import _bulk
 #: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
 WRITE_TRANSACTION = "rc2_write_transaction"
 
+#: Key of the advisory lock serializing schema creation in one database.
+SCHEMA_LOCK_KEY = 7_271_982_011
+
 #: Table options of a table whose primary key is its only access path (SQLite: WITHOUT ROWID).
 CLUSTERED_PRIMARY_KEY: dict[str, Any] = {"sqlite_with_rowid": False}
 
@@ -88,6 +91,13 @@ class Backend:
     def existing_url(self, url: sa.URL, read_only: bool) -> sa.URL:
         """The URL to open an existing registry with (checked; read-only if asked)."""
         return url
+
+    def lock_schema_creation(self, conn: sa.Connection) -> None:
+        """Serialize schema creation: two creators of one empty database wait in turn.
+
+        The second then finds the schema made and reports it (no duplicate-table crash).
+        SQLite takes its write lock at BEGIN (``WRITE_TRANSACTION``), so needs nothing here.
+        """
 
     def create_migration_engine(self, url: sa.URL) -> sa.Engine:
         """An engine for schema migrations (no pool: one connection, closed after)."""
@@ -379,6 +389,10 @@ class PostgresBackend(Backend):
     transactional_ddl = True
     defers_foreign_keys = True
 
+    def lock_schema_creation(self, conn: sa.Connection) -> None:
+        """A transaction-level advisory lock, released when the creating transaction ends."""
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+
     def adapt_url(self, url: sa.URL) -> sa.URL:
         """``postgresql://`` means psycopg 3 (SQLAlchemy would pick psycopg2)."""
         if url.drivername == "postgresql":
@@ -483,6 +497,10 @@ class MysqlBackend(Backend):
 
     names = ("mysql", "mariadb")
     foreign_keys_create_indexes = True
+
+    def lock_schema_creation(self, conn: sa.Connection) -> None:
+        """A named lock (DDL commits at once here), released when the connection closes."""
+        conn.exec_driver_sql(f"SELECT GET_LOCK('rc2_schema_{SCHEMA_LOCK_KEY}', 600)")
 
     def adapt_url(self, url: sa.URL) -> sa.URL:
         """Four-byte UTF-8 (``utf8mb4``) on every connection."""

@@ -54,7 +54,7 @@ from rc2_platform.registry._data_ids import data_ids as _data_ids
 from rc2_platform.registry._dataset_columns import DatasetColumns, import_dataset_columns
 from rc2_platform.registry._datasets import DatasetManager
 from rc2_platform.registry._datastore_records import DatastoreRecordManager
-from rc2_platform.registry._dialect import backend
+from rc2_platform.registry._dialect import WRITE_TRANSACTION, backend
 from rc2_platform.registry._engine import existing_database_url, make_engine, safe_url
 from rc2_platform.registry._migrate import MigrationReport, is_migratable, stamp_head
 from rc2_platform.registry._queries import QueryBuilder
@@ -111,7 +111,8 @@ class Registry(RegistryAdmin):
         universe = universe or DimensionUniverse.default()
         engine = make_engine(url)
         reg = cls(engine, universe)
-        with engine.begin() as conn:
+        with engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+            backend(conn).lock_schema_creation(conn)
             if sa.inspect(conn).has_table("rc2_meta"):
                 raise SchemaVersionError(
                     f"a registry already exists at {safe_url(url)}; open it instead"
