@@ -36,6 +36,7 @@ from rc2_platform.core import (
     Timespan,
 )
 from rc2_platform.core.crash_points import crash_point
+from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.errors import (
     CollectionError,
@@ -188,10 +189,7 @@ class Butler:
             raise RepositoryNotFoundError(
                 f"no repository at {root}: {path} does not exist; create one with `rc2 create {root}`"
             )
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        config = read_yaml(path)
         registry = config.get("registry") if isinstance(config, dict) else None
         if not isinstance(registry, dict) or "url" not in registry:
             raise ConfigError(f"{path} lacks registry.url; it is not a butler configuration")

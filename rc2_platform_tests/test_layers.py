@@ -217,3 +217,27 @@ def test_spherical_geometry_lives_in_geometry() -> None:
             if name.split(".")[0] == "scipy":
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert offenders == []
+
+
+def test_every_yaml_load_goes_through_the_safe_loader() -> None:
+    """Only core/yaml_safe.py parses YAML (duplicate keys refused, aliases bounded)."""
+    loaders = {"safe_load", "load", "load_all", "safe_load_all", "full_load", "unsafe_load"}
+    loaders |= {"compose", "compose_all", "SafeLoader", "CSafeLoader", "FullLoader", "Loader"}
+    loaders |= {"UnsafeLoader", "CLoader", "CFullLoader", "CUnsafeLoader", "BaseLoader"}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.as_posix() == "core/yaml_safe.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+                and node.attr in loaders
+            ):
+                offenders.append(f"{rel}:{node.lineno}: yaml.{node.attr}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yaml"):
+                names = [a.name for a in node.names if a.name in loaders]
+                offenders += [f"{rel}:{node.lineno}: from {node.module} import {n}" for n in names]
+    assert offenders == []

@@ -22,6 +22,7 @@ import yaml
 from rc2_platform.butler_transfer._bundle import Bundle, CollectionEntry, UniverseTag
 from rc2_platform.core import CollectionType, DataCoordinate, DatasetRef, DatasetType, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.core.yaml_safe import YamlError, load_yaml
 from rc2_platform.errors import ExportFormatError
 
 #: Version of the file format this code writes and reads.
@@ -30,7 +31,6 @@ FORMAT_VERSION = 1
 FORMAT_KEY = "rc2_export"
 
 _BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Rows(str):
@@ -165,9 +165,9 @@ def read_file(path: Path) -> dict[str, Any]:
     """Read an export file; refuse anything that is not one of this format version."""
     try:
         with open(path) as fh:
-            doc = yaml.load(fh, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ExportFormatError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+            doc = load_yaml(fh, str(path))
+    except YamlError as exc:
+        raise ExportFormatError(str(exc)) from None
     if not isinstance(doc, dict) or FORMAT_KEY not in doc:
         raise ExportFormatError(
             f"{path} is not an rc2 export file (no {FORMAT_KEY!r} key); write one with `rc2 export`"

@@ -220,15 +220,12 @@ def register_skymap_command(
 
 def _load_manifest(path: Path) -> list[CalibrationEntry]:
     """Calibration entries from a list, or from the ``calibrations`` of a bootstrap.yaml."""
-    import yaml
     from pydantic import TypeAdapter, ValidationError
 
+    from rc2_platform.core.yaml_safe import read_yaml
     from rc2_platform.ingest import CalibrationEntry, load_bootstrap_config
 
-    try:
-        data: Any = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data: Any = read_yaml(path)
     if isinstance(data, dict) and "skymap" in data:
         return list(load_bootstrap_config(path).calibrations)
     if isinstance(data, dict):

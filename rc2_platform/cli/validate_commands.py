@@ -24,9 +24,8 @@ _COLUMNS = ("band", "metric", "value", "bound", "unit", "n", "result")
 def _default_truth(repo: Path) -> Path | None:
     """The repository's ``truth_catalog`` dataset, else the truth file a bootstrap YAML in
     the repository names (``truth:``), if any."""
-    import yaml
-
     from rc2_platform.butler import Butler
+    from rc2_platform.core.yaml_safe import read_yaml
     from rc2_platform.ingest.truth import find_truth
 
     with Butler(repo) as butler:
@@ -36,7 +35,7 @@ def _default_truth(repo: Path) -> Path | None:
     for name in ("bootstrap.yaml", "bootstrap_config.yaml"):
         path = repo / name
         if path.is_file():
-            data: Any = yaml.safe_load(path.read_text()) or {}
+            data: Any = read_yaml(path) or {}
             truth = data.get("truth") if isinstance(data, dict) else None
             if truth:
                 base = Path(str(data.get("root", path.parent)))

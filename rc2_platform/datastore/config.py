@@ -6,9 +6,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.datastore.formatters import FORMATTERS
 from rc2_platform.datastore.templates import PathTemplate
 from rc2_platform.errors import ConfigError
@@ -57,10 +57,7 @@ def _read_yaml(path: Path | None, package_file: str) -> dict[str, Any]:
         where = f"rc2_platform/config/{package_file}"
     else:
         text, where = Path(path).read_text("utf-8"), str(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+    data = load_yaml(text, where) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping at the top level")
     return data

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from rc2_platform.core.exposure import Exposure
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.datastore import fits_io
 from rc2_platform.errors import FormatterError
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 #: libyaml's C emitter/parser when PyYAML has them (same output, several times faster).
 _YamlDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _TYPE_KEY = "__rc2_type__"
 _DATA_KEY = "data"
@@ -175,7 +175,7 @@ class YamlFormatter(Formatter):
 
     def read(self, path: Path) -> Any:
         with open(path, encoding="utf-8") as stream:
-            return _from_plain(yaml.load(stream, Loader=_YamlLoader), path)
+            return _from_plain(load_yaml(stream, str(path)), path)
 
 
 class JsonFormatter(Formatter):

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.errors import ConfigError
 
 __all__ = [
@@ -216,14 +216,10 @@ def load_execution_config(path: str | Path | None = None) -> ExecutionConfig:
     """
     file = Path(path) if path is not None else default_execution_config_path()
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = read_yaml(file) or {}
     except FileNotFoundError:
         raise ConfigError(
             f"Execution config {file} does not exist; pass an existing YAML file."
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"Execution config {file} is not valid YAML: {exc}".replace("\n", " ")
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(

@@ -33,6 +33,7 @@ import yaml
 from astropy.time import Time
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.errors import ConfigError
 
 __all__ = [
@@ -313,10 +314,7 @@ def load_bootstrap_config(path: str | Path, *, check_files: bool = False) -> Boo
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read bootstrap config {path}: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.errors import ConfigError, IngestError
 
 __all__ = [
@@ -237,9 +237,9 @@ def _read_config(path: Path | None) -> CameraConfig:
         text = Path(path).read_text()
         source = str(path)
     try:
-        return CameraConfig.model_validate(yaml.safe_load(text))
-    except (ValidationError, yaml.YAMLError) as exc:
-        raise ConfigError(f"invalid camera configuration {source}: {exc}") from exc
+        return CameraConfig.model_validate(load_yaml(text, source))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid camera configuration {source}: {_first(exc)}") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -257,3 +257,9 @@ def load_camera(path: Path | None = None) -> Camera:
         If the file does not validate.
     """
     return Camera(_read_config(path))
+
+
+def _first(exc: ValidationError) -> str:
+    """The first problem of a pydantic error on one line: ``field.path: message``."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"

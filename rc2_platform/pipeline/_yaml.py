@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rc2_platform.core.yaml_safe import YamlError, load_yaml
 from rc2_platform.errors import PipelineError
 
 #: Package holding the pipelines shipped with rc2_platform (e.g. ``DRP-RC2.yaml``).
@@ -151,9 +151,9 @@ def shipped_pipelines() -> list[str]:
 def parse_document(text: str, source: str) -> PipelineDocument:
     """Parse YAML text into a :class:`PipelineDocument`; PipelineError names ``source``."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"pipeline {source}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raw = load_yaml(text, f"pipeline {source}")
+    except YamlError as exc:
+        raise PipelineError(str(exc)) from None
     return validate_document(raw, source)
 
 

@@ -28,6 +28,7 @@ from rc2_platform.core.names import (
     show,
     string_value_problem,
 )
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.errors import ConfigError, DimensionError, DimensionValueError
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")  # longer cannot fit 64 bits anyway
@@ -244,12 +245,14 @@ class DimensionUniverse:
     # --- construction -----------------------------------------------------------------
 
     @classmethod
-    def from_yaml(cls, text: str) -> DimensionUniverse:
-        """Build a universe from YAML text; invalid config -> ConfigError."""
+    def from_yaml(cls, text: str, source: str = "dimension universe") -> DimensionUniverse:
+        """Build a universe from YAML text; invalid config -> ConfigError naming ``source``."""
         try:
-            return cls(UniverseConfig.model_validate(yaml.safe_load(text)))
-        except (ValidationError, yaml.YAMLError) as exc:
-            raise ConfigError(f"invalid dimension universe configuration: {exc}") from exc
+            return cls(UniverseConfig.model_validate(load_yaml(text, source)))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid dimension universe configuration {source}: {_first(exc)}"
+            ) from None
 
     @classmethod
     def default(cls) -> DimensionUniverse:
@@ -413,3 +416,9 @@ class DimensionUniverse:
         """Build a data ID holding the required *and* implied dimensions of ``dimensions``."""
         dims = self.expand(dimensions)
         return DataCoordinate(dims, tuple(self.coerce_value(d, values[d]) for d in dims))
+
+
+def _first(exc: ValidationError) -> str:
+    """The first problem of a pydantic error on one line: ``field.path: message``."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.errors import ConfigError
 
 #: Repository names are one URL path segment; these are taken by the server itself.
@@ -129,11 +129,9 @@ def load_server_config(path: Path | str | None) -> ServerConfig:
         return ServerConfig()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read server config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"server config {path} is not valid YAML: {exc}") from None
     try:
         return ServerConfig.model_validate(data)
     except ValidationError as exc:

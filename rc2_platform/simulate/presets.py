@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.errors import ConfigError
 from rc2_platform.simulate.faults import FaultPlan
 
@@ -180,10 +180,8 @@ def load_preset(name_or_path: str | Path) -> SimulationPreset:
             )
         text, where = resource.read_text(), f"preset {name_or_path}"
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, where)
         return SimulationPreset.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"

@@ -7,9 +7,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rc2_platform.core.yaml_safe import load_yaml
 from rc2_platform.errors import ConfigError
 
 __all__ = ["SkyMapConfig", "load_skymap_config", "skymap_config_names"]
@@ -64,9 +64,9 @@ def _load_file(path: Path | None) -> dict[str, SkyMapConfig]:
     else:
         text, source = Path(path).read_text(), str(path)
     try:
-        doc = _SkyMapFile.model_validate(yaml.safe_load(text))
-    except (ValidationError, yaml.YAMLError) as exc:
-        raise ConfigError(f"invalid sky map configuration {source}: {exc}") from exc
+        doc = _SkyMapFile.model_validate(load_yaml(text, source))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid sky map configuration {source}: {_first(exc)}") from None
     return {c.name: c for c in doc.skymaps}
 
 
@@ -90,3 +90,9 @@ def load_skymap_config(name: str = "hsc_rings_v1", path: Path | None = None) -> 
         raise ConfigError(
             f"no sky map named {name!r}; known sky maps: {', '.join(configs)}"
         ) from None
+
+
+def _first(exc: ValidationError) -> str:
+    """The first problem of a pydantic error on one line: ``field.path: message``."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"

@@ -170,7 +170,7 @@ def test_subset_with_unknown_label(tmp_path: Path) -> None:
 def test_invalid_documents(tmp_path: Path) -> None:
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("tasks: [unclosed\n")
-    with pytest.raises(PipelineError, match="invalid YAML"):
+    with pytest.raises(PipelineError, match="not valid YAML"):
         Pipeline.from_yaml(bad_yaml)
     with pytest.raises(PipelineError, match="tsaks"):
         Pipeline.from_yaml(write(tmp_path, {"tsaks": {}}))
