@@ -6,6 +6,7 @@ Usage::
                                                               # busy 2-core machine)
     python benchmarks/full_tract.py --work /tmp/ft --visits 2 --patches 39,40,41,48,49,50
     python benchmarks/full_tract.py --work /tmp/ft --visits 1 --patches 40 --inject-faults
+    python benchmarks/full_tract.py --work /tmp/ft --reuse --run u/me/b2 --patches 30,31
 
 Runs, each as its own ``rc2`` process: ``simulate rc2-pixels`` (``--workers``),
 ``bootstrap``, ``qgraph build`` (DRP-RC2 over the tract, or ``patch IN (...)``), ``run``
@@ -134,9 +135,9 @@ def _stage(name: str, argv: list[str], log_dir: Path, sample: float) -> dict[str
     return result
 
 
-def _registration(repo: Path) -> dict[str, Any]:
+def _registration(repo: Path, run: str) -> dict[str, Any]:
     """Seconds of the registrations `rc2 run` journaled (inside its wall time)."""
-    journals = list((repo / "_runs").glob("*/journal.jsonl"))
+    journals = list((repo / "_runs").glob(f"{run.replace('/', '_')}-*/journal.jsonl"))
     events = [
         json.loads(line)
         for path in journals
@@ -203,16 +204,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inject-faults", action="store_true")
     parser.add_argument("--sample", type=float, default=0.5, help="psutil sampling seconds")
     parser.add_argument("--overwrite", action="store_true", help="empty --work first")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep WORK/sim and WORK/repo of an earlier invocation: graph, run, validate only",
+    )
+    parser.add_argument("--run", default=RUN, help=f"output RUN (default {RUN})")
     args = parser.parse_args(argv)
 
     work: Path = args.work
+    run = args.run
     if args.overwrite and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     rc2 = _rc2()
-    sim, repo, graph = work / "sim", work / "repo", work / "tract.qgraph"
+    sim, repo = work / "sim", work / "repo"
+    graph = work / f"{run.replace('/', '_')}.qgraph"
 
     simulate = [rc2, "simulate", "rc2-pixels", str(sim), "--workers", str(args.sim_workers),
                 "--json"]  # fmt: skip
@@ -226,29 +235,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.patches:
         where += f" AND patch IN ({args.patches})"
     stages: dict[str, Any] = {}
-    stages["simulate"] = _stage("simulate", simulate, logs, args.sample)
-    stages["bootstrap"] = _stage(
-        "bootstrap", [rc2, "bootstrap", str(repo), str(sim / "bootstrap.yaml"), "--json"],
-        logs, args.sample,
-    )  # fmt: skip
+    if not args.reuse:
+        stages["simulate"] = _stage("simulate", simulate, logs, args.sample)
+        stages["bootstrap"] = _stage(
+            "bootstrap", [rc2, "bootstrap", str(repo), str(sim / "bootstrap.yaml"), "--json"],
+            logs, args.sample,
+        )  # fmt: skip
     stages["graph"] = _stage(
         "graph",
         [rc2, "qgraph", "build", str(repo), "--pipeline", "DRP-RC2", "--input", "HSC/defaults",
-         "--output", RUN, "--where", where, "--save", str(graph), "--json"],
+         "--output", run, "--where", where, "--save", str(graph), "--json"],
         logs, args.sample,
     )  # fmt: skip
     stages["run"] = _stage(
         "run", [rc2, "run", str(repo), str(graph), "--jobs", str(args.jobs), "--json"],
         logs, args.sample,
     )  # fmt: skip
-    stages["register"] = _registration(repo)
+    stages["register"] = _registration(repo, run)
     stages["validate"] = _stage(
         "validate",
-        [rc2, "validate", str(repo), RUN, "--json", "--truth", str(sim / "truth.fits"),
+        [rc2, "validate", str(repo), run, "--json", "--truth", str(sim / "truth.fits"),
          "--png", str(work / "validation.png"), "--patch-png", str(work / "patch_maps.png")],
         logs, args.sample,
     )  # fmt: skip
-    subprocess.run([rc2, "report", str(repo), RUN, "--json"], check=False,
+    subprocess.run([rc2, "report", str(repo), run, "--json"], check=False,
                    stdout=(logs / "report.json").open("wb"))  # fmt: skip
     report = json.loads((logs / "report.json").read_text() or "{}")
     quanta = sum(sum(v for k, v in row.items() if k != "retried")
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             "patches": args.patches or "all 81",
             "max_detectors": args.max_detectors,
             "inject_faults": args.inject_faults,
+            "reused_repository": args.reuse,
+            "run": run,
             "quanta": quanta,
             "jobs": args.jobs,
         },

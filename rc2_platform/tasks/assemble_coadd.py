@@ -55,10 +55,10 @@ class AssembleCoaddConfig(TaskConfig):
     )
     min_warps: int = Field(1, ge=1, description="Fewest warps needed to build a coadd.")
     max_psf_fwhm_pixels: float | None = Field(
-        6.0,
+        4.5,
         gt=0,
         description="Warps whose PSF FWHM (coadd pixels) is wider are left out (bad seeing, "
-        "wind shake, defocus; the presets' seeing is ~2.5 px); None keeps every warp.",
+        "wind shake, defocus; the presets' seeing is 2.3-2.75 px); None keeps every warp.",
     )
 
 
