@@ -23,6 +23,9 @@ from rc2_platform.registry._dialect import backend, insert_rows, savepoint
 from rc2_platform.registry._records import chunks
 from rc2_platform.registry.schema import RegistrySchema
 
+#: Python types a binary COPY takes as data ID values as they are.
+_EXACT = (int, str)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredDatasetType:
@@ -227,9 +230,11 @@ class DatasetManager:
         tag_rows = [
             (type_id, run_id, i, *r.data_id.values_tuple) for i, r in zip(ids, refs, strict=True)
         ]
-        # Imported refs may carry values of other int types: text COPY converts them.
+        # Imported refs may carry values of other int types (text COPY converts them);
+        # data IDs of plain ints and strings (exports, other registries) go binary.
+        binary = all(type(v) in _EXACT for r in refs for v in r.data_id.values_tuple)
         try:
-            self.write_rows(conn, stored, run_id, ds_rows, tag_rows, refs, binary=False)
+            self.write_rows(conn, stored, run_id, ds_rows, tag_rows, refs, binary=binary)
         except DatasetConflictError:
             if fresh_run:  # name the UUID that exists in another RUN or type, if that is it
                 self._drop_identical(conn, stored, refs, run_id)

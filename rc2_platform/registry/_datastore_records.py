@@ -38,7 +38,8 @@ class DatastoreRecordManager:
             (i, r.path, r.storage_class, r.formatter, r.file_size)
             for i, r in zip(ids, records, strict=True)
         ]
-        insert_rows(conn, self.table, _COLUMNS, rows)
+        exact = all(type(r.path) is str and type(r.file_size) in (int, type(None)) for r in records)
+        insert_rows(conn, self.table, _COLUMNS, rows, binary=exact)
 
     def fetch(
         self, conn: sa.Connection, ids: Iterable[uuid.UUID]
