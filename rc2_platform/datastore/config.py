@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def load_datastore_config(
     ConfigError
         If a file is not valid YAML or fails validation (unknown formatter, bad template).
     """
+    if templates_file is None and storage_classes_file is None:
+        # The packaged files do not change while the process runs: parse them once (each
+        # cluster job opens a datastore; forked jobs inherit the fork server's copy).
+        return _packaged_config().model_copy(deep=True)
+    return _load(templates_file, storage_classes_file)
+
+
+@functools.cache
+def _packaged_config() -> DatastoreConfig:
+    return _load(None, None)
+
+
+def _load(templates_file: Path | None, storage_classes_file: Path | None) -> DatastoreConfig:
     data = _read_yaml(templates_file, "datastore.yaml")
     data.update(_read_yaml(storage_classes_file, "storage_classes.yaml"))
     try:

@@ -68,6 +68,9 @@ class FileDatastore:
         self._templates = {k: PathTemplate(v, k) for k, v in self.config.templates.items()}
         self._local = threading.local()
         self._swept: set[Path] = set()
+        self._resolved: dict[str, str] = {}
+        self._root_text = str(self.root)
+        self._root_prefix = os.path.join(self._root_text, "")
 
     # --- paths -------------------------------------------------------------------------
 
@@ -107,14 +110,17 @@ class FileDatastore:
 
     def _inside_root(self, rel: str, what: object) -> Path:
         # Resolve the directory only: a leaf symlink made by symlink-ingest may point out.
-        lexical = Path(os.path.normpath(self.root / rel))
-        path = lexical.parent.resolve() / lexical.name
-        if not path.is_relative_to(self.root) or path == self.root:
+        lexical = os.path.normpath(os.path.join(self._root_text, rel))
+        folder, name = os.path.split(lexical)
+        parent = self._resolved.get(folder)
+        if parent is None:  # resolving costs a syscall per component: once per directory
+            parent = self._resolved[folder] = os.path.realpath(folder)
+        if not (parent + os.sep).startswith(self._root_prefix) or not name:
             raise PathTraversalError(
-                f"path {rel!r} for {what} resolves to {path}, outside the datastore root "
-                f"{self.root}; check the data ID values and run name"
+                f"path {rel!r} for {what} resolves to {os.path.join(parent, name)}, outside "
+                f"the datastore root {self.root}; check the data ID values and run name"
             )
-        return path
+        return Path(parent, name)
 
     def absolute(self, record: DatastoreRecord) -> Path:
         """Return the absolute path of a record's file, refusing paths that leave the root."""

@@ -24,7 +24,6 @@ import numpy as np
 from rc2_platform.core.exposure import Exposure
 
 if TYPE_CHECKING:
-    from astropy.io import fits
     from astropy.table import Table
     from astropy.wcs import WCS
 
@@ -459,8 +458,31 @@ _WCS_OPTIONAL = frozenset(
 )  # fmt: skip
 
 
+def _card_images(header: Any) -> list[str] | None:
+    """The card images of a header (astropy ``Header`` or a mapping), structure cards left out.
+
+    A mapping is taken when every key is a FITS keyword (any case, once) and every value
+    one this module writes exactly as astropy does; else None (astropy writes it).
+    """
+    from astropy.io import fits
+
+    skip = _IMAGE_STRUCTURE | {"EXTNAME", "BZERO", "BSCALE"}
+    if header is None:
+        return []
+    if isinstance(header, fits.Header):
+        return [str(card.image) for card in header.cards if card.keyword not in skip]
+    if not isinstance(header, Mapping):
+        return None
+    keys = [str(k).upper() for k in header]
+    if len(set(keys)) != len(keys) or not all(map(_KEYWORD.match, keys)):
+        return None
+    if not all(map(_simple_value, header.values())):
+        return None
+    return [format_card(k, v) for k, v in zip(keys, header.values(), strict=True) if k not in skip]
+
+
 def _image_cards(
-    header: fits.Header | None, shape: tuple[int, ...], bitpix: int, first: bool, name: str = ""
+    header: Sequence[str], shape: tuple[int, ...], bitpix: int, first: bool, name: str = ""
 ) -> list[str]:
     if first:
         cards = [format_card("SIMPLE", True, "conforms to FITS standard")]
@@ -478,10 +500,7 @@ def _image_cards(
             format_card("PCOUNT", 0, "number of parameters"),
             format_card("GCOUNT", 1, "number of groups"),
         ]
-    for card in header.cards if header is not None else ():
-        if card.keyword in _IMAGE_STRUCTURE or card.keyword in ("EXTNAME", "BZERO", "BSCALE"):
-            continue
-        cards.append(str(card.image))
+    cards += header
     if name:
         cards.append(format_card("EXTNAME", name, "extension name"))
     return cards
@@ -501,10 +520,8 @@ def write_exposure(exposure: Exposure, path: Path) -> bool:
     """Write an :class:`Exposure` as the exposure formatter does (primary header, then
     IMAGE with the WCS, MASK, VARIANCE); False (nothing written) for what astropy must do.
     """
-    from astropy.io import fits
-
-    header = exposure.header
-    if not isinstance(header, fits.Header):
+    header = _card_images(exposure.header)
+    if header is None:
         return False
     planes = [("IMAGE", exposure.image), ("MASK", exposure.mask), ("VARIANCE", exposure.variance)]
     encoded = []
@@ -515,9 +532,10 @@ def write_exposure(exposure: Exposure, path: Path) -> bool:
         if plane is not None and data is not None:
             encoded.append((name, tuple(np.asarray(data).shape), plane))
     parts = [_header_bytes(_image_cards(header, (), 8, first=True))]
-    wcs_header = exposure.wcs.to_header() if exposure.wcs is not None else None
+    wcs_header = _card_images(exposure.wcs.to_header()) if exposure.wcs is not None else []
+    assert wcs_header is not None  # an astropy Header always has card images
     for name, shape, (bitpix, body) in encoded:
-        extra = wcs_header if name == "IMAGE" else None
+        extra = wcs_header if name == "IMAGE" else []
         parts += [_header_bytes(_image_cards(extra, shape, bitpix, False, name)), body]
     path.write_bytes(b"".join(parts))
     return True
@@ -558,8 +576,9 @@ def read_exposure(path: Path) -> Exposure | None:
             or (var is None and "VARIANCE" in names)
         ):
             return None
-        start, data_start, _, _ = hdus[names.index("IMAGE")]
-        wcs = _wcs(bytes(buf[start:data_start]))
+        start, data_start, image_head, _ = hdus[names.index("IMAGE")]
+        # Like the astropy path: a WCS only when the IMAGE header has one.
+        wcs = _wcs(bytes(buf[start:data_start])) if "CTYPE1" in image_head else None
         return Exposure(image, mask, var, primary_header, wcs)
     if len(hdus) != 1:
         return None

@@ -10,6 +10,7 @@ and every dimension of the data ID.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 _SEPARATORS = "_-."
 _SPECIAL = ("run", "dataset_type", "storage_class", "id")
+_SPECIAL_SET = frozenset(_SPECIAL)
 
 
 def check_component(value: str, what: str) -> str:
@@ -54,11 +56,17 @@ def check_run(run: str) -> list[str]:
     RUN names may be hierarchical (``HSC/runs/RC2``) but not absolute and no
     component may be empty, ``.`` or ``..``.
     """
+    return list(_run_parts(run))
+
+
+@functools.lru_cache(maxsize=64)
+def _run_parts(run: str) -> tuple[str, ...]:
+    # Every file path of a job names the same few RUNs: check each once.
     if run.startswith("/"):
         raise PathTraversalError(
             f"run {run!r} is an absolute path; run names must be relative like 'HSC/runs/RC2'"
         )
-    return [check_component(part, f"run {run!r} component") for part in run.split("/")]
+    return tuple(check_component(part, f"run {run!r} component") for part in run.split("/"))
 
 
 @dataclass(frozen=True)
@@ -112,10 +120,10 @@ class PathTemplate:
             parts.append(_Field(field_name, spec == "?"))
         return parts
 
-    @property
-    def fields(self) -> set[str]:
+    @functools.cached_property
+    def fields(self) -> frozenset[str]:
         """Names of all fields used."""
-        return {p.name for seg in self._segments for p in seg if isinstance(p, _Field)}
+        return frozenset(p.name for seg in self._segments for p in seg if isinstance(p, _Field))
 
     def format(self, values: Mapping[str, Any], run: str) -> str:
         """Return the relative POSIX path (without extension) for ``values``.
@@ -136,8 +144,8 @@ class PathTemplate:
             A required field has no value, or a data ID dimension is not in the template
             (two datasets could then share a file).
         """
-        run_parts = check_run(run)
-        unused = set(values) - self.fields - set(_SPECIAL)
+        run_parts = _run_parts(run)
+        unused = values.keys() - self.fields - _SPECIAL_SET
         if unused:
             raise DatastoreError(
                 f"path template {self.name!r} = {self.template!r} does not use data ID "
@@ -163,7 +171,7 @@ class PathTemplate:
                 pieces.append(part)
                 continue
             if part.name == "run":
-                pieces.append("_".join(check_run(run)))
+                pieces.append("_".join(_run_parts(run)))
                 continue
             if part.name not in values or values[part.name] is None:
                 if part.optional:

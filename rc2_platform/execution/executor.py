@@ -155,6 +155,9 @@ class PreparedTask:
         self.task_class = import_task_class(summary.task_class, summary.label)
         self.config = make_config(summary.label, self.task_class, summary.config)
         self.connections: Mapping[str, BaseConnection] = self.task_class.connections
+        self.leaves_inputs_unchanged = bool(
+            getattr(self.task_class, "leaves_inputs_unchanged", False)
+        )
 
     def make(self) -> PipelineTask[Any]:
         """A fresh task instance (fresh ``metadata``) for one quantum."""
@@ -250,9 +253,9 @@ class QuantumExecutor:
         outcome.peak_rss_mb = peak_rss_mb()
         return outcome
 
-    def _read(self, ref: DatasetRef, read: list[str]) -> Any:
+    def _read(self, ref: DatasetRef, read: list[str], shared: bool = False) -> Any:
         if ref.run != self.output_run:
-            obj = self._cached_read(ref)
+            obj = self._cached_read(ref, shared)
             read.append(str(ref.id))
             return obj
         try:
@@ -267,8 +270,9 @@ class QuantumExecutor:
         read.append(str(ref.id))
         return obj
 
-    def _cached_read(self, ref: DatasetRef) -> Any:
-        """Read an overall input through a small LRU cache; each caller gets its own copy."""
+    def _cached_read(self, ref: DatasetRef, shared: bool = False) -> Any:
+        """Read an overall input through a small LRU cache; each caller gets its own copy
+        (``shared``: the cached object itself, for tasks that leave inputs unchanged)."""
         obj = self._cache.get(ref.id, _MISSING)
         if obj is _MISSING:
             obj = self.datastore.get(ref, self.input_records.get(ref.id))
@@ -277,7 +281,7 @@ class QuantumExecutor:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(ref.id)
-        return copy.deepcopy(obj)
+        return obj if shared else _private_copy(obj)
 
     def _load_inputs(self, quantum: Quantum, task: PreparedTask, read: list[str]) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
@@ -290,7 +294,8 @@ class QuantumExecutor:
                 loaders = [_loader(self, ref, read) for ref in refs]
                 inputs[conn] = loaders if task.is_multiple(conn) else loaders[0]
             else:
-                objs = [self._read(ref, read) for ref in refs]
+                shared = task.leaves_inputs_unchanged
+                objs = [self._read(ref, read, shared) for ref in refs]
                 if task.is_multiple(conn):
                     inputs[conn] = objs
                 elif objs:
@@ -312,6 +317,15 @@ def dataset_ids(quantum: Quantum) -> tuple[dict[str, list[str]], list[list[Any]]
             entry.append(dict(did.to_dict()))
         outputs.append(entry)
     return inputs, outputs
+
+
+def _private_copy(obj: Any) -> Any:
+    """A copy a task may change freely: ``copy()`` for arrays and astropy tables (their
+    data and meta copied; 5-10x faster than ``deepcopy`` of a table), else ``deepcopy``."""
+    module = type(obj).__module__
+    if module == "numpy" and hasattr(obj, "copy") or module.startswith("astropy.table."):
+        return obj.copy()
+    return copy.deepcopy(obj)
 
 
 def _loader(executor: QuantumExecutor, ref: DatasetRef, read: list[str]) -> Callable[[], Any]:

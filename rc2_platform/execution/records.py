@@ -250,9 +250,10 @@ def iter_records_files(run_dir: Path, clusters: set[str] | None = None) -> Itera
     jobs = run_dir / "jobs"
     if not jobs.is_dir():
         return
-    for cluster in sorted(jobs.iterdir()):
-        if clusters is not None and cluster.name not in clusters:
-            continue
+    # Given clusters: their folders only (not a listing of every job of the RUN).
+    names = sorted(clusters) if clusters is not None else sorted(p.name for p in jobs.iterdir())
+    for name in names:
+        cluster = jobs / name
         for attempt in sorted(cluster.glob("attempt*")):
             path = attempt / RECORDS_FILE
             if path.is_file():

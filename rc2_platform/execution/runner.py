@@ -69,6 +69,12 @@ class RunOptions:
         Called with the number of quanta per state (every :class:`QuantumState` value)
         once the RUN is prepared and again each time a job attempt is settled; the CLI
         draws its progress bar from it.
+    register_seconds, register_quanta : float, int
+        Settled jobs' outputs are registered (``aggregate_run`` of their clusters) in
+        batches: once ``register_quanta`` quanta are waiting or ``register_seconds``
+        after the oldest waiting one settled, and at the end. Jobs read their inputs
+        from files, not the registry, so nothing waits for it; one registration per
+        small job cost the orchestrator ~10 ms per quantum of a 12-quantum job.
     """
 
     backend: str | None = None
@@ -80,6 +86,8 @@ class RunOptions:
     poll_seconds: float = 0.05
     executable: list[str] | None = None
     progress: Callable[[Mapping[str, int]], None] | None = None
+    register_seconds: float = 5.0
+    register_quanta: int = 5_000
 
 
 @dataclass
@@ -105,29 +113,66 @@ def _poll_pause(backend: Backend, options: RunOptions) -> float:
     return min(options.poll_seconds, 0.01) if backend.name == "local" else options.poll_seconds
 
 
+class _Registration:
+    """Settled clusters whose outputs are not registered yet (see ``RunOptions.register_*``)."""
+
+    def __init__(self, state: RunState, butler: Butler, options: RunOptions) -> None:
+        self.state, self.butler, self.options = state, butler, options
+        self.clusters: set[str] = set()
+        self.quanta = 0
+        self.since = 0.0
+
+    def add(self, attempt: JobAttempt) -> None:
+        if not self.clusters:
+            self.since = time.monotonic()
+        self.clusters.add(attempt.cluster)
+        self.quanta += len(attempt.quanta)
+
+    def maybe_flush(self) -> None:
+        waited = time.monotonic() - self.since
+        if self.clusters and (
+            self.quanta >= self.options.register_quanta or waited >= self.options.register_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.clusters:
+            aggregate_run(
+                self.state.repo, self.state.run, clusters=self.clusters, provenance=False,
+                butler=self.butler,
+            )  # fmt: skip
+            self.clusters, self.quanta = set(), 0
+
+
 def _loop(
     state: RunState,
     backend: Backend,
     butler: Butler,
     pause: float,
-    progress: Callable[[Mapping[str, int]], None] | None = None,
+    options: RunOptions,
 ) -> RunStatus:
-    """Submit clusters as soon as their parents are done; settle and register finished jobs."""
+    """Submit clusters as soon as their parents are done; settle finished jobs and
+    register their outputs in batches."""
+    progress = options.progress
+    registration = _Registration(state, butler, options)
     if progress is not None:
         progress(state.counts())
+    changed = True  # clusters may have become ready (only settling and blocking do that)
     while True:
         state.heartbeat()
         if state.journal.cancel_requested():
             attempts = state.cancel_active()
             backend.cancel([a.handle for a in attempts if a.handle is not None])
             return RunStatus.CANCELLED
-        attempts = [
-            state.make_job(name, quanta)
-            for name in state.ready_clusters()
-            if (quanta := state.runnable(name))
-        ]
-        _submit(state, backend, attempts)
+        if changed:
+            ready = state.ready_clusters()
+            attempts = [
+                state.make_job(name, quanta) for name in ready if (quanta := state.runnable(name))
+            ]
+            _submit(state, backend, attempts)
+            changed = bool(ready)  # a cluster left with nothing to run unlocks its children
         if not state.active:
+            registration.flush()
             if progress is not None:  # quanta blocked without running count too
                 progress(state.counts())
             return state.final_status()
@@ -138,15 +183,14 @@ def _loop(
             status = statuses[attempt.handle.id]
             if status.state.is_terminal:
                 settlement = state.settle(attempt, status)
-                aggregate_run(
-                    state.repo, state.run, clusters={attempt.cluster}, provenance=False,
-                    butler=butler,
-                )  # fmt: skip
+                registration.add(attempt)
+                changed = True
                 if settlement.retry is not None:
                     _submit(state, backend, [settlement.retry])
                 if progress is not None:
                     progress(state.counts())
-        if state.active:
+        registration.maybe_flush()
+        if state.active and not changed:
             time.sleep(pause)
 
 
@@ -217,7 +261,7 @@ def run_graph(
                 backend=backend.name,
             )
             pause = _poll_pause(backend, options)
-            status = _loop(state, backend, butler, pause, options.progress)
+            status = _loop(state, backend, butler, pause, options)
             counts = state.finish(status, release=False)
             finished = True
             aggregate_run(state.repo, state.run, butler=butler)  # last outputs + provenance

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from astropy.table import Table
 from pydantic import Field
 
 from rc2_platform.core.dataset_types import DatasetRef
@@ -74,6 +73,8 @@ def _small_object(storage_class: str, payload: dict[str, Any]) -> Any:
     if formatter == "fits_image":
         return np.zeros((4, 4), dtype=np.float32)
     if formatter == "fits_table":
+        from astropy.table import Table  # not at import: the orchestrator imports this
+
         return Table({"id": np.arange(3), "value": np.zeros(3)})
     return payload
 
@@ -83,6 +84,7 @@ class StandInTask(PipelineTask[StandInConfig]):
 
     default_label = "standIn"
     ConfigClass = StandInConfig
+    leaves_inputs_unchanged = True  # it only counts them
 
     def __init__(self, config: StandInConfig | None = None, *, label: str | None = None) -> None:
         super().__init__(config, label=label)

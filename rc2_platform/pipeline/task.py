@@ -63,6 +63,10 @@ class PipelineTask(Generic[ConfigT]):
         ``PrerequisiteInput``, ``Output``, ``InitInput`` or ``InitOutput``
         instances; the attribute name is the connection name. They are collected
         into the class attribute :attr:`connections` (name -> connection).
+    ``leaves_inputs_unchanged``
+        True when ``run`` never modifies the objects it is given: the executor may then
+        hand it the cached copy of an overall input (a refcat shard, a calibration)
+        instead of a private copy (default False: every read is the task's own).
 
     Parameters
     ----------
@@ -84,6 +88,7 @@ class PipelineTask(Generic[ConfigT]):
     dimensions: ClassVar[tuple[str, ...]] = ()
     ConfigClass: ClassVar[type[TaskConfig]] = TaskConfig
     connections: ClassVar[dict[str, BaseConnection]] = {}
+    leaves_inputs_unchanged: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

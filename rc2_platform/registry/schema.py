@@ -100,6 +100,7 @@ class RegistrySchema:
             self.overlaps[ov.table] = self._overlap_table(ov.table, ov.a, ov.b)
         self._static_tables()
         self._groups: dict[int, tuple[sa.Table, sa.Table]] = {}
+        self._checks: dict[tuple[str, ...], list[str]] = {}
 
     # --- column helpers ---------------------------------------------------------------
 
@@ -334,7 +335,12 @@ class RegistrySchema:
         The same elements a foreign key would reference: a dimension required by
         another one of ``dims`` is covered by that one's check.
         """
-        return [fk.referred_table.name for fk in self._dimension_fks(dims)]
+        checks = self._checks.get(dims)
+        if checks is None:  # building the constraints costs ~0.3 ms: once per dimensions
+            checks = self._checks[dims] = [
+                fk.referred_table.name for fk in self._dimension_fks(dims)
+            ]
+        return list(checks)
 
     def all_tables(self) -> list[sa.Table]:
         """Every table known so far, dependencies first."""

@@ -201,6 +201,28 @@ def _astropy_read(path: Path) -> Exposure:
         )
 
 
+def test_exposure_with_a_mapping_header_and_no_wcs_is_written_as_astropy_writes_it(
+    tmp_path: Path,
+) -> None:
+    header = {"standin": True, "NQUANTA": 12, "LABEL": "isr", "SCALE": 0.25}
+    exposure = Exposure(np.arange(16, dtype=np.float32).reshape(4, 4), header=header)
+    fast, slow = tmp_path / "fast.fits", tmp_path / "slow.fits"
+    assert fits_io.write_exposure(exposure, fast)
+    primary = fits.PrimaryHDU(header=fits.Header(list(header.items())))
+    fits.HDUList([primary, fits.ImageHDU(exposure.image, name="IMAGE")]).writeto(slow)
+    assert fast.read_bytes() == slow.read_bytes()
+    formatter = FitsExposureFormatter()
+    for path in (fast, slow):
+        read_back = formatter.read(path)
+        assert read_back.wcs is None  # as the astropy path: no CTYPE1, no WCS
+        assert read_back.header["STANDIN"] is True and read_back.header["SCALE"] == 0.25
+        np.testing.assert_array_equal(read_back.image, exposure.image)
+    # A header astropy must write (a long keyword: HIERARCH) is left to astropy.
+    assert not fits_io.write_exposure(
+        Exposure(exposure.image, header={"A_VERY_LONG_KEY": 1}), tmp_path / "x.fits"
+    )
+
+
 def test_single_images_read_like_astropy(tmp_path: Path) -> None:
     raw = np.arange(0, 60000, 250, dtype=np.uint16).reshape(16, 15)
     header = _tan_wcs().to_header()

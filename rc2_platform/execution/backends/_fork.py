@@ -43,6 +43,7 @@ DEFAULT_PRELOAD = (
     "astropy.io.fits",
     "astropy.table",
     "astropy.wcs",
+    "rc2_platform.execution.backends._warm",
 )
 
 _context: ForkServerContext | None = None
