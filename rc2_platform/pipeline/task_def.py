@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,18 +113,43 @@ class TaskDef:
         return self.task_class(self.config, label=self.label)
 
 
+#: Packages whose modules a pipeline's ``class:`` may name (checked before any import).
+DEFAULT_TASK_MODULES = ("rc2_platform", "rc2_platform_tests")
+#: Environment variable adding packages to :data:`DEFAULT_TASK_MODULES` (comma-separated).
+TASK_MODULES_ENV = "RC2_TASK_MODULES"
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def allowed_task_modules() -> tuple[str, ...]:
+    """The packages task classes may come from: the defaults and ``$RC2_TASK_MODULES``."""
+    extra = os.environ.get(TASK_MODULES_ENV, "")
+    return DEFAULT_TASK_MODULES + tuple(p.strip() for p in extra.split(",") if p.strip())
+
+
 def import_task_class(dotted: str, label: str) -> type[PipelineTask[Any]]:
     """Import ``package.module.ClassName`` and check it is a PipelineTask subclass.
+
+    The module must lie in an allowed package (:func:`allowed_task_modules`): a
+    pipeline file naming any other module is refused *before* anything is imported,
+    so a hostile ``class:`` cannot run a module's top-level code.
 
     Raises
     ------
     PipelineError
-        Naming the label and class path if the import fails or the class is wrong.
+        Naming the label and class path if the path is not allowed, the import fails
+        or the class is wrong.
     """
     module_name, _, class_name = dotted.rpartition(".")
-    if not module_name:
+    if not module_name or _DOTTED.fullmatch(dotted) is None:
         raise PipelineError(
             f"task {label!r}: class {dotted!r} is not a dotted path like 'package.module.Class'"
+        )
+    allowed = allowed_task_modules()
+    if not any(module_name == p or module_name.startswith(p + ".") for p in allowed):
+        raise PipelineError(
+            f"task {label!r}: class {dotted!r} is not in an allowed task package "
+            f"({', '.join(allowed)}); nothing was imported. Add its package to "
+            f"{TASK_MODULES_ENV} (comma-separated) if you trust it"
         )
     try:
         module = importlib.import_module(module_name)
