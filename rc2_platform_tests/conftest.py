@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from rc2_platform_tests.databases import BACKENDS, scratch_database
+
+# The example tasks of the tests are outside the default allow-list of task modules
+# (rc2_platform/pipeline/task_modules.py); subprocesses (rc2, workers) inherit this.
+os.environ.setdefault("RC2_TASK_MODULES", "rc2_platform_tests")
 
 if TYPE_CHECKING:
     from rc2_platform.simulate import SimulationResult

@@ -143,6 +143,8 @@ class PreparedTask:
     ----------
     summary : TaskSummary
         The task as the graph records it (class path, config as plain data).
+    source : str, optional
+        The graph file, named in errors.
 
     Raises
     ------
@@ -150,9 +152,9 @@ class PreparedTask:
         If the class cannot be imported or the config is invalid.
     """
 
-    def __init__(self, summary: TaskSummary) -> None:
+    def __init__(self, summary: TaskSummary, source: str = "") -> None:
         self.label = summary.label
-        self.task_class = import_task_class(summary.task_class, summary.label)
+        self.task_class = import_task_class(summary.task_class, summary.label, source)
         self.config = make_config(summary.label, self.task_class, summary.config)
         self.connections: Mapping[str, BaseConnection] = self.task_class.connections
         self.leaves_inputs_unchanged = bool(

@@ -36,6 +36,7 @@ from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
 from rc2_platform.execution.records import JobResult, RecordsWriter
 from rc2_platform.graph.io import QuantumGraphReader, save_graph
 from rc2_platform.graph.model import Quantum, QuantumGraph
+from rc2_platform.pipeline.task_modules import check_task_class
 
 __all__ = [
     "JOB_METADATA_KEY",
@@ -332,7 +333,12 @@ def run_cluster(
     job_records.update(load_input_records(input_records))
     rank = {label: i for i, label in enumerate(summaries)}
     order = sorted(selected, key=lambda q: (rank[q.task_label], q.index))
-    tasks = {label: PreparedTask(summaries[label]) for label in {q.task_label for q in order}}
+    source = f"graph {graph_path}"
+    for summary in summaries.values():  # every class of the graph, before any import
+        check_task_class(summary.task_class, summary.label, source)
+    tasks = {
+        label: PreparedTask(summaries[label], source) for label in {q.task_label for q in order}
+    }
     executor = QuantumExecutor(Butler.open_datastore(repo), output_run, job_records)
     upstream = _local_upstream(order)
     writer = RecordsWriter(result_path) if result_path is not None else None

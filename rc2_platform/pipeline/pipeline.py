@@ -149,7 +149,7 @@ class Pipeline:
         for label, entry in tasks.items():
             if not entry.class_:
                 raise PipelineError(f"pipeline {source}: task {label!r} has no 'class'")
-            task_class = import_task_class(entry.class_, label)
+            task_class = import_task_class(entry.class_, label, f"pipeline {source}")
             overrides = _substitute_parameters(entry.config, doc.parameters, label)
             config = make_config(label, task_class, overrides)
             renames = _substitute_parameters(entry.connections, doc.parameters, label)

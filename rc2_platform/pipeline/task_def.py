@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +22,7 @@ from rc2_platform.pipeline.connections import (
     metadata_dataset_type_name,
 )
 from rc2_platform.pipeline.task import PipelineTask, TaskConfig
+from rc2_platform.pipeline.task_modules import check_task_class
 from rc2_platform.registry.dimensions import DimensionUniverse
 
 #: Connection names every task gets automatically; tasks may not declare them.
@@ -113,55 +112,35 @@ class TaskDef:
         return self.task_class(self.config, label=self.label)
 
 
-#: Packages whose modules a pipeline's ``class:`` may name (checked before any import).
-DEFAULT_TASK_MODULES = ("rc2_platform", "rc2_platform_tests")
-#: Environment variable adding packages to :data:`DEFAULT_TASK_MODULES` (comma-separated).
-TASK_MODULES_ENV = "RC2_TASK_MODULES"
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-
-
-def allowed_task_modules() -> tuple[str, ...]:
-    """The packages task classes may come from: the defaults and ``$RC2_TASK_MODULES``."""
-    extra = os.environ.get(TASK_MODULES_ENV, "")
-    return DEFAULT_TASK_MODULES + tuple(p.strip() for p in extra.split(",") if p.strip())
-
-
-def import_task_class(dotted: str, label: str) -> type[PipelineTask[Any]]:
+def import_task_class(dotted: str, label: str, source: str = "") -> type[PipelineTask[Any]]:
     """Import ``package.module.ClassName`` and check it is a PipelineTask subclass.
 
-    The module must lie in an allowed package (:func:`allowed_task_modules`): a
-    pipeline file naming any other module is refused *before* anything is imported,
-    so a hostile ``class:`` cannot run a module's top-level code.
+    The path is first checked against the allow-list of task modules
+    (:func:`~rc2_platform.pipeline.task_modules.check_task_class`): a class outside it is
+    refused without importing anything.
 
     Raises
     ------
     PipelineError
-        Naming the label and class path if the path is not allowed, the import fails
-        or the class is wrong.
+        Naming the file (``source``), the label and class path if the class is not
+        allowed, the import fails or the class is wrong.
     """
-    module_name, _, class_name = dotted.rpartition(".")
-    if not module_name or _DOTTED.fullmatch(dotted) is None:
-        raise PipelineError(
-            f"task {label!r}: class {dotted!r} is not a dotted path like 'package.module.Class'"
-        )
-    allowed = allowed_task_modules()
-    if not any(module_name == p or module_name.startswith(p + ".") for p in allowed):
-        raise PipelineError(
-            f"task {label!r}: class {dotted!r} is not in an allowed task package "
-            f"({', '.join(allowed)}); nothing was imported. Add its package to "
-            f"{TASK_MODULES_ENV} (comma-separated) if you trust it"
-        )
+    module_name, class_name = check_task_class(dotted, label, source)
+    where = f"{source}: " if source else ""
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PipelineError(
-            f"task {label!r}: cannot import module {module_name!r} for class {dotted!r}: {exc}"
+            f"{where}task {label!r}: cannot import module {module_name!r} for class {dotted!r}: "
+            f"{exc}"
         ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise PipelineError(f"task {label!r}: module {module_name!r} has no class {class_name!r}")
+        raise PipelineError(
+            f"{where}task {label!r}: module {module_name!r} has no class {class_name!r}"
+        )
     if not (isinstance(cls, type) and issubclass(cls, PipelineTask)):
-        raise PipelineError(f"task {label!r}: {dotted!r} is not a PipelineTask subclass")
+        raise PipelineError(f"{where}task {label!r}: {dotted!r} is not a PipelineTask subclass")
     return cls
 
 

@@ -124,8 +124,8 @@ def test_output_dimensions_must_follow_from_quantum(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("cls", "pattern"),
     [
-        ("no_such_package.module.Task", "not in an allowed task package"),
-        ("rc2_platform.no_such_module.Task", "cannot import module 'rc2_platform.no_such_module'"),
+        ("no_such_package.module.Task", "not in an allowed task module"),
+        ("rc2_platform_tests.no_such.Task", "cannot import module 'rc2_platform_tests.no_such'"),
         (T + "Missing", "has no class 'Missing'"),
         (T + "NotATask", "is not a PipelineTask subclass"),
         ("JustAName", "not a dotted path"),
