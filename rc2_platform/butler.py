@@ -574,6 +574,8 @@ class Butler:
         with self.registry.transaction():
             new = {r.id for r in self.registry.import_datasets([ref for ref, _ in stored])}
             self.registry.insert_datastore_records([rec for ref, rec in stored if ref.id in new])
+            crash_point("butler.register_outputs.before_commit")
+        crash_point("butler.register_outputs.committed")
         return len(new)
 
     def register_output_columns(self, run: str, batches: Sequence[DatasetColumns]) -> int:

@@ -5,7 +5,7 @@ Code that writes files or registry rows calls :func:`crash_point` at the moments
 between the steps of a bootstrap, after a job's outputs are written but before they are
 registered. With the environment variable unset this is one dictionary lookup.
 
-``RC2_KILL_AT=N`` makes the process SIGKILL itself at the N-th point it passes (counted
+``RC2_KILL_AT=N`` (or :func:`arm`) makes the process SIGKILL itself at the N-th point it passes (counted
 from 1, over every label); ``RC2_KILL_AT=LABEL:N`` at the N-th pass of one label. Just
 before dying it writes one line ``rc2: killed at crash point N (LABEL)`` to stderr. Tests
 count the points of a complete run with :func:`passed` (or ``RC2_KILL_COUNT=FILE``, which
@@ -18,13 +18,24 @@ import os
 import signal
 import sys
 
-__all__ = ["crash_point", "passed", "reset"]
+__all__ = ["arm", "crash_point", "passed", "reset"]
 
 _ENV = "RC2_KILL_AT"
 _COUNT_ENV = "RC2_KILL_COUNT"
 
 _counts: dict[str, int] = {}
 _total = 0
+_armed: str | None = None
+
+
+def arm(spec: str | int | None) -> None:
+    """Kill this process at ``spec`` (as ``RC2_KILL_AT``), without the environment.
+
+    Unlike the environment variable, this is not inherited by the processes this one
+    starts (a test kills an orchestrator, not its jobs); ``None`` disarms.
+    """
+    global _armed
+    _armed = None if spec is None else str(spec)
 
 
 def reset() -> None:
@@ -48,7 +59,7 @@ def crash_point(label: str) -> None:
     if log:
         with open(log, "a") as fh:
             fh.write(label + "\n")
-    spec = os.environ.get(_ENV)
+    spec = _armed or os.environ.get(_ENV)
     if not spec:
         return
     want_label, _, number = spec.rpartition(":")

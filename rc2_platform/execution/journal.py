@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.butler import RUNS_DIR, run_state_directory, safe_run_name
+from rc2_platform.core.crash_points import crash_point
 from rc2_platform.errors import RunNotFoundError
 
 __all__ = ["RUNS_DIR", "Journal", "run_directory", "safe_run_name"]
@@ -85,6 +86,7 @@ class Journal:
             os.write(fd, line.encode())
         finally:
             os.close(fd)
+        crash_point(f"journal.{event}")
         return record
 
     def events(self, kind: str | None = None) -> Iterator[dict[str, Any]]:

@@ -482,15 +482,30 @@ class RunState:
     # --- scheduling -----------------------------------------------------------------
 
     def ready_clusters(self) -> list[str]:
-        """Clusters whose parent clusters are all finished, not running, not finished."""
-        return [
-            name
-            for stage in self.plan.stages
-            for name in self.plan.in_stage(stage)
-            if name not in self.finished
-            and name not in self.active
-            and self.plan.parents[name] <= self.finished
-        ]
+        """Clusters whose parent clusters are all finished, not running, not finished.
+
+        A ready cluster whose quanta are all final already (a resumed RUN whose earlier
+        jobs ended) is finished here, so that its children are ready in the same call:
+        otherwise a driver would see nothing to submit and nothing running, and end the
+        RUN with those children pending.
+        """
+        while True:
+            ready = [
+                name
+                for stage in self.plan.stages
+                for name in self.plan.in_stage(stage)
+                if name not in self.finished
+                and name not in self.active
+                and self.plan.parents[name] <= self.finished
+            ]
+            done = [
+                name
+                for name in ready
+                if all(self.state(i).is_final for i in self.plan.clusters[name])
+            ]
+            if not done:
+                return ready
+            self.finished.update(done)
 
     def runnable(self, cluster: str) -> list[int]:
         """The cluster's quanta still to run; those behind a failure become BLOCKED.

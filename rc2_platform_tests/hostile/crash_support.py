@@ -50,8 +50,8 @@ def run_killed(point: int, action: Callable[[], object]) -> int:
     if pid == 0:  # pragma: no cover - the child
         code = 0
         try:
-            os.environ["RC2_KILL_AT"] = str(point)
             crash_points.reset()
+            crash_points.arm(point)
             action()
         except BaseException:
             traceback.print_exc()
