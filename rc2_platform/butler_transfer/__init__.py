@@ -20,7 +20,6 @@ already present with the same UUID are skipped). The file format is in
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.butler_transfer._bundle import Bundle, UniverseTag, collect
+from rc2_platform.butler_transfer._files import (
+    TRANSFER_MODES,
+    PlacedFiles,
+    check_mode,
+    relative_path,
+)
 from rc2_platform.butler_transfer._format import (
     FORMAT_VERSION,
     check_compatible,
@@ -36,7 +41,7 @@ from rc2_platform.butler_transfer._format import (
     to_document,
     write_file,
 )
-from rc2_platform.butler_transfer._load import TRANSFER_MODES, load
+from rc2_platform.butler_transfer._load import load
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import ExportFormatError, FileNotInDatastoreError
 
@@ -142,53 +147,28 @@ def _copy_files(
     butler: Butler, bundle: Bundle, files_dir: Path, transfer: str
 ) -> dict[Any, DatastoreRecord]:
     """Copy every dataset's file under ``files_dir``; the records renamed relative to it."""
-    if transfer not in TRANSFER_MODES:
-        from rc2_platform.errors import DatastoreError
-
-        raise DatastoreError(
-            f"unknown transfer mode {transfer!r}; use one of {list(TRANSFER_MODES)}"
-        )
+    check_mode(transfer)
     by_id = {r.id: r for r in bundle.refs}
-    written: list[Path] = []
+    placed = PlacedFiles()
     out: dict[Any, DatastoreRecord] = {}
     try:
         for rid, rec in bundle.files.items():
             src = butler.datastore.absolute(rec)
-            rel = (
-                rec.path if not os.path.isabs(rec.path) else f"_direct/{rid}{Path(rec.path).suffix}"
-            )
+            rel = relative_path(rec)
             if not src.is_file():
                 ref = by_id[rid]
                 raise FileNotInDatastoreError(
                     f"dataset {rid} ({ref.dataset_type.name} {ref.data_id.to_dict()} in {ref.run}) "
                     f"has no file at {src}; nothing was exported"
                 )
-            dst = files_dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.exists() or dst.is_symlink():
-                dst.unlink()
-            _place(src, dst, transfer)
-            written.append(dst)
+            target = files_dir / rel
+            target.unlink(missing_ok=True)
+            placed.add(src, target, transfer)
             out[rid] = DatastoreRecord(rid, rel, rec.formatter, rec.storage_class, rec.file_size)
     except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
+        placed.undo()
         raise
     return out
-
-
-def _place(src: Path, dst: Path, transfer: str) -> None:
-    if transfer == "symlink":
-        os.symlink(src.resolve(), dst)
-    elif transfer in ("hardlink", "link"):
-        try:
-            os.link(src, dst)
-        except OSError:
-            if transfer == "hardlink":
-                raise
-            shutil.copy2(src, dst)
-    else:
-        shutil.copy2(src, dst)
 
 
 def import_datasets(

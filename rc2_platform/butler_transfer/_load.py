@@ -2,10 +2,12 @@
 
 Everything that can be refused is checked before anything is written: dataset types
 defined otherwise in the destination, collections of another type, chains with other
-children, files missing from the source. Then, inside one butler transaction (files
-copied first, then rows; a failure rolls the rows back and removes the copied files):
-dataset types, dimension records, collections, datasets (identical existing ones are
-skipped, so a load is idempotent), files, TAGGED membership, validity ranges, chains.
+children, files missing from the source. Then the files are placed (at their source
+datastore paths; one already there is kept) and, inside one butler transaction, the
+rows: dataset types, dimension records, collections, datasets with their datastore
+records (column-wise, :meth:`Registry.import_dataset_columns`; identical existing ones
+are skipped, so a load is idempotent), TAGGED membership, validity ranges, chains. If
+anything fails the rows roll back and the placed files are removed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.butler_transfer._bundle import Bundle
+from rc2_platform.butler_transfer._files import PlacedFiles, check_mode, relative_path
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import (
@@ -30,9 +33,6 @@ from rc2_platform.errors import (
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
-
-#: Transfer modes of files into the destination datastore (``link``: hard link, else copy).
-TRANSFER_MODES = ("copy", "link", "symlink", "hardlink")
 
 FileSource = Callable[[DatastoreRecord], Path]
 
@@ -49,14 +49,6 @@ class LoadReport:
     dry_run: bool = False
     #: Seconds per step of the load (dataset types, records, ..., chains).
     phases: dict[str, float] = field(default_factory=dict)
-
-
-def _datastore_transfer(mode: str) -> str:
-    if mode not in TRANSFER_MODES:
-        from rc2_platform.errors import DatastoreError
-
-        raise DatastoreError(f"unknown transfer mode {mode!r}; use one of {list(TRANSFER_MODES)}")
-    return "auto" if mode == "link" else mode
 
 
 def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
@@ -129,48 +121,49 @@ def load(
     dry_run : bool
         Check only.
     """
-    mode = _datastore_transfer(transfer)
+    check_mode(transfer)
     report = LoadReport(counts=bundle.counts(), dry_run=dry_run)
     check(butler, bundle, source)
     if dry_run:
         return report
     reg = butler.registry
     start = time.perf_counter()
-    file_time = 0.0
     clock = _Clock(report.phases)
-    with butler.transaction():
-        # Dataset types first: on MariaDB a new one's tables commit implicitly.
-        for dt in bundle.dataset_types:
-            reg.register_dataset_type(dt)
-        clock.lap("dataset_types")
-        for element, rows in bundle.records.items():
-            reg.insert_dimension_records(element, rows, skip_existing=True)
-        clock.lap("dimension_records")
-        for entry in bundle.collections:
-            reg.register_collection(entry.name, entry.type)
-        clock.lap("collections")
-        new = reg.import_datasets(bundle.refs)
-        report.new_datasets = len(new)
-        clock.lap("datasets")
+    placed = PlacedFiles()
+    try:
         if source is not None:
-            stored = _transfer_files(butler, new, bundle.files, source, mode)
-            file_time = clock.lap("files")
-            reg.insert_datastore_records(stored)
-            report.files_transferred = len(stored)
-            clock.lap("datastore_records")
-        by_id = {r.id: r for r in bundle.refs}
-        for name, ids in bundle.tagged.items():
-            reg.associate(name, [by_id[i] for i in ids])
-        for name, entries in bundle.validity.items():
-            _certify(butler, name, entries, by_id)
-        for entry in bundle.collections:
-            if (
-                entry.type is CollectionType.CHAINED
-                and entry.children
-                and reg.get_collection_chain(entry.name) != entry.children
-            ):
-                reg.set_collection_chain(entry.name, entry.children)
-        clock.lap("tags_calibrations_chains")
+            _place_files(butler, bundle, source, transfer, placed)
+            report.files_transferred = len(placed.paths)
+        file_time = clock.lap("files")
+        with butler.transaction():
+            # Dataset types first: on MariaDB a new one's tables commit implicitly.
+            for dt in bundle.dataset_types:
+                reg.register_dataset_type(dt)
+            clock.lap("dataset_types")
+            for element, rows in bundle.records.items():
+                reg.insert_dimension_records(element, rows, skip_existing=True)
+            clock.lap("dimension_records")
+            for entry in bundle.collections:
+                reg.register_collection(entry.name, entry.type)
+            clock.lap("collections")
+            report.new_datasets = _register_datasets(butler, bundle, source is not None)
+            clock.lap("datasets")
+            by_id = {r.id: r for r in bundle.refs}
+            for name, ids in bundle.tagged.items():
+                reg.associate(name, [by_id[i] for i in ids])
+            for name, entries in bundle.validity.items():
+                _certify(butler, name, entries, by_id)
+            for entry in bundle.collections:
+                if (
+                    entry.type is CollectionType.CHAINED
+                    and entry.children
+                    and reg.get_collection_chain(entry.name) != entry.children
+                ):
+                    reg.set_collection_chain(entry.name, entry.children)
+            clock.lap("tags_calibrations_chains")
+    except BaseException:
+        placed.undo()
+        raise
     clock.lap("commit")
     report.registry_seconds = time.perf_counter() - start - file_time
     report.file_seconds = file_time
@@ -191,21 +184,53 @@ class _Clock:
         return self.out[name]
 
 
-def _transfer_files(
-    butler: Butler,
-    refs: list[DatasetRef],
-    files: dict[uuid.UUID, DatastoreRecord],
-    source: FileSource,
-    mode: str,
-) -> list[DatastoreRecord]:
-    """Bring the files of new datasets into the destination datastore (undone on failure)."""
-    out = []
-    for ref in refs:
-        rec = files.get(ref.id)
-        if rec is None:
-            continue
-        out.append(butler.datastore.ingest(source(rec), ref, mode, formatter=rec.formatter))
-    return out
+def _place_files(
+    butler: Butler, bundle: Bundle, source: FileSource, mode: str, placed: PlacedFiles
+) -> None:
+    """Place every dataset's file at its datastore path unless a file is already there."""
+    store = butler.datastore
+    for rec in bundle.files.values():
+        target = store.absolute(
+            DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, rec.storage_class, 0)
+        )
+        if not (target.exists() or target.is_symlink()):
+            placed.add(source(rec), target, mode)
+
+
+def _register_datasets(butler: Butler, bundle: Bundle, with_files: bool) -> int:
+    """Register the datasets (and their file records) column-wise, one call per RUN."""
+    from rc2_platform.registry import DatasetColumns
+
+    reg = butler.registry
+    groups: dict[str, dict[tuple[str, bool], list[DatasetRef]]] = {}
+    files = bundle.files if with_files else {}
+    for ref in bundle.refs:
+        key = (ref.dataset_type.name, ref.id in files)
+        groups.setdefault(ref.run, {}).setdefault(key, []).append(ref)
+    new = 0
+    for run, by_type in groups.items():
+        batches = []
+        for (name, has_files), refs in by_type.items():
+            dims = reg.get_dataset_type(name).dimensions
+            batch = DatasetColumns(
+                name,
+                [str(r.id) for r in refs],
+                [
+                    r.data_id.values_tuple
+                    if r.data_id.dimensions == dims
+                    else tuple(r.data_id[d] for d in dims)
+                    for r in refs
+                ],  # fmt: skip
+            )
+            if has_files:
+                recs = [files[r.id] for r in refs]
+                batch.paths = [relative_path(f) for f in recs]
+                batch.formatters = [f.formatter for f in recs]
+                batch.storage_classes = [f.storage_class for f in recs]
+                batch.file_sizes = [f.file_size for f in recs]
+            batches.append(batch)
+        new += reg.import_dataset_columns(run, batches)
+    return new
 
 
 def _certify(
