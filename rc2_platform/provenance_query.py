@@ -218,7 +218,7 @@ def lineage(
     """
     rows = _latest_only(load_provenance(repo, run).to_pylist())
     keep = set(types)
-    with Butler(repo) as butler:
+    with Butler(repo, read_only=True) as butler:
         start = _start_ids(butler, rows, dataset_type, where, bind)
         if not start:
             raise DatasetNotFoundError(

@@ -80,7 +80,7 @@ class ServerState:
             raise
 
     def _open(self, name: str, repo: RepositoryConfig) -> Repository:
-        butler = Butler(repo.path)
+        butler = Butler(repo.path, read_only=True)  # the server only reads
         service = RepositoryService(name, butler, self.config.limits, self.signer)
         tokens = TokenStore(repo.tokens_file or TokenStore.for_repository(butler.root).path)
         anonymous = (
