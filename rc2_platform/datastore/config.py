@@ -100,4 +100,8 @@ def _load(templates_file: Path | None, storage_classes_file: Path | None) -> Dat
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid datastore configuration at {loc}: {first['msg']}") from None
+        files = [str(f) for f in (templates_file, storage_classes_file) if f is not None]
+        where = f" ({' + '.join(files) or 'rc2_platform/config'})"
+        raise ConfigError(
+            f"invalid datastore configuration{where} at {loc}: {first['msg']}"
+        ) from None

@@ -8,6 +8,7 @@ a non-zero exit and nothing written.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,76 @@ def test_shipped_configs_still_load() -> None:
     assert files
     for file in files:
         load_yaml(file.read_text(), str(file))
+
+
+# --- wrong types at several depths of each shipped configuration ------------------------
+
+SHIPPED = Path(__file__).parents[2] / "rc2_platform" / "config"
+SHIPPED_KINDS: dict[str, Callable[[Path], Any]] = {
+    "execution.yaml": load_execution_config,
+    "datastore.yaml": lambda p: load_datastore_config(templates_file=p),
+    "storage_classes.yaml": lambda p: load_datastore_config(storage_classes_file=p),
+    "hsc_camera.yaml": load_camera,
+    "simulate_tiny.yaml": load_preset,
+    "skymaps.yaml": skymap_config_names,
+    "dimensions.yaml": lambda p: DimensionUniverse.from_yaml(p.read_text(), str(p)),
+}
+
+
+def _wrong(value: Any) -> Any:
+    """A value of another type than ``value`` (mapping -> int, list -> text, ...)."""
+    if isinstance(value, dict):
+        return 42
+    if isinstance(value, list):
+        return "text"
+    if isinstance(value, bool):
+        return [1]
+    if isinstance(value, int | float):
+        return {"a": 1}
+    return [1, 2]
+
+
+def _key_paths(node: Any, depth: int, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths to the keys of ``node`` down to ``depth`` (the first item of each list)."""
+    if depth == 0:
+        return []
+    items: list[tuple[Any, Any]] = []
+    if isinstance(node, dict):
+        items = list(node.items())
+    elif isinstance(node, list) and node:
+        items = [(0, node[0])]
+    paths = []
+    for key, value in items:
+        paths.append((*prefix, key))
+        paths.extend(_key_paths(value, depth - 1, (*prefix, key)))
+    return paths
+
+
+@pytest.mark.parametrize("kind", list(SHIPPED_KINDS))
+def test_wrong_types_at_several_depths_refused(kind: str, tmp_path: Path) -> None:
+    """Each key (depth 1-3) of a shipped config given a value of another type: refused."""
+    load = SHIPPED_KINDS[kind]
+    base = load_yaml((SHIPPED / kind).read_text(), kind)
+    paths = _key_paths(base, 3)[:25]
+    assert paths
+    path = tmp_path / kind
+    bad = []
+    for keys in paths:
+        doc = copy.deepcopy(base)
+        node = doc
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = _wrong(node[keys[-1]])
+        path.write_text(yaml.safe_dump(doc))
+        try:
+            load(path)
+        except Rc2Error as exc:
+            outcome = "clean" if "\n" not in str(exc) and str(path) in str(exc) else "traceback"
+        except Exception:  # noqa: BLE001 - an untranslated error is what we count
+            outcome = "traceback"
+        else:
+            outcome = "wrong acceptance"
+        tally(outcome)
+        if outcome != "clean":
+            bad.append((keys, outcome))
+    assert bad == []
