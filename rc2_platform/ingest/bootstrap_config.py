@@ -134,6 +134,11 @@ class CalibrationEntry(_Model):
     file: Path
     valid_begin: str | None = Field(default=None, description="ISO time, TAI, inclusive.")
     valid_end: str | None = Field(default=None, description="ISO time, TAI, exclusive.")
+    header_only: bool = Field(
+        default=False,
+        description="The file has a header and no pixels by design (the header-only rc2 "
+        "preset); otherwise an image without pixels is refused as unusable.",
+    )
 
     @field_validator("valid_begin", "valid_end")
     @classmethod

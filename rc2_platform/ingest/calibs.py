@@ -79,7 +79,8 @@ def check_readable(butler: Butler, entry: CalibrationEntry) -> str | None:
     """Why ``entry``'s file cannot serve as a calibration, or ``None`` if it can.
 
     The datastore's formatter for its storage class reads the file (as the pipeline will)
-    and its image must be 2-D and non-empty; a truncated file fails here.
+    and its image must be 2-D and non-empty (unless the entry is ``header_only``: then a
+    readable header without pixels is what it should be); a truncated file fails here.
     """
     dt = calibration_dataset_type(butler.registry.universe, entry.dataset_type)
     formatter = butler.datastore.formatter_for(dt.storage_class)
@@ -92,6 +93,8 @@ def check_readable(butler: Butler, entry: CalibrationEntry) -> str | None:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"{path} is not a readable {entry.dataset_type} FITS file ({msg}); re-copy it"
     shape = getattr(getattr(obj, "image", obj), "shape", ())
+    if entry.header_only and (len(shape) == 0 or min(shape) == 0):
+        return None
     if len(shape) != 2 or min(shape) == 0:
         return f"{path}: {entry.dataset_type} image has shape {tuple(shape)}, not a 2-D image"
     return None

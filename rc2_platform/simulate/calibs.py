@@ -126,6 +126,7 @@ def write_calibrations(
                 file=path,
                 valid_begin=begin,
                 valid_end=end,
+                header_only=make_image is None,
             )
         )
     return entries
