@@ -55,6 +55,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 TALLY["wrong acceptance"],
             )
         )
+    from rc2_platform_tests.hostile.crash_support import KILLS
+
+    if KILLS:
+        terminalreporter.write_line(
+            "kill cases (SIGKILL, re-run): {} consistent {} inconsistent {}".format(
+                sum(KILLS.values()), KILLS["consistent"], KILLS["inconsistent"]
+            )
+        )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

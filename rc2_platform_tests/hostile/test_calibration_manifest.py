@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import yaml
 from astropy.io import fits
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from rc2_platform.butler import Butler
 from rc2_platform.cli import main
 from rc2_platform.ingest import register_instrument
 from rc2_platform_tests.databases import scratch_database
+from rc2_platform_tests.hostile.conftest import expect_cli_refusal
 from rc2_platform_tests.hostile.crash_support import expect_consistent
 
 GOOD = [
@@ -70,10 +71,23 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-def _ingest(repo: Path, manifest: list[dict[str, object]], folder: Path) -> object:
+def _manifest(manifest: list[dict[str, object]], folder: Path) -> Path:
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump(manifest))
-    return CliRunner().invoke(main, ["ingest-calibs", str(repo), str(path)])
+    return path
+
+
+def _ingest(repo: Path, manifest: list[dict[str, object]], folder: Path) -> Result:
+    """Ingest a manifest that must be accepted."""
+    return CliRunner().invoke(main, ["ingest-calibs", str(repo), str(_manifest(manifest, folder))])
+
+
+def _refused(repo: Path, manifest: list[dict[str, object]], folder: Path) -> str:
+    """Ingest a manifest that must be refused (tallied); its output."""
+    path = _manifest(manifest, folder)
+    result = expect_cli_refusal(["ingest-calibs", repo, path])
+    assert result.exit_code == 1, result.output
+    return result.output
 
 
 def _nothing_certified(repo: Path) -> None:
@@ -97,13 +111,11 @@ def test_calibration_unreadable_file_refuses_the_manifest(
     bad_path = tmp_path / f"bias-12-{bad}.fits"
     make_bad(bad_path)
     entry = {**good[0], "detector": 12, "file": str(bad_path)}
-    result = _ingest(repo, [*good, entry], tmp_path)
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    stderr = result.stderr  # type: ignore[attr-defined]
+    stderr = _refused(repo, [*good, entry], tmp_path)
     assert str(bad_path) in stderr and expected in stderr and "Traceback" not in stderr
     assert "nothing of this manifest" in stderr
     _nothing_certified(repo)
-    assert _ingest(repo, good, tmp_path).exit_code == 0  # type: ignore[attr-defined]
+    assert _ingest(repo, good, tmp_path).exit_code == 0
 
 
 OVERLAPS = {
@@ -123,9 +135,7 @@ def test_calibration_overlap_inside_a_manifest_refuses_it(
     t, det, filt, begin, end = OVERLAPS[kind]
     clash = _entry(tmp_path, t, det, filt, begin or "", end or "", name=f"clash-{kind}.fits")
     clash.update(valid_begin=begin, valid_end=end)
-    result = _ingest(repo, [*good, clash], tmp_path)
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    stderr = result.stderr  # type: ignore[attr-defined]
+    stderr = _refused(repo, [*good, clash], tmp_path)
     assert str(clash["file"]) in stderr and str(good[0]["file"]) in stderr
     assert "overlaps" in stderr
     _nothing_certified(repo)
@@ -135,12 +145,10 @@ def test_calibration_overlap_with_existing_certification_rolls_back_everything(
     repo: Path, tmp_path: Path
 ) -> None:
     good = [_entry(tmp_path, *g) for g in GOOD]
-    assert _ingest(repo, good[:1], tmp_path).exit_code == 0  # type: ignore[attr-defined]
+    assert _ingest(repo, good[:1], tmp_path).exit_code == 0
     later = _entry(tmp_path, "bias", 11, None, "2016-05-01T00:00:00", "2016-06-01T00:00:00")
     clash = _entry(tmp_path, "bias", 10, None, "2016-02-01T00:00:00", "2016-04-01T00:00:00")
-    result = _ingest(repo, [later, clash], tmp_path)
-    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
-    assert str(clash["file"]) in result.stderr  # type: ignore[attr-defined]
+    assert str(clash["file"]) in _refused(repo, [later, clash], tmp_path)
     with Butler(repo) as butler:
         collections = butler.registry.query_collections()
         assert "HSC/calib/20160501" not in collections and "HSC/calib/20160201" not in collections

@@ -97,7 +97,7 @@ def test_crash_bootstrap_killed_anywhere_is_repaired_by_a_rerun(
         assert was_killed(code), f"bootstrap was not killed at point {n} (exit {code})"
         summary = bootstrap(small_config, repo, url, progress=False)
         assert not summary.failed, f"re-run after a kill at point {n}: {summary.failed}"
-        found = expect_consistent(repo, f"bootstrap killed at point {n}")
+        found = expect_consistent(repo, f"bootstrap killed at point {n}", kill=True)
         assert (found.datasets, found.files) == (reference.datasets, reference.files)
 
 
@@ -140,7 +140,9 @@ def test_crash_ingest_raws_killed_anywhere_is_repaired_by_a_rerun(
         code = run_killed(n, partial(ingest, repo, files))
         assert was_killed(code), f"ingest was not killed at point {n} (exit {code})"
         ingest(repo, [f for f in files if f.exists()])
-        found = expect_consistent(repo, f"ingest-raws --transfer {transfer} killed at point {n}")
+        found = expect_consistent(
+            repo, f"ingest-raws --transfer {transfer} killed at point {n}", kill=True
+        )
         assert found.datasets == len(sources)
         if transfer != "move":
             assert all(f.exists() for f in files)
