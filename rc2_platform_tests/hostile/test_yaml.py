@@ -356,3 +356,29 @@ def test_wrong_types_at_several_depths_refused(kind: str, tmp_path: Path) -> Non
         if outcome != "clean":
             bad.append((keys, outcome))
     assert bad == []
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A repository with a three-task stand-in graph (execution tests' helpers)."""
+    from rc2_platform_tests.execution.helpers import make_graph, make_repo
+
+    tmp = tmp_path_factory.mktemp("run")
+    butler, raws = make_repo(tmp / "repo")
+    butler.close()
+    make_graph(tmp / "g.qgraph", raws)
+    return tmp / "repo", tmp / "g.qgraph"
+
+
+@pytest.mark.parametrize(("kind", "name"), _cases(["execution-config"]))
+def test_rc2_run_refuses_hostile_execution_config(
+    kind: str, name: str, small_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    repo, graph = small_run
+    text, rule = _documents("backends")[name]
+    path = tmp_path / "execution.yaml"
+    path.write_text(text)
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    result = expect_cli_refusal(["run", repo, graph, "--execution-config", path], match=rule)
+    assert str(path) in result.output
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
