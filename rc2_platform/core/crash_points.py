@@ -3,10 +3,12 @@
 Code that writes files or registry rows calls :func:`crash_point` at the moments where a
 ``kill -9`` is interesting: after a file is placed but before its registry row commits,
 between the steps of a bootstrap, after a job's outputs are written but before they are
-registered. With the environment variable unset this is one dictionary lookup.
+registered. Unarmed, a point costs a counter increment and one environment lookup.
 
-``RC2_KILL_AT=N`` (or :func:`arm`) makes the process SIGKILL itself at the N-th point it passes (counted
-from 1, over every label); ``RC2_KILL_AT=LABEL:N`` at the N-th pass of one label. Just
+``RC2_KILL_AT=N`` (or :func:`arm`) makes the process SIGKILL itself at the N-th point it
+passes (counted from 1, over every label); ``RC2_KILL_AT=LABEL:N`` at the N-th pass of one label. The
+variable is read when this module is imported and removed from the environment, so
+``RC2_KILL_AT=5 rc2 run ...`` kills the orchestrator, not the jobs it starts. Just
 before dying it writes one line ``rc2: killed at crash point N (LABEL)`` to stderr. Tests
 count the points of a complete run with :func:`passed` (or ``RC2_KILL_COUNT=FILE``, which
 appends one label per line) and pick kill points among them, so no timing is involved.
@@ -25,14 +27,15 @@ _COUNT_ENV = "RC2_KILL_COUNT"
 
 _counts: dict[str, int] = {}
 _total = 0
-_armed: str | None = None
+# Read once and removed from the environment: the processes this one starts (jobs, pools)
+# are not killed too. A forked child keeps the armed spec (and counts its own points).
+_armed: str | None = os.environ.pop(_ENV, None) or None
 
 
 def arm(spec: str | int | None) -> None:
     """Kill this process at ``spec`` (as ``RC2_KILL_AT``), without the environment.
 
-    Unlike the environment variable, this is not inherited by the processes this one
-    starts (a test kills an orchestrator, not its jobs); ``None`` disarms.
+    Used by tests that fork the process to kill; ``None`` disarms.
     """
     global _armed
     _armed = None if spec is None else str(spec)
@@ -59,7 +62,7 @@ def crash_point(label: str) -> None:
     if log:
         with open(log, "a") as fh:
             fh.write(label + "\n")
-    spec = _armed or os.environ.get(_ENV)
+    spec = _armed
     if not spec:
         return
     want_label, _, number = spec.rpartition(":")
