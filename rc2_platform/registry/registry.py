@@ -529,7 +529,7 @@ class Registry(RegistryAdmin):
                 conn, run, CollectionType.RUN, action="import datasets into"
             )
             n = import_dataset_columns(conn, self.schema, self.datasets, run, rec.id, batches)
-        self._maybe_analyze(n, ["dataset", "file_datastore_records"])
+        self._maybe_analyze(n, ["dataset"])
         return n
 
     def remove_datasets(self, refs: Iterable[DatasetRef]) -> None:
