@@ -17,6 +17,7 @@ HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this
 """
 
 import json
+import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,11 +236,28 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
     return _plan
 
 
+def _fork_in_step(config: ExecutionConfig) -> ExecutionConfig:
+    """Local jobs forked from the step process itself when the step is a subprocess.
+
+    ``rc2_executor``'s steps are forks of a server that preloaded the job modules; a
+    ``forkserver`` launcher would start (and import into) another server in every step.
+    """
+    local = config.backends.local
+    if local.launcher != "forkserver" or multiprocessing.parent_process() is None:
+        return config
+    backends = config.backends.model_copy(
+        update={"local": local.model_copy(update={"launcher": "fork"})}
+    )
+    return config.model_copy(update={"backends": backends})
+
+
 def _run_spec(
     context: dg.OpExecutionContext, item: tuple[str, str | None, int | None, ClusterSpec]
 ) -> ClusterOutcome:
     backend, config_path, processes, spec = item
     config = load_execution_config(config_path)
+    if backend == "local":
+        config = _fork_in_step(config)
     butler: ButlerResource = context.resources.butler
     reports: list[dict[str, Any]] = []
     extras = {"tract": spec.tract, "cluster": spec.cluster, "stage": spec.stage}

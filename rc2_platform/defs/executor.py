@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-__all__ = ["REGISTRY_POOL", "RUN_ON_INPUTS", "rc2_executor"]
+__all__ = ["FORKSERVER", "PRELOAD", "REGISTRY_POOL", "RUN_ON_INPUTS", "rc2_executor"]
 
 #: The concurrency pool of the steps that write the registry in bulk (ingest assets, RUN
 #: registration, the end of an execution run); its limit is the instance's
@@ -34,9 +34,24 @@ REGISTRY_POOL = "rc2_registry"
 RUN_ON_INPUTS = {"require_upstream_step_success": False}
 
 
+#: Modules the step fork server imports once: Dagster's multiprocess module (Dagster puts
+#: it first), the definitions (and with them the Butler and the execution library) and
+#: what a step's cluster job loads — the job is forked from the step (``launcher: fork``,
+#: see ``execution_assets._fork_in_step``), so it starts with them too.
+PRELOAD = (
+    "dagster._core.executor.multiprocess",
+    "rc2_platform.defs",
+    "rc2_platform.execution.worker",
+    "rc2_platform.execution.job",
+    "rc2_platform.datastore.formatters",
+    "astropy.io.fits",
+    "astropy.table",
+)
+
 #: How multiprocess steps start unless the run config says: forked from a server that
-#: imported Dagster and the package once (a spawned step re-imports both, ~1-2 s each).
-FORKSERVER = {"forkserver": {"preload_modules": ["rc2_platform.defs"]}}
+#: imported Dagster and the package once (a spawned step re-imports both: ~3 s of CPU per
+#: step, 12-20 s between steps on a loaded 2-core machine; benchmarks/dagster_overhead.py).
+FORKSERVER = {"forkserver": {"preload_modules": list(PRELOAD)}}
 
 
 def _with_dependency_rule(config: Mapping[str, Any] | None) -> dict[str, Any]:

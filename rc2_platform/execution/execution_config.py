@@ -102,10 +102,11 @@ class LocalSettings(_Model):
     """Local process pool."""
 
     max_workers: int = Field(default=2, gt=0)
-    launcher: Literal["forkserver", "subprocess"] = Field(
+    launcher: Literal["forkserver", "subprocess", "fork"] = Field(
         default="forkserver",
         description="forkserver: jobs are forked from a pre-imported server (fast start); "
-        "subprocess: a new `rc2 run-cluster` process per job",
+        "subprocess: a new `rc2 run-cluster` process per job; fork: jobs are forked from "
+        "the orchestrating process itself (what Dagster steps use, see docs/dagster.md)",
     )
     preload: list[str] = Field(
         default_factory=list, description="extra modules the fork server imports once"

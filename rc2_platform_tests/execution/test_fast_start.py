@@ -4,8 +4,10 @@ header-only raws readable by the stand-ins."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from rc2_platform.datastore import FitsExposureFormatter
@@ -32,10 +34,12 @@ def _rc2_job(
     )
 
 
+@pytest.mark.parametrize("launcher", ["forkserver", "fork"])
 def test_forkserver_launcher_forks_worker_commands_with_exit_codes_and_logs(
-    tmp_path: Path,
+    tmp_path: Path, launcher: Literal["forkserver", "fork"]
 ) -> None:
-    backend = LocalBackend(max_workers=2, launcher="forkserver")
+    # "fork": forked from this process itself (what a Dagster step of rc2_executor uses).
+    backend = LocalBackend(max_workers=2, launcher=launcher)
     ok = _rc2_job(tmp_path, "ok", "run-cluster", "--help")
     bad = _rc2_job(
         tmp_path, "bad", "run-cluster", str(tmp_path / "missing.qgraph"), "--cluster", "c",

@@ -81,6 +81,10 @@ def _child_main(
         target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(target, fd)
         os.close(target)
+    # A plain fork keeps the parent's sys.stdout/stderr objects (pytest's or Dagster's
+    # capture): write to the job's files instead.
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from rc2_platform.execution.worker import main
@@ -107,6 +111,11 @@ class ForkedJob:
         Files the job's stdout and stderr are appended to.
     preload : sequence of str
         Modules the fork server imports in addition to :data:`DEFAULT_PRELOAD`.
+    method : str
+        ``"forkserver"`` (default): fork from the pre-imported server; ``"fork"``: fork
+        this process itself, for an orchestrator that is already a fork of a preloaded
+        server (a Dagster step started by ``rc2_executor``'s fork server), where starting
+        another server would import everything again.
     """
 
     def __init__(
@@ -117,8 +126,10 @@ class ForkedJob:
         out_path: Path,
         err_path: Path,
         preload: Sequence[str] = (),
+        method: str = "forkserver",
     ) -> None:
-        self._process = _fork_context(preload).Process(
+        context = multiprocessing.get_context("fork") if method == "fork" else None
+        self._process = (context or _fork_context(preload)).Process(
             target=_child_main,
             args=(list(command[1:]), str(cwd), dict(env), str(out_path), str(err_path)),
             name=f"rc2-job-{Path(cwd).name}",

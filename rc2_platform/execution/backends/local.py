@@ -54,8 +54,11 @@ class LocalBackend(Backend):
     kill_grace_seconds : `float`
         On cancel, time between SIGTERM and SIGKILL of the job's process group.
     launcher : `str`
-        ``"subprocess"`` (a new process per job) or ``"forkserver"`` (``rc2`` commands are
-        forked from a pre-imported server; other commands run as subprocesses).
+        ``"subprocess"`` (a new process per job), ``"forkserver"`` (``rc2`` commands are
+        forked from a pre-imported server; other commands run as subprocesses) or
+        ``"fork"`` (``rc2`` commands are forked from this process, which must already
+        have the job modules imported: a Dagster step forked from ``rc2_executor``'s
+        preloading server).
     preload : `~collections.abc.Sequence` [`str`]
         Extra modules the fork server imports (e.g. the science tasks' modules).
     """
@@ -66,13 +69,15 @@ class LocalBackend(Backend):
         self,
         max_workers: int = 2,
         kill_grace_seconds: float = 5.0,
-        launcher: Literal["subprocess", "forkserver"] = "subprocess",
+        launcher: Literal["subprocess", "forkserver", "fork"] = "subprocess",
         preload: Sequence[str] = (),
     ) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, not {max_workers}")
-        if launcher not in ("subprocess", "forkserver"):
-            raise ValueError(f"launcher must be 'subprocess' or 'forkserver', not {launcher!r}")
+        if launcher not in ("subprocess", "forkserver", "fork"):
+            raise ValueError(
+                f"launcher must be 'subprocess', 'forkserver' or 'fork', not {launcher!r}"
+            )
         self.launcher = launcher
         self.preload = tuple(preload)
         self.max_workers = max_workers
@@ -228,7 +233,7 @@ class LocalBackend(Backend):
     def _launch(
         self, job: ClusterJob, out: IO[bytes], err: IO[bytes]
     ) -> subprocess.Popen[bytes] | ForkedJob:
-        if self.launcher == "forkserver" and is_worker_command(job.command):
+        if self.launcher in ("forkserver", "fork") and is_worker_command(job.command):
             return ForkedJob(
                 job.command,
                 job.working_dir,
@@ -236,6 +241,7 @@ class LocalBackend(Backend):
                 job.log_dir / f"{job.name}.out",
                 job.log_dir / f"{job.name}.err",
                 self.preload,
+                method=self.launcher,
             )
         return subprocess.Popen(
             job.command,
