@@ -99,9 +99,12 @@ def test_overall_inputs_are_cached_and_handed_out_as_copies(tmp_path: Path) -> N
     first = executor._read(raws[0], read)
     first["pixels"].append("changed by a task")
     second = executor._read(raws[0], read)
+    # A task declaring leaves_inputs_unchanged (the stand-in) is handed the cached object.
+    shared = executor._read(raws[0], read, shared=True)
     butler.close()
     assert second == {"pixels": [0]}
-    assert read == [str(raws[0].id)] * 2
+    assert shared is executor._read(raws[0], read, shared=True) and shared is not second
+    assert read == [str(raws[0].id)] * 4
 
 
 def test_header_only_fits_reads_as_empty_exposure_with_header(tmp_path: Path) -> None:
