@@ -18,8 +18,9 @@ once (kept in ``--work``), then measures:
 
 Each step reports registry-side seconds per phase (``TransferReport.phases``) and
 datasets per second registry-side = datasets / (seconds of the dataset phases: the
-dataset rows and their datastore records; dimension records, files and YAML are
-reported beside it). Prints one JSON document.
+dataset rows and their datastore records, read for an export, written column-wise for
+an import or transfer; dimension records, files and YAML are reported beside it).
+Prints one JSON document with the load average before and after.
 """
 
 from __future__ import annotations
