@@ -151,9 +151,10 @@ def load_yaml(text: str | bytes | IO[str] | IO[bytes], source: str) -> Any:
         The text is not valid YAML, repeats a key in a mapping, or its aliases expand
         too far; the one-line message names ``source``, the line and the rule.
     """
-    loader = _LOADER(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _LOADER(text)  # the pure-Python reader checks a str here
+        loader.source = source
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -165,11 +166,29 @@ def load_yaml(text: str | bytes | IO[str] | IO[bytes], source: str) -> Any:
         raise YamlError(f"{source}: not valid YAML: {first}") from None
     except RecursionError:
         raise YamlError(f"{source}: YAML nested too deeply; refused") from None
+    except UnicodeDecodeError as exc:
+        raise YamlError(_not_utf8(source, exc)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _not_utf8(source: str, exc: UnicodeDecodeError) -> str:
+    return (
+        f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+        f"YAML files must be UTF-8"
+    )
+
+
+def read_yaml_text(path: str | Path) -> str:
+    """The text of the YAML file ``path``; YamlError if it is not UTF-8 (OSError passes)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(_not_utf8(str(path), exc)) from None
 
 
 def read_yaml(path: str | Path) -> Any:
     """Read and parse the YAML file ``path`` with :func:`load_yaml` (OSError passes through)."""
-    path = Path(path)
-    return load_yaml(path.read_text(encoding="utf-8"), str(path))
+    return load_yaml(read_yaml_text(path), str(path))

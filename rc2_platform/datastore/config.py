@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from rc2_platform.core.yaml_safe import load_yaml
+from rc2_platform.core.yaml_safe import load_yaml, read_yaml_text
 from rc2_platform.datastore.formatters import FORMATTERS
 from rc2_platform.datastore.templates import PathTemplate
 from rc2_platform.errors import ConfigError
@@ -57,7 +57,7 @@ def _read_yaml(path: Path | None, package_file: str) -> dict[str, Any]:
         text = resources.files("rc2_platform.config").joinpath(package_file).read_text("utf-8")
         where = f"rc2_platform/config/{package_file}"
     else:
-        text, where = Path(path).read_text("utf-8"), str(path)
+        text, where = read_yaml_text(path), str(path)
     data = load_yaml(text, where) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping at the top level")

@@ -33,7 +33,7 @@ import yaml
 from astropy.time import Time
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rc2_platform.core.yaml_safe import load_yaml
+from rc2_platform.core.yaml_safe import load_yaml, read_yaml_text
 from rc2_platform.errors import ConfigError
 
 __all__ = [
@@ -316,7 +316,7 @@ def load_bootstrap_config(path: str | Path, *, check_files: bool = False) -> Boo
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_yaml_text(path)
     except OSError as exc:
         raise ConfigError(f"cannot read bootstrap config {path}: {exc.strerror}") from None
     data = load_yaml(text, str(path))

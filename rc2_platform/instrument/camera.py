@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rc2_platform.core.yaml_safe import load_yaml
+from rc2_platform.core.yaml_safe import load_yaml, read_yaml_text
 from rc2_platform.errors import ConfigError, IngestError
 
 __all__ = [
@@ -234,7 +234,7 @@ def _read_config(path: Path | None) -> CameraConfig:
         text = resources.files("rc2_platform").joinpath("config/hsc_camera.yaml").read_text()
         source = "rc2_platform/config/hsc_camera.yaml"
     else:
-        text = Path(path).read_text()
+        text = read_yaml_text(path)
         source = str(path)
     try:
         return CameraConfig.model_validate(load_yaml(text, source))

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rc2_platform.core.yaml_safe import YamlError, load_yaml
+from rc2_platform.core.yaml_safe import YamlError, load_yaml, read_yaml_text
 from rc2_platform.errors import PipelineError
 
 #: Package holding the pipelines shipped with rc2_platform (e.g. ``DRP-RC2.yaml``).
@@ -121,7 +121,7 @@ def resolve_location(location: str, base_dir: Path | None = None) -> tuple[str, 
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if path.is_file():
-        return path.read_text(), path.resolve().parent
+        return read_yaml_text(path), path.resolve().parent
     packaged = _packaged(location)
     if packaged is not None:
         return packaged, None

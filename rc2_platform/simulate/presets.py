@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rc2_platform.core.yaml_safe import load_yaml
+from rc2_platform.core.yaml_safe import load_yaml, read_yaml_text
 from rc2_platform.errors import ConfigError
 from rc2_platform.simulate.faults import FaultPlan
 
@@ -170,7 +170,7 @@ def load_preset(name_or_path: str | Path) -> SimulationPreset:
     """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        text, where = path.read_text(), str(path)
+        text, where = read_yaml_text(path), str(path)
     else:
         resource = resources.files("rc2_platform") / "config" / f"simulate_{name_or_path}.yaml"
         if not resource.is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rc2_platform.core.yaml_safe import load_yaml
+from rc2_platform.core.yaml_safe import load_yaml, read_yaml_text
 from rc2_platform.errors import ConfigError
 
 __all__ = ["SkyMapConfig", "load_skymap_config", "skymap_config_names"]
@@ -62,7 +62,7 @@ def _load_file(path: Path | None) -> dict[str, SkyMapConfig]:
         text = resources.files("rc2_platform").joinpath("config/skymaps.yaml").read_text()
         source = "rc2_platform/config/skymaps.yaml"
     else:
-        text, source = Path(path).read_text(), str(path)
+        text, source = read_yaml_text(path), str(path)
     try:
         doc = _SkyMapFile.model_validate(load_yaml(text, source))
     except ValidationError as exc:

@@ -18,7 +18,7 @@ import yaml
 
 from rc2_platform.butler import Butler
 from rc2_platform.core import yaml_safe
-from rc2_platform.core.yaml_safe import YamlError, load_yaml
+from rc2_platform.core.yaml_safe import YamlError, load_yaml, read_yaml_text
 from rc2_platform.datastore.config import load_datastore_config
 from rc2_platform.errors import Rc2Error
 from rc2_platform.execution.execution_config import load_execution_config
@@ -41,7 +41,7 @@ def _billion_laughs(levels: int = 9) -> str:
 
 #: Hostile documents built around a key ``k`` the configuration really uses, and the rule
 #: each one breaks (a fragment of the expected message).
-def _documents(k: str) -> dict[str, tuple[str, str]]:
+def _documents(k: str) -> dict[str, tuple[str | bytes, str]]:
     return {
         "dup-root": (f"{k}: 1\n{k}: 2\n", f"duplicate key {k!r} at line 2"),
         "dup-depth2": (f"{k}:\n  a: 1\n  b: 2\n  a: 3\n", "duplicate key 'a' at line 4"),
@@ -58,7 +58,17 @@ def _documents(k: str) -> dict[str, tuple[str, str]]:
             f"{k}: !!python/object/apply:os.system ['touch MARKER']\n",
             "not valid YAML",
         ),
+        "control-char": (f'{k}: "a\x01b"\n', "characters are not allowed"),
+        "not-utf8": (f"{k}: ".encode() + b"\xff\xfe\x80 caf\xe9\n", "not UTF-8 text"),
+        "utf16": (f"{k}: text\n".encode("utf-16"), "not UTF-8 text"),
     }
+
+
+def _write(path: Path, text: str | bytes) -> None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
 
 
 def _cases(kinds: list[str]) -> list[Any]:
@@ -74,13 +84,16 @@ LOADERS = [yaml_safe.StrictSafeLoader, yaml_safe._LOADER]
 
 
 @pytest.mark.parametrize("loader", LOADERS, ids=["python", "default"])
-@pytest.mark.parametrize("name", list(_documents("k")))
+@pytest.mark.parametrize(
+    "name", [n for n, (text, _) in _documents("k").items() if isinstance(text, str)]
+)
 def test_loader_refuses_each_hostile_document(
     loader: type, name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(yaml_safe, "_LOADER", loader)
     monkeypatch.chdir(tmp_path)
     text, rule = _documents("key")[name]
+    assert isinstance(text, str)
     with pytest.raises(YamlError) as info:
         load_yaml(text, "hostile.yaml")
     message = str(info.value)
@@ -117,7 +130,7 @@ def _library_loaders(tmp_path: Path) -> dict[str, tuple[str, Callable[[Path], An
         "server-config": ("limits", load_server_config),
         "preset": ("name", load_preset),
         "skymap-config": ("skymaps", skymap_config_names),
-        "dimensions": ("version", lambda p: DimensionUniverse.from_yaml(p.read_text(), str(p))),
+        "dimensions": ("version", lambda p: DimensionUniverse.from_yaml(read_yaml_text(p), str(p))),
         "yaml-dataset": ("a", lambda p: _read_dataset(p)),
         "camera": ("detectors", load_camera),
         "datastore-config": ("templates", lambda p: load_datastore_config(templates_file=p)),
@@ -150,7 +163,7 @@ def test_library_refuses_hostile_config(
     key, load = _library_loaders(tmp_path)[kind]
     text, rule = _documents(key)[name]
     path = tmp_path / f"{kind}.yaml"
-    path.write_text(text)
+    _write(path, text)
     try:
         load(path)
     except Rc2Error as exc:
@@ -172,7 +185,7 @@ def test_library_refuses_hostile_config(
 def test_pipeline_show_refuses_hostile_yaml(kind: str, name: str, tmp_path: Path) -> None:
     text, rule = _documents("tasks")[name]
     path = tmp_path / "pipe.yaml"
-    path.write_text(text)
+    _write(path, text)
     result = expect_cli_refusal(["pipeline", "show", path], match=rule)
     assert str(path) in result.output
 
@@ -183,7 +196,7 @@ def test_writing_commands_refuse_hostile_config_and_write_nothing(
 ) -> None:
     text, rule = _documents("skymap" if kind == "bootstrap" else "name")[name]
     path = tmp_path / f"{kind}.yaml"
-    path.write_text(text)
+    _write(path, text)
     out = tmp_path / "out"
     args = ["bootstrap", out, path] if kind == "bootstrap" else ["simulate", path, out]
     result = expect_cli_refusal(args, match=rule)
@@ -197,7 +210,7 @@ def test_repository_commands_refuse_hostile_yaml(
 ) -> None:
     text, rule = _documents("calibrations" if kind == "calib-manifest" else "format")[name]
     path = tmp_path / f"{kind}.yaml"
-    path.write_text(text)
+    _write(path, text)
     before = snapshot(butler)
     command = "ingest-calibs" if kind == "calib-manifest" else "import"
     result = expect_cli_refusal([command, hostile_repo, path], match=rule)
@@ -212,7 +225,7 @@ def test_hostile_butler_yaml_refused_and_nothing_created(
     text, rule = _documents("registry")[name]
     root = tmp_path / "repo"
     root.mkdir()
-    (root / "butler.yaml").write_text(text)
+    _write(root / "butler.yaml", text)
     expect_cli_refusal(["dataset-types", root], match=rule)
     assert sorted(p.name for p in root.iterdir()) == ["butler.yaml"]
 
@@ -267,7 +280,7 @@ def test_library_refuses_non_mapping_roots(kind: str, root: str, tmp_path: Path)
 )
 def test_bootstrap_refuses_wrong_shapes(name: str, text: str, tmp_path: Path) -> None:
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(text)
+    _write(path, text)
     out = tmp_path / "out"
     result = expect_cli_refusal(["bootstrap", out, path])
     assert str(path) in result.output
@@ -295,7 +308,7 @@ SHIPPED_KINDS: dict[str, Callable[[Path], Any]] = {
     "hsc_camera.yaml": load_camera,
     "simulate_tiny.yaml": load_preset,
     "skymaps.yaml": skymap_config_names,
-    "dimensions.yaml": lambda p: DimensionUniverse.from_yaml(p.read_text(), str(p)),
+    "dimensions.yaml": lambda p: DimensionUniverse.from_yaml(read_yaml_text(p), str(p)),
 }
 
 
@@ -377,7 +390,7 @@ def test_rc2_run_refuses_hostile_execution_config(
     repo, graph = small_run
     text, rule = _documents("backends")[name]
     path = tmp_path / "execution.yaml"
-    path.write_text(text)
+    _write(path, text)
     before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
     result = expect_cli_refusal(["run", repo, graph, "--execution-config", path], match=rule)
     assert str(path) in result.output
