@@ -6,7 +6,6 @@ import contextlib
 import enum
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,21 +202,17 @@ class FileDatastore:
         """Delete ``ref``'s file (a no-op if already gone).
 
         Files ingested with ``direct`` are outside the root and are only forgotten,
-        never deleted. Inside :meth:`transaction` the delete happens on commit.
+        never deleted. Inside :meth:`transaction` the file stays in place until the
+        transaction commits and is deleted then: a process killed before the registry
+        commit leaves the dataset registered *with* its file (renaming it away first
+        would leave a registered dataset without its file).
         """
         if record is not None and os.path.isabs(record.path):
             return
         path = self.absolute(record) if record is not None else self.path_for(ref)
         if not (path.exists() or path.is_symlink()):
             return
-        txn = self._current()
-        if txn is None:
-            self._delete(path)
-            return
-        trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.trash")
-        os.replace(path, trash)
-        txn.undo.append(lambda: os.replace(trash, path))
-        txn.on_commit.append(lambda: self._delete(trash))
+        self._after_commit(lambda: self._delete(path))
 
     def _delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
@@ -259,6 +254,7 @@ class FileDatastore:
                     undo()
             raise
         stack.pop()
+        crash_point("datastore.transaction.committed")
         for action in txn.on_commit:
             with contextlib.suppress(OSError):
                 action()

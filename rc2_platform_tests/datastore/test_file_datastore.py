@@ -152,7 +152,7 @@ def test_transaction_failure_removes_written_files(store: FileDatastore) -> None
     assert [p.relative_to(store.root).parts[0] for p in files_under(store.root)] == ["before"]
 
 
-def test_transaction_failure_undoes_move_and_restores_removed(
+def test_transaction_failure_undoes_move_and_keeps_removed(
     store: FileDatastore, raw_file: Path
 ) -> None:
     old = make_ref("meta", "Json", run="old")
@@ -160,7 +160,7 @@ def test_transaction_failure_undoes_move_and_restores_removed(
     with pytest.raises(RuntimeError), store.transaction():
         store.ingest(raw_file, raw_ref(), "move")
         store.remove(old, old_record)
-        assert not store.exists(old)
+        assert store.exists(old)  # deleted only when the transaction commits
         raise RuntimeError("boom")
     assert raw_file.exists()
     assert store.get(old, old_record) == {"old": 1}
