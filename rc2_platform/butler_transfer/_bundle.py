@@ -233,7 +233,11 @@ def _records_for(butler: Butler, refs: Sequence[DatasetRef]) -> dict[str, list[d
         _fetch(butler, el.name, wanted, fetched)
     for el in tabled:
         if el.key is None and all(d in wanted for d in el.required if universe[d].has_table):
-            records = butler.registry.query_dimension_records(el.name)
+            own = {d: {k[-1] for k in wanted[d]} for d in el.required if universe[d].has_table}
+            where = " AND ".join(
+                f for f in (_key_filter((d,), {(v,) for v in vals}) for d, vals in own.items()) if f
+            )
+            records = butler.registry.query_dimension_records(el.name, where)
             keep = [
                 rec
                 for rec in records
@@ -262,7 +266,7 @@ def _fetch(
     el = universe[element]
     records = [
         rec
-        for rec in butler.registry.query_dimension_records(element)
+        for rec in butler.registry.query_dimension_records(element, _key_filter(el.required, keys))
         if tuple(rec[c] for c in el.required) in keys
     ]
     fetched[element] = records
@@ -275,3 +279,28 @@ def _fetch(
             for rec in records
             if all(rec.get(c) is not None for c in target.required)
         )
+
+
+#: At most this many distinct values of a dimension go into one ``IN`` filter.
+_MAX_IN = 1_000
+
+
+def _key_filter(dims: Sequence[str], keys: set[tuple[Any, ...]]) -> str:
+    """A where-expression narrowing a record query to ``keys`` (exact match is Python's).
+
+    One ``IN`` list per key column with at most 1,000 distinct values, so a repository
+    with a whole sky map is not read entirely to export a tract's patches.
+    """
+    parts = []
+    for i, dim in enumerate(dims):
+        values = {k[i] for k in keys}
+        if not values or len(values) > _MAX_IN:
+            continue
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            listed = ", ".join(str(v) for v in sorted(values))
+        elif all(isinstance(v, str) and "'" not in v for v in values):
+            listed = ", ".join(f"'{v}'" for v in sorted(values))
+        else:
+            continue
+        parts.append(f"{dim} IN ({listed})")
+    return " AND ".join(parts)
