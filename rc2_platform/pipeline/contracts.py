@@ -4,6 +4,8 @@ A contract is parsed with :mod:`ast` and evaluated by walking the tree; only
 literals, names (task labels, ``parameters``, ``True``/``False``/``None``), attribute
 access (never to names starting with ``_``), comparisons, ``and``/``or``/``not``,
 unary minus and ``+ - * /`` arithmetic are allowed. Nothing is passed to ``eval``.
+A contract is at most :data:`MAX_CONTRACT_LENGTH` characters, ``*`` multiplies numbers only
+(no ``'a' * 10**9`` memory bomb), and nesting too deep for the parser is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
 }
 _CONSTANT_NAMES = {"True": True, "False": False, "None": None}
+#: Longest contract accepted (characters).
+MAX_CONTRACT_LENGTH = 1000
+
+
+def quote_contract(text: str) -> str:
+    """The contract as quoted in messages (long ones cut)."""
+    return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 def parse_contract(text: str) -> ast.Expression:
@@ -44,18 +53,30 @@ def parse_contract(text: str) -> ast.Expression:
     PipelineError
         If the text is not an expression or uses anything outside the allowed subset.
     """
+    if not isinstance(text, str) or len(text) > MAX_CONTRACT_LENGTH:
+        length = len(text) if isinstance(text, str) else type(text).__name__
+        raise PipelineError(
+            f"contract {quote_contract(str(text))} is not a text of at most {MAX_CONTRACT_LENGTH} "
+            f"characters ({length})"
+        )
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise PipelineError(f"contract {text!r} is not a valid expression: {exc.msg}") from None
+        raise PipelineError(
+            f"contract {quote_contract(text)} is not a valid expression: {exc.msg}"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise PipelineError(f"contract {quote_contract(text)} is nested too deeply") from None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise PipelineError(
-                f"contract {text!r} uses {type(node).__name__}, which is not allowed; use only "
+                f"contract {quote_contract(text)} uses {type(node).__name__}, which is not allowed; use only "
                 "comparisons, and/or/not, attribute access, literals and + - * /"
             )
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            raise PipelineError(f"contract {text!r} accesses private attribute {node.attr!r}")
+            raise PipelineError(
+                f"contract {quote_contract(text)} accesses private attribute {node.attr!r}"
+            )
     return tree
 
 
@@ -75,8 +96,16 @@ def evaluate_contract(text: str, namespace: Mapping[str, Any]) -> Any:
     tree = parse_contract(text)
     try:
         return _eval(tree.body, namespace)
-    except (AttributeError, KeyError, TypeError, ZeroDivisionError) as exc:
-        raise PipelineError(f"contract {text!r} could not be evaluated: {exc}") from None
+    except (AttributeError, KeyError, TypeError, ZeroDivisionError, OverflowError) as exc:
+        raise PipelineError(
+            f"contract {quote_contract(text)} could not be evaluated: {exc}"
+        ) from None
+    except (RecursionError, MemoryError):
+        raise PipelineError(f"contract {quote_contract(text)} is nested too deeply") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _eval(node: ast.AST, ns: Mapping[str, Any]) -> Any:
@@ -99,7 +128,11 @@ def _eval(node: ast.AST, ns: Mapping[str, Any]) -> Any:
         value = _eval(node.operand, ns)
         return (not value) if isinstance(node.op, ast.Not) else -value
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, ns), _eval(node.right, ns))
+        left, right = _eval(node.left, ns), _eval(node.right, ns)
+        if isinstance(node.op, ast.Mult) and not (_is_number(left) and _is_number(right)):
+            raise TypeError(f"'*' multiplies numbers only, not {type(left).__name__} and "
+                            f"{type(right).__name__}")  # fmt: skip
+        return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):
             return all(_eval(v, ns) for v in node.values)

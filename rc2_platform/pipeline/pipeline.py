@@ -20,7 +20,12 @@ from rc2_platform.pipeline._yaml import (
     split_uri,
     validate_document,
 )
-from rc2_platform.pipeline.contracts import contract_names, evaluate_contract, parse_contract
+from rc2_platform.pipeline.contracts import (
+    contract_names,
+    evaluate_contract,
+    parse_contract,
+    quote_contract,
+)
 from rc2_platform.pipeline.graph import PipelineGraph, StepDef
 from rc2_platform.pipeline.task import _deep_merge
 from rc2_platform.pipeline.task_def import (
@@ -264,9 +269,10 @@ class Pipeline:
             if not contract_names(tree) <= set(namespace):
                 continue  # a contract about tasks not in this (sub)pipeline
             if not evaluate_contract(contract.contract, namespace):
-                why = f": {contract.msg}" if contract.msg else ""
+                why = f": {str(contract.msg)[:200]}" if contract.msg else ""
                 raise PipelineError(
-                    f"pipeline {self.source}: contract {contract.contract!r} is violated{why}"
+                    f"pipeline {self.source}: contract {quote_contract(contract.contract)} is "
+                    f"violated{why}"
                 )
 
 

@@ -215,3 +215,32 @@ def test_shipped_pipelines_pass_the_allow_list(monkeypatch: pytest.MonkeyPatch) 
     assert shipped_pipelines()
     for name in shipped_pipelines():
         assert Pipeline.from_yaml(name).task_defs
+
+
+# --- hostile contracts (evaluated while the pipeline loads) ------------------------------
+
+CONTRACTS = {
+    "string-bomb": "'a' * 1000000 * 1000000 == 'a'",
+    "tuple-bomb": "(1, 2) * 1000000000 == (1,)",
+    "deep-not": "not " * 241 + "True",  # parsed and evaluated: False
+    "too-long": "1 + " * 5000 + "1 == 0",
+    "deep-parens": "(" * 300 + "1" + ")" * 300 + " == 0",
+    "call": "isr.__class__.__subclasses__()",
+    "private": "isr._secret == 1",
+    "lambda": "(lambda: 1)() == 1",
+    "import": "__import__('os').system('true') == 0",
+    "divide-by-zero": "1 / 0 == 1",
+    "overflow": "10000000000 * 1e308 * 1e308 == 1",
+    "unknown-label-attr": "isr.no_such_field == 1",
+    "false": "1 == 2",
+}
+
+
+@pytest.mark.parametrize("name", list(CONTRACTS))
+def test_hostile_contract_refused(name: str, tmp_path: Path) -> None:
+    path = _pipeline(tmp_path / "pipe.yaml", ISR)
+    doc = yaml.safe_load(path.read_text())
+    doc["contracts"] = [{"contract": CONTRACTS[name], "msg": "hostile"}]
+    path.write_text(yaml.safe_dump(doc))
+    result = expect_cli_refusal(["pipeline", "show", path])
+    assert len(result.output) < 1000
