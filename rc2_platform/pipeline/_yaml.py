@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rc2_platform.core.yaml_safe import YamlError, load_yaml, read_yaml_text
 from rc2_platform.errors import PipelineError
+from rc2_platform.pipeline.task_modules import allowed_task_modules, is_allowed_module
 
 #: Package holding the pipelines shipped with rc2_platform (e.g. ``DRP-RC2.yaml``).
 PACKAGE_PIPELINES = "rc2_platform.pipelines"
@@ -111,9 +112,17 @@ def resolve_location(location: str, base_dir: Path | None = None) -> tuple[str, 
     """
     if location.startswith(RESOURCE_SCHEME):
         package, _, inner = location[len(RESOURCE_SCHEME) :].partition("/")
+        # Finding a package's resources imports it: check it first, like a task class.
+        if not is_allowed_module(package, ("rc2_platform",)):
+            raise PipelineError(
+                f"pipeline {location!r}: package {package!r} is not rc2_platform or an allowed "
+                f"task module ({', '.join(allowed_task_modules())}); nothing was imported"
+            )
+        if ".." in inner.replace("\\", "/").split("/") or inner.startswith("/"):
+            raise PipelineError(f"pipeline {location!r}: the path may not leave the package")
         try:
-            return importlib.resources.files(package).joinpath(inner).read_text(), None
-        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError) as exc:
+            return importlib.resources.files(package).joinpath(inner).read_text("utf-8"), None
+        except (ImportError, OSError, ValueError) as exc:
             raise PipelineError(f"pipeline {location!r} not found: {exc}") from None
     if location.startswith("file://"):
         location = location[len("file://") :]

@@ -50,6 +50,14 @@ def _is_dotted(path: str) -> bool:
     return all(part.isidentifier() for part in path.split("."))
 
 
+def is_allowed_module(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether module ``name`` is (inside) an allowed task module or one of ``extra``."""
+    if not isinstance(name, str) or not _is_dotted(name):
+        return False
+    allowed = (*allowed_task_modules(), *extra)
+    return any(name == m or name.startswith(m + ".") for m in allowed)
+
+
 def check_task_class(dotted: str, label: str, source: str = "") -> tuple[str, str]:
     """Check ``package.module.Class`` against the allow-list, before any import.
 

@@ -244,3 +244,43 @@ def test_hostile_contract_refused(name: str, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(doc))
     result = expect_cli_refusal(["pipeline", "show", path])
     assert len(result.output) < 1000
+
+
+# --- resource:// locations import their package: checked like task classes --------------
+
+
+def _resource_locations(evil_name: str) -> list[str]:
+    return [
+        f"resource://{evil_name}/pipe.yaml",
+        "resource://os/pipe.yaml",
+        "resource://rc2_platform/../../../../etc/passwd",
+        "resource://rc2_platform//etc/passwd",
+        "resource://rc2_platform/pipelines/NO-SUCH.yaml",
+        "resource://rc2_platform/pipelines",
+        "resource://rc2_platform..x/p.yaml",
+        "resource:///p.yaml",
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_resource_locations("x"))))
+@pytest.mark.parametrize("how", ["argument", "import"])
+def test_resource_location_checked_before_import(
+    index: int, how: str, evil: tuple[str, Path], tmp_path: Path
+) -> None:
+    name, marker = evil
+    (tmp_path / "site" / "pipe.yaml").write_text("description: x\ntasks: {}\n")
+    location = _resource_locations(name)[index]
+    if how == "argument":
+        expect_cli_refusal(["pipeline", "show", location])
+    else:
+        path = tmp_path / "child.yaml"
+        path.write_text(yaml.safe_dump({"description": "child", "imports": [location]}))
+        expect_cli_refusal(["pipeline", "show", path])
+    assert not marker.exists()
+    assert name not in sys.modules
+
+
+def test_shipped_resource_location_still_loads() -> None:
+    from rc2_platform.pipeline import DRP_RC2
+
+    assert Pipeline.from_yaml(DRP_RC2).task_defs
