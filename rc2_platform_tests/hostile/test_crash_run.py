@@ -21,9 +21,12 @@ from rc2_platform_tests.hostile.crash_support import KILLS
 def test_crash_run_killed_at_three_points_resumes_to_a_consistent_repository(
     tmp_path: Path,
 ) -> None:
+    # Points among the first (points - 16): how many registrations a run makes depends on
+    # how jobs finish between polls (25 to 36 points seen under load), and a point the
+    # run never reaches is no kill.
     proc = subprocess.run(
         [sys.executable, "-m", "rc2_platform_tests.hostile.run_kills", str(tmp_path),
-         "--kills", "3", "--seed", "5", "--margin", "8"],
+         "--kills", "3", "--seed", "5", "--margin", "16"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     report = json.loads(proc.stdout)
