@@ -10,7 +10,8 @@ module calls ``yaml.safe_load`` / ``yaml.load``). Compared with ``yaml.safe_load
 - anchors and aliases may expand the document by at most :data:`MAX_ALIAS_EXPANSION`
   nodes beyond the nodes actually written, and may not refer to themselves, so a
   "billion laughs" document is refused after composing its few hundred nodes;
-- nesting deeper than :data:`MAX_DEPTH` is refused;
+- nesting deeper than :data:`MAX_DEPTH` is refused, and files larger than
+  :data:`MAX_FILE_BYTES`;
 - every failure is a :class:`YamlError` (a ``ConfigError``) on one line naming the file,
   the line and the rule, never a multi-line PyYAML message or a RecursionError.
 """
@@ -30,6 +31,8 @@ from rc2_platform.errors import ConfigError
 MAX_ALIAS_EXPANSION = 10_000
 #: Deepest nesting of sequences and mappings accepted.
 MAX_DEPTH = 200
+#: Largest YAML file :func:`read_yaml_text` reads (configuration files are far smaller).
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -181,8 +184,17 @@ def _not_utf8(source: str, exc: UnicodeDecodeError) -> str:
 
 
 def read_yaml_text(path: str | Path) -> str:
-    """The text of the YAML file ``path``; YamlError if it is not UTF-8 (OSError passes)."""
-    data = Path(path).read_bytes()
+    """The text of the YAML file ``path``; YamlError if it is too big or not UTF-8.
+
+    OSError (missing, unreadable) passes through for the caller to word.
+    """
+    path = Path(path)
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise YamlError(
+            f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB; refused as a YAML file"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -395,3 +395,25 @@ def test_rc2_run_refuses_hostile_execution_config(
     result = expect_cli_refusal(["run", repo, graph, "--execution-config", path], match=rule)
     assert str(path) in result.output
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "bootstrap", "butler.yaml", "preset"])
+def test_oversized_yaml_file_refused_unread(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file beyond MAX_FILE_BYTES (lowered to 1 MiB here) is refused after reading the bound."""
+    monkeypatch.setattr(yaml_safe, "MAX_FILE_BYTES", 2**20)
+    path = tmp_path / ("repo/butler.yaml" if kind == "butler.yaml" else f"{kind}.yaml")
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "wb") as fh:  # sparse: 64 MiB of nothing on disk
+        fh.truncate(64 * 2**20)
+    out = tmp_path / "out"
+    args = {
+        "pipeline": ["pipeline", "show", path],
+        "bootstrap": ["bootstrap", out, path],
+        "butler.yaml": ["dataset-types", path.parent],
+        "preset": ["simulate", path, out],
+    }[kind]
+    result = expect_cli_refusal(args, match="larger than 1 MiB")
+    assert str(path) in result.output
+    assert not out.exists()
