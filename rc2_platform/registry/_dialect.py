@@ -43,6 +43,9 @@ from rc2_platform.registry import _bulk
 #: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
 WRITE_TRANSACTION = "rc2_write_transaction"
 
+#: PostgreSQL session option of read-only opens.
+_READ_ONLY = "-c default_transaction_read_only=on"
+
 #: Key of the advisory lock serializing schema creation in one database.
 SCHEMA_LOCK_KEY = 7_271_982_011
 
@@ -398,6 +401,14 @@ class PostgresBackend(Backend):
         if url.drivername == "postgresql":
             return url.set(drivername="postgresql+psycopg")
         return url
+
+    def existing_url(self, url: sa.URL, read_only: bool) -> sa.URL:
+        """Read-only: every transaction of the session is READ ONLY (the server refuses writes)."""
+        if not read_only:
+            return url
+        options = url.query.get("options", "")
+        options = " ".join([*([options] if isinstance(options, str) else options), _READ_ONLY])
+        return url.update_query_dict({"options": options.strip()})
 
     def set_autocommit(self, driver_connection: Any) -> None:
         """psycopg: ``autocommit = True``."""

@@ -108,3 +108,21 @@ def test_a_read_only_folder_can_be_queried(sqlite_repo: Path) -> None:
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755)
         shutil.rmtree(base)
+
+
+def test_a_read_only_open_of_postgresql_cannot_write(tmp_path: Path) -> None:
+    """Read commands' PostgreSQL sessions are READ ONLY: the server itself refuses writes."""
+    import sqlalchemy as sa
+
+    from rc2_platform_tests.databases import scratch_database
+
+    with scratch_database("postgresql", tmp_path) as url:
+        with Butler.create(tmp_path / "repo", url) as butler:
+            populate(butler.registry)
+        with Butler(tmp_path / "repo", read_only=True) as butler:
+            assert len(butler.query_data_ids(["detector"])) == 2
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                butler.registry.register_run("u/reader/attempt")
+        with Butler(tmp_path / "repo") as butler:
+            assert "u/reader/attempt" not in butler.registry.query_collections()
+    tally("clean")
