@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ from rc2_platform.ingest import register_instrument
 from rc2_platform_tests.databases import scratch_database
 from rc2_platform_tests.hostile.conftest import expect_cli_refusal
 from rc2_platform_tests.hostile.crash_support import expect_consistent
+
+if TYPE_CHECKING:
+    from rc2_platform.simulate import SimulationResult
 
 GOOD = [
     ("bias", 10, None, "2016-01-01T00:00:00", "2016-03-01T00:00:00"),
@@ -93,7 +97,7 @@ def _refused(repo: Path, manifest: list[dict[str, object]], folder: Path) -> str
 def _nothing_certified(repo: Path) -> None:
     with Butler(repo) as butler:
         reg = butler.registry
-        assert not [c for c in reg.query_collections() if c.startswith("HSC/calib/2016")]
+        assert not [c for c in reg.query_collections() if "/2016" in c]
         for name in ("bias", "flat", "dark"):
             try:
                 assert reg.query_datasets(name, reg.query_collections(), find_first=False) == []
@@ -155,3 +159,33 @@ def test_calibration_overlap_with_existing_certification_rolls_back_everything(
         refs = butler.registry.query_datasets("bias", ["HSC/calib"], find_first=False)
         assert [int(r.data_id["detector"]) for r in refs] == [10]
     expect_consistent(repo, "rolled-back calibration manifest")
+
+
+def test_calibration_truncated_file_in_a_bootstrap_refuses_its_calibrations(
+    tiny_survey: SimulationResult, tmp_path: Path
+) -> None:
+    """``rc2 bootstrap`` exits 3: every other step is done, no calibration is certified."""
+    survey = tiny_survey.root
+    data = yaml.safe_load((survey / "bootstrap.yaml").read_text())
+    for key in ("calibrations", "masks"):
+        data[key] = [{**c, "file": str(survey / c["file"])} for c in data[key]]
+    data["refcat"]["shards"] = [
+        {**s, "file": str(survey / s["file"])} for s in data["refcat"]["shards"]
+    ]
+    data["raws"]["paths"] = [str(survey / p) for p in data["raws"]["paths"]]
+    data["truth"] = str(survey / data["truth"])
+    bad = tmp_path / "bias-truncated.fits"
+    whole = Path(data["calibrations"][0]["file"]).read_bytes()
+    bad.write_bytes(whole[: len(whole) - 2880])
+    data["calibrations"][0]["file"] = str(bad)
+    config = tmp_path / "bootstrap.yaml"
+    config.write_text(yaml.safe_dump(data))
+    repo = tmp_path / "repo"
+    result = expect_cli_refusal(["bootstrap", repo, config])
+    assert result.exit_code == 3, result.output
+    failures = [line for line in result.output.splitlines() if line.startswith("failed")]
+    assert failures and all("[calibrations]" in line for line in failures)
+    assert str(bad) in failures[0] and "not a readable" in failures[0]
+    _nothing_certified(repo)
+    with Butler(repo) as butler:
+        assert butler.registry.query_datasets("raw", ["HSC/raw/all"], find_first=False)
