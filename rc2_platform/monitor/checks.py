@@ -207,6 +207,8 @@ def tract_checks(
         report = validate_tract(repo, run, tract, config, png)
     except ValidationError as exc:
         error = str(exc)
+    except KeyError as exc:  # catalogs without the measured columns (e.g. stand-in tasks)
+        error = f"RUN {run!r}: deepCoadd_forced_src of tract {tract} lacks column {exc}"
     return {
         band: [
             *structural_outcomes(summary, band, dataset_types),
