@@ -250,15 +250,28 @@ def execution_job() -> Any:
 def executor_config(jobs: int, start_method: str) -> dict[str, Any]:
     """The multiprocess executor's run config: ``max_concurrent`` and, unless ``shipped``,
     a start method: ``spawn`` (Dagster's own default) or ``forkserver`` (the same as
-    ``shipped`` today: ``rc2_executor``'s preloading fork server)."""
+    ``shipped`` today: ``rc2_executor``'s preloading fork server). ``batched``: the
+    in-process executor (the run steps then take a whole stage, see
+    :func:`prepare_config`)."""
     from rc2_platform.defs.executor import FORKSERVER
 
+    if start_method == "batched":
+        return {"in_process": {}}
     inner: dict[str, Any] = {"max_concurrent": jobs}
     if start_method == "spawn":
         inner["start_method"] = {"spawn": {}}
     elif start_method == "forkserver":
         inner["start_method"] = FORKSERVER  # what rc2_executor fills in
     return {"multiprocess": inner}
+
+
+def prepare_config(jobs: int, processes: int, start_method: str) -> dict[str, Any]:
+    """``prepare_execution``'s config: ``processes``; ``batched``: every cluster of a stage
+    in one run step, ``jobs`` of them at once."""
+    config: dict[str, Any] = {"processes": processes}
+    if start_method == "batched":
+        config.update(cluster_jobs_per_step=100_000, cluster_jobs_at_once=jobs)
+    return config
 
 
 def dagster_child(
@@ -286,7 +299,7 @@ def dagster_child(
         run_config = {
             "execution": {"config": executor_config(jobs, start_method)},
             "ops": {"pipeline_outputs": {"ops": {"prepare_execution": {
-                "config": {"processes": processes}}}}},
+                "config": prepare_config(jobs, processes, start_method)}}}},
         }  # fmt: skip
         t0 = time.perf_counter()
         with dg.execute_job(
@@ -335,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1, help="processes per job")
     parser.add_argument(
         "--start-method",
-        choices=["shipped", "spawn", "forkserver"],
+        choices=["shipped", "spawn", "forkserver", "batched"],
         default="shipped",
-        help="executor start method: the shipped default, or spawn / forkserver (preloaded)",
+        help="executor start method: the shipped default, or spawn / forkserver (preloaded); "
+        "batched: in-process executor, one run step per stage running --jobs clusters at once",
     )
     parser.add_argument(
         "--only", choices=["rc2", "dagster"], default=None, help="run one contender only"

@@ -19,6 +19,7 @@ HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this
 import json
 import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import dagster as dg
 from rc2_platform.defs.checks import CHECKED_ASSET, log_check_outcomes
 from rc2_platform.defs.executor import REGISTRY_POOL, rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph
+from rc2_platform.defs.output_metadata import figure_preview, partition_metadata
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
 from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
@@ -93,6 +95,13 @@ class ExecutionRunConfig(dg.Config):
     or re-execution of a processed tract redoes nothing and logs what it skipped). False
     refuses a RUN that already holds outputs. A clean reprocessing goes to a new RUN: the
     ``quantum_graph`` config's ``output_run`` or the monthly schedule's dated RUN."""
+    cluster_jobs_per_step: int = 1
+    """Clusters per ``run_<stage>`` step, run at once (local backend only; else 1). 1: a
+    step per cluster (the UI's timeline shows each). More: fewer, larger steps, e.g.
+    with the in-process executor one step per stage drives that many cluster jobs at
+    once, which saves Dagster's per-step start (see docs/dagster.md, Overhead)."""
+    cluster_jobs_at_once: int = 0
+    """Cluster jobs a batched step runs at once; 0 = all of its clusters."""
 
 
 @dataclass
@@ -102,6 +111,8 @@ class _State:
     backend: str
     config_path: str | None
     processes: int | None
+    per_step: int = 1
+    at_once: int = 0
     ledgers: list[Ledger] = field(default_factory=list)
 
     def config(self) -> ExecutionConfig:
@@ -166,6 +177,8 @@ def prepare_execution(
         backend,
         config.execution_config or None,
         config.processes or None,
+        max(1, config.cluster_jobs_per_step) if backend == "local" else 1,
+        max(0, config.cluster_jobs_at_once),
     )
     options = RunOptions(backend=backend, processes=state.processes, resume=config.resume)
     owner = f"dagster:{context.run.root_run_id or context.run_id}"
@@ -202,13 +215,16 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
         description=f"Fold the previous stage's outcomes in; fan out the clusters of {stage}.",
     )
     def _plan(
-        context: dg.OpExecutionContext, state: _State, outcomes: list[ClusterOutcome] | None = None
+        context: dg.OpExecutionContext,
+        state: _State,
+        outcomes: list[list[ClusterOutcome]] | None = None,
     ) -> Iterator[dg.Output[Any] | dg.DynamicOutput[Any]]:
         config = state.config()
+        flat = [o for group in outcomes or [] for o in group]
         _tag_tracts(context)
         n = 0
         for ledger in state.ledgers:
-            record_outcomes(ledger, outcomes or [])
+            record_outcomes(ledger, flat)
             blocked_before = ledger.counts()[QuantumState.BLOCKED]
             done_before = ledger.counts()[QuantumState.SUCCEEDED]
             specs = plan_stage(ledger, stage, config)
@@ -218,11 +234,13 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
                     f"tract {ledger.tract} {stage}: {done} quanta already done in RUN "
                     f"{ledger.output_run} (registered outputs): skipped"
                 )
-            for spec in specs:
-                n += 1
+            for i in range(0, len(specs), state.per_step):
+                batch = tuple(specs[i : i + state.per_step])
+                n += len(batch)
+                key = mapping_key(batch[0].tract, batch[0].cluster)
                 yield dg.DynamicOutput(
-                    (state.backend, state.config_path, state.processes, spec),
-                    mapping_key=mapping_key(spec.tract, spec.cluster),
+                    (state.backend, state.config_path, state.processes, batch, state.at_once),
+                    mapping_key=key if len(batch) == 1 else f"{key}_and_{len(batch) - 1}_more",
                     output_name="clusters",
                 )
             newly = ledger.counts()[QuantumState.BLOCKED] - blocked_before
@@ -252,14 +270,16 @@ def _fork_in_step(config: ExecutionConfig) -> ExecutionConfig:
 
 
 def _run_spec(
-    context: dg.OpExecutionContext, item: tuple[str, str | None, int | None, ClusterSpec]
+    context: dg.OpExecutionContext,
+    settings: tuple[str, str | None, int | None],
+    spec: ClusterSpec,
+    reports: list[dict[str, Any]],
 ) -> ClusterOutcome:
-    backend, config_path, processes, spec = item
+    backend, config_path, processes = settings
     config = load_execution_config(config_path)
     if backend == "local":
         config = _fork_in_step(config)
     butler: ButlerResource = context.resources.butler
-    reports: list[dict[str, Any]] = []
     extras = {"tract": spec.tract, "cluster": spec.cluster, "stage": spec.stage}
     options = RunOptions(backend=backend, processes=processes)
     launcher = None
@@ -274,9 +294,17 @@ def _run_spec(
         launcher = k8s.launcher(
             context, k8s.settings or config.backends.kubernetes, extras, reports
         )
-    outcome = run_cluster_job(
+    return run_cluster_job(
         butler.root, spec, config, launcher=launcher, options=options, backend_name=backend
     )
+
+
+def _log_outcome(
+    context: dg.OpExecutionContext,
+    spec: ClusterSpec,
+    outcome: ClusterOutcome,
+    reports: list[dict[str, Any]],
+) -> None:
     if outcome.skipped:
         context.log.info(
             f"cluster {spec.cluster}: {outcome.skipped} quanta already done in the RUN: skipped"
@@ -289,7 +317,26 @@ def _run_spec(
         context.log.error(f"cluster {spec.cluster}: {failure_line(failure)}")
     for report in reports:
         context.log.debug(f"worker report: {json.dumps(report, sort_keys=True)}")
-    return outcome
+
+
+def _run_batch(context: dg.OpExecutionContext, item: Any) -> list[ClusterOutcome]:
+    """Run the item's clusters (at once when several: the local backend's jobs are
+    subprocesses, each thread waits for one) and log each outcome in this thread."""
+    backend, config_path, processes, specs, at_once = item
+    settings = (backend, config_path, processes)
+    reports: list[list[dict[str, Any]]] = [[] for _ in specs]
+    if len(specs) == 1:
+        results = [_run_spec(context, settings, specs[0], reports[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(specs), at_once or len(specs))) as pool:
+            results = list(
+                pool.map(
+                    lambda i: _run_spec(context, settings, specs[i], reports[i]), range(len(specs))
+                )
+            )
+    for spec, outcome, spec_reports in zip(specs, results, reports, strict=True):
+        _log_outcome(context, spec, outcome, spec_reports)
+    return results
 
 
 def _make_run_op(stage: str) -> dg.OpDefinition:
@@ -298,19 +345,22 @@ def _make_run_op(stage: str) -> dg.OpDefinition:
         required_resource_keys={"butler", "htcondor_pipes", "k8s_pipes"},
         description=f"Run one cluster job of {stage} on the backend and register its outputs.",
     )
-    def _run(context: dg.OpExecutionContext, item: Any) -> Iterator[dg.Output[ClusterOutcome]]:
+    def _run(
+        context: dg.OpExecutionContext, item: Any
+    ) -> Iterator[dg.Output[list[ClusterOutcome]]]:
         # A generator: ops that open a Pipes session must yield typed events.
-        outcome = _run_spec(context, item)
-        # The outcome first: with rc2_executor the next stage plans on it (blocking what
+        outcomes = _run_batch(context, item)
+        # The outcomes first: with rc2_executor the next stage plans on them (blocking what
         # reads the failure, running the rest) although this step then fails.
-        yield dg.Output(outcome)
-        if outcome.failed:
+        yield dg.Output(outcomes)
+        failed = [o for o in outcomes if o.failed]
+        if failed:
             raise dg.Failure(
-                description=failure_text(outcome),
+                description="\n".join(failure_text(o) for o in failed),
                 metadata={
-                    "failed quanta": dg.MetadataValue.json(outcome.failures),
-                    "quanta": dg.MetadataValue.json(outcome.counts()),
-                    "attempts": outcome.attempts,
+                    "failed quanta": dg.MetadataValue.json([f for o in failed for f in o.failures]),
+                    "quanta": dg.MetadataValue.json([o.counts() for o in failed]),
+                    "attempts": max(o.attempts for o in failed),
                 },
                 allow_retries=False,
             )
@@ -318,56 +368,8 @@ def _make_run_op(stage: str) -> dg.OpDefinition:
     return _run
 
 
-#: States shown in the assets' metadata, and those that make a tract not done.
-_SHOWN = (QuantumState.SUCCEEDED, QuantumState.FAILED, QuantumState.BLOCKED)
-
 _PLAN_OPS = [_make_plan_op(stage, i == 0) for i, stage in enumerate(STAGES)]
 _RUN_OPS = [_make_run_op(stage) for stage in STAGES]
-
-
-_TABLE_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("band", "string"),
-        *(dg.TableColumn(f"quanta {st.value}", "int") for st in _SHOWN),
-        dg.TableColumn("datasets", "int"),
-        dg.TableColumn("expected", "int"),
-        dg.TableColumn("rows", "int"),
-    ]
-)
-
-
-def _table(summary: dict[str, dict[str, Any]], name: str) -> dg.TableMetadataValue:
-    """Every band of the tract (``*``: quanta and datasets spanning bands) as a table."""
-    records = [
-        dg.TableRecord(
-            {
-                "band": band,
-                **{f"quanta {st.value}": int(s[st.value]) for st in _SHOWN},
-                "datasets": int(s["datasets"].get(name, 0)),
-                "expected": int(s["expected"].get(name, 0)),
-                "rows": int(s["rows"].get(name, 0)),
-            }
-        )
-        for band, s in sorted(summary.items())
-    ]
-    return dg.MetadataValue.table(records, schema=_TABLE_SCHEMA)
-
-
-def _partition_metadata(
-    ledger: Ledger, summary: dict[str, dict[str, Any]], name: str, band: str
-) -> dict[str, Any]:
-    """What one band partition of one output asset shows: its own band's figures."""
-    own = summary.get(band) or {"datasets": {}, "rows": {}, "failures": []}
-    meta: dict[str, Any] = {
-        "RUN": ledger.output_run,
-        "datasets": dg.MetadataValue.int(int(own["datasets"].get(name, 0))),
-        "per band": _table(summary, name),
-    }
-    for st in _SHOWN:
-        meta[f"quanta {st.value}"] = dg.MetadataValue.int(int(own.get(st.value, 0)))
-    if name in own["rows"]:
-        meta["rows"] = dg.MetadataValue.int(int(own["rows"][name]))
-    return meta
 
 
 def _band_of(partition_key: str) -> tuple[str, str]:
@@ -382,7 +384,7 @@ def _band_of(partition_key: str) -> tuple[str, str]:
     pool=REGISTRY_POOL,
 )
 def materialize_outputs(
-    context: dg.OpExecutionContext, state: _State, outcomes: list[ClusterOutcome]
+    context: dg.OpExecutionContext, state: _State, outcomes: list[list[ClusterOutcome]]
 ) -> Iterator[dg.AssetMaterialization]:
     """Journal the end of each RUN; materialize each band partition whose datasets all exist.
 
@@ -392,6 +394,7 @@ def materialize_outputs(
     """
     butler: ButlerResource = context.resources.butler
     validation: ValidationResource = context.resources.validation
+    flat = [o for group in outcomes for o in group]
     config = state.config()
     _tag_tracts(context)
     summaries, checks, figures = {}, {}, {}
@@ -400,9 +403,9 @@ def materialize_outputs(
         tract, band = _band_of(str(key))
         bands_of.setdefault(tract, []).append(band)
     for ledger in state.ledgers:
-        record_outcomes(ledger, outcomes)
+        record_outcomes(ledger, flat)
         counts = finish_run(butler.root, ledger, config)
-        failures = [f for o in outcomes if o.tract == ledger.tract for f in o.failures]
+        failures = [f for o in flat if o.tract == ledger.tract for f in o.failures]
         summary = summaries[ledger.tract] = band_summary(
             butler.root, ledger, OUTPUT_DATASET_TYPES, config, failures
         )
@@ -415,6 +418,7 @@ def materialize_outputs(
         )  # fmt: skip
         figures[ledger.tract] = png
     ledgers = {ledger.tract: ledger for ledger in state.ledgers}
+    previews: dict[str, Any] = {}
     missing = []
     for name in OUTPUT_DATASET_TYPES:
         for key in context.partition_keys:
@@ -423,9 +427,12 @@ def materialize_outputs(
             if not partition_complete(summary, name, band):
                 missing.append(f"{name} {key}")
                 continue
-            metadata = _partition_metadata(ledgers[tract], summary, name, band)
+            metadata = partition_metadata(ledgers[tract], summary, name, band)
             if name == CHECKED_ASSET.path[-1] and figures[tract].exists():
                 metadata["validation figure"] = dg.MetadataValue.path(str(figures[tract]))
+                preview = previews.setdefault(tract, figure_preview(figures[tract]))
+                if preview is not None:
+                    metadata["validation figure (preview)"] = preview
             yield dg.AssetMaterialization(asset_key=name, partition=str(key), metadata=metadata)
     if missing:
         context.log.warning(

@@ -401,6 +401,34 @@ def test_failed_cluster_step_fails_and_reexecution_from_failure_completes(
     assert registered(repo, graph) == sum(1 for q in graph.quanta for _ in q.all_outputs())
 
 
+def test_batched_steps_run_clusters_at_once_and_fail_like_single_ones(tmp_path: Path) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
+    _set_fail_on(graph_path, [{"visit": 0, "detector": 0}])
+    per_step = {"cluster_jobs_per_step": 64}
+    config = {"ops": {"pipeline_outputs": {"ops": {"prepare_execution": {"config": per_step}}}}}
+    with dg.instance_for_test() as instance:
+        record_graph(instance, graph_path, run)
+        result = run_tract(instance, repo, config)
+        assert not result.success
+        stats = {s.step_key: s.status.value for s in instance.get_run_step_stats(result.run_id)}
+        # At most one run step per stage (every cluster of a stage in one batch; step3 is
+        # wholly blocked here: its per-patch merge reads the failure).
+        for stage in STAGES:
+            assert sum(k.startswith(f"pipeline_outputs.run_{stage}[") for k in stats) <= 1
+        assert sum(k.startswith("pipeline_outputs.run_step1[") for k in stats) == 1
+        failed = [k for k, v in stats.items() if v == "FAILURE"]
+        assert len(failed) == 1 and failed[0].startswith("pipeline_outputs.run_step1[")
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "calibrate {instrument=HSC, visit=0, detector=0}" in (
+            failure.step_failure_data.error.to_string()
+        )
+        _set_fail_on(graph_path, [])
+        again = run_tract(instance, repo, config, reexecute=result.run_id)
+        assert again.success
+    graph = load_graph(graph_path)
+    assert registered(repo, graph) == sum(1 for q in graph.quanta for _ in q.all_outputs())
+
+
 def test_graph_with_stage_missing_from_config_fails_clearly(tmp_path: Path) -> None:
     repo, graph_path, run = build_synthetic(tmp_path, visits=1, detectors=1, patches=1)
     graph = load_graph(graph_path)

@@ -114,6 +114,7 @@ def test_truncated_raw_fails_its_step_and_reexecution_from_failure_completes(
             dg.AssetRecordsFilter(asset_key=FORCED, asset_partitions=[f"g|{tract}"]), limit=1
         ).records[0].asset_materialization  # fmt: skip
         assert forced is not None and Path(str(forced.metadata["validation figure"].value)).exists()
+        assert "data:image/png;base64," in str(forced.metadata["validation figure (preview)"].value)
 
 
 FORCED = dg.AssetKey("deepCoadd_forced_src")
