@@ -55,7 +55,8 @@ def _pick_partition(page: Page, value: str) -> None:
     """Choose ``value`` in the next empty dimension picker of the launchpad dialog."""
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Select a partition or create one").first.click()
-    page.get_by_placeholder("Filter partitions").fill(value)
+    # The previous picker's list may still be open: the new one is the last.
+    page.get_by_placeholder("Filter partitions").last.fill(value)
     page.locator(f'[role="menuitem"]:has([title="{value}"])').click()
     page.keyboard.press("Escape")
 
