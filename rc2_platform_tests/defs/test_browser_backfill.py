@@ -51,8 +51,6 @@ RUN = "HSC/runs/ui-backfill"
 UI_TIMEOUT_MS = 30_000
 CONFIRM_TIMEOUT_MS = 5_000
 RUN_TIMEOUT_S = 240.0
-#: Outside CI the test runs only with this set (it takes minutes).
-RUN_ENV = "RC2_RUN_UI_REEXECUTION"
 
 
 @dataclass
@@ -264,8 +262,6 @@ def _drive(url: str, home: Path, ft: FailingTract, tmp_path: Path) -> tuple[str,
 def test_ui_backfill_fails_on_a_truncated_raw_and_reexecution_from_failure_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not (os.environ.get("CI", "").lower() == "true" or os.environ.get(RUN_ENV)):
-        pytest.skip(f"~3 min (two Dagster runs through the UI): runs under CI=true or {RUN_ENV}=1")
     ui.require_chromium()
     home = ui.write_local_home(tmp_path / "dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
