@@ -251,7 +251,18 @@ class Butler:
             raise RepositoryExistsError(
                 f"a repository already exists at {root}; open it, or choose another folder"
             )
+        made_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls._create_in(root, registry_url, exist_ok=exist_ok)
+        except BaseException:
+            if made_root and not any(root.iterdir()):
+                root.rmdir()  # a failed creation leaves no empty folder behind
+            raise
+
+    @classmethod
+    def _create_in(cls, root: Path, registry_url: str | None, *, exist_ok: bool) -> Butler:
+        """The body of :meth:`create` once ``root`` exists."""
         stored_url = (
             f"sqlite:///{_ROOT_TOKEN}/{SQLITE_FILE}"
             if registry_url is None

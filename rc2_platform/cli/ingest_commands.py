@@ -137,10 +137,18 @@ def ingest_raws_command(
 ) -> None:
     """Ingest raw FITS FILES (or directories) into REPO; failures are listed with the reason.
 
-    Exits 3 if some files failed (the others are ingested), 1 if every file failed.
+    Exits 3 if some files failed (the others are ingested), 1 if every file failed or
+    FILES name no *.fits file at all.
     """
+    from rc2_platform.errors import IngestError
     from rc2_platform.ingest import ingest_raws
+    from rc2_platform.ingest.raws import expand_files
 
+    if not expand_files(files):
+        raise IngestError(
+            f"no raw files: {', '.join(files)} hold no *.fits file; give raw FITS files "
+            "or folders holding them"
+        )
     with _open(repo) as butler:
         result = ingest_raws(
             butler, files, run=run, transfer=transfer, processes=processes,
