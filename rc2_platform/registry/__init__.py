@@ -27,6 +27,7 @@ from rc2_platform.core.timespan import Timespan
 from rc2_platform.registry._dataset_columns import DatasetColumns
 from rc2_platform.registry._engine import connecting, safe_url, strip_password
 from rc2_platform.registry._migrate import MigrationReport
+from rc2_platform.registry._search import DatasetColumnsFound
 from rc2_platform.registry._usage import Certification, CollectionUse
 from rc2_platform.registry.dimensions import DimensionElement, DimensionUniverse
 from rc2_platform.registry.registry import Registry
@@ -40,6 +41,7 @@ __all__ = [
     "DataCoordinate",
     "DatabaseError",
     "DatasetColumns",
+    "DatasetColumnsFound",
     "DatasetIdGenMode",
     "DatasetRef",
     "DatasetType",

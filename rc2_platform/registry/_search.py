@@ -12,6 +12,7 @@ import itertools
 import operator
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,31 @@ from rc2_platform.registry.expressions import parse_where
 MAX_PER_RUN_QUERIES = 20
 
 CollectionArg = str | Sequence[str]
+
+
+@dataclass
+class DatasetColumnsFound:
+    """A dataset search's result as columns (what the butler server sends).
+
+    Attributes
+    ----------
+    dataset_type : DatasetType
+        The type searched.
+    runs : list of str
+        The distinct RUN names found, in first-seen order.
+    run : list of int
+        Per dataset, its RUN's index in ``runs``.
+    ids : str
+        The dataset ids, 32 lowercase hex digits each, concatenated.
+    keys : list of tuple
+        Per dataset, its data ID values in the type's dimension order.
+    """
+
+    dataset_type: DatasetType
+    runs: list[str]
+    run: list[int]
+    ids: str
+    keys: list[tuple[Any, ...]]
 
 
 class DatasetSearch:
@@ -95,37 +121,94 @@ class DatasetSearch:
         find_first: bool,
     ) -> list[DatasetRef]:
         """Refs of ``dataset_type`` in ``collections`` (first found per data ID if asked)."""
-        if where:
-            parse_where(where)  # a malformed expression is an error even with nothing to search
         # Fetching and wrapping ~100k rows must not trigger full GC passes over the heap.
         with self.db.read() as conn, no_gc():
-            stored = self.datasets.get(conn, dataset_type)
-            dims = stored.dataset_type.dimensions
-            wanted = (
-                None
-                if data_ids_ is None
-                else {d.values_tuple for d in data_ids(self.universe, dims, data_ids_)}
+            found = self._found_rows(
+                conn, dataset_type, collections, data_ids_, where, bind, timespan, find_first
             )
-            path = self.search_path(conn, stored, collections)
-            if not path or wanted == set():
+            if found is None:
                 return []
-            # A short chain of RUNs: one plain indexed query per run, merged in Python so
-            # the earlier run wins, instead of a window function over every row in SQL.
-            per_run = find_first and 1 < len(path) <= MAX_PER_RUN_QUERIES and _all_runs(path)
-            rows: Any = []
-            for part in [[c] for c in reversed(path)] if per_run else [path]:
-                stmt = self._statement(stored, part, find_first, timespan, wanted, where, bind)
-                if stmt is None:
-                    continue
-                found = select_raw(conn, stmt)
-                if per_run:
-                    rows.append(found)
-                else:
-                    rows = found
-            keys = None
-            if per_run:
-                keys, rows = _merge_runs(rows, len(dims))
+            stored, rows, wanted, keys = found
             return self._rows_to_refs(conn, stored, rows, wanted, keys)
+
+    def search_columns(
+        self,
+        dataset_type: str | DatasetType,
+        collections: CollectionArg,
+        where: str,
+        bind: Mapping[str, Any] | None,
+        find_first: bool,
+    ) -> DatasetColumnsFound:
+        """The same search as :meth:`search`, as columns (no ref object per dataset)."""
+        with self.db.read() as conn, no_gc():
+            found = self._found_rows(
+                conn, dataset_type, collections, None, where, bind, None, find_first
+            )
+            stored = found[0] if found else self.datasets.get(conn, dataset_type)
+            dt = stored.dataset_type
+            n = len(dt.dimensions)
+            if found is None or not found[1]:
+                return DatasetColumnsFound(dt, [], [], "", [])
+            _, rows, _, keys = found
+            if keys is None:
+                keys = list(map(operator.itemgetter(slice(0, n)), rows))
+            run_ids = list(map(operator.itemgetter(n + 1), rows))
+            order = {r: i for i, r in enumerate(dict.fromkeys(run_ids))}
+            runs = [self.collections.by_id(conn, r).name for r in order]
+            ids: Iterable[Any] = map(operator.itemgetter(n), rows)
+            if backend(conn).native_uuid:
+                first = rows[0][n]
+                as_uuid = (
+                    (lambda v: v) if isinstance(first, uuid.UUID) else backend(conn).uuid_from_db()
+                )
+                hex_ids = "".join(map(operator.attrgetter("hex"), map(as_uuid, ids)))
+            else:
+                hex_ids = "".join(ids).replace("-", "").lower()
+            return DatasetColumnsFound(
+                dt, runs, list(map(order.__getitem__, run_ids)), hex_ids, keys
+            )
+
+    def _found_rows(
+        self,
+        conn: sa.Connection,
+        dataset_type: str | DatasetType,
+        collections: CollectionArg,
+        data_ids_: Iterable[Mapping[str, Any]] | None,
+        where: str,
+        bind: Mapping[str, Any] | None,
+        timespan: Timespan | None,
+        find_first: bool,
+    ) -> tuple[StoredDatasetType, Any, set[tuple[Any, ...]] | None, list[Any] | None] | None:
+        """(stored type, raw rows, wanted data IDs, row keys) of a search; None if empty."""
+        if where:
+            parse_where(where)  # a malformed expression is an error even with nothing to search
+        stored = self.datasets.get(conn, dataset_type)
+        dims = stored.dataset_type.dimensions
+        wanted = (
+            None
+            if data_ids_ is None
+            else {d.values_tuple for d in data_ids(self.universe, dims, data_ids_)}
+        )
+        path = self.search_path(conn, stored, collections)
+        if not path or wanted == set():
+            return None
+        # A short chain of RUNs: one plain indexed query per run, merged in Python so
+        # the earlier run wins, instead of a window function over every row in SQL.
+        per_run = find_first and 1 < len(path) <= MAX_PER_RUN_QUERIES and _all_runs(path)
+        rows: Any = []
+        for part in [[c] for c in reversed(path)] if per_run else [path]:
+            stmt = self._statement(stored, part, find_first, timespan, wanted, where, bind)
+            if stmt is None:
+                continue
+            found = select_raw(conn, stmt)
+            if per_run:
+                rows.append(found)
+            else:
+                rows = found
+        keys = None
+        if per_run:
+            keys, rows = _merge_runs(rows, len(dims))
+        return stored, rows, wanted, keys
 
     def _statement(
         self,

@@ -59,7 +59,7 @@ from rc2_platform.registry._engine import existing_database_url, make_engine, sa
 from rc2_platform.registry._migrate import MigrationReport, is_migratable, stamp_head
 from rc2_platform.registry._queries import QueryBuilder
 from rc2_platform.registry._records import RecordManager
-from rc2_platform.registry._search import CollectionArg, DatasetSearch
+from rc2_platform.registry._search import CollectionArg, DatasetColumnsFound, DatasetSearch
 from rc2_platform.registry.dimensions import DimensionUniverse
 from rc2_platform.registry.schema import SCHEMA_VERSION, RegistrySchema
 
@@ -653,6 +653,21 @@ class Registry(RegistryAdmin):
     ) -> list[DatasetRef]:
         """Datasets of a type in ``collections`` matching ``where`` (first found per data ID)."""
         return self._search.search(dataset_type, collections, None, where, bind, None, find_first)
+
+    def query_dataset_columns(
+        self,
+        dataset_type: str | DatasetType,
+        collections: CollectionArg,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> DatasetColumnsFound:
+        """:meth:`query_datasets` as columns: RUN names, ids as hex, data ID tuples.
+
+        For callers that pass results on rather than use them (the butler server): no
+        ref, data ID or UUID object is built per dataset.
+        """
+        return self._search.search_columns(dataset_type, collections, where, bind, find_first)
 
     def find_dataset(
         self,

@@ -31,6 +31,12 @@ CollectionArg = str | Sequence[str]
 _LISTING_SECONDS = 10.0
 
 
+#: Rows per dataset page the client asks for: small enough that the server builds the next
+#: page while this client decodes one (see ``Http.pages``), large enough that requests
+#: stay few (5 for 100,000 rows).
+PIPELINE_PAGE_ROWS = 20_000
+
+
 def _names(collections: CollectionArg) -> list[str]:
     return [collections] if isinstance(collections, str) else list(collections)
 
@@ -110,6 +116,7 @@ class RemoteRegistry:
             where=where,
             bind=dict(bind or {}),
             find_first=find_first,
+            page_rows=PIPELINE_PAGE_ROWS,
         )
         refs: list[DatasetRef] = []
         dt: DatasetType | None = None

@@ -103,12 +103,28 @@ class Transport:
             ) from None
 
     def pages(self, path: str, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every page of a query result, following the ``next`` cursors."""
+        """Every page of a query result, following the ``next`` cursors.
+
+        The next page is requested in a background thread while the caller decodes the
+        current one, so the server builds and sends page k+1 during the client's work on
+        page k (only one request is ever in flight).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         page = self.post(path, body)
-        yield page
-        while page.get("next"):
-            page = self.get("query/pages", cursor=page["next"])
-            yield page
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc2-pages") as pool:
+            while True:
+                cursor = page.get("next")
+                ahead = pool.submit(self.get, "query/pages", cursor=cursor) if cursor else None
+                try:
+                    yield page
+                except GeneratorExit:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
+                if ahead is None:
+                    return
+                page = ahead.result()
 
     def download(self, url: str, target: Path) -> int:
         """Stream a signed file link to ``target``; returns the bytes written."""

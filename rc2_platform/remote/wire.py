@@ -25,7 +25,7 @@ import json
 import operator
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -202,6 +202,37 @@ def datasets_columns(refs: Sequence[DatasetRef], dimensions: Sequence[str]) -> d
             "ids": "".join(map(_HEX, map(_ID, refs))),
             "columns": columns,
         }
+
+
+def empty_dataset_columns(dimensions: Sequence[str]) -> dict[str, Any]:
+    """The columns of a dataset page without rows."""
+    return {"runs": [], "run": [], "ids": "", "columns": {d: [] for d in dimensions}}
+
+
+def columns_from_found(found: Any, readable: Callable[[str], bool]) -> dict[str, Any]:
+    """The columns of a dataset page from a registry column search, readable RUNs only.
+
+    ``found`` is a :class:`rc2_platform.registry.DatasetColumnsFound` (typed loosely so
+    that this module needs nothing of the registry); ``readable`` says whether a RUN
+    may be shown. Rows of RUNs that may not are left out, ids and data IDs alike.
+    """
+    dims = found.dataset_type.dimensions
+    keep_runs = [readable(r) for r in found.runs]
+    keys, run, ids = found.keys, found.run, found.ids
+    if not all(keep_runs):
+        keep = [keep_runs[i] for i in run]
+        keys = list(itertools.compress(keys, keep))
+        run = list(itertools.compress(run, keep))
+        ids = "".join(itertools.compress((ids[i : i + 32] for i in range(0, len(ids), 32)), keep))
+    runs = [r for r, ok in zip(found.runs, keep_runs, strict=True) if ok]
+    renumber = {old: new for new, old in enumerate(i for i, ok in enumerate(keep_runs) if ok)}
+    if len(renumber) != len(found.runs):
+        run = list(map(renumber.__getitem__, run))
+    with paused_gc():
+        columns: dict[str, list[Any]] = {d: [] for d in dims}
+        if keys:
+            columns = {d: list(col) for d, col in zip(dims, zip(*keys, strict=True), strict=True)}
+    return {"runs": runs, "run": run, "ids": ids, "columns": columns}
 
 
 def _uuid_from_int(value: int) -> uuid.UUID:

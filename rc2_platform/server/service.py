@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import rc2_platform.remote.wire as wire
 from rc2_platform.butler import Butler
-from rc2_platform.core import CollectionType, DatasetRef, Timespan
+from rc2_platform.core import CollectionType, DatasetRef, DatasetType, Timespan
 from rc2_platform.errors import (
     CollectionTypeError,
     DatasetNotFoundError,
@@ -27,7 +27,7 @@ from rc2_platform.errors import (
     QueryLimitError,
     ServerBusyError,
 )
-from rc2_platform.registry import DatabaseError
+from rc2_platform.registry import DatabaseError, DatasetColumnsFound
 from rc2_platform.registry.limits import is_timeout, query_deadline
 from rc2_platform.server.access import Principal
 from rc2_platform.server.config import LimitsConfig
@@ -170,19 +170,22 @@ class RepositoryService:
     def query_datasets(self, who: Principal, q: wire.DatasetQuery) -> dict[str, Any]:
         """First page of the datasets a query finds (readable RUNs only)."""
 
-        def work() -> tuple[Any, list[DatasetRef]]:
+        def work() -> tuple[DatasetType, DatasetColumnsFound | None]:
             dt = self.butler.registry.get_dataset_type(q.dataset_type)
             path = self._search_path(who, q.collections)
             if not path:
-                return dt, []
-            refs = self.butler.registry.query_datasets(
+                return dt, None
+            found = self.butler.registry.query_dataset_columns(
                 dt, path, q.where, q.bind, find_first=q.find_first
             )
-            return dt, who.readable_refs(refs)
+            return dt, found
 
-        dt, refs = self._run(work)
-        self._check_rows(len(refs))
-        cols = wire.datasets_columns(refs, dt.dimensions)
+        dt, found = self._run(work)
+        cols = wire.empty_dataset_columns(dt.dimensions)
+        if found is not None:
+            cols = wire.columns_from_found(found, who.can_read)
+        rows = len(cols["run"])
+        self._check_rows(rows)
         result = QueryResult(
             header={
                 "kind": "datasets",
@@ -190,7 +193,7 @@ class RepositoryService:
                 "runs": cols["runs"],
             },
             columns=cols["columns"],
-            rows=len(refs),
+            rows=rows,
             arrays={"run": cols["run"]},
             ids=cols["ids"],
         )
