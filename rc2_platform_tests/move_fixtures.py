@@ -19,7 +19,7 @@ from rc2_platform.registry import (
     Registry,
     Timespan,
 )
-from rc2_platform_tests.registry_fixtures import box, insert_two_visits
+from rc2_platform_tests.registry_fixtures import insert_visits_and_patches
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "ExposureF")
 COADD = DatasetType("deepCoadd", ("skymap", "tract", "patch", "band"), "ExposureF")
@@ -30,26 +30,7 @@ COLLECTIONS = ["HSC/runs/a", "HSC/runs/b", "HSC/best", "HSC/calib", "HSC/default
 
 def populate(reg: Registry) -> None:
     """Records, three dataset types, every collection type, validity ranges, files."""
-    insert_two_visits(reg)
-    reg.insert_dimension_records(
-        "visit_detector_region",
-        [
-            {"instrument": "HSC", "visit": v, "detector": d, "region": box(ra + 0.5 * d, 0, 0.5)}
-            for v, ra in ((1, 0.0), (2, 10.0))
-            for d in (0, 1)
-        ],
-    )
-    reg.insert_dimension_records("skymap", [{"skymap": "rings"}])
-    reg.insert_dimension_records(
-        "tract", [{"skymap": "rings", "tract": 9615, "region": box(-1, -1, 13)}]
-    )
-    reg.insert_dimension_records(
-        "patch",
-        [
-            {"skymap": "rings", "tract": 9615, "patch": 0, "region": box(0.2, 0.1, 0.2)},
-            {"skymap": "rings", "tract": 9615, "patch": 1, "region": box(10.6, 0.1, 0.2)},
-        ],
-    )
+    insert_visits_and_patches(reg)
     for dt in (CALEXP, COADD, BIAS):
         reg.register_dataset_type(dt)
     reg.register_run("HSC/runs/a")

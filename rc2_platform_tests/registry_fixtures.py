@@ -41,3 +41,32 @@ def insert_two_visits(reg: Registry) -> None:
             for v, f, ra in ((1, "HSC-G", 0.0), (2, "HSC-R", 10.0))
         ],
     )
+
+
+def insert_visits_and_patches(reg: Registry) -> None:
+    """Two visits of 2 detectors each and a 1-tract, 2-patch sky map, placed by hand.
+
+    visit 1 covers ra 0-1 (detectors: ra 0-0.5 and 0.5-1); visit 2 covers ra 10-11.
+    patch 0 covers ra 0.2-0.4, patch 1 covers ra 10.6-10.8: so detector 0 of visit 1
+    overlaps only patch 0, detector 1 of visit 2 overlaps only patch 1.
+    """
+    insert_two_visits(reg)
+    reg.insert_dimension_records(
+        "visit_detector_region",
+        [
+            {"instrument": "HSC", "visit": v, "detector": d, "region": box(ra + 0.5 * d, 0, 0.5)}
+            for v, ra in ((1, 0.0), (2, 10.0))
+            for d in (0, 1)
+        ],
+    )
+    reg.insert_dimension_records("skymap", [{"skymap": "rings"}])
+    reg.insert_dimension_records(
+        "tract", [{"skymap": "rings", "tract": 9615, "region": box(-1, -1, 13)}]
+    )
+    reg.insert_dimension_records(
+        "patch",
+        [
+            {"skymap": "rings", "tract": 9615, "patch": 0, "region": box(0.2, 0.1, 0.2)},
+            {"skymap": "rings", "tract": 9615, "patch": 1, "region": box(10.6, 0.1, 0.2)},
+        ],
+    )

@@ -31,39 +31,15 @@ from rc2_platform.registry import (
     Timespan,
 )
 from rc2_platform.registry.schema import SCHEMA_VERSION
-from rc2_platform_tests.registry_fixtures import box, insert_two_visits
+from rc2_platform_tests.registry_fixtures import insert_visits_and_patches
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "ExposureF")
 BIAS = DatasetType("bias", ("instrument", "detector"), "ExposureF", is_calibration=True)
 
 
 def populate(reg: Registry) -> None:
-    """Two visits of 2 detectors each and a 1-tract, 2-patch sky map, placed by hand.
-
-    visit 1 covers ra 0-1 (detectors: ra 0-0.5 and 0.5-1); visit 2 covers ra 10-11.
-    patch 0 covers ra 0.2-0.4, patch 1 covers ra 10.6-10.8: so detector 0 of visit 1
-    overlaps only patch 0, detector 1 of visit 2 overlaps only patch 1.
-    """
-    insert_two_visits(reg)
-    reg.insert_dimension_records(
-        "visit_detector_region",
-        [
-            {"instrument": "HSC", "visit": v, "detector": d, "region": box(ra + 0.5 * d, 0, 0.5)}
-            for v, ra in ((1, 0.0), (2, 10.0))
-            for d in (0, 1)
-        ],
-    )
-    reg.insert_dimension_records("skymap", [{"skymap": "rings"}])
-    reg.insert_dimension_records(
-        "tract", [{"skymap": "rings", "tract": 9615, "region": box(-1, -1, 13)}]
-    )
-    reg.insert_dimension_records(
-        "patch",
-        [
-            {"skymap": "rings", "tract": 9615, "patch": 0, "region": box(0.2, 0.1, 0.2)},
-            {"skymap": "rings", "tract": 9615, "patch": 1, "region": box(10.6, 0.1, 0.2)},
-        ],
-    )
+    """Two visits and a 1-tract, 2-patch sky map (:func:`insert_visits_and_patches`)."""
+    insert_visits_and_patches(reg)
 
 
 @pytest.fixture
