@@ -33,14 +33,14 @@ def test_an_unmodified_copy_opens_with_storage_under_dagster_home(
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         coordinator = instance.run_coordinator
-        assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(coordinator).__name__ == "TractRunCoordinator"
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
         # What the daemon reads: the instance's concurrency settings.
         concurrency = instance.get_concurrency_config()
         queue = concurrency.run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 2
         assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
             "rc2/tract",
-            "dagster/asset_partition_range_start",
         }
         assert concurrency.pool_config.default_pool_limit == 1
         assert instance.get_runs() == []

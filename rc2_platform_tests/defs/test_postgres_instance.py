@@ -127,14 +127,14 @@ def test_deploy_instance_on_postgresql_records_runs_events_and_partitions(
         ):
             assert type(storage).__module__.startswith("dagster_postgres"), type(storage)
         coordinator = instance.run_coordinator
-        assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(coordinator).__name__ == "TractRunCoordinator"
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
         concurrency = instance.get_concurrency_config()
         queue = concurrency.run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 8
         assert {limit["key"] for limit in queue.tag_concurrency_limits} == {
             "dagster/backfill",
             "rc2/tract",
-            "dagster/asset_partition_range_start",
         }
         assert concurrency.pool_config.default_pool_limit == 4
 

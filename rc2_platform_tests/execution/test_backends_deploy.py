@@ -28,7 +28,8 @@ def test_dagster_yaml_passes_dagsters_instance_schema(
     assert config["storage"]["postgres"]["postgres_db"]["password"] == {
         "env": "DAGSTER_PG_PASSWORD"
     }
-    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_coordinator"]["module"] == "rc2_platform.defs.run_queue"
+    assert config["run_coordinator"]["class"] == "TractRunCoordinator"
 
 
 def test_dagster_yaml_rejects_unknown_keys(tmp_path: Path) -> None:
@@ -72,8 +73,24 @@ def test_helm_values_configure_user_code_launcher_and_queue() -> None:
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "rc2_platform.defs"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
-    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert queue["maxConcurrentRuns"] > 0 and queue["tagConcurrencyLimits"]
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["type"] == "CustomRunCoordinator"
+    custom = coordinator["config"]["customRunCoordinator"]
+    assert (custom["module"], custom["class"]) == (
+        "rc2_platform.defs.run_queue",
+        "TractRunCoordinator",
+    )
+    from rc2_platform.defs.run_queue import TractRunCoordinator
+
+    _validate(TractRunCoordinator.config_type(), custom["config"])
+    assert {limit["key"] for limit in custom["config"]["tag_concurrency_limits"]} == {
+        "dagster/backfill",
+        "rc2/tract",
+    }
+    # The webserver and the daemon import the coordinator: they run this package's image.
+    image = deployment["image"]["repository"]
+    assert values["dagsterWebserver"]["image"]["repository"] == image
+    assert values["dagsterDaemon"]["image"]["repository"] == image
     assert values["postgresql"]["enabled"] is False
 
 
