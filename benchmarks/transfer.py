@@ -30,6 +30,8 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +136,40 @@ def bulk_insert(url: str, n: int, dims: int = 3) -> float:
     return seconds
 
 
+@contextmanager
+def database(backend: str, scratch: Path, postgres_url: str | None) -> Iterator[str]:
+    """An empty database: ``postgres_url``'s database dropped and created again, else a scratch one."""
+    if backend != "postgresql" or not postgres_url:
+        with scratch_database(backend, scratch) as url:
+            yield url
+        return
+    target = sa.make_url(postgres_url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = target.database
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    drop()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield target.render_as_string(hide_password=False)
+    finally:
+        drop()
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rc2_transfer_bench"))
+    parser.add_argument(
+        "--postgres-url",
+        help="a PostgreSQL database of your own, dropped and created again for each step "
+        "(and dropped at the end); default: a scratch database on RC2_TEST_POSTGRES_URL's server",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -160,7 +192,7 @@ def main() -> None:
             scratch = args.work / f"scratch_{backend}"
             scratch.mkdir(exist_ok=True)
             for step in ("import", "transfer"):
-                with scratch_database(backend, scratch) as url:
+                with database(backend, scratch, args.postgres_url) as url:
                     root = scratch / f"{step}_repo"
                     if root.exists():
                         import shutil
@@ -179,7 +211,7 @@ def main() -> None:
                     import shutil
 
                     shutil.rmtree(root, ignore_errors=True)
-            with scratch_database(backend, scratch) as url:
+            with database(backend, scratch, args.postgres_url) as url:
                 n = out["export"]["datasets"]
                 seconds = bulk_insert(url, n)
                 res["bulk_insert"] = {

@@ -75,8 +75,11 @@ class TransferReport:
     file_seconds: float = 0.0
     format_seconds: float = 0.0
     dry_run: bool = False
-    #: Seconds per step of the load (import and transfer).
+    #: Seconds per step (collecting for an export, loading for an import; both for a
+    #: transfer, collecting ones prefixed ``collect_``).
     phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process per step (a database server's are not in them).
+    cpu_phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -90,6 +93,7 @@ class TransferReport:
             "format_seconds": round(self.format_seconds, 3),
             "dry_run": self.dry_run,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "cpu_phases": {k: round(v, 3) for k, v in self.cpu_phases.items()},
         }
 
 
@@ -124,6 +128,7 @@ def export_datasets(
         registry_seconds=bundle.registry_seconds,
         dry_run=dry_run,
         phases=dict(bundle.phases),
+        cpu_phases=dict(bundle.cpu_phases),
     )
     path = Path(path)
     if dry_run:
@@ -205,6 +210,7 @@ def import_datasets(
         format_seconds,
         dry_run,
         loaded.phases,
+        loaded.cpu_phases,
     )
 
 
@@ -242,4 +248,5 @@ def transfer_datasets(
         0.0,
         dry_run,
         {**{f"collect_{k}": v for k, v in bundle.phases.items()}, **loaded.phases},
+        {**{f"collect_{k}": v for k, v in bundle.cpu_phases.items()}, **loaded.cpu_phases},
     )

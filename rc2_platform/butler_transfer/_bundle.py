@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rc2_platform.butler_transfer._records_check import key_filter
 from rc2_platform.core import CollectionType, DatasetRef, DatasetType, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import MissingDatasetTypeError
@@ -72,6 +73,8 @@ class Bundle:
     #: Seconds spent in registry calls while collecting, in total and per step.
     registry_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process per step.
+    cpu_phases: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """How many of each kind of item the bundle holds."""
@@ -110,7 +113,7 @@ def collect(
     from rc2_platform.registry import SCHEMA_VERSION
 
     reg = butler.registry
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     bundle = Bundle(UniverseTag.of(reg.universe), SCHEMA_VERSION)
     entries = _collection_tree(butler, collections)
     leaves = [e.name for e in entries if e.type is not CollectionType.CHAINED]
@@ -128,7 +131,7 @@ def collect(
             used_types.append(dt)
             bundle.refs.extend(fresh)
     bundle.dataset_types = used_types
-    t_datasets = time.perf_counter()
+    t_datasets, cpu_datasets = time.perf_counter(), time.process_time()
     names = {e.name for e in entries}
     runs = sorted({r.run for r in bundle.refs} - names)
     entries += [CollectionEntry(run, CollectionType.RUN) for run in runs]
@@ -144,17 +147,23 @@ def collect(
                 for entry in reg.calibration_validity(e.name, dt)
                 if entry[0] in seen
             ]
-    t_members = time.perf_counter()
+    t_members, cpu_members = time.perf_counter(), time.process_time()
     bundle.files = reg.get_datastore_records(bundle.refs)
-    t_files = time.perf_counter()
+    t_files, cpu_files = time.perf_counter(), time.process_time()
     bundle.records = _records_for(butler, bundle.refs)
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     bundle.registry_seconds = end - start
     bundle.phases = {
         "datasets": t_datasets - start,
         "tags_calibrations": t_members - t_datasets,
         "datastore_records": t_files - t_members,
         "dimension_records": end - t_files,
+    }
+    bundle.cpu_phases = {
+        "datasets": cpu_datasets - cpu0,
+        "tags_calibrations": cpu_members - cpu_datasets,
+        "datastore_records": cpu_files - cpu_members,
+        "dimension_records": cpu_end - cpu_files,
     }
     return bundle
 
@@ -235,7 +244,7 @@ def _records_for(butler: Butler, refs: Sequence[DatasetRef]) -> dict[str, list[d
         if el.key is None and all(d in wanted for d in el.required if universe[d].has_table):
             own = {d: {k[-1] for k in wanted[d]} for d in el.required if universe[d].has_table}
             where = " AND ".join(
-                f for f in (_key_filter((d,), {(v,) for v in vals}) for d, vals in own.items()) if f
+                f for f in (key_filter((d,), {(v,) for v in vals}) for d, vals in own.items()) if f
             )
             records = butler.registry.query_dimension_records(el.name, where)
             keep = [
@@ -266,7 +275,7 @@ def _fetch(
     el = universe[element]
     records = [
         rec
-        for rec in butler.registry.query_dimension_records(element, _key_filter(el.required, keys))
+        for rec in butler.registry.query_dimension_records(element, key_filter(el.required, keys))
         if tuple(rec[c] for c in el.required) in keys
     ]
     fetched[element] = records
@@ -279,28 +288,3 @@ def _fetch(
             for rec in records
             if all(rec.get(c) is not None for c in target.required)
         )
-
-
-#: At most this many distinct values of a dimension go into one ``IN`` filter.
-_MAX_IN = 1_000
-
-
-def _key_filter(dims: Sequence[str], keys: set[tuple[Any, ...]]) -> str:
-    """A where-expression narrowing a record query to ``keys`` (exact match is Python's).
-
-    One ``IN`` list per key column with at most 1,000 distinct values, so a repository
-    with a whole sky map is not read entirely to export a tract's patches.
-    """
-    parts = []
-    for i, dim in enumerate(dims):
-        values = {k[i] for k in keys}
-        if not values or len(values) > _MAX_IN:
-            continue
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            listed = ", ".join(str(v) for v in sorted(values))
-        elif all(isinstance(v, str) and "'" not in v for v in values):
-            listed = ", ".join(f"'{v}'" for v in sorted(values))
-        else:
-            continue
-        parts.append(f"{dim} IN ({listed})")
-    return " AND ".join(parts)

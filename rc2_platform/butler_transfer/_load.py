@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rc2_platform.butler_transfer._bundle import Bundle
 from rc2_platform.butler_transfer._files import PlacedFiles, check_mode, relative_path
+from rc2_platform.butler_transfer._records_check import check_records
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import (
@@ -49,6 +50,8 @@ class LoadReport:
     dry_run: bool = False
     #: Seconds per step of the load (dataset types, records, ..., chains).
     phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process per step (the database server's are not in them).
+    cpu_phases: dict[str, float] = field(default_factory=dict)
 
 
 def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
@@ -81,6 +84,7 @@ def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
                     f"chain {entry.name!r} is {children} in {butler.root} but {entry.children} "
                     "in the data to import; redefine it after the import (nothing was written)"
                 )
+    check_records(butler, bundle.records)
     if source is not None:
         by_id = {r.id: r for r in bundle.refs}
         for rid, rec in bundle.files.items():
@@ -128,7 +132,7 @@ def load(
         return report
     reg = butler.registry
     start = time.perf_counter()
-    clock = _Clock(report.phases)
+    clock = _Clock(report.phases, report.cpu_phases)
     placed = PlacedFiles()
     try:
         if source is not None:
@@ -171,16 +175,19 @@ def load(
 
 
 class _Clock:
-    """Seconds between calls, recorded by step name."""
+    """Wall and CPU seconds between calls, recorded by step name."""
 
-    def __init__(self, out: dict[str, float]):
+    def __init__(self, out: dict[str, float], cpu: dict[str, float]):
         self.out = out
+        self.cpu = cpu
         self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
 
     def lap(self, name: str) -> float:
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         self.out[name] = self.out.get(name, 0.0) + now - self.last
-        self.last = now
+        self.cpu[name] = self.cpu.get(name, 0.0) + now_cpu - self.last_cpu
+        self.last, self.last_cpu = now, now_cpu
         return self.out[name]
 
 

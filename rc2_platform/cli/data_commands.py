@@ -169,7 +169,12 @@ def export_command(
 @click.option("--dry-run", is_flag=True, help="Check the file against REPO; write nothing.")
 @json_option
 def import_command(repo: str, file: str, transfer: str, dry_run: bool, as_json: bool) -> None:
-    """Import an export FILE into REPO (checked first, one transaction, idempotent)."""
+    """Import an export FILE into REPO (checked first, one transaction, idempotent).
+
+    Refused, with nothing written: a FILE of another dimension universe, schema or
+    format version, a dataset type or collection defined otherwise in REPO, a
+    dimension record existing in REPO with other values, a missing file.
+    """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import import_datasets
 
@@ -204,7 +209,9 @@ def transfer_datasets_command(
 ) -> None:
     """Copy datasets from REPO to DEST with their files and dimension records (idempotent).
 
-    REPO and DEST may use any registry (SQLite, PostgreSQL, MariaDB).
+    REPO and DEST may use any registry (SQLite, PostgreSQL, MariaDB). Refused, with
+    nothing written: another dimension universe, a dataset type or collection defined
+    otherwise in DEST, a dimension record existing in DEST with other values.
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import transfer_datasets

@@ -229,3 +229,47 @@ def test_import_of_a_uuid_used_by_another_run_names_it(dest: Butler) -> None:
     with pytest.raises(DatasetConflictError, match=f"dataset {ref.id} already exists with another"):
         dest.registry.import_datasets([moved])
     assert dest.registry.query_datasets("calexp", "other") == []
+
+
+def _change_record(doc: dict[str, Any], element: str, key: int, column: str, value: Any) -> None:
+    """Set ``column`` of the ``element`` record whose second key column is ``key``."""
+    group = doc["dimension_records"][element]
+    rows = [json.loads(line) for line in group["rows"].splitlines() if line]
+    at = group["columns"].index(column)
+    for row in rows:
+        if row[1] == key:
+            row[at] = value
+    group["rows"] = "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_existing_dimension_record_that_differs_is_refused(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """An import whose visit 1 says another exposure time than the destination's visit 1:
+    one line naming element, data ID and field through the CLI, exit 1, nothing written."""
+    transfer_datasets(source, dest, ["HSC/runs/a"], where="visit = 1", dataset_types=["calexp"])
+
+    def state() -> Any:
+        reg = dest.registry
+        return (reg.query_collections(), reg.query_dimension_records("visit"),
+                reg.query_datasets("calexp", "HSC/runs/a", find_first=False), files_in(dest))  # fmt: skip
+
+    before = state()
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    (old_time,) = [r["exposure_time"] for r in source.registry.query_dimension_records("visit")
+                   if r["visit"] == 1]  # fmt: skip
+    _edit(out, lambda d: _change_record(d, "visit", 1, "exposure_time", old_time + 1.5))
+    with pytest.raises(ConflictingDefinitionError, match="exposure_time"):
+        import_datasets(dest, out)
+    refused = CliRunner().invoke(main, ["import", str(dest.root), str(out)])
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1, refused.output
+    assert "visit record {'instrument': 'HSC', 'visit': 1}" in refused.output
+    assert f"exposure_time: {old_time!r} != {old_time + 1.5!r}" in refused.output
+    dest.registry.refresh()
+    assert state() == before
+    assert [r["visit"] for r in dest.registry.query_dimension_records("visit")] == [1]
+    # The same records again (identical): accepted, the rest of the data loaded.
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    assert import_datasets(dest, out).new_datasets == 9
