@@ -24,17 +24,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.command("migrate")
 @repo_argument
 @click.option("--dry-run", is_flag=True, help="Only say which revisions would be applied.")
+@click.option(
+    "--takeover",
+    is_flag=True,
+    help="Take the migration lock from a migration recorded on another host that is gone "
+    "(a crashed one of this host is taken over without it).",
+)
 @json_option
-def migrate(repo: str, dry_run: bool, as_json: bool) -> None:
+def migrate(repo: str, dry_run: bool, takeover: bool, as_json: bool) -> None:
     """Upgrade the registry of REPO to this software's schema version.
 
     Applies the Alembic revisions between the repository's schema version and this
     release's, and rewrites a version-1 dimension universe as version 2, in one
     transaction (MariaDB commits schema changes one by one: back it up first).
+    Holds REPO's migration lock (REPO/_migrate/lock): refused while another migration
+    runs or while an orchestrator or workflow holds one of REPO's RUNs.
     """
-    from rc2_platform.butler import Butler
+    from rc2_platform.execution.migration_lock import migrate_repository
 
-    report = Butler.migrate(repo, dry_run=dry_run)
+    report = migrate_repository(repo, dry_run=dry_run, takeover=takeover)
     if as_json:
         emit_json(report.to_dict())
         return
