@@ -14,13 +14,16 @@ once (kept in ``--work``), then measures:
   repository per backend;
 - **bulk insert**: the same ``dataset``, tags and datastore-record rows written with a
   plain SQLAlchemy ``executemany`` into empty tables of the same shape (no checks, no
-  idempotence, no lookups): what the database itself costs for those rows.
+  idempotence, no lookups), and at driver level (``COPY`` on PostgreSQL, ``sqlite3``
+  ``executemany`` on SQLite): what the database itself costs for those rows.
 
 Each step reports registry-side seconds per phase (``TransferReport.phases``) and
 datasets per second registry-side = datasets / (seconds of the dataset phases: the
 dataset rows and their datastore records, read for an export, written column-wise for
 an import or transfer; dimension records, files and YAML are reported beside it).
-Prints one JSON document with the load average before and after.
+Wall and CPU seconds (this process; a database server's CPU is not in them) and the
+1-minute load average at each step's start are reported. Prints one JSON document with
+the load average before and after.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ from rc2_platform.butler import Butler
 from rc2_platform.butler_transfer import export_datasets, import_datasets, transfer_datasets
 from rc2_platform_tests.databases import scratch_database
 
-DATASET_PHASES = ("datasets", "datastore_records")
+DATASET_PHASES = ("datasets", "datastore_records")  # "datastore_records": older reports
 
 
 def source_repo(work: Path) -> Path:
@@ -60,16 +62,26 @@ def source_repo(work: Path) -> Path:
 
 
 def rate(report: dict[str, Any], phases: tuple[str, ...] = DATASET_PHASES) -> dict[str, Any]:
+    """Datasets per second over ``phases``, wall and CPU (this process) seconds beside it."""
     seconds = sum(report["phases"].get(p, 0.0) for p in phases)
+    cpu = sum(report.get("cpu_phases", {}).get(p, 0.0) for p in phases)
     n = report["datasets"]
     return {
         "dataset_seconds": round(seconds, 3),
+        "dataset_cpu_seconds": round(cpu, 3),
         "datasets_per_s": round(n / seconds) if seconds else None,
     }
 
 
-def bulk_insert(url: str, n: int, dims: int = 3) -> float:
-    """Seconds to executemany ``n`` rows into dataset-, tags- and records-shaped tables."""
+def with_memberships(report: dict[str, Any]) -> dict[str, Any]:
+    """The same with TAGGED membership, validity ranges and chains written."""
+    out = rate(report, (*DATASET_PHASES, "tags_calibrations_chains"))
+    return {f"{k}_with_memberships": v for k, v in out.items()}
+
+
+def bulk_insert(url: str, n: int, dims: int = 3, driver: bool = False) -> tuple[float, float]:
+    """Wall and CPU seconds to insert ``n`` rows into dataset-, tags- and records-shaped
+    tables: SQLAlchemy ``executemany`` of dicts, or (``driver``) driver-level bulk writes."""
     engine = sa.create_engine(url)
     md = sa.MetaData()
     ds = sa.Table(
@@ -99,44 +111,83 @@ def bulk_insert(url: str, n: int, dims: int = 3) -> float:
     ids = [uuid.uuid4() for _ in range(n)]
     with engine.begin() as conn:
         md.create_all(conn)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     with engine.begin() as conn:
-        conn.execute(
-            ds.insert(), [{"dataset_id": i, "dataset_type_id": 1, "run_id": 1} for i in ids]
-        )
-        conn.execute(
-            tags.insert(),
-            [
-                {
-                    "dataset_id": i,
-                    "collection_id": 1,
-                    "dataset_type_id": 1,
-                    **{f"d{d}": k + d for d in range(dims)},
-                }
-                for k, i in enumerate(ids)
-            ],
-        )
-        conn.execute(
-            recs.insert(),
-            [
-                {
-                    "dataset_id": i,
-                    "path": f"raw/HSC/{k}/raw_{k}.fits",
-                    "storage_class": "Exposure",
-                    "formatter": "fits_exposure",
-                    "file_size": 1000,
-                }
-                for k, i in enumerate(ids)
-            ],
-        )
-    seconds = time.perf_counter() - start
+        if driver:
+            _driver_insert(conn, ds, tags, recs, ids, dims)
+        else:
+            conn.execute(
+                ds.insert(), [{"dataset_id": i, "dataset_type_id": 1, "run_id": 1} for i in ids]
+            )
+            conn.execute(
+                tags.insert(),
+                [
+                    {
+                        "dataset_id": i,
+                        "collection_id": 1,
+                        "dataset_type_id": 1,
+                        **{f"d{d}": k + d for d in range(dims)},
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
+            conn.execute(
+                recs.insert(),
+                [
+                    {
+                        "dataset_id": i,
+                        "path": f"raw/HSC/{k}/raw_{k}.fits",
+                        "storage_class": "Exposure",
+                        "formatter": "fits_exposure",
+                        "file_size": 1000,
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
     with engine.begin() as conn:
         md.drop_all(conn)
     engine.dispose()
-    return seconds
+    return seconds, cpu
 
 
-@contextmanager
+def _driver_insert(
+    conn: sa.Connection,
+    ds: sa.Table,
+    tags: sa.Table,
+    recs: sa.Table,
+    ids: list[uuid.UUID],
+    dims: int,
+) -> None:
+    """The same rows at driver level: COPY on PostgreSQL, ``executemany`` on SQLite."""
+    raw: Any = conn.connection.dbapi_connection
+    rows = {
+        ds: [(i, 1, 1) for i in ids],
+        tags: [(i, 1, 1, *(k + d for d in range(dims))) for k, i in enumerate(ids)],
+        recs: [
+            (i, f"raw/HSC/{k}/raw_{k}.fits", "Exposure", "fits_exposure", 1000)
+            for k, i in enumerate(ids)
+        ],  # fmt: skip
+    }
+    for table, values in rows.items():
+        cols = [c.name for c in table.columns]
+        if conn.dialect.name == "postgresql":
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy,
+            ):
+                for row in values:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" * len(cols))
+            cur = raw.cursor()
+            cur.executemany(
+                f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})",
+                [(r[0].hex, *r[1:]) for r in values],
+            )
+            cur.close()
+
+
 def database(backend: str, scratch: Path, postgres_url: str | None) -> Iterator[str]:
     """An empty database: ``postgres_url``'s database dropped and created again, else a scratch one."""
     if backend != "postgresql" or not postgres_url:
@@ -184,6 +235,7 @@ def main() -> None:
         report = export_datasets(src, export_file, collections).to_dict()
         out["export"] = {
             **report,
+            "load": out["load"][0],
             **rate(report, ("datasets", "tags_calibrations", "datastore_records")),
             "file_mb": round(export_file.stat().st_size / 1e6, 1),
         }
@@ -200,6 +252,7 @@ def main() -> None:
                         shutil.rmtree(root)
                     if backend == "sqlite":
                         url = None  # the repository's own SQLite file
+                    load = os.getloadavg()[0]
                     with Butler.create(root, url) as dest:
                         if step == "import":
                             rep = import_datasets(dest, export_file, transfer="link").to_dict()
@@ -207,18 +260,22 @@ def main() -> None:
                             rep = transfer_datasets(
                                 src, dest, collections, transfer="link"
                             ).to_dict()
-                    res[step] = {**rep, **rate(rep)}
+                    res[step] = {**rep, **rate(rep), **with_memberships(rep), "load": load}
                     import shutil
 
                     shutil.rmtree(root, ignore_errors=True)
-            with database(backend, scratch, args.postgres_url) as url:
-                n = out["export"]["datasets"]
-                seconds = bulk_insert(url, n)
-                res["bulk_insert"] = {
-                    "rows": n,
-                    "seconds": round(seconds, 3),
-                    "rows_per_s": round(n / seconds),
-                }
+            for kind, driver in (("bulk_insert", False), ("bulk_insert_driver", True)):
+                with database(backend, scratch, args.postgres_url) as url:
+                    n = out["export"]["datasets"]
+                    load = os.getloadavg()[0]
+                    seconds, cpu = bulk_insert(url, n, driver=driver)
+                    res[kind] = {
+                        "rows": n,
+                        "seconds": round(seconds, 3),
+                        "cpu_seconds": round(cpu, 3),
+                        "rows_per_s": round(n / seconds),
+                        "load": load,
+                    }
             out[backend] = res
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=2))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rc2_platform.butler_transfer._bundle import Bundle, UniverseTag, collect
+from rc2_platform.butler_transfer._bundle import Bundle, DatasetGroup, UniverseTag, collect
 from rc2_platform.butler_transfer._files import (
     TRANSFER_MODES,
     PlacedFiles,
@@ -52,6 +52,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRANSFER_MODES",
     "Bundle",
+    "DatasetGroup",
     "TransferReport",
     "export_datasets",
     "import_datasets",
@@ -136,9 +137,8 @@ def export_datasets(
     if with_files is not None:
         t0 = time.perf_counter()
         files_dir = Path(with_files)
-        bundle.files = _copy_files(butler, bundle, files_dir, transfer)
+        report.files_transferred = _copy_files(butler, bundle, files_dir, transfer)
         report.file_seconds = time.perf_counter() - t0
-        report.files_transferred = len(bundle.files)
         files_root = os.path.relpath(files_dir.resolve(), path.resolve().parent)
     else:
         files_root = str(butler.datastore.root)
@@ -148,32 +148,33 @@ def export_datasets(
     return report
 
 
-def _copy_files(
-    butler: Butler, bundle: Bundle, files_dir: Path, transfer: str
-) -> dict[Any, DatastoreRecord]:
-    """Copy every dataset's file under ``files_dir``; the records renamed relative to it."""
+def _copy_files(butler: Butler, bundle: Bundle, files_dir: Path, transfer: str) -> int:
+    """Copy every dataset's file under ``files_dir``; the groups' paths become relative to
+    it. Returns the number of files copied."""
     check_mode(transfer)
-    by_id = {r.id: r for r in bundle.refs}
     placed = PlacedFiles()
-    out: dict[Any, DatastoreRecord] = {}
     try:
-        for rid, rec in bundle.files.items():
-            src = butler.datastore.absolute(rec)
-            rel = relative_path(rec)
-            if not src.is_file():
-                ref = by_id[rid]
-                raise FileNotInDatastoreError(
-                    f"dataset {rid} ({ref.dataset_type.name} {ref.data_id.to_dict()} in {ref.run}) "
-                    f"has no file at {src}; nothing was exported"
-                )
-            target = files_dir / rel
-            target.unlink(missing_ok=True)
-            placed.add(src, target, transfer)
-            out[rid] = DatastoreRecord(rid, rel, rec.formatter, rec.storage_class, rec.file_size)
+        for g in bundle.groups:
+            if g.paths is None:
+                continue
+            for k in range(len(g)):
+                rec = g.record(k)
+                if rec is None:
+                    continue
+                src = butler.datastore.absolute(rec)
+                if not src.is_file():
+                    raise FileNotInDatastoreError(
+                        f"dataset {g.describe(k)} has no file at {src}; nothing was exported"
+                    )
+                rel = relative_path(rec)
+                target = files_dir / rel
+                target.unlink(missing_ok=True)
+                placed.add(src, target, transfer)
+                g.paths[k] = rel
     except BaseException:
         placed.undo()
         raise
-    return out
+    return len(placed.paths)
 
 
 def import_datasets(
@@ -193,7 +194,7 @@ def import_datasets(
     format_seconds = time.perf_counter() - t0
     files_root = doc.get("files_root")
     source = None
-    if files_root is not None and bundle.files:
+    if files_root is not None and bundle.counts()["files"]:
         root = (path.parent / files_root).resolve()
 
         def source(rec: DatastoreRecord) -> Path:

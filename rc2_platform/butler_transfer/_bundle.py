@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.butler_transfer._records_check import key_filter
-from rc2_platform.core import CollectionType, DatasetRef, DatasetType, Timespan
+from rc2_platform.core import CollectionType, DataCoordinate, DatasetRef, DatasetType
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import MissingDatasetTypeError
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
-    from rc2_platform.registry import DimensionUniverse
+    from rc2_platform.registry import DatasetColumnsFound, DimensionUniverse
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,59 @@ class CollectionEntry:
 
 
 @dataclass
+class DatasetGroup:
+    """Datasets of one dataset type in one RUN, column-wise (no object per dataset).
+
+    ``ids`` are UUIDs as 32 lower-case hex digits; ``data_ids`` value tuples in the
+    order of ``dataset_type.dimensions``. The file columns hold one entry per dataset
+    (None for a dataset without a file), or are None when no dataset of the group has
+    one. ``storage_classes`` None: the dataset type's.
+    """
+
+    dataset_type: DatasetType
+    run: str
+    ids: list[str]
+    data_ids: list[tuple[Any, ...]]
+    paths: list[str | None] | None = None
+    formatters: list[str | None] | None = None
+    file_sizes: list[int | None] | None = None
+    storage_classes: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def n_files(self) -> int:
+        """How many datasets of the group have a file."""
+        return 0 if self.paths is None else len(self.paths) - self.paths.count(None)
+
+    def describe(self, k: int) -> str:
+        """Dataset ``k`` for messages: id, type, data ID and RUN."""
+        data_id = dict(zip(self.dataset_type.dimensions, self.data_ids[k], strict=True))
+        return f"{uuid.UUID(self.ids[k])} ({self.dataset_type.name} {data_id} in {self.run})"
+
+    def record(self, k: int) -> DatastoreRecord | None:
+        """The datastore record of dataset ``k`` (None: no file); for the file steps."""
+        if self.paths is None or self.paths[k] is None:
+            return None
+        assert self.formatters is not None and self.file_sizes is not None
+        sc = self.storage_classes[k] if self.storage_classes else None
+        return DatastoreRecord(
+            uuid.UUID(self.ids[k]),
+            self.paths[k] or "",
+            self.formatters[k] or "",
+            sc or self.dataset_type.storage_class,
+            self.file_sizes[k] or 0,
+        )
+
+
+@dataclass
 class Bundle:
     """Everything one export or transfer moves.
 
-    ``refs`` holds every dataset once; ``files`` the datastore record of those that have
-    a file; ``tagged`` the dataset ids of each TAGGED collection; ``validity`` the
-    (dataset id, validity range) entries of each CALIBRATION collection.
+    ``groups`` holds every dataset once (column-wise, per dataset type and RUN, with
+    the datastore records of their files); ``tagged`` the dataset ids (hex) of each
+    TAGGED collection; ``validity`` the (dataset id, begin, end) entries of each
+    CALIBRATION collection (TAI ns, half-open).
     """
 
     universe: UniverseTag
@@ -66,10 +113,9 @@ class Bundle:
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dataset_types: list[DatasetType] = field(default_factory=list)
     collections: list[CollectionEntry] = field(default_factory=list)
-    refs: list[DatasetRef] = field(default_factory=list)
-    files: dict[uuid.UUID, DatastoreRecord] = field(default_factory=dict)
-    tagged: dict[str, list[uuid.UUID]] = field(default_factory=dict)
-    validity: dict[str, list[tuple[uuid.UUID, Timespan]]] = field(default_factory=dict)
+    groups: list[DatasetGroup] = field(default_factory=list)
+    tagged: dict[str, list[str]] = field(default_factory=dict)
+    validity: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
     #: Seconds spent in registry calls while collecting, in total and per step.
     registry_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
@@ -82,11 +128,31 @@ class Bundle:
             "dimension_records": sum(len(v) for v in self.records.values()),
             "dataset_types": len(self.dataset_types),
             "collections": len(self.collections),
-            "datasets": len(self.refs),
-            "files": len(self.files),
+            "datasets": sum(len(g) for g in self.groups),
+            "files": sum(g.n_files() for g in self.groups),
             "tagged": sum(len(v) for v in self.tagged.values()),
             "calibration_ranges": sum(len(v) for v in self.validity.values()),
         }
+
+    def refs_of(self, ids: Iterable[str]) -> dict[str, DatasetRef]:
+        """Refs of the datasets ``ids`` (hex), for the few calls that take refs (tagging,
+        certifying); built only for those."""
+        wanted = set(ids)
+        out: dict[str, DatasetRef] = {}
+        if not wanted:
+            return out
+        for g in self.groups:
+            dt, dims = g.dataset_type, g.dataset_type.dimensions
+            for k, i in enumerate(g.ids):
+                if i in wanted:
+                    out[i] = DatasetRef(
+                        dt, DataCoordinate(dims, g.data_ids[k]), g.run, uuid.UUID(i)
+                    )
+        return out
+
+
+#: Datasets whose datastore records are read at once (ids per query).
+_RECORD_READ = 50_000
 
 
 def collect(
@@ -97,6 +163,9 @@ def collect(
     dataset_types: Sequence[str] = (),
 ) -> Bundle:
     """Collect the datasets in ``collections`` (and everything they need) from ``butler``.
+
+    Column-wise: one dataset query per dataset type (ids as hex, data IDs as tuples),
+    one datastore-record read per 50,000 datasets; no ref object per dataset.
 
     Parameters
     ----------
@@ -118,22 +187,19 @@ def collect(
     entries = _collection_tree(butler, collections)
     leaves = [e.name for e in entries if e.type is not CollectionType.CHAINED]
     types = _select_types(butler, dataset_types)
-    seen: set[uuid.UUID] = set()
+    seen: set[str] = set()
     used_types: list[DatasetType] = []
     for dt in types:
-        refs = reg.query_datasets(dt, leaves, where, find_first=False) if leaves else []
-        fresh = []
-        for r in refs:  # a dataset certified twice is found twice
-            if r.id not in seen:
-                seen.add(r.id)
-                fresh.append(r)
-        if fresh:
+        if not leaves:
+            break
+        groups = _groups(reg.query_dataset_columns(dt, leaves, where, find_first=False), seen)
+        if groups:
             used_types.append(dt)
-            bundle.refs.extend(fresh)
+            bundle.groups.extend(groups)
     bundle.dataset_types = used_types
     t_datasets, cpu_datasets = time.perf_counter(), time.process_time()
     names = {e.name for e in entries}
-    runs = sorted({r.run for r in bundle.refs} - names)
+    runs = sorted({g.run for g in bundle.groups} - names)
     entries += [CollectionEntry(run, CollectionType.RUN) for run in runs]
     bundle.collections = entries
     for e in entries:
@@ -141,16 +207,16 @@ def collect(
             bundle.tagged[e.name] = _tagged_ids(butler, e.name, used_types, where, seen)
         elif e.type is CollectionType.CALIBRATION:
             bundle.validity[e.name] = [
-                entry
+                (rid.hex, span.begin_nsec, span.end_nsec)
                 for dt in used_types
                 if dt.is_calibration
-                for entry in reg.calibration_validity(e.name, dt)
-                if entry[0] in seen
+                for rid, span in reg.calibration_validity(e.name, dt)
+                if rid.hex in seen
             ]
     t_members, cpu_members = time.perf_counter(), time.process_time()
-    bundle.files = reg.get_datastore_records(bundle.refs)
+    _add_files(butler, bundle.groups)
     t_files, cpu_files = time.perf_counter(), time.process_time()
-    bundle.records = _records_for(butler, bundle.refs)
+    bundle.records = _records_for(butler, bundle.groups)
     end, cpu_end = time.perf_counter(), time.process_time()
     bundle.registry_seconds = end - start
     bundle.phases = {
@@ -166,6 +232,43 @@ def collect(
         "dimension_records": cpu_end - cpu_files,
     }
     return bundle
+
+
+def _groups(found: DatasetColumnsFound, seen: set[str]) -> list[DatasetGroup]:
+    """A search's columns as one group per RUN, without datasets already in ``seen``
+    (a dataset certified twice is found twice)."""
+    ids = [found.ids[i : i + 32] for i in range(0, len(found.ids), 32)]
+    by_run: dict[int, DatasetGroup] = {}
+    dt = found.dataset_type
+    for i, run, key in zip(ids, found.run, found.keys, strict=True):
+        if i in seen:
+            continue
+        seen.add(i)
+        group = by_run.get(run)
+        if group is None:
+            group = by_run[run] = DatasetGroup(dt, found.runs[run], [], [])
+        group.ids.append(i)
+        group.data_ids.append(tuple(key))
+    return list(by_run.values())
+
+
+def _add_files(butler: Butler, groups: Sequence[DatasetGroup]) -> None:
+    """Fill the file columns of ``groups`` from the datastore records (bulk reads)."""
+    todo = [(g, i) for g in groups for i in g.ids]
+    found: dict[str, tuple[Any, ...]] = {}
+    for k in range(0, len(todo), _RECORD_READ):
+        part = [i for _, i in todo[k : k + _RECORD_READ]]
+        found.update(butler.registry.query_datastore_record_columns(part))
+    if not found:
+        return
+    for g in groups:
+        rows = [found.get(i) for i in g.ids]
+        if not any(r is not None for r in rows):
+            continue
+        g.paths = [None if r is None else r[0] for r in rows]
+        g.formatters = [None if r is None else r[1] for r in rows]
+        g.storage_classes = [None if r is None else r[2] for r in rows]
+        g.file_sizes = [None if r is None else (r[3] or 0) for r in rows]
 
 
 def _collection_tree(butler: Butler, names: Iterable[str]) -> list[CollectionEntry]:
@@ -207,17 +310,18 @@ def _tagged_ids(
     collection: str,
     types: Sequence[DatasetType],
     where: str,
-    exported: set[uuid.UUID],
-) -> list[uuid.UUID]:
-    out: list[uuid.UUID] = []
+    exported: set[str],
+) -> list[str]:
+    out: list[str] = []
     for dt in types:
-        refs = butler.registry.query_datasets(dt, [collection], where, find_first=False)
-        out.extend(r.id for r in refs if r.id in exported)
+        found = butler.registry.query_dataset_columns(dt, [collection], where, find_first=False)
+        ids = found.ids
+        out.extend(i for i in (ids[k : k + 32] for k in range(0, len(ids), 32)) if i in exported)
     return out
 
 
-def _records_for(butler: Butler, refs: Sequence[DatasetRef]) -> dict[str, list[dict[str, Any]]]:
-    """The dimension records the data IDs of ``refs`` need (with implied and parent ones).
+def _records_for(butler: Butler, groups: Sequence[DatasetGroup]) -> dict[str, list[dict[str, Any]]]:
+    """The dimension records the data IDs of ``groups`` need (with implied and parent ones).
 
     Every element whose required dimensions a dataset type has; then, walking the
     dimensions from the most derived, the records their keys and implied values name;
@@ -227,8 +331,8 @@ def _records_for(butler: Butler, refs: Sequence[DatasetRef]) -> dict[str, list[d
     universe = butler.registry.universe
     wanted: dict[str, set[tuple[Any, ...]]] = {}
     by_dims: dict[tuple[str, ...], set[tuple[Any, ...]]] = {}
-    for r in refs:
-        by_dims.setdefault(r.data_id.dimensions, set()).add(r.data_id.values_tuple)
+    for g in groups:
+        by_dims.setdefault(g.dataset_type.dimensions, set()).update(g.data_ids)
     tabled = [el for el in universe.elements if el.has_table]
     for dims, rows in by_dims.items():
         pos = {d: i for i, d in enumerate(dims)}

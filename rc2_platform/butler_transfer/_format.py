@@ -19,9 +19,13 @@ from typing import Any
 import orjson
 import yaml
 
-from rc2_platform.butler_transfer._bundle import Bundle, CollectionEntry, UniverseTag
-from rc2_platform.core import CollectionType, DataCoordinate, DatasetRef, DatasetType, Timespan
-from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.butler_transfer._bundle import (
+    Bundle,
+    CollectionEntry,
+    DatasetGroup,
+    UniverseTag,
+)
+from rc2_platform.core import CollectionType, DatasetType, Timespan
 from rc2_platform.core.yaml_safe import YamlError, load_yaml
 from rc2_platform.errors import ExportFormatError
 
@@ -84,6 +88,30 @@ def _decode_value(column: str, value: Any) -> Any:
     return value
 
 
+def dashed(hex_id: str) -> str:
+    """A 32-hex-digit UUID in its usual text form (8-4-4-4-12)."""
+    h = hex_id
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def hex_ids(ids: list[Any], where: str) -> list[str]:
+    """UUID texts (dashes allowed) as 32 lower-case hex digits; ExportFormatError naming
+    the first that is not one."""
+    try:
+        joined = "".join(ids).replace("-", "").lower()
+        if len(joined) == 32 * len(ids):
+            bytes.fromhex(joined)
+            return [joined[k : k + 32] for k in range(0, len(joined), 32)]
+    except (TypeError, ValueError):
+        pass
+    for value in ids:
+        try:
+            uuid.UUID(value)
+        except (TypeError, ValueError, AttributeError):
+            raise ExportFormatError(f"{where}: dataset id {value!r} is not a UUID") from None
+    raise ExportFormatError(f"{where}: dataset ids are not all UUIDs")
+
+
 def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
     """The YAML document of ``bundle``; file paths are relative to ``files_root``."""
     doc: dict[str, Any] = {
@@ -112,14 +140,14 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
         ],
         "datasets": [],
         "tagged": [
-            {"collection": k, "columns": ["id"], "rows": _rows_text([str(i)] for i in v)}
+            {"collection": k, "columns": ["id"], "rows": _rows_text([dashed(i)] for i in v)}
             for k, v in bundle.tagged.items()
         ],
         "calibrations": [
             {
                 "collection": k,
                 "columns": ["id", "valid_begin", "valid_end"],
-                "rows": _rows_text([str(i), t.begin_nsec, t.end_nsec] for i, t in v),
+                "rows": _rows_text([dashed(i), b, e] for i, b, e in v),
             }
             for k, v in bundle.validity.items()
         ],
@@ -130,21 +158,25 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
             "columns": columns,
             "rows": _rows_text([_encode_value(r[c]) for c in columns] for r in records),
         }
-    groups: dict[tuple[str, str], list[DatasetRef]] = {}
-    for ref in bundle.refs:
-        groups.setdefault((ref.dataset_type.name, ref.run), []).append(ref)
-    files = bundle.files
-    for (type_name, run), refs in groups.items():
-        dims = list(refs[0].data_id.dimensions)
-        rows = []
-        for ref in refs:
-            rec = files.get(ref.id)
-            file = [rec.path, rec.formatter, rec.file_size] if rec is not None else [None] * 3
-            rows.append([str(ref.id), *ref.data_id.values_tuple, *file])
+    for g in bundle.groups:
+        dims = list(g.dataset_type.dimensions)
+        ids = map(dashed, g.ids)
+        keys = g.data_ids
+        if g.paths is None:
+            none3 = [None, None, None]
+            rows: Any = ([i, *k, *none3] for i, k in zip(ids, keys, strict=True))
+        else:
+            assert g.formatters is not None and g.file_sizes is not None
+            rows = (
+                [i, *k, p, f, z]
+                for i, k, p, f, z in zip(
+                    ids, keys, g.paths, g.formatters, g.file_sizes, strict=True
+                )
+            )
         doc["datasets"].append(
             {
-                "dataset_type": type_name,
-                "run": run,
+                "dataset_type": g.dataset_type.name,
+                "run": g.run,
                 "columns": ["id", *dims, "path", "formatter", "file_size"],
                 "rows": _rows_text(rows),
             }
@@ -217,27 +249,39 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
         for c in doc.get("collections") or []
     ]
     for group in doc.get("datasets") or []:
-        dt = types[group["dataset_type"]]
-        run = group["run"]
-        n_dims = len(group["columns"]) - 4
-        dims = tuple(group["columns"][1 : 1 + n_dims])
-        rows = _parse_rows(group["rows"], f"datasets of {dt.name} in {run}")
-        ids = [uuid.UUID(r[0]) for r in rows]
-        coords = DataCoordinate.from_value_rows(dims, [tuple(r[1 : 1 + n_dims]) for r in rows])
-        for row, rid, coord in zip(rows, ids, coords, strict=True):
-            bundle.refs.append(DatasetRef(dt, coord, run, rid))
-            if row[1 + n_dims] is not None:
-                bundle.files[rid] = DatastoreRecord(
-                    rid, row[1 + n_dims], row[2 + n_dims], dt.storage_class, row[3 + n_dims]
-                )
+        dt = types.get(group.get("dataset_type"))
+        run = group.get("run")
+        where = f"datasets of {group.get('dataset_type')} in {run}"
+        if dt is None or not isinstance(run, str):
+            raise ExportFormatError(f"{where}: the dataset type is not among dataset_types")
+        columns = group["columns"]
+        n_dims = len(columns) - 4
+        if tuple(columns[1 : 1 + n_dims]) != dt.dimensions:
+            raise ExportFormatError(
+                f"{where}: columns {columns[1 : 1 + n_dims]} are not the dimensions "
+                f"{list(dt.dimensions)} of {dt.name}"
+            )
+        rows = _parse_rows(group["rows"], where)
+        if any(len(r) != n_dims + 4 for r in rows):
+            raise ExportFormatError(f"{where}: a row has not {n_dims + 4} values")
+        ids = hex_ids([r[0] for r in rows], where)
+        path_at = 1 + n_dims
+        dims = slice(1, path_at)
+        g = DatasetGroup(dt, run, ids, [tuple(r[dims]) for r in rows])
+        paths = [r[path_at] for r in rows]
+        if paths.count(None) != len(paths):
+            g.paths = paths
+            g.formatters = [r[path_at + 1] for r in rows]
+            g.file_sizes = [r[path_at + 2] for r in rows]
+        bundle.groups.append(g)
     bundle.tagged = {
-        g["collection"]: [uuid.UUID(r[0]) for r in _parse_rows(g["rows"], g["collection"])]
+        g["collection"]: hex_ids(
+            [r[0] for r in _parse_rows(g["rows"], g["collection"])], g["collection"]
+        )
         for g in doc.get("tagged") or []
     }
-    bundle.validity = {
-        g["collection"]: [
-            (uuid.UUID(i), Timespan(b, e)) for i, b, e in _parse_rows(g["rows"], g["collection"])
-        ]
-        for g in doc.get("calibrations") or []
-    }
+    for g in doc.get("calibrations") or []:
+        rows = _parse_rows(g["rows"], g["collection"])
+        ids = hex_ids([r[0] for r in rows], g["collection"])
+        bundle.validity[g["collection"]] = [(i, r[1], r[2]) for i, r in zip(ids, rows, strict=True)]
     return bundle

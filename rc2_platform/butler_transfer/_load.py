@@ -12,14 +12,15 @@ anything fails the rows roll back and the placed files are removed.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rc2_platform.butler_transfer._bundle import Bundle
+from rc2_platform.butler_transfer._bundle import Bundle, DatasetGroup
 from rc2_platform.butler_transfer._files import PlacedFiles, check_mode, relative_path
 from rc2_platform.butler_transfer._records_check import check_records
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
@@ -86,15 +87,15 @@ def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
                 )
     check_records(butler, bundle.records)
     if source is not None:
-        by_id = {r.id: r for r in bundle.refs}
-        for rid, rec in bundle.files.items():
-            path = source(rec)
-            if not path.is_file():
-                ref = by_id[rid]
-                raise FileNotInDatastoreError(
-                    f"dataset {rid} ({ref.dataset_type.name} {ref.data_id.to_dict()} in "
-                    f"{ref.run}) has no file at {path}; nothing was written"
-                )
+        for g in bundle.groups:
+            if g.paths is None:
+                continue
+            for k in range(len(g)):
+                rec = g.record(k)
+                if rec is not None and not (path := source(rec)).is_file():
+                    raise FileNotInDatastoreError(
+                        f"dataset {g.describe(k)} has no file at {path}; nothing was written"
+                    )
 
 
 def _describe(dt: Any) -> str:
@@ -152,7 +153,10 @@ def load(
             clock.lap("collections")
             report.new_datasets = _register_datasets(butler, bundle, source is not None)
             clock.lap("datasets")
-            by_id = {r.id: r for r in bundle.refs}
+            by_id = bundle.refs_of(
+                [*(i for v in bundle.tagged.values() for i in v),
+                 *(e[0] for v in bundle.validity.values() for e in v)]
+            )  # fmt: skip
             for name, ids in bundle.tagged.items():
                 reg.associate(name, [by_id[i] for i in ids])
             for name, entries in bundle.validity.items():
@@ -196,66 +200,92 @@ def _place_files(
 ) -> None:
     """Place every dataset's file at its datastore path unless a file is already there."""
     store = butler.datastore
-    for rec in bundle.files.values():
-        target = store.absolute(
-            DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, rec.storage_class, 0)
-        )
-        if not (target.exists() or target.is_symlink()):
-            placed.add(source(rec), target, mode)
+    for g in bundle.groups:
+        if g.paths is None:
+            continue
+        for k in range(len(g)):
+            rec = g.record(k)
+            if rec is None:
+                continue
+            target = store.absolute(
+                DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
+            )
+            if not (target.exists() or target.is_symlink()):
+                placed.add(source(rec), target, mode)
 
 
 def _register_datasets(butler: Butler, bundle: Bundle, with_files: bool) -> int:
-    """Register the datasets (and their file records) column-wise, one call per RUN."""
+    """Register the datasets (and their file records) column-wise, one call per RUN.
+
+    The groups' columns go to :meth:`Registry.import_dataset_columns` as they are: no
+    ref, data ID or UUID object per dataset.
+    """
     from rc2_platform.registry import DatasetColumns
 
     reg = butler.registry
-    groups: dict[str, dict[tuple[str, bool], list[DatasetRef]]] = {}
-    files = bundle.files if with_files else {}
-    for ref in bundle.refs:
-        key = (ref.dataset_type.name, ref.id in files)
-        groups.setdefault(ref.run, {}).setdefault(key, []).append(ref)
-    new = 0
-    for run, by_type in groups.items():
-        batches = []
-        for (name, has_files), refs in by_type.items():
-            dims = reg.get_dataset_type(name).dimensions
-            batch = DatasetColumns(
-                name,
-                [str(r.id) for r in refs],
-                [
-                    r.data_id.values_tuple
-                    if r.data_id.dimensions == dims
-                    else tuple(r.data_id[d] for d in dims)
-                    for r in refs
-                ],  # fmt: skip
-            )
-            if has_files:
-                recs = [files[r.id] for r in refs]
-                batch.paths = [relative_path(f) for f in recs]
-                batch.formatters = [f.formatter for f in recs]
-                batch.storage_classes = [f.storage_class for f in recs]
-                batch.file_sizes = [f.file_size for f in recs]
-            batches.append(batch)
-        new += reg.import_dataset_columns(run, batches)
-    return new
+    by_run: dict[str, list[DatasetColumns]] = {}
+    for g in bundle.groups:
+        by_run.setdefault(g.run, []).extend(_columns(g, with_files, DatasetColumns))
+    return sum(reg.import_dataset_columns(run, batches) for run, batches in by_run.items())
+
+
+def _columns(g: DatasetGroup, with_files: bool, factory: Any) -> list[Any]:
+    """``DatasetColumns`` of a group: one batch, or two when only some datasets have files."""
+    name = g.dataset_type.name
+    if not with_files or g.paths is None:
+        return [factory(name, g.ids, g.data_ids)]
+    paths = g.paths
+    if None in paths:  # datasets with and without files in one group: split it
+        has = [k for k, p in enumerate(paths) if p is not None]
+        hasnt = [k for k, p in enumerate(paths) if p is None]
+        sub = DatasetGroup(
+            g.dataset_type,
+            g.run,
+            [g.ids[k] for k in has],
+            [g.data_ids[k] for k in has],
+            [paths[k] for k in has],
+            [g.formatters[k] for k in has] if g.formatters else None,
+            [g.file_sizes[k] for k in has] if g.file_sizes else None,
+            [g.storage_classes[k] for k in has] if g.storage_classes else None,
+        )
+        rest = factory(name, [g.ids[k] for k in hasnt], [g.data_ids[k] for k in hasnt])
+        return [*_columns(sub, with_files, factory), rest]
+    batch = factory(name, g.ids, g.data_ids)
+    given = cast(list[str], paths)
+    if ("\0" + "\0".join(given)).find("\0/") >= 0:  # absolute: ingested in place ("direct")
+        given = [
+            relative_path(DatastoreRecord(uuid.UUID(i), p, "", "", 0)) if os.path.isabs(p) else p
+            for i, p in zip(g.ids, given, strict=True)
+        ]
+    batch.paths = given
+    batch.formatters = g.formatters
+    sc = g.dataset_type.storage_class
+    batch.storage_classes = (
+        [c or sc for c in g.storage_classes] if g.storage_classes else [sc] * len(g)
+    )
+    batch.file_sizes = g.file_sizes
+    return [batch]
 
 
 def _certify(
     butler: Butler,
     collection: str,
-    entries: list[tuple[uuid.UUID, Timespan]],
-    by_id: dict[uuid.UUID, DatasetRef],
+    entries: list[tuple[str, int, int]],
+    by_id: dict[str, DatasetRef],
 ) -> None:
     """Certify the validity ranges not already present (so a load is idempotent)."""
     reg = butler.registry
-    groups: dict[tuple[str, Timespan], list[DatasetRef]] = {}
-    existing: dict[str, set[tuple[uuid.UUID, Timespan]]] = {}
-    for rid, span in entries:
+    groups: dict[tuple[str, int, int], list[DatasetRef]] = {}
+    existing: dict[str, set[tuple[str, int, int]]] = {}
+    for rid, begin, end in entries:
         ref = by_id[rid]
         name = ref.dataset_type.name
         if name not in existing:
-            existing[name] = set(reg.calibration_validity(collection, name))
-        if (rid, span) not in existing[name]:
-            groups.setdefault((name, span), []).append(ref)
-    for (_, span), refs in groups.items():
-        reg.certify(collection, refs, span)
+            existing[name] = {
+                (i.hex, span.begin_nsec, span.end_nsec)
+                for i, span in reg.calibration_validity(collection, name)
+            }
+        if (rid, begin, end) not in existing[name]:
+            groups.setdefault((name, begin, end), []).append(ref)
+    for (_, begin, end), refs in groups.items():
+        reg.certify(collection, refs, Timespan(begin, end))

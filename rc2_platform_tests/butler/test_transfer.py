@@ -273,3 +273,37 @@ def test_existing_dimension_record_that_differs_is_refused(
     # The same records again (identical): accepted, the rest of the data loaded.
     export_datasets(source, out, ALL, with_files=tmp_path / "files")
     assert import_datasets(dest, out).new_datasets == 9
+
+
+def test_file_ingested_in_place_and_datasets_without_files_in_one_run(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """A calexp ingested with ``direct`` (absolute path) beside one without a file in the
+    same RUN: its file lands at ``_direct/<id>.fits`` in the destination, the other stays
+    without a record; the same through an export file."""
+    import uuid
+
+    from rc2_platform.butler import FileDataset
+    from rc2_platform.core import DataCoordinate
+
+    outside = tmp_path / "outside.fits"
+    outside.write_bytes(b"direct-bytes")
+    calexp = source.registry.get_dataset_type("calexp")
+    values = {"instrument": "HSC", "visit": 2, "detector": 0}
+    data_id = DataCoordinate(calexp.dimensions, tuple(values[d] for d in calexp.dimensions))
+    ref = DatasetRef(calexp, data_id, "HSC/runs/b", uuid.uuid4())
+    source.ingest([FileDataset(outside, ref)], transfer="direct")
+    assert source.datastore_records([ref])[ref.id].path == str(outside.resolve())
+    assert transfer_datasets(source, dest, ALL).new_datasets == 12
+    runs_b = {r.id: r for r in dest.registry.query_datasets("calexp", "HSC/runs/b")}
+    records = dest.datastore_records(list(runs_b.values()))
+    assert list(records) == [ref.id]
+    assert records[ref.id].path == f"_direct/{ref.id}.fits"
+    assert dest.datastore.absolute(records[ref.id]).read_bytes() == b"direct-bytes"
+    out = tmp_path / "e.yaml"
+    export_datasets(source, out, ["HSC/runs/b"], with_files=tmp_path / "files")
+    with Butler.create(tmp_path / "imported") as other:
+        assert import_datasets(other, out).new_datasets == 6
+        got = other.datastore_records(other.registry.query_datasets("calexp", "HSC/runs/b"))
+        assert [r.path for r in got.values()] == [f"_direct/{ref.id}.fits"]
+        assert other.datastore.absolute(got[ref.id]).read_bytes() == b"direct-bytes"
