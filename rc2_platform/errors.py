@@ -167,6 +167,26 @@ class TaskError(ExecutionError):
     """A science task failed on its data (too few matches, all-NaN image, ...)."""
 
 
+class TaskDataError(TaskError):
+    """The pixels or catalogs given to an algorithm cannot be processed.
+
+    Raised for data problems an operator can act on (an all-NaN image, a saturated
+    frame, no stars, too few reference matches), never for programming errors. The
+    message says what was wrong, with the numbers, and what to check. Another attempt
+    on the same data fails the same way, so the run-state machine does not retry it
+    (``retry.not_retried``).
+
+    Parameters
+    ----------
+    message : str
+        One-line description of the problem.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class QuantumOutputError(ExecutionError):
     """A task returned outputs that do not match its quantum's output refs."""
 

@@ -92,10 +92,17 @@ class RetryPolicy(_Model):
     tasks: dict[str, int] = Field(default_factory=dict)
     memory_multiplier: float = Field(default=2.0, ge=1.0)
     max_memory_mb: int = Field(default=32768, gt=0)
+    #: Exception class names of failures that a new attempt cannot fix (the data itself is
+    #: unusable), so they are never retried: rerunning them only delays the report.
+    not_retried: frozenset[str] = Field(default=frozenset({"TaskDataError"}))
 
     def for_task(self, label: str) -> int:
         """Return the number of retries for one task label."""
         return self.tasks.get(label, self.max_retries)
+
+    def retries_error(self, error_type: str | None) -> bool:
+        """Whether a failure of this exception class is worth another attempt."""
+        return error_type not in self.not_retried
 
 
 class LocalSettings(_Model):

@@ -690,6 +690,8 @@ class RunState:
         for o in outcomes:
             if o.status is QuantumState.FAILED:
                 failures = self._failures[o.index] = self._failures.get(o.index, 0) + 1
+                if not self.config.retry.retries_error(o.error_type):
+                    continue
                 if failures <= self.config.retry.for_task(o.task_label):
                     retry.add(o.index)
         if retry:

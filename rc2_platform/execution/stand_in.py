@@ -9,6 +9,8 @@ Its config can make it fail on chosen data IDs, to test failure handling:
 
 ``fail_on``
     data IDs (partial mappings) on which it raises ``TaskError``;
+``data_error_on``
+    data IDs on which it raises ``TaskDataError`` (unusable data: never retried);
 ``exit_on``
     data IDs on which it kills its process with ``os._exit(3)`` (a job that dies);
 ``memory_error_on`` / ``memory_needed_mb``
@@ -34,7 +36,7 @@ from pydantic import Field
 
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.datastore import Exposure, load_datastore_config
-from rc2_platform.errors import TaskError
+from rc2_platform.errors import TaskDataError, TaskError
 from rc2_platform.graph.model import QuantumGraph, TaskSummary
 from rc2_platform.pipeline import PipelineTask, TaskConfig
 
@@ -47,6 +49,7 @@ class StandInConfig(TaskConfig):
     """Config of :class:`StandInTask` (see the module docstring)."""
 
     fail_on: list[dict[str, Any]] = Field(default_factory=list)
+    data_error_on: list[dict[str, Any]] = Field(default_factory=list)
     exit_on: list[dict[str, Any]] = Field(default_factory=list)
     memory_error_on: list[dict[str, Any]] = Field(default_factory=list)
     memory_needed_mb: int = Field(default=0, ge=0)
@@ -110,6 +113,8 @@ class StandInTask(PipelineTask[StandInConfig]):
                 os._exit(3)
             if _matches(data_id, cfg.fail_on):
                 raise TaskError(f"stand-in {self.label} told to fail on {data_id}")
+            if _matches(data_id, cfg.data_error_on):
+                raise TaskDataError(f"stand-in {self.label} given unusable data {data_id}")
             if _matches(data_id, cfg.memory_error_on):
                 granted = int(os.environ.get("RC2_JOB_MEMORY_MB", "0"))
                 if granted < cfg.memory_needed_mb:

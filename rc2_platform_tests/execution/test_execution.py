@@ -172,6 +172,20 @@ def test_retries_are_counted_and_memory_is_escalated(setup: tuple[Path, dict]) -
     assert retries["step1_HSC_0"]["memory_escalated"] is False
 
 
+def test_unusable_data_is_not_retried_but_other_failures_are(setup: tuple[Path, dict]) -> None:
+    tmp, raws = setup
+    cfg = {"data_error_on": [{"detector": 0}], "fail_on": [{"detector": 1}]}
+    make_graph(tmp / "g.qgraph", raws, configs={"a": cfg})
+    summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=make_config(retries=2), options=OPTS)
+    assert summary.counts["failed"] == 2
+    journal = Journal.for_run(tmp / "repo", RUN)
+    retried = sorted(e["cluster"] for e in journal.events("retry_scheduled"))
+    assert retried == ["step1_HSC_1", "step1_HSC_1"]  # TaskError: 2 retries; TaskDataError: none
+    report = build_report(tmp / "repo", RUN)
+    errors = {g["exception_type"] for g in report.errors}
+    assert errors == {"TaskDataError", "TaskError"}
+
+
 def test_report_json_table_and_png(setup: tuple[Path, dict]) -> None:
     tmp, raws = setup
     make_graph(tmp / "g.qgraph", raws, configs={"c": {"fail_on": [{"instrument": "HSC"}]}})
