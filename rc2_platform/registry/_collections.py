@@ -217,7 +217,11 @@ class CollectionManager:
         return out
 
     def remove(self, conn: sa.Connection, name: str) -> None:
-        """Delete a collection (a RUN takes its datasets with it); refuse if chained."""
+        """Delete a collection; refuse if chained.
+
+        A RUN's datasets must be deleted first, with their tags rows and datastore
+        records (``DatasetManager.delete_where``: no foreign key cascades them).
+        """
         rec = self.get(conn, name)
         t = self.schema.collection_chain
         parents = (
@@ -228,9 +232,6 @@ class CollectionManager:
             raise CollectionError(
                 f"collection {name!r} is a child of chain(s) {names}; remove it from them first"
             )
-        if rec.type == CollectionType.RUN:
-            d = self.schema.dataset
-            conn.execute(d.delete().where(d.c.run_id == rec.id))
         conn.execute(
             self.schema.collection.delete().where(self.schema.collection.c.collection_id == rec.id)
         )

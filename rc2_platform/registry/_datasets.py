@@ -495,10 +495,40 @@ class DatasetManager:
         return stored, DataCoordinate(dims, tuple(vals)), int(row.run_id)
 
     def delete(self, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> None:
-        """Delete datasets; their tags, calibrations and datastore records cascade."""
-        d = self.schema.dataset
+        """Delete datasets with their tags rows and datastore records (calibrations cascade).
+
+        ``tags_<n>`` and ``file_datastore_records`` hold no foreign key to ``dataset``
+        (schema 1.2): their rows are deleted here, from the tags table of each type found.
+        """
+        d, records = self.schema.dataset, self.schema.file_datastore_records
         for part in chunks(list(ids)):
+            type_ids = conn.execute(
+                sa.select(d.c.dataset_type_id).where(d.c.dataset_id.in_(part)).distinct()
+            ).scalars()
+            for type_id in list(type_ids):
+                tags = self.by_id(conn, type_id).tags
+                conn.execute(tags.delete().where(tags.c.dataset_id.in_(part)))
+            conn.execute(records.delete().where(records.c.dataset_id.in_(part)))
             conn.execute(d.delete().where(d.c.dataset_id.in_(part)))
+
+    def delete_where(self, conn: sa.Connection, *where: Any) -> None:
+        """Delete the datasets matching ``where`` (on ``dataset``'s columns), as :meth:`delete`.
+
+        One statement per table (``dataset_id IN (SELECT ...)``): removal of a RUN or of
+        a dataset type's datasets, whatever their number.
+        """
+        d, records = self.schema.dataset, self.schema.file_datastore_records
+        type_ids = conn.execute(sa.select(d.c.dataset_type_id).where(*where).distinct()).scalars()
+        for type_id in list(type_ids):
+            tags = self.by_id(conn, type_id).tags
+            chosen = sa.select(d.c.dataset_id).where(*where, d.c.dataset_type_id == type_id)
+            conn.execute(tags.delete().where(tags.c.dataset_id.in_(chosen)))
+        conn.execute(
+            records.delete().where(
+                records.c.dataset_id.in_(sa.select(d.c.dataset_id).where(*where))
+            )
+        )
+        conn.execute(d.delete().where(*where))
 
 
 def restrict_columns(

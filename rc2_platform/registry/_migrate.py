@@ -37,7 +37,7 @@ _log = logging.getLogger(__name__)
 VERSION_TABLE = "alembic_version"
 
 #: Schema version -> Alembic revision (``migrations/versions/schema_<x>_<y>.py``).
-REVISIONS: dict[str, str] = {"1.0": "schema_1_0", "1.1": "schema_1_1"}
+REVISIONS: dict[str, str] = {"1.0": "schema_1_0", "1.1": "schema_1_1", "1.2": "schema_1_2"}
 
 #: The revision this software writes and reads.
 HEAD = REVISIONS[SCHEMA_VERSION]
@@ -278,12 +278,45 @@ def rebuild_tables(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
 def upgrade_1_0_to_1_1(conn: sa.Connection) -> None:
     """Schema 1.0 -> 1.1 (revision ``schema_1_1``): see that revision's docstring.
 
-    The target definitions come from :class:`RegistrySchema`; a later schema change that
-    touches these tables must freeze the 1.1 definitions here first.
+    The target definitions are :class:`RegistrySchema`'s for version 1.1 (the frozen
+    1.1 tables; schema 1.2 changed ``tags_<n>`` and ``file_datastore_records``).
     """
-    schema = RegistrySchema(stored_universe(conn))
+    schema = RegistrySchema(stored_universe(conn), version="1.1")
     load_group_tables(conn, schema)
     changed = {"dataset", "file_datastore_records", *schema.overlaps}
     changed |= {t.name for t in schema.all_tables() if t.name.startswith(("tags_", "calibs_"))}
     rebuild_tables(conn, [t for t in schema.all_tables() if t.name in changed])
     set_schema_version(conn, "1.1")
+
+
+#: Tables whose foreign key to ``dataset`` schema 1.2 dropped (``tags_<n>`` by prefix).
+_UNCHECKED_1_2 = ("file_datastore_records", "tags_")
+
+
+def upgrade_1_1_to_1_2(conn: sa.Connection) -> None:
+    """Schema 1.1 -> 1.2 (revision ``schema_1_2``): see that revision's docstring.
+
+    Servers drop the foreign keys from ``tags_<n>`` and ``file_datastore_records`` to
+    ``dataset`` by name (as the database reports them); SQLite, which changes
+    constraints only by copying a table, rebuilds those tables with their rows.
+    """
+    schema = RegistrySchema(stored_universe(conn))
+    load_group_tables(conn, schema)
+    targets = [t for t in schema.all_tables() if t.name.startswith(_UNCHECKED_1_2)]
+    be = backend(conn)
+    if be.alters_by_rebuild:
+        rebuild_tables(conn, targets)
+    else:
+        from alembic.operations import Operations
+
+        ops = Operations(_context(conn))
+        insp = sa.inspect(conn)
+        existing = set(insp.get_table_names())
+        for table in targets:
+            if table.name not in existing:
+                continue
+            for fk in insp.get_foreign_keys(table.name):
+                name = fk.get("name")
+                if fk["referred_table"] == "dataset" and name:
+                    ops.drop_constraint(name, table.name, type_="foreignkey")
+    set_schema_version(conn, "1.2")

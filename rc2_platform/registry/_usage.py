@@ -137,10 +137,8 @@ class UsageQueries:
         n = conn.execute(
             sa.select(sa.func.count()).where(d.c.dataset_type_id == stored.id)
         ).scalar_one()
-        for table in (stored.calibs, stored.tags):
-            conn.execute(table.delete().where(table.c.dataset_type_id == stored.id))
-        # File records cascade from the dataset rows.
-        conn.execute(d.delete().where(d.c.dataset_type_id == stored.id))
+        conn.execute(stored.calibs.delete().where(stored.calibs.c.dataset_type_id == stored.id))
+        self.datasets.delete_where(conn, d.c.dataset_type_id == stored.id)
         t = self.schema.dataset_type
         conn.execute(t.delete().where(t.c.dataset_type_id == stored.id))
         return int(n)

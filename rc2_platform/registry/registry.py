@@ -407,6 +407,10 @@ class Registry(RegistryAdmin):
             if rec.type == CollectionType.TAGGED:
                 # tags rows carry no foreign key to collection (insert speed): delete them.
                 self.datasets.remove_tagged(conn, rec.id)
+            elif rec.type == CollectionType.RUN:
+                # nor to dataset: the datasets go with their tags rows and file records.
+                d = self.schema.dataset
+                self.datasets.delete_where(conn, d.c.run_id == rec.id)
             self.collections.remove(conn, name)
         self.refresh()
 

@@ -17,7 +17,12 @@ from rc2_platform.registry._dialect import CLUSTERED_PRIMARY_KEY, big_identity_t
 from rc2_platform.registry.dimensions import ColumnConfig, DimensionElement, DimensionUniverse
 
 #: Version of the schema written by this code; opening another one fails.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
+
+#: Schema versions :class:`RegistrySchema` can still describe (migrations build the older
+#: ones' tables from it): 1.1 differs only by the foreign keys from ``tags_<n>`` and
+#: ``file_datastore_records`` to ``dataset``.
+DESCRIBED_VERSIONS = ("1.1", "1.2")
 
 MAX_NAME = 30
 
@@ -70,6 +75,9 @@ class RegistrySchema:
     ----------
     universe : DimensionUniverse
         The dimension universe the tables are generated from.
+    version : str
+        The schema version whose tables to describe (:data:`DESCRIBED_VERSIONS`; the
+        current one unless a migration needs an older one's definitions).
 
     Attributes
     ----------
@@ -81,8 +89,11 @@ class RegistrySchema:
         One table per configured overlap, keyed by table name.
     """
 
-    def __init__(self, universe: DimensionUniverse):
+    def __init__(self, universe: DimensionUniverse, version: str = SCHEMA_VERSION):
+        if version not in DESCRIBED_VERSIONS:
+            raise ValueError(f"schema {version} is not described here ({DESCRIBED_VERSIONS})")
         self.universe = universe
+        self.version = version
         self.metadata = sa.MetaData(naming_convention=_CONVENTION)
         md = self.metadata
         self.meta = sa.Table(
@@ -238,19 +249,24 @@ class RegistrySchema:
                 primary_key=True,
             ),
         )
+        # Since 1.2 no foreign key to ``dataset`` (a per-row check, a trigger per row on
+        # PostgreSQL): records are written with their dataset rows in one transaction and
+        # removed explicitly with them (``DatasetManager.delete`` and friends).
         self.file_datastore_records = sa.Table(
             "file_datastore_records",
             md,
-            sa.Column(
-                "dataset_id",
-                sa.ForeignKey("dataset.dataset_id", ondelete="CASCADE"),
-                primary_key=True,
-            ),
+            sa.Column("dataset_id", *self._dataset_fk(), primary_key=True),
             sa.Column("path", sa.String(1024), nullable=False),
             sa.Column("storage_class", sa.String(64), nullable=False),
             sa.Column("formatter", sa.String(128), nullable=False),
             sa.Column("file_size", sa.BigInteger(), nullable=True),
         )
+
+    def _dataset_fk(self) -> list[Any]:
+        """Type and (schema 1.1 only) cascading foreign key of a ``dataset_id`` column."""
+        if self.version == "1.1":
+            return [sa.ForeignKey("dataset.dataset_id", ondelete="CASCADE")]
+        return [sa.Uuid()]
 
     # --- dynamic per-dimension-group tables -------------------------------------------
 
@@ -300,21 +316,17 @@ class RegistrySchema:
     def _tags_table(self, name: str, dims: tuple[str, ...]) -> sa.Table:
         """RUN/TAGGED membership: the table every dataset insert writes a row to.
 
-        Only the foreign key to ``dataset`` remains (it cascades dataset removal); data
-        IDs are validated set-wise per batch by the registry and collection removal
-        deletes rows explicitly, so an insert costs no per-row check against the
-        dimension, type or collection tables. The primary key leads with
-        ``dataset_id`` and so also serves removal and tagging by id.
+        No foreign keys (since 1.2 not even to ``dataset``): data IDs are validated
+        set-wise per batch by the registry, the rows of a RUN are written with their
+        dataset rows in one transaction, and removal of datasets, RUNs, TAGGED
+        collections and dataset types deletes the rows explicitly, so an insert costs
+        no per-row check. The primary key leads with ``dataset_id`` and so also serves
+        removal and tagging by id.
         """
         cols: list[Any] = [
             sa.Column("dataset_type_id", sa.Integer(), nullable=False),
             sa.Column("collection_id", sa.Integer(), nullable=False, primary_key=True),
-            sa.Column(
-                "dataset_id",
-                sa.ForeignKey("dataset.dataset_id", ondelete="CASCADE"),
-                nullable=False,
-                primary_key=True,
-            ),
+            sa.Column("dataset_id", *self._dataset_fk(), nullable=False, primary_key=True),
         ]
         cols += [self.dimension_column(d, nullable=False) for d in dims]
         table = sa.Table(

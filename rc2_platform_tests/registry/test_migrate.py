@@ -1,8 +1,10 @@
-"""Schema migrations: a registry written at schema 1.0 is upgraded by ``rc2 migrate``.
+"""Schema migrations: registries written at schema 1.0 and 1.1 are upgraded by ``rc2 migrate``.
 
-The 1.0 registry is built by the frozen 1.0 schema code (``schema_1_0.py``) on every
-backend and filled with the rows a populated registry holds; after the migration the
-same queries give the same answers and the tables are exactly those of a new registry.
+The 1.0 registry is built by the frozen 1.0 schema code (``schema_1_0.py``), the 1.1 one
+by ``RegistrySchema(version="1.1")`` (the definitions the 1.0 -> 1.1 revision creates),
+on every backend, and filled with the rows a populated registry holds; after the
+migration the same queries give the same answers and the tables are exactly those of a
+new registry.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from rc2_platform.core.dataset_types import CollectionType
 from rc2_platform.errors import MigrationRequiredError
 from rc2_platform.registry import DimensionUniverse, Registry, Timespan
 from rc2_platform.registry._dialect import backend
-from rc2_platform.registry._migrate import HEAD, VERSION_TABLE
-from rc2_platform.registry.schema import SCHEMA_VERSION
+from rc2_platform.registry._migrate import HEAD, REVISIONS, VERSION_TABLE
+from rc2_platform.registry.schema import SCHEMA_VERSION, RegistrySchema
 from rc2_platform_tests.move_fixtures import populate, snapshot
 from rc2_platform_tests.registry import schema_1_0
 
@@ -38,13 +40,22 @@ def version_1_universe() -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def build_1_0(url: str, scratch: Path) -> dict[str, Any]:
-    """Write a populated schema-1.0 registry at ``url``; return the snapshot of its content."""
+def build_old(url: str, scratch: Path, version: str = "1.0") -> dict[str, Any]:
+    """Write a populated registry at schema ``version`` at ``url``; return its snapshot.
+
+    1.0: tables of the frozen 1.0 code, a version-1 universe, no Alembic table (as
+    releases before Alembic left it). 1.1: the 1.1 tables, the current universe, stamped
+    ``schema_1_1``.
+    """
     src = Registry.create(f"sqlite:///{scratch / 'source.sqlite3'}")
     populate(src)
     snap = snapshot(src)
-    universe = DimensionUniverse.from_yaml(version_1_universe())
-    old = schema_1_0.RegistrySchema(universe)
+    if version == "1.0":
+        universe_text = version_1_universe()
+        old: Any = schema_1_0.RegistrySchema(DimensionUniverse.from_yaml(universe_text))
+    else:
+        universe_text = src.universe.to_yaml()
+        old = RegistrySchema(src.universe, version=version)
     engine = sa.create_engine(url)
     with src.engine.connect() as sconn, engine.begin() as conn:
         grp = src.schema.dataset_group
@@ -63,16 +74,27 @@ def build_1_0(url: str, scratch: Path) -> dict[str, Any]:
                 if column.identity is not None:
                     backend(conn).reset_identity(conn, table.name, column.name)
         conn.execute(
-            old.meta.update().where(old.meta.c.name == "schema_version").values(value="1.0")
+            old.meta.update().where(old.meta.c.name == "schema_version").values(value=version)
         )
         conn.execute(
-            old.meta.update()
-            .where(old.meta.c.name == "universe")
-            .values(value=version_1_universe())
+            old.meta.update().where(old.meta.c.name == "universe").values(value=universe_text)
         )
+        if version != "1.0":
+            conn.execute(  # as Alembic creates it
+                sa.text(
+                    f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                )
+            )
+            conn.execute(sa.text(f"INSERT INTO {VERSION_TABLE} VALUES ('{REVISIONS[version]}')"))
     engine.dispose()
     src.close()
     return snap
+
+
+def build_1_0(url: str, scratch: Path) -> dict[str, Any]:
+    """Write a populated schema-1.0 registry at ``url``; return the snapshot of its content."""
+    return build_old(url, scratch, "1.0")
 
 
 def layout(url: str) -> dict[str, Any]:
@@ -102,34 +124,43 @@ def layout(url: str) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def old_registry(db_url: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    """A populated schema-1.0 registry (URL) and the snapshot of its content."""
-    return db_url, build_1_0(db_url, tmp_path)
+#: Schema versions a registry is migrated from, and the revisions that migration applies.
+STARTS = {"1.0": ["schema_1_1", "schema_1_2"], "1.1": ["schema_1_2"]}
 
 
-def test_opening_an_old_registry_says_to_run_migrate(old_registry: tuple[str, Any]) -> None:
-    url, _ = old_registry
-    with pytest.raises(MigrationRequiredError, match=r"schema version 1\.0.*rc2 migrate"):
+@pytest.fixture(params=sorted(STARTS))
+def old_registry(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[str, dict[str, Any], str]:
+    """A populated registry at an old schema (URL), the snapshot of its content, the version."""
+    return db_url, build_old(db_url, tmp_path, request.param), request.param
+
+
+def test_opening_an_old_registry_says_to_run_migrate(
+    old_registry: tuple[str, Any, str],
+) -> None:
+    url, _, version = old_registry
+    with pytest.raises(MigrationRequiredError, match=rf"schema version {version}.*rc2 migrate"):
         Registry.open(url)
 
 
-def test_dry_run_plans_and_changes_nothing(old_registry: tuple[str, Any]) -> None:
-    url, _ = old_registry
+def test_dry_run_plans_and_changes_nothing(old_registry: tuple[str, Any, str]) -> None:
+    url, _, version = old_registry
     report = Registry.migrate(url, dry_run=True)
-    assert (report.schema_from, report.schema_to) == ("1.0", SCHEMA_VERSION)
-    assert [s.revision for s in report.steps] == ["schema_1_1"]
-    assert (report.universe_from, report.universe_to) == (1, 2)
+    assert (report.schema_from, report.schema_to) == (version, SCHEMA_VERSION)
+    assert [s.revision for s in report.steps] == STARTS[version]
+    assert (report.universe_from, report.universe_to) == (1 if version == "1.0" else 2, 2)
     with pytest.raises(MigrationRequiredError):
         Registry.open(url)
 
 
 def test_migrated_registry_answers_the_same_and_has_the_new_layout(
-    old_registry: tuple[str, Any], tmp_path: Path
+    old_registry: tuple[str, Any, str], tmp_path: Path
 ) -> None:
-    url, before = old_registry
+    url, before, version = old_registry
     report = Registry.migrate(url)
-    assert report.revision_from is None and report.revision_to == HEAD
+    assert report.revision_from == (None if version == "1.0" else REVISIONS[version])
+    assert report.revision_to == HEAD
     reg = Registry.open(url)
     try:
         assert snapshot(reg) == before
@@ -143,6 +174,20 @@ def test_migrated_registry_answers_the_same_and_has_the_new_layout(
         reg.certify("HSC/calib", bias[1:], Timespan(5000, 6000))
         reg.register_collection("HSC/more", CollectionType.TAGGED)
         reg.associate("HSC/more", bias)
+        # Removal deletes tags rows and file records explicitly (no cascade since 1.2).
+        reg.remove_collection("HSC/best", unlink_from_chains=True)
+        reg.remove_collection("HSC/runs/a", unlink_from_chains=True)
+        with reg.engine.connect() as conn:
+            assert not conn.execute(sa.text("SELECT * FROM file_datastore_records")).all()
+            for table in sa.inspect(conn).get_table_names():
+                if table.startswith("tags_"):
+                    orphans = conn.execute(
+                        sa.text(
+                            f"SELECT dataset_id FROM {table} WHERE dataset_id NOT IN "
+                            "(SELECT dataset_id FROM dataset)"
+                        )
+                    ).all()
+                    assert not orphans, table
     finally:
         reg.close()
     assert Registry.migrate(url).up_to_date
@@ -155,10 +200,10 @@ def test_migrated_registry_answers_the_same_and_has_the_new_layout(
 
 
 def test_layout_after_migration_equals_new_registry_on_servers(
-    old_registry: tuple[str, Any], tmp_path: Path
+    old_registry: tuple[str, Any, str], tmp_path: Path
 ) -> None:
     """Same check on PostgreSQL and MariaDB, against a new registry on the same server."""
-    url, _ = old_registry
+    url, _, _ = old_registry
     if url.startswith("sqlite"):
         pytest.skip("SQLite: compared in the test above")
     Registry.migrate(url)
@@ -177,7 +222,7 @@ def test_registry_from_before_alembic_at_current_version_is_stamped(db_url: str)
     with reg.engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
     reg.close()
-    Registry.open(db_url).close()  # still opens: rc2_meta says 1.1
+    Registry.open(db_url).close()  # still opens: rc2_meta says the current version
     report = Registry.migrate(db_url)
     assert report.revision_from is None and not report.steps
     assert Registry.migrate(db_url).up_to_date
@@ -197,9 +242,9 @@ def test_cli_migrate(tmp_path: Path) -> None:
     dry = runner.invoke(main, ["migrate", str(root), "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     plan = json.loads(dry.stdout)
-    assert plan["dry_run"] and plan["steps"][0]["revision"] == "schema_1_1"
+    assert plan["dry_run"] and [s["revision"] for s in plan["steps"]] == STARTS["1.0"]
     done = runner.invoke(main, ["migrate", str(root)])
     assert done.exit_code == 0, done.output
-    assert "1.0 -> 1.1" in done.output
+    assert f"1.0 -> {SCHEMA_VERSION}" in done.output
     with Butler(root) as butler:
         assert len(butler.query_datasets("calexp", collections="HSC/runs/a")) == 4
