@@ -21,7 +21,8 @@ Each step reports registry-side seconds per phase (``TransferReport.phases``) an
 datasets per second registry-side = datasets / (seconds of the dataset phases: the
 dataset rows and their datastore records, read for an export, written column-wise for
 an import or transfer; dimension records, files and YAML are reported beside it).
-Wall and CPU seconds (this process; a database server's CPU is not in them) and the
+Wall and CPU seconds (this process; for PostgreSQL on the same host also the CPU
+seconds of the server's backends for the step's database, whole step) and the
 1-minute load average at each step's start are reported. Prints one JSON document with
 the load average before and after.
 """
@@ -34,6 +35,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,33 @@ def _driver_insert(
             cur.close()
 
 
+def server_cpu(url: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends connected to ``url``'s database
+    (same host: ``/proc``); None for SQLite (its CPU is the client's)."""
+    if not url.startswith("postgresql"):
+        return None
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            pids = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            ticks = 0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    finally:
+        engine.dispose()
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
 def database(backend: str, scratch: Path, postgres_url: str | None) -> Iterator[str]:
     """An empty database: ``postgres_url``'s database dropped and created again, else a scratch one."""
     if backend != "postgresql" or not postgres_url:
@@ -254,13 +283,17 @@ def main() -> None:
                         url = None  # the repository's own SQLite file
                     load = os.getloadavg()[0]
                     with Butler.create(root, url) as dest:
+                        server0 = server_cpu(url)
                         if step == "import":
                             rep = import_datasets(dest, export_file, transfer="link").to_dict()
                         else:
                             rep = transfer_datasets(
                                 src, dest, collections, transfer="link"
                             ).to_dict()
+                        server = server_cpu(url)
                     res[step] = {**rep, **rate(rep), **with_memberships(rep), "load": load}
+                    if server is not None and server0 is not None:
+                        res[step]["server_cpu_seconds"] = round(server - server0, 3)
                     import shutil
 
                     shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -55,8 +55,13 @@ class LoadReport:
     cpu_phases: dict[str, float] = field(default_factory=dict)
 
 
-def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
-    """Refuse the load, before writing anything, if the destination disagrees with it."""
+def check(
+    butler: Butler, bundle: Bundle, source: FileSource | None
+) -> dict[str, list[Mapping[str, Any]]]:
+    """Refuse the load, before writing anything, if the destination disagrees with it.
+
+    Returns the dimension records the destination lacks, by element.
+    """
     reg = butler.registry
     for dt in bundle.dataset_types:
         try:
@@ -85,7 +90,7 @@ def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
                     f"chain {entry.name!r} is {children} in {butler.root} but {entry.children} "
                     "in the data to import; redefine it after the import (nothing was written)"
                 )
-    check_records(butler, bundle.records)
+    missing = check_records(butler, bundle.records)
     if source is not None:
         for g in bundle.groups:
             if g.paths is None:
@@ -96,6 +101,7 @@ def check(butler: Butler, bundle: Bundle, source: FileSource | None) -> None:
                     raise FileNotInDatastoreError(
                         f"dataset {g.describe(k)} has no file at {path}; nothing was written"
                     )
+    return missing
 
 
 def _describe(dt: Any) -> str:
@@ -128,7 +134,7 @@ def load(
     """
     check_mode(transfer)
     report = LoadReport(counts=bundle.counts(), dry_run=dry_run)
-    check(butler, bundle, source)
+    missing = check(butler, bundle, source)
     if dry_run:
         return report
     reg = butler.registry
@@ -145,7 +151,7 @@ def load(
             for dt in bundle.dataset_types:
                 reg.register_dataset_type(dt)
             clock.lap("dataset_types")
-            for element, rows in bundle.records.items():
+            for element, rows in missing.items():  # the records the check did not find
                 reg.insert_dimension_records(element, rows, skip_existing=True)
             clock.lap("dimension_records")
             for entry in bundle.collections:

@@ -43,19 +43,22 @@ def key_filter(dims: Sequence[str], keys: set[tuple[Any, ...]]) -> str:
     return " AND ".join(parts)
 
 
-def check_records(butler: Butler, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+def check_records(
+    butler: Butler, records: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, list[Mapping[str, Any]]]:
     """Raise ConflictingDefinitionError if an existing record differs from one in ``records``.
 
-    Returns how many of ``records`` exist already (identically).
+    Returns the records that do not exist yet, by element (what a load inserts).
     """
     reg = butler.registry
     universe = reg.universe
-    same = 0
+    missing: dict[str, list[Mapping[str, Any]]] = {}
     for element, rows in records.items():
         if not rows:
             continue
         required = universe[element].required
         wanted = {tuple(r[d] for d in required): r for r in rows}
+        found: set[tuple[Any, ...]] = set()
         for old in reg.query_dimension_records(element, key_filter(required, set(wanted))):
             key = tuple(old[d] for d in required)
             new = wanted.get(key)
@@ -69,8 +72,11 @@ def check_records(butler: Butler, records: Mapping[str, Sequence[Mapping[str, An
                     f"{element} record {data_id} exists in {butler.root} with other values "
                     f"({detail}; repository value first); nothing was written"
                 )
-            same += 1
-    return same
+            found.add(key)
+        rest = [r for k, r in wanted.items() if k not in found]
+        if rest:
+            missing[element] = rest
+    return missing
 
 
 def _differs(old: Any, new: Any) -> bool:
