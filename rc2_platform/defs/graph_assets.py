@@ -90,7 +90,8 @@ def quantum_graph(
         graph.metadata["pipeline"] = config.pipeline
         size = save_graph(graph, path)
     counts = graph.counts_by_task()
-    context.log.info(f"tract {tract}: {len(graph)} quanta in {path} ({size} bytes)")
+    per_task = ", ".join(f"{label} {n}" for label, n in counts.items())
+    context.log.info(f"tract {tract}: {len(graph)} quanta in {path} ({size} bytes): {per_task}")
     table = "\n".join(f"| {label} | {n} |" for label, n in counts.items())
     return dg.MaterializeResult(
         metadata={

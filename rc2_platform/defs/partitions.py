@@ -19,9 +19,14 @@ to_tract = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="t
 
 
 def tract_band_of(context: dg.AssetExecutionContext) -> tuple[int, str]:
-    """The (tract, band) of the partition being materialized."""
+    """The (tract, band) of the partition being materialized.
+
+    A run launched with only ``dagster/partition: g|9615`` (no per-dimension tags: the
+    GraphQL API, ``dagster job launch --tags``) gets the key as a plain string.
+    """
     key = context.partition_key
-    assert isinstance(key, dg.MultiPartitionKey)
+    if not isinstance(key, dg.MultiPartitionKey):
+        key = tract_band_partitions.get_partition_key_from_str(str(key))
     dims = key.keys_by_dimension
     return int(dims["tract"]), dims["band"]
 

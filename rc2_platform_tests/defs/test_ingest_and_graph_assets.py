@@ -176,3 +176,15 @@ def test_tract_sensor_adds_the_surveys_tracts_before_the_skymap_runs(
             dg.build_sensor_context(instance=instance, resources=resources)
         )
         assert not again.dynamic_partitions_requests and again.skip_message
+
+
+def test_tract_band_of_a_run_launched_with_only_the_partition_tag() -> None:
+    """A GraphQL/`dagster job launch` run may carry `dagster/partition: g|9813` without the
+    per-dimension tags: the key is then a plain string, parsed the same way."""
+    from rc2_platform.defs.partitions import tract_band_of
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tracts", ["9813"])
+        context = dg.build_asset_context(partition_key="g|9813", instance=instance)
+        assert not isinstance(context.partition_key, dg.MultiPartitionKey)
+        assert tract_band_of(context) == (9813, "g")

@@ -46,3 +46,23 @@ def test_an_unmodified_copy_opens_with_storage_under_dagster_home(
         assert instance.get_runs() == []
     assert (home / "history" / "runs.db").exists()
     assert not any(elsewhere.iterdir())  # nothing written where the command ran
+
+
+def test_without_dagster_home_the_temporary_instance_of_dagster_dev_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dagster dev` / `dagster asset materialize` without DAGSTER_HOME, run from the checkout:
+    a temporary home in the working folder, configured by the working folder's dagster.yaml."""
+    from dagster._cli.utils import get_possibly_temporary_instance_for_cli
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copyfile(TOP / "dagster.yaml", checkout / "dagster.yaml")
+    monkeypatch.chdir(checkout)
+    with get_possibly_temporary_instance_for_cli("dagster dev") as instance:
+        assert type(instance.run_coordinator).__name__ == "TractRunCoordinator"
+        home = Path(instance.root_directory)
+        assert home.parent == checkout and home.name.startswith(".tmp_dagster_home_")
+        assert instance.get_runs() == []
+        assert (home / "history" / "runs.db").exists()
