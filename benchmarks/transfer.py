@@ -190,10 +190,10 @@ def _driver_insert(
             cur.close()
 
 
-def server_cpu(url: str) -> float | None:
+def server_cpu(url: str | None) -> float | None:
     """CPU seconds used so far by the PostgreSQL backends connected to ``url``'s database
     (same host: ``/proc``); None for SQLite (its CPU is the client's)."""
-    if not url.startswith("postgresql"):
+    if not url or not url.startswith("postgresql"):
         return None
     engine = sa.create_engine(url)
     try:
