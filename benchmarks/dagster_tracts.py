@@ -327,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    parts = [figures, *([figures["execution"]] if args.execute else [])]
+    parts = [figures, *([figures.get("execution", {})] if args.execute else [])]
     ok = all(
         p.get("backfill_status") == "COMPLETED_SUCCESS"
-        and all(r["status"] == "SUCCESS" for r in p["runs"])
+        and all(r["status"] == "SUCCESS" for r in p.get("runs", []))
         for p in parts
     )
     return 0 if ok else 1

@@ -18,6 +18,7 @@ HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this
 
 import json
 import multiprocessing
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -259,9 +260,18 @@ def _fork_in_step(config: ExecutionConfig) -> ExecutionConfig:
 
     ``rc2_executor``'s steps are forks of a server that preloaded the job modules; a
     ``forkserver`` launcher would start (and import into) another server in every step.
+
+    Only from the step's main thread: a step process already runs Dagster's threads
+    (``QueueFeederThread``, ``termination-handler``), which hold only their own queue and
+    event locks, none of which a forked job takes (it replaces its stdio and opens its own
+    butler). A batched step's cluster threads (``cluster_jobs_per_step`` > 1) keep the
+    ``forkserver`` launcher: their jobs fork from a server started by fork + exec, not
+    from a process whose sibling threads may hold any lock mid-registration.
     """
     local = config.backends.local
     if local.launcher != "forkserver" or multiprocessing.parent_process() is None:
+        return config
+    if threading.current_thread() is not threading.main_thread():
         return config
     backends = config.backends.model_copy(
         update={"local": local.model_copy(update={"launcher": "fork"})}
