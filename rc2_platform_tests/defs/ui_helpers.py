@@ -64,8 +64,8 @@ def free_port() -> int:
 def write_local_home(home: Path) -> Path:
     """Make ``home`` a DAGSTER_HOME holding the top-level (SQLite) ``dagster.yaml``.
 
-    The shipped file is copied unchanged (its SQLite ``base_dir`` is ``$DAGSTER_HOME``, so
-    parallel tests never share storage). One test-only addition: the UI's one-time
+    The shipped file is copied unchanged (Dagster's default SQLite storage lives in the
+    instance's own folder, so parallel tests never share storage). One test-only addition: the UI's one-time
     "Join the Dagster community" dialog is marked as seen (``.nux/nux.yaml``, Dagster's
     own flag file) so it does not cover the page.
     """
