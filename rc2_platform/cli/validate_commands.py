@@ -77,9 +77,11 @@ def _default_truth(repo: Path) -> Path | None:
 @click.option(
     "--depth-mag",
     type=float,
-    default=23.0,
-    show_default=True,
-    help="Completeness is measured to this magnitude.",
+    default=None,
+    help=(
+        "Completeness is measured to this magnitude (default: per band, where the "
+        "coadds' 5-sigma point-source depth puts S/N 10; 23 if they state none)."
+    ),
 )
 @click.option("--strict", is_flag=True, help="Exit 3 if any metric fails (default: exit 0).")
 @format_option
@@ -91,7 +93,7 @@ def validate(
     png: Path | None,
     patch_png: Path | None,
     bright_mag: float,
-    depth_mag: float,
+    depth_mag: float | None,
     strict: bool,
     as_json: bool,
 ) -> None:

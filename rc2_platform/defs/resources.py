@@ -53,7 +53,7 @@ class ValidationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """
 
     bright_mag: float = 21.0
-    depth_mag: float = 23.0
+    depth_mag: float | None = None  # None: derived from the coadds' 5-sigma depth
     max_median_offset: float = 0.02
     max_scatter: float = 0.05
     max_astrometric_scatter_arcsec: float = 0.05

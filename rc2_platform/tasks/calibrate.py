@@ -142,7 +142,7 @@ class CalibrateTask(PipelineTask[CalibrateConfig]):
         header["ZP_NSTAR"] = (calib.n_stars, "stars used for the zero point")
         header["FLUXMAG0"] = (10 ** (0.4 * calib.zero_point), "counts of a mag-0 source")
         header["NJYCOUNT"] = (calib.njy_per_count, "nJy per electron")
-        header["ASTRMS"] = (result.astrometry_rms, "astrometric fit rms (arcsec)")
+        header["ASTRMS"] = (result.astrometry_rms, "astrometric fit rms, weighted (arcsec)")
         header["N_MATCH"] = (result.n_matches, "reference matches")
         src = result.sources
         src.meta.update(

@@ -63,8 +63,11 @@ class ForcedPhotCoaddTask(PipelineTask[ForcedPhotCoaddConfig]):
         neighbours contaminate the apertures, not much the PSF flux). The PSF fluxes
         are aperture-corrected to the largest aperture (meta ``APCORR``); with
         ``do_psf_flux`` false the PSF flux columns are removed. Keeps ``ref_band``.
+        Meta ``DEPTH5``: the coadd's 5-sigma point-source depth (AB mag, from its
+        median variance and PSF, :func:`~rc2_platform.tasks.algorithms.point_source_depth`),
+        the depth ``rc2 validate`` states and measures completeness against.
         """
-        from rc2_platform.tasks.algorithms import forced_photometry
+        from rc2_platform.tasks.algorithms import forced_photometry, point_source_depth
         from rc2_platform.tasks.algorithms._psf import FWHM_PER_SIGMA
         from rc2_platform.tasks.algorithms.measurement import aperture_column
 
@@ -92,6 +95,10 @@ class ForcedPhotCoaddTask(PipelineTask[ForcedPhotCoaddConfig]):
         apply_aperture_correction(table, factor)
         if not cfg.do_psf_flux:
             table.remove_columns(["psf_flux", "psf_flux_err", "psf_mag", "psf_mag_err", "snr"])
-        table.meta.update({"BAND": band, "PSF_FWHM": fwhm, "APCORR": factor})
-        self.metadata.update({"n_objects": len(table), "aperture_correction": factor})
+        variance = np.asarray(coadd.variance, dtype=np.float64)
+        depth = point_source_depth(variance, coadd.mask, fwhm / FWHM_PER_SIGMA)
+        table.meta.update({"BAND": band, "PSF_FWHM": fwhm, "APCORR": factor, "DEPTH5": depth})
+        self.metadata.update(
+            {"n_objects": len(table), "aperture_correction": factor, "depth_5sigma": depth}
+        )
         return {"measurement": table}

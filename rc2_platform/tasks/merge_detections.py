@@ -35,6 +35,15 @@ class MergeDetectionsConfig(TaskConfig):
     min_new_peak_distance_arcsec: float = Field(
         1.0, gt=0, description="A peak closer than this to an existing one is merged into it."
     )
+    min_new_peak_distance_fwhm: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "A peak closer than this many PSF FWHM (the widest coadd PSF of the bands, "
+            "PSF_FWHM of the detection catalogs) to an existing one is merged into it; "
+            "the larger of the two distances applies."
+        ),
+    )
     min_bands: int = Field(1, ge=1, description="Fewest bands' detections needed to merge.")
 
 
@@ -75,7 +84,10 @@ class MergeDetectionsTask(PipelineTask[MergeDetectionsConfig]):
 
         The band of each input catalog is its ``BAND`` meta (written by detection), so
         the order of the inputs does not matter. Peaks within
-        ``min_new_peak_distance_arcsec`` are merged in ``priority_list`` order
+        ``min_new_peak_distance_arcsec`` or ``min_new_peak_distance_fwhm`` PSF FWHM,
+        whichever is larger, are merged in ``priority_list`` order (one star's peak moves
+        by a pixel between bands; on pixels as wide as a third of the PSF, 1" is less
+        than a pixel and one star became two children, each centroided towards its peak)
         (:func:`~rc2_platform.tasks.algorithms.merge_detections`); peaks found in fewer
         than ``min_bands`` bands are dropped. Footprints (the union over bands) are
         stored as spans on the first peak of each parent (``parent_id``).
@@ -98,9 +110,13 @@ class MergeDetectionsTask(PipelineTask[MergeDetectionsConfig]):
         if data_id and inputs.get("sky_map") is not None:
             wcs = patch_geometry(inputs["sky_map"], data_id).wcs
             pixel_arcsec = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
-        radius = cfg.min_new_peak_distance_arcsec / (pixel_arcsec or 1.0)
+        radius = max(
+            cfg.min_new_peak_distance_arcsec / (pixel_arcsec or 1.0),
+            cfg.min_new_peak_distance_fwhm * _widest_psf_fwhm(catalogs),
+            1.0,
+        )
         merged = merge_detections(
-            detections, match_radius=max(radius, 1.0), priority=cfg.priority_list, wcs=wcs
+            detections, match_radius=radius, priority=cfg.priority_list, wcs=wcs
         )
         table = merged.peaks
         if cfg.min_bands > 1:
@@ -109,5 +125,13 @@ class MergeDetectionsTask(PipelineTask[MergeDetectionsConfig]):
         labels = merged.labels
         encode_footprints(table, labels, "parent_id")
         table.meta.update({"FP_NY": shape[0], "FP_NX": shape[1], "BANDS": ",".join(detections)})
-        self.metadata.update({"n_peaks": len(table), "bands": sorted(detections)})
+        self.metadata.update(
+            {"n_peaks": len(table), "bands": sorted(detections), "peak_merge_radius_px": radius}
+        )
         return {"output_catalog": table}
+
+
+def _widest_psf_fwhm(catalogs: list[Any]) -> float:
+    """Largest ``PSF_FWHM`` (pixels) in the detection catalogs' meta (0 if none has one)."""
+    widths = [float(c.meta["PSF_FWHM"]) for c in catalogs if "PSF_FWHM" in c.meta]
+    return max((w for w in widths if np.isfinite(w)), default=0.0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.table import Table
 from numpy.typing import NDArray
 
 from rc2_platform.validate.metrics import Metric, ValidationReport
@@ -32,6 +33,7 @@ def write_figure(
     path: str | Path,
     *,
     run: str | None = None,
+    patch_table: Table | None = None,
 ) -> Path:
     """Write the validation PNG.
 
@@ -45,18 +47,31 @@ def write_figure(
         PNG file to write.
     run : str, optional
         The RUN validated, for the title.
+    patch_table : astropy.table.Table, optional
+        Per-patch metrics (:func:`~rc2_platform.validate.patch_maps.patch_metrics`):
+        adds a row of per-patch maps of each metric (worst band).
     """
     import matplotlib.pyplot as plt
 
-    fig = make_figure(report, patches, run=run)
+    fig = make_figure(report, patches, run=run, patch_table=patch_table)
     path = Path(path)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def make_figure(report: ValidationReport, patches: Sequence[Any], *, run: str | None = None) -> Any:
-    """The validation figure as a matplotlib ``Figure`` (see :func:`write_figure`)."""
+def make_figure(
+    report: ValidationReport,
+    patches: Sequence[Any],
+    *,
+    run: str | None = None,
+    patch_table: Table | None = None,
+) -> Any:
+    """The validation figure as a matplotlib ``Figure`` (see :func:`write_figure`).
+
+    With ``patch_table`` (:func:`~rc2_platform.validate.patch_maps.patch_metrics`) a
+    bottom row maps each metric per patch (worst band).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,8 +79,15 @@ def make_figure(report: ValidationReport, patches: Sequence[Any], *, run: str | 
 
     bands = list(report.matches)
     ncols = max(len(bands), 1)
-    fig = plt.figure(figsize=(3.9 * ncols + 6.5, 11.0), layout="constrained")
-    grid = fig.add_gridspec(3, ncols + 1, width_ratios=[1.0] * ncols + [1.6])
+    rows = 3 if patch_table is None else 4
+    fig = plt.figure(figsize=(3.9 * ncols + 6.5, 11.0 * rows / 3), layout="constrained")
+    grid = fig.add_gridspec(rows, ncols + 1, width_ratios=[1.0] * ncols + [1.6])
+    if patch_table is not None:
+        from rc2_platform.validate.patch_maps import PATCH_METRICS, draw_worst_band_maps
+
+        sub = grid[3, :].subgridspec(1, len(PATCH_METRICS))
+        axes = [fig.add_subplot(sub[0, k]) for k in range(len(PATCH_METRICS))]
+        draw_worst_band_maps(axes, patch_table, report.config)
     for col, band in enumerate(bands):
         _photometry(fig.add_subplot(grid[0, col]), report, band)
         _astrometry(fig.add_subplot(grid[1, col]), report, band)
@@ -113,12 +135,12 @@ def _header(
     ax.set_title(text, fontsize=9.5, color=PASS_COLOUR if ok else FAIL_COLOUR, fontweight="bold")
 
 
-def _cut(ax: Any, mag: float, text: str) -> None:
-    """A vertical cut at ``mag``, labelled at its top."""
-    ax.axvline(mag, color="tab:red", lw=1.0, ls="--")
+def _cut(ax: Any, mag: float, text: str, color: str = "tab:red", y: float = 0.98) -> None:
+    """A vertical cut at ``mag``, labelled at its top (or at height ``y``)."""
+    ax.axvline(mag, color=color, lw=1.0, ls="--")
     low, high = ax.get_xlim()
     right_half = (mag - low) / ((high - low) or 1.0) > 0.6  # label on the side with room
-    ax.text(mag, 0.98, f" {text} " , transform=ax.get_xaxis_transform(), color="tab:red",
+    ax.text(mag, y, f" {text} " , transform=ax.get_xaxis_transform(), color=color,
             fontsize=7.5, ha="right" if right_half else "left", va="top",
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.5})  # fmt: skip
 
@@ -205,9 +227,21 @@ def _completeness(ax: Any, report: ValidationReport, band: str) -> None:
     ax.axhline(cfg.min_completeness, color="tab:green", ls=":", lw=1.0)
     ax.text(0.03, cfg.min_completeness - 0.02, f"bound > {cfg.min_completeness:g}",
             transform=ax.get_yaxis_transform(), color="tab:green", fontsize=7.5, va="top")  # fmt: skip
-    _cut(ax, cfg.depth_mag, f"depth {cfg.depth_mag:g} mag")
+    depth = report.depth(band)
+    m5 = report.depth5.get(band)
     comp = report.metric(band, "completeness")
-    lines = [_verdict(comp, f"to {cfg.depth_mag:g} mag", ".3f")]
+    value = "n/a" if comp is None or not np.isfinite(comp.value) else f"{comp.value:.3f}"
+    verdict = "" if comp is None else ("PASS" if comp.passed else "FAIL")
+    lines = [f"to {depth:.2f} mag {value} (> {cfg.min_completeness:g}) {verdict}"]
+    if m5 is not None and cfg.depth_mag is None:
+        _cut(ax, m5, f"5σ depth {m5:.2f}", color="tab:purple", y=0.14)
+        _cut(ax, depth, f"depth {depth:.2f} (S/N {cfg.completeness_snr:g})")
+        lines.append(f"depth = coadd 5σ depth {m5:.2f} − {m5 - depth:.2f}")
+    else:
+        _cut(ax, depth, f"depth {depth:g} mag")
+    if band in report.blended_ids:
+        radius = report.isolation_arcsec.get(band, float("nan"))
+        lines.append(f"{len(report.blended_ids[band])} blends (< {radius:.1f}″) left out")
     _header(ax, band, "completeness", lines, [comp], comp.n if comp else 0)
     finite = frac[np.isfinite(frac)] if len(truth) else np.array([1.0])
     ax.set_ylim(min(0.8, float(finite.min()) - 0.05) if len(finite) else 0.8, 1.03)
@@ -265,13 +299,21 @@ def _summary_table(ax: Any, report: ValidationReport) -> None:
             )
             row.append("—" if m is None or not np.isfinite(m.value) else format(m.value, fmt))
             row_colours.append("#d7f0dc" if ok else "#f8d3d3")
+        m5 = report.depth5.get(band)
+        row.append(f"{report.depth(band):.2f}" + (f" ({m5:.2f})" if m5 is not None else ""))
+        row_colours.append("white")
         cells.append(row)
         colours.append(row_colours)
     first = {n: report.metric(bands[0], n) for n in names} if bands else {}
+    cfg = report.config
+    bounds = {"completeness": f"> {cfg.min_completeness:g}"}
     headers = ["band"] + [
-        f"{n.replace('_', chr(10))}\n{m.bound} {m.unit}" if (m := first.get(n)) else n
+        f"{n.replace('_', chr(10))}\n{bounds.get(n, m.bound)} {m.unit}"
+        if (m := first.get(n))
+        else n
         for n in names
     ]
+    headers.append("depth\n(5σ depth)\nmag")
     table = ax.table(cellText=cells, cellColours=colours, colLabels=headers, cellLoc="center",
                      bbox=[0.0, 0.1, 1.0, 0.85])  # fmt: skip
     table.auto_set_font_size(False)

@@ -33,10 +33,28 @@ class ValidationConfig:
     bright_mag : float
         Stars brighter than this (truth, per band) enter the photometric and
         astrometric statistics.
-    depth_mag : float
+    depth_mag : float or None
         Completeness is measured for stars brighter than this (truth, per band).
+        None (default): derived per band from the coadds' 5-sigma point-source depth
+        ``m5`` (``DEPTH5`` of the forced catalogs) as the magnitude measured at
+        ``completeness_snr``: ``m5 - 2.5 log10(completeness_snr / 5)``;
+        :data:`FALLBACK_DEPTH_MAG` when no catalog states its depth.
+    completeness_snr : float
+        Signal-to-noise of the derived completeness depth (10: twice the 5-sigma
+        detection threshold, so a star missed there is lost by the pipeline, not by the
+        noise; at the 5-sigma depth itself half the stars fall below the threshold).
+    isolation_fwhm, isolation_delta_mag : float
+        Every metric uses *resolvable* stars only: a truth star with another truth
+        object (star or galaxy) closer than ``isolation_fwhm`` coadd PSF FWHM and
+        brighter than its own magnitude + ``isolation_delta_mag`` (a sixth of its flux
+        for 2 mag) is a blend the detection cannot split (peaks closer than ~2 FWHM
+        are one peak after the PSF smoothing) and is left out (counted as
+        ``n_blended``). Needs the PSF FWHM in arcsec (``psf_fwhm_arcsec`` of
+        :func:`compute_metrics`); 0 keeps every star.
     match_radius_arcsec : float
-        Largest truth-to-measurement separation of a match.
+        Largest truth-to-measurement separation of a match; with the coadd PSF known,
+        at least the radius holding 99 % of the positions of a star at the
+        completeness depth (:func:`match_radius`).
     flux_column : str
         Calibrated flux column (nJy) of the measured catalogs.
     max_median_offset, max_scatter : float
@@ -48,13 +66,44 @@ class ValidationConfig:
     """
 
     bright_mag: float = 21.0
-    depth_mag: float = 23.0
+    depth_mag: float | None = None
+    completeness_snr: float = 10.0
+    isolation_fwhm: float = 2.0
+    isolation_delta_mag: float = 2.0
     match_radius_arcsec: float = 1.0
     flux_column: str = "psf_flux"
     max_median_offset: float = 0.02
     max_scatter: float = 0.05
     max_astrometric_scatter_arcsec: float = 0.05
     min_completeness: float = 0.95
+
+
+#: Completeness depth (mag) when neither the configuration nor the catalogs state one.
+FALLBACK_DEPTH_MAG = 23.0
+
+
+def match_radius(config: ValidationConfig, psf_fwhm_arcsec: float | None) -> float:
+    """The match radius (arcsec): ``config.match_radius_arcsec`` or, if larger, 3.03
+    per-coordinate centroid errors of a point source at ``completeness_snr``
+    (``sqrt(2) sigma_psf / snr``; 99 % of a 2-d Gaussian lies within 3.03 sigma).
+
+    With 6.8" seeing (rc2-pixels) a star at S/N 10 has 0.41" per coordinate and 1"
+    would lose 5 % of the stars at the depth to the match alone; tiny (3.4") keeps 1".
+    """
+    if psf_fwhm_arcsec is None or not np.isfinite(psf_fwhm_arcsec):
+        return config.match_radius_arcsec
+    sigma_psf = psf_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    centroid = np.sqrt(2.0) * sigma_psf / config.completeness_snr
+    return float(max(config.match_radius_arcsec, np.sqrt(-2.0 * np.log(0.01)) * centroid))
+
+
+def completeness_depth(depth5: float | None, config: ValidationConfig) -> float:
+    """The magnitude completeness is measured to (see :class:`ValidationConfig`)."""
+    if config.depth_mag is not None:
+        return float(config.depth_mag)
+    if depth5 is None or not np.isfinite(depth5):
+        return FALLBACK_DEPTH_MAG
+    return float(depth5 - 2.5 * np.log10(config.completeness_snr / 5.0))
 
 
 @dataclass
@@ -96,12 +145,32 @@ class ValidationReport:
     truth_mags : dict
         Band -> magnitudes of every truth star in the processed area (matched or not;
         the denominator of completeness).
+    depth5 : dict
+        Band -> the coadds' 5-sigma point-source depth (median over patches), when the
+        catalogs state it.
+    depths : dict
+        Band -> the magnitude completeness was measured to (:func:`completeness_depth`).
+    blended_ids : dict
+        Band -> truth ids of the stars left out as unresolvable blends.
+    isolation_arcsec : dict
+        Band -> the neighbour radius of the isolation cut, arcsec.
+    match_radius : dict
+        Band -> the match radius used (:func:`match_radius`), arcsec.
     """
 
     metrics: list[Metric]
     matches: dict[str, Table] = field(default_factory=dict)
     config: ValidationConfig = field(default_factory=ValidationConfig)
     truth_mags: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    depth5: dict[str, float] = field(default_factory=dict)
+    depths: dict[str, float] = field(default_factory=dict)
+    blended_ids: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    isolation_arcsec: dict[str, float] = field(default_factory=dict)
+    match_radius: dict[str, float] = field(default_factory=dict)
+
+    def depth(self, band: str) -> float:
+        """The completeness depth of ``band``."""
+        return self.depths.get(band, completeness_depth(self.depth5.get(band), self.config))
 
     def metric(self, band: str, name: str) -> Metric | None:
         """The metric ``name`` of ``band``, if computed."""
@@ -168,8 +237,10 @@ def _good_rows(catalog: Table) -> NDArray[np.bool_]:
     return good
 
 
-def _band_matches(catalog: Table, truth: Table, band: str, cfg: ValidationConfig) -> Table:
-    index, sep = match_to_truth(catalog, truth, cfg.match_radius_arcsec)
+def _band_matches(
+    catalog: Table, truth: Table, band: str, cfg: ValidationConfig, radius: float
+) -> Table:
+    index, sep = match_to_truth(catalog, truth, radius)
     ok = index >= 0
     rows = index[ok]
     out = Table()
@@ -192,6 +263,8 @@ def compute_metrics(
     config: ValidationConfig | None = None,
     *,
     in_footprint: NDArray[np.bool_] | None = None,
+    depth5: Mapping[str, float] | None = None,
+    psf_fwhm_arcsec: Mapping[str, float] | None = None,
 ) -> ValidationReport:
     """Per-band photometry, astrometry and completeness of measured catalogs vs truth.
 
@@ -206,13 +279,18 @@ def compute_metrics(
     config : ValidationConfig, optional
     in_footprint : numpy.ndarray, optional
         Per truth row, whether it lies in the processed area (default: all).
+    depth5 : mapping of band -> float, optional
+        The coadds' 5-sigma point-source depth per band (default: each catalog's
+        ``DEPTH5`` meta), from which the completeness depth is derived.
+    psf_fwhm_arcsec : mapping of band -> float, optional
+        The coadds' PSF FWHM per band, for the isolation cut (none without it).
 
     Returns
     -------
     ValidationReport
         Per band: ``median_offset`` and ``scatter`` (stars brighter than ``bright_mag``,
         unflagged), ``astrometric_scatter`` (same stars, robust per-coordinate sigma) and
-        ``completeness`` (stars brighter than ``depth_mag`` in the footprint).
+        ``completeness`` (stars brighter than the completeness depth in the footprint).
     """
     cfg = config or ValidationConfig()
     stars = (
@@ -222,18 +300,64 @@ def compute_metrics(
     )
     if in_footprint is not None:
         stars &= np.asarray(in_footprint, dtype=bool)
-    star_truth = truth[stars]
-    metrics: list[Metric] = []
-    matches: dict[str, Table] = {}
+    report = ValidationReport([], {}, cfg)
     for band in sorted(catalogs, key=_band_order):
-        m = _band_matches(catalogs[band], star_truth, band, cfg)
-        matches[band] = m
-        metrics.extend(_band_metrics(band, m, star_truth, cfg))
-    truth_mags = {b: np.asarray(star_truth[f"{b}_mag"], float) for b in matches}
-    return ValidationReport(metrics, matches, cfg, truth_mags)
+        m5 = (depth5 or {}).get(band, catalogs[band].meta.get("DEPTH5"))
+        if m5 is not None and np.isfinite(float(m5)):
+            report.depth5[band] = float(m5)
+        depth = report.depths[band] = completeness_depth(report.depth5.get(band), cfg)
+        used = stars.copy()
+        fwhm = (psf_fwhm_arcsec or {}).get(band)
+        if fwhm is not None and np.isfinite(fwhm) and cfg.isolation_fwhm > 0:
+            radius = report.isolation_arcsec[band] = cfg.isolation_fwhm * float(fwhm)
+            blended = stars & has_bright_neighbour(truth, band, radius, cfg.isolation_delta_mag)
+            report.blended_ids[band] = np.asarray(truth["id"])[blended]
+            used &= ~blended
+        band_truth = truth[used]
+        radius = report.match_radius[band] = match_radius(cfg, fwhm)
+        m = _band_matches(catalogs[band], band_truth, band, cfg, radius)
+        report.matches[band] = m
+        report.truth_mags[band] = np.asarray(band_truth[f"{band}_mag"], float)
+        report.metrics.extend(
+            _band_metrics(band, m, band_truth, cfg, depth, report.depth5.get(band))
+        )
+    return report
 
 
-def _band_metrics(band: str, m: Table, star_truth: Table, cfg: ValidationConfig) -> list[Metric]:
+def has_bright_neighbour(
+    truth: Table, band: str, radius_arcsec: float, delta_mag: float
+) -> NDArray[np.bool_]:
+    """Per truth row: another truth object lies within ``radius_arcsec`` and is brighter
+    in ``band`` than the row's magnitude + ``delta_mag``."""
+    out = np.zeros(len(truth), dtype=bool)
+    if len(truth) < 2:
+        return out
+    coords = SkyCoord(
+        np.asarray(truth["ra"], float) * u.deg, np.asarray(truth["dec"], float) * u.deg
+    )
+    first, second, _, _ = coords.search_around_sky(coords, radius_arcsec * u.arcsec)
+    mag = np.asarray(truth[f"{band}_mag"], float)
+    pair = (first != second) & (mag[second] < mag[first] + delta_mag)
+    out[first[pair]] = True
+    return out
+
+
+def depth_bound(cfg: ValidationConfig, depth: float, depth5: float | None) -> str:
+    """The completeness bound as stated: fraction, depth and where the depth comes from."""
+    text = f"> {cfg.min_completeness} to {depth:.2f} mag"
+    if cfg.depth_mag is None and depth5 is not None:
+        text += f" (S/N {cfg.completeness_snr:g}; 5-sigma depth {depth5:.2f})"
+    return text
+
+
+def _band_metrics(
+    band: str,
+    m: Table,
+    star_truth: Table,
+    cfg: ValidationConfig,
+    depth: float,
+    depth5: float | None,
+) -> list[Metric]:
     bright = np.asarray(m["good"]) & (np.asarray(m["truth_mag"]) < cfg.bright_mag)
     resid = np.asarray(m["mag"])[bright] - np.asarray(m["truth_mag"])[bright]
     n_bright = int(bright.sum())
@@ -248,9 +372,9 @@ def _band_metrics(band: str, m: Table, star_truth: Table, cfg: ValidationConfig)
             )
         )
     )
-    deep_truth = np.asarray(star_truth[f"{band}_mag"], float) < cfg.depth_mag
+    deep_truth = np.asarray(star_truth[f"{band}_mag"], float) < depth
     n_deep = int(deep_truth.sum())
-    deep_found = int(np.sum(np.asarray(m["truth_mag"]) < cfg.depth_mag))
+    deep_found = int(np.sum(np.asarray(m["truth_mag"]) < depth))
     completeness = deep_found / n_deep if n_deep else float("nan")
     return [
         Metric(
@@ -284,7 +408,7 @@ def _band_metrics(band: str, m: Table, star_truth: Table, cfg: ValidationConfig)
             band,
             "completeness",
             completeness,
-            f"> {cfg.min_completeness}",
+            depth_bound(cfg, depth, depth5),
             "fraction",
             n_deep,
             bool(np.isfinite(completeness) and completeness > cfg.min_completeness),

@@ -87,16 +87,19 @@ def patch_metrics(report: ValidationReport, truth: Table, patches: Sequence[Any]
         matched_patch = np.array(
             [where[row_of_id[int(i)]] for i in np.asarray(matches["truth_id"])], dtype=np.int64
         )
-        deep = np.asarray(star_truth[f"{band}_mag"], float) < cfg.depth_mag
+        depth = report.depth(band)
+        deep = np.asarray(star_truth[f"{band}_mag"], float) < depth
+        if band in report.blended_ids:  # the blends left out of the band's metrics
+            deep &= ~np.isin(np.asarray(star_truth["id"]), report.blended_ids[band])
         for k, patch in enumerate(patches):
             m = matches[matched_patch == k]
             n_deep = int(np.sum(deep & (where == k)))
-            rows.append(_patch_row(patch, band, m, n_deep, cfg))
+            rows.append(_patch_row(patch, band, m, n_deep, cfg, depth))
     return Table(rows=rows) if rows else Table()
 
 
 def _patch_row(
-    patch: Any, band: str, m: Table, n_deep: int, cfg: ValidationConfig
+    patch: Any, band: str, m: Table, n_deep: int, cfg: ValidationConfig, depth: float
 ) -> dict[str, Any]:
     bright = np.asarray(m["good"], bool) & (np.asarray(m["truth_mag"], float) < cfg.bright_mag)
     n = int(bright.sum())
@@ -117,7 +120,7 @@ def _patch_row(
         if enough
         else float("nan")
     )
-    found = int(np.sum(np.asarray(m["truth_mag"], float) < cfg.depth_mag))
+    found = int(np.sum(np.asarray(m["truth_mag"], float) < depth))
     completeness = found / n_deep if n_deep else float("nan")
     x, y = patch.index if hasattr(patch, "index") else (0, 0)
     return {
@@ -222,3 +225,64 @@ def write_patch_maps(table: Table, config: ValidationConfig, path: str | Path) -
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def worst_band_grid(
+    table: Table, name: str
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], int, int]:
+    """Per patch (grid ``[y, x]`` over the processed patches), the worst value of metric
+    ``name`` over the bands (largest ``|offset|``, scatter; smallest completeness) and
+    whether any band fails its bound; plus the grid's origin ``(x0, y0)``."""
+    x0, y0 = int(np.min(table["x"])), int(np.min(table["y"]))
+    nx, ny = int(np.max(table["x"])) - x0 + 1, int(np.max(table["y"])) - y0 + 1
+    value = np.full((ny, nx), np.nan)
+    failed = np.zeros((ny, nx), dtype=bool)
+    for row in table:
+        gx, gy, v = int(row["x"]) - x0, int(row["y"]) - y0, float(row[name])
+        failed[gy, gx] |= not bool(row[f"pass_{name}"])
+        if not np.isfinite(v):
+            continue
+        old = value[gy, gx]
+        if name == "completeness":
+            worse = not np.isfinite(old) or v < old
+        elif name == "median_offset":
+            worse = not np.isfinite(old) or abs(v) > abs(old)
+        else:
+            worse = not np.isfinite(old) or v > old
+        if worse:
+            value[gy, gx] = v
+    return value, failed, x0, y0
+
+
+def draw_worst_band_maps(axes: Sequence[Any], table: Table, config: ValidationConfig) -> None:
+    """One map per metric (:data:`PATCH_METRICS`, one axes each) of the worst band per
+    patch, failing patches crossed, a colour bar with the bound in red (the validation
+    figure's bottom row; per band: :func:`write_patch_maps`)."""
+    import matplotlib.pyplot as plt
+
+    for ax, (name, unit) in zip(axes, PATCH_METRICS, strict=True):
+        cmap, vmin, vmax, bound = _limits(name, config)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not len(table):
+            ax.set_title(f"{name}: no patch", fontsize=9)
+            continue
+        value, failed, _, _ = worst_band_grid(table, name)
+        ax.set_facecolor("0.85")
+        image = ax.imshow(
+            value, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+        )
+        fy, fx = np.nonzero(failed)
+        ax.plot(fx, fy, "x", color="red", ms=7, mew=2)
+        n_fail = int(failed.sum())
+        n_all = len({(int(x), int(y)) for x, y in zip(table["x"], table["y"], strict=True)})
+        ax.set_title(
+            f"per patch: {name.replace('_', ' ')} ({unit}), worst band\n"
+            f"{n_fail} of {n_all} patches fail (red x; grey: too few stars)",
+            fontsize=9,
+            color="#c62828" if n_fail else "#1a7f37",
+        )
+        bar = plt.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+        for level in (bound, -bound) if name == "median_offset" else (bound,):
+            bar.ax.axhline(level, color="red", lw=1.5)
+        bar.ax.tick_params(labelsize=7)

@@ -101,12 +101,47 @@ def validate_catalogs(
     sky_map: Any,
     config: ValidationConfig | None = None,
 ) -> tuple[ValidationReport, list[Any]]:
-    """Validate per-patch forced catalogs against the truth (primary rows, processed area)."""
+    """Validate per-patch forced catalogs against the truth (primary rows, processed area).
+
+    Completeness is measured to the depth derived from the catalogs' stated 5-sigma
+    depths (:func:`band_medians` of ``DEPTH5``) unless ``config.depth_mag`` fixes it;
+    stars blended with a neighbour within ``config.isolation_fwhm`` coadd PSF FWHM
+    (``PSF_FWHM`` meta) are left out.
+    """
     if not catalogs:
         raise ValidationError("no forced-photometry catalogs to validate")
     bands, patches = combine_patches(catalogs, sky_map)
-    report = compute_metrics(bands, truth, config, in_footprint=in_patches(truth, patches))
+    fwhm_px = band_medians(catalogs, "PSF_FWHM")
+    scale = _pixel_scale_arcsec(patches)
+    report = compute_metrics(
+        bands,
+        truth,
+        config,
+        in_footprint=in_patches(truth, patches),
+        depth5=band_medians(catalogs, "DEPTH5"),
+        psf_fwhm_arcsec={b: f * scale for b, f in fwhm_px.items()} if scale else None,
+    )
     return report, patches
+
+
+def band_medians(catalogs: Mapping[tuple[int, int, str], Table], key: str) -> dict[str, float]:
+    """Per band, the median over patches of the catalogs' ``key`` meta (e.g. ``DEPTH5``,
+    the coadd's 5-sigma depth written by forcedPhotCoadd, or ``PSF_FWHM``); bands
+    without one are left out."""
+    values: dict[str, list[float]] = {}
+    for (_, _, band), table in catalogs.items():
+        value = table.meta.get(key)
+        if value is not None and np.isfinite(float(value)):
+            values.setdefault(band, []).append(float(value))
+    return {band: float(np.median(v)) for band, v in values.items()}
+
+
+def _pixel_scale_arcsec(patches: Sequence[Any]) -> float | None:
+    """Pixel scale of the patches' tract WCS (None if it has none)."""
+    wcs = getattr(patches[0].tract, "wcs", None) if patches else None
+    if wcs is None:
+        return None
+    return float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
 
 
 def load_run_catalogs(butler: Any, run: str) -> tuple[dict[tuple[int, int, str], Table], Any]:
@@ -175,10 +210,13 @@ def validate_run(
     with Butler(repo) as butler:
         catalogs, sky_map = load_run_catalogs(butler, run)
     report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
-    if png is not None:
-        write_figure(report, patches, png, run=run)
-    if patch_png is not None:
-        from rc2_platform.validate.patch_maps import patch_metrics, write_patch_maps
+    if png is None and patch_png is None:
+        return report
+    from rc2_platform.validate.patch_maps import patch_metrics, write_patch_maps
 
-        write_patch_maps(patch_metrics(report, truth_table, patches), report.config, patch_png)
+    per_patch = patch_metrics(report, truth_table, patches)
+    if png is not None:
+        write_figure(report, patches, png, run=run, patch_table=per_patch)
+    if patch_png is not None:
+        write_patch_maps(per_patch, report.config, patch_png)
     return report

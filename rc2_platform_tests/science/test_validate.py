@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.table import Table
 from click.testing import CliRunner
 
-from rc2_platform.tasks.algorithms import mag_to_njy
+from rc2_platform.tasks.algorithms import mag_to_njy, njy_to_mag
 from rc2_platform.validate import (
     ValidationConfig,
     compute_metrics,
@@ -168,3 +169,51 @@ def test_patch_metrics_find_the_patch_that_fails(tmp_path: Path) -> None:
     assert {(int(r["x"]), int(r["y"])) for r in table} == {(4, 3), (5, 3), (4, 4), (5, 4)}
     png = write_patch_maps(table, report.config, tmp_path / "patches.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_depth_is_derived_from_the_coadds_5_sigma_depth_and_stated() -> None:
+    """Completeness to the S/N-10 depth (0.75 mag above the catalogs' DEPTH5): a
+    catalog that lost every star fainter than 22.5 passes when the coadds state a 5-sigma
+    depth of 23.2 (S/N-10 depth 22.45) and fails with 24.0 (23.25)."""
+    from rc2_platform.validate.metrics import completeness_depth
+
+    truth = _truth()
+    cat = _measured(truth, offset=0.0, scatter=0.01, astro_arcsec=0.01, keep=1.0)
+    cat = cat[njy_to_mag(np.asarray(cat["psf_flux"])) < 22.5]
+    shallow = _by_metric(compute_metrics({"i": cat}, truth, depth5={"i": 23.2}))["completeness"]
+    assert shallow.passed and "to 22.45 mag (S/N 10; 5-sigma depth 23.20)" in shallow.bound
+    cat.meta["DEPTH5"] = 24.0  # the forced catalogs' meta is the default source
+    deep = _by_metric(compute_metrics({"i": cat}, truth))["completeness"]
+    assert not deep.passed and "to 23.25 mag" in deep.bound
+    fixed = compute_metrics({"i": cat}, truth, ValidationConfig(depth_mag=22.0))
+    assert _by_metric(fixed)["completeness"].passed and fixed.depth("i") == 22.0
+    assert completeness_depth(None, ValidationConfig()) == 23.0  # nothing stated: fallback
+
+
+def test_blended_stars_are_left_out_and_the_match_radius_follows_the_psf() -> None:
+    """A star with a brighter neighbour within 2 PSF FWHM is an unresolvable blend (left
+    out, counted); a faint neighbour does not make a blend. With a 6.8" PSF a measured
+    position 1.1" off still matches (radius 3.03 centroid errors at S/N 10: 1.24")."""
+    from rc2_platform.validate.metrics import has_bright_neighbour, match_radius
+
+    truth = Table(
+        {
+            "id": [1, 2, 3, 4],
+            "ra": [10.0, 10.0 + 8.0 / 3600, 10.1, 10.1 + 8.0 / 3600],
+            "dec": [0.0, 0.0, 0.0, 0.0],
+            "i_mag": [20.0, 21.0, 20.0, 23.0],
+            "is_star": [True, True, True, True],
+        }
+    )
+    blended = has_bright_neighbour(truth, "i", 2 * 6.8, 2.0)
+    assert list(blended) == [True, True, False, True]  # star 3's neighbour is 3 mag fainter
+    cat = Table({"ra": [10.1 + 1.1 / 3600, 10.1 + 8.0 / 3600], "dec": [0.0, 0.0]})
+    cat["psf_flux"] = mag_to_njy(np.array([20.0, 23.0]))
+    report = compute_metrics({"i": cat}, truth, psf_fwhm_arcsec={"i": 6.8})
+    assert sorted(report.blended_ids["i"]) == [1, 2, 4]
+    assert report.match_radius["i"] == pytest.approx(1.24, abs=0.01)
+    assert list(report.matches["i"]["truth_id"]) == [3]
+    assert _by_metric(report)["completeness"].value == 1.0
+    assert match_radius(ValidationConfig(), 3.4) == 1.0  # tiny's seeing keeps 1"
+    plain = compute_metrics({"i": cat}, truth)  # no PSF known: no cut, 1" radius
+    assert not plain.blended_ids and len(plain.matches["i"]) == 1  # star 4 only

@@ -52,7 +52,7 @@ def test_panels_state_values_verdicts_cuts_and_points_off_the_plot(tmp_path: Pat
     assert median is not None and f"median {median.value:+.4f} (|x| < 0.02)" in title
     assert "beyond ±0.3 mag: 3 above, 1 below" in title
     assert "astrometry" in astrometry.get_title() and "″" in astrometry.get_title()
-    assert "completeness" in completeness.get_title() and "to 23 mag" in completeness.get_title()
+    assert "completeness" in completeness.get_title() and "to 23.00 mag" in completeness.get_title()
     texts = _texts(fig)
     assert "bright cut 21 mag" in " ".join(texts) and "depth 23 mag" in " ".join(texts)
     suptitle = fig._suptitle.get_text()  # noqa: SLF001 - matplotlib keeps it there

@@ -10,6 +10,7 @@ from astropy.wcs import WCS
 from rc2_platform.tasks.algorithms import (
     TaskDataError,
     calibrate_sources,
+    centroid_error,
     fit_zero_point,
     match_sources,
 )
@@ -106,3 +107,47 @@ def test_zero_point_clips_outliers() -> None:
     assert calib.scatter < 0.02
     with pytest.raises(TaskDataError, match="zero point"):
         fit_zero_point([1.0, -1.0], [20.0, 20.0])
+
+
+def test_wcs_fit_weighted_by_centroid_errors_beats_the_faint_stars_noise() -> None:
+    """A few bright stars with 0.01 px centroids and many faint ones with 0.5 px
+    centroids (1" pixels): weighted by the centroid errors the fitted WCS is as good as
+    the bright stars; unweighted it follows the faint ones' noise."""
+    rng = np.random.default_rng(11)
+    true_wcs = tan_wcs(150.0, 2.0, 1.0, (64.5, 130.5), rotation_deg=0.3)
+    n_bright, n_faint = 12, 60
+    n = n_bright + n_faint
+    xs, ys = random_positions(n, (261, 128), margin=5, seed=11)
+    ra, dec = true_wcs.pixel_to_world_values(xs, ys)
+    snr = np.concatenate([np.full(n_bright, 300.0), np.full(n_faint, 12.0)])
+    fwhm = 2.5
+    noise = np.sqrt(2.0) * fwhm / 2.3548 / snr  # the centroid error of a Gaussian PSF
+    sources = Table()
+    sources["x"] = xs + rng.normal(0.0, 1.0, n) * noise
+    sources["y"] = ys + rng.normal(0.0, 1.0, n) * noise
+    sources["psf_flux"] = np.full(n, 1e5)
+    sources["psf_flux_err"] = 1e5 / snr
+    sources["snr"] = snr
+    for flag in ("flag_edge", "flag_bad", "flag_saturated", "flag_centroid"):
+        sources[flag] = np.zeros(n, bool)
+    refcat = Table({"ra": ra, "dec": dec, "r_mag": np.full(n, 20.0)})
+    gx, gy = np.meshgrid(np.linspace(0, 127, 9), np.linspace(0, 260, 9))
+    rat, dect = true_wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+
+    def wcs_error(psf_fwhm: float) -> float:
+        result = calibrate_sources(sources, true_wcs, refcat, mag_column="r_mag", psf_fwhm=psf_fwhm)
+        ra1, dec1 = result.wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+        err = np.hypot((ra1 - rat) * np.cos(np.radians(2.0)), dec1 - dect) * 3600
+        return float(np.sqrt(np.mean(err**2)))
+
+    weighted, unweighted = wcs_error(fwhm), wcs_error(float("nan"))
+    assert weighted < 0.01  # arcsec; the bright stars' centroids are 0.008"
+    assert unweighted > 2 * weighted
+    sources.meta["PSF_FWHM"] = fwhm  # characterizeImage's meta turns the weights on
+    result = calibrate_sources(sources, true_wcs, refcat, mag_column="r_mag")
+    ra1, dec1 = result.wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+    err = np.hypot((ra1 - rat) * np.cos(np.radians(2.0)), dec1 - dect) * 3600
+    assert float(np.sqrt(np.mean(err**2))) == pytest.approx(weighted, rel=1e-6)
+    assert centroid_error(np.array([100.0, 0.0]), 2.35482, floor=0.0) == pytest.approx(
+        [np.sqrt(2.0) / 100.0, 1.0], rel=1e-5
+    )

@@ -83,3 +83,71 @@ def test_merge_deblend_measure_and_forced_photometry() -> None:
     assert forced["psf_flux"][blend[3]] == pytest.approx(
         60.0, abs=5 * float(forced["psf_flux_err"][blend[3]])
     )
+
+
+def test_merge_task_joins_peaks_of_one_star_a_pixel_apart_in_two_bands() -> None:
+    """Peaks closer than one PSF FWHM in different bands are one object (on 2.7" pixels
+    1" is less than a pixel: one star became two children, each centroided towards its
+    own peak pixel); a star 3 FWHM away stays separate."""
+    from rc2_platform.tasks._helpers import encode_footprints
+    from rc2_platform.tasks.merge_detections import MergeDetectionsConfig, MergeDetectionsTask
+
+    sigma = 1.06  # FWHM 2.5 px, as rc2-pixels' coadds
+    fwhm = sigma * 2.3548
+    shape = (60, 60)
+    catalogs = []
+    for k, (band, dx) in enumerate((("i", 0.0), ("r", 1.0))):
+        # in r the first star's peak is one pixel up and right, the second's one right
+        xs, ys = np.array([20.0 + dx, 20.0 + dx + 3 * fwhm]), np.array([30.0 + dx, 30.0])
+        img, var = add_noise(render_stars(shape, xs, ys, np.full(2, 3e4), sigma), 100.0, seed=k)
+        det = detect_sources(img, var, psf_sigma=sigma, threshold=5.0)
+        table = det.peaks
+        assert len(table) == 2
+        encode_footprints(table, det.labels, "footprint_id")
+        table.meta.update({"BAND": band, "PSF_FWHM": fwhm})
+        catalogs.append(table)
+    merged = MergeDetectionsTask().run(catalogs=catalogs)["output_catalog"]
+    assert len(merged) == 2
+    assert list(merged["n_bands"]) == [2, 2]
+    no_fwhm = MergeDetectionsConfig(min_new_peak_distance_fwhm=0.0)
+    old = MergeDetectionsTask(config=no_fwhm).run(catalogs=catalogs)
+    assert len(old["output_catalog"]) == 4  # 1" (here 1 px): every star twice
+
+
+def test_deblended_child_is_centred_on_the_star_not_its_peak_pixel() -> None:
+    """Two blended stars at sub-pixel positions: the symmetric templates are mirrored
+    through the sub-pixel peak, so each child's centroid is the star's (within its
+    noise), not pulled towards the integer peak pixel."""
+    sigma = 1.06
+    xs, ys = np.array([30.45, 35.45]), np.array([30.35, 30.6])  # 2 FWHM apart
+    img = render_stars((60, 60), xs, ys, np.array([5e4, 3e4]), sigma)
+    var = np.ones_like(img)
+    det = detect_sources(img + 1e-3, var, psf_sigma=sigma, threshold=5.0)
+    merged = merge_detections({"i": det}, match_radius=2.0)
+    assert len(merged.peaks) == 2
+    deb = deblend(img, merged)
+    meas = measure_coadd(img, var, None, deb, psf_sigma=sigma, band="i")
+    order = np.argsort(np.asarray(meas["x"]))
+    err = np.hypot(np.asarray(meas["x"])[order] - xs, np.asarray(meas["y"])[order] - ys)
+    assert np.all(err < 0.02), err  # mirrored through the peak pixels: 0.079 and 0.029 px
+
+
+def test_monotonic_templates_keep_a_row_of_stars_apart() -> None:
+    """Three stars in a row, 2.8 FWHM apart: the middle one's symmetric template mirrors
+    each outer star onto the other and took 38 % of their flux (middle child 2.5x its
+    flux, outer centroids 0.25 px off); monotonic templates stop at the saddles."""
+    sigma = 1.06
+    xs, ys = np.array([20.3, 27.6, 34.2]), np.array([30.4, 30.7, 30.2])
+    flux = np.array([4e4, 2e4, 4e4])
+    img = render_stars((60, 60), xs, ys, flux, sigma)
+    var = np.ones_like(img)
+    det = detect_sources(img + 1e-3, var, psf_sigma=sigma, threshold=5.0)
+    merged = merge_detections({"i": det}, match_radius=2.0)
+    assert len(merged.peaks) == 3
+    deb = deblend(img, merged)
+    meas = measure_coadd(img, var, None, deb, psf_sigma=sigma, band="i")
+    order = np.argsort(np.asarray(meas["x"]))
+    ratio = np.asarray(deb.catalog["deblend_flux"])[order] / flux
+    assert ratio == pytest.approx([1.0, 1.0, 1.0], abs=0.12)
+    err = np.hypot(np.asarray(meas["x"])[order] - xs, np.asarray(meas["y"])[order] - ys)
+    assert np.all(err < 0.02), err

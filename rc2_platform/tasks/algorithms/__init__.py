@@ -15,6 +15,7 @@ from rc2_platform.tasks.algorithms.calibrate import (
     CalibrateResult,
     MatchResult,
     calibrate_sources,
+    centroid_error,
     fit_tan_wcs,
     fit_zero_point,
     match_sources,
@@ -35,6 +36,7 @@ from rc2_platform.tasks.algorithms.coadd import (
     bright_object_mask,
     coadd_psf_fwhm,
 )
+from rc2_platform.tasks.algorithms.depth import point_source_depth, psf_effective_area
 from rc2_platform.tasks.algorithms.detection import (
     DetectionResult,
     add_sky_coords,
@@ -91,6 +93,7 @@ __all__ = [
     "estimate_background",
     "estimate_psf_fwhm",
     "find_cosmic_rays",
+    "centroid_error",
     "fit_tan_wcs",
     "fit_zero_point",
     "forced_photometry",
@@ -102,6 +105,8 @@ __all__ = [
     "merge_detections",
     "merge_measurements",
     "njy_to_mag",
+    "point_source_depth",
+    "psf_effective_area",
     "repair_pixels",
     "robust_sigma",
     "run_isr",

@@ -7,7 +7,8 @@ Compared with LSST's multiband tasks:
   culling of sky objects and peak thresholds);
 - ``deblend`` is the classic SDSS/LSST *symmetric-template* split (what
   ``meas_deblender`` did before Scarlet): each peak's template is the minimum of the
-  image and its reflection through the peak, and each pixel's flux is shared among
+  image and its reflection through the peak (its sub-pixel position, not the peak
+  pixel), and each pixel's flux is shared among
   peaks in proportion to their templates (pixels with no template flux go to the
   nearest peak). No PSF-template fitting, no monotonicity, no multi-band models;
 - ``measure_coadd`` runs :func:`.measure_sources` on each deblended child with all
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from rc2_platform.tasks.algorithms._templates import split_footprint
 from rc2_platform.tasks.algorithms.detection import DetectionResult, add_sky_coords
 from rc2_platform.tasks.algorithms.mask_bits import BRIGHT_OBJECT
 from rc2_platform.tasks.algorithms.measurement import (
@@ -196,7 +198,7 @@ def deblend(image: NDArray[np.floating], merged: MergedDetections) -> DeblendRes
         sub = img[sl]
         py = np.asarray(peaks["y"], float)[rows] - sl[0].start
         px = np.asarray(peaks["x"], float)[rows] - sl[1].start
-        portions = _split(sub, foot, px, py)
+        portions = split_footprint(sub, foot, px, py)
         yy, xx = np.nonzero(foot)
         for k, row in enumerate(rows):
             vals = portions[k][yy, xx]
@@ -217,39 +219,6 @@ def deblend(image: NDArray[np.floating], merged: MergedDetections) -> DeblendRes
     footprints["x"] = np.concatenate(fx).astype(np.int32) if fx else np.zeros(0, np.int32)
     footprints["value"] = np.concatenate(fv).astype(np.float32) if fv else np.zeros(0, np.float32)
     return DeblendResult(catalog, footprints)
-
-
-def _split(
-    sub: NDArray[np.float64],
-    foot: NDArray[np.bool_],
-    px: NDArray[np.float64],
-    py: NDArray[np.float64],
-) -> list[NDArray[np.float64]]:
-    """Share the footprint's pixels among peaks (symmetric templates, nearest-peak fallback)."""
-    inside = np.where(foot, sub, 0.0)
-    if len(px) == 1:
-        return [inside]
-    ny, nx = sub.shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    templates = []
-    for x0, y0 in zip(px, py, strict=True):
-        my = np.rint(2 * y0 - yy).astype(int)
-        mx = np.rint(2 * x0 - xx).astype(int)
-        ok = foot & (my >= 0) & (my < ny) & (mx >= 0) & (mx < nx)
-        mirror = np.zeros_like(sub)
-        mirror[ok] = inside[my[ok], mx[ok]]
-        templates.append(np.where(ok, np.clip(np.minimum(inside, mirror), 0.0, None), 0.0))
-    tsum = np.sum(templates, axis=0)
-    dist = np.stack([(xx - x0) ** 2 + (yy - y0) ** 2 for x0, y0 in zip(px, py, strict=True)])
-    nearest = np.argmin(dist, axis=0)
-    out = []
-    for k, t in enumerate(templates):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(
-                tsum > 0, t / np.where(tsum > 0, tsum, 1.0), (nearest == k).astype(float)
-            )
-        out.append(inside * share)
-    return out
 
 
 def measure_coadd(
