@@ -60,6 +60,22 @@ def _monotonic(template: NDArray[np.float64], cx: float, cy: float) -> NDArray[n
     stars' centroids on the image); a monotonic template cannot rise again past the
     saddle between two stars.
     """
+    rows, cols = np.nonzero(template > 0)
+    if not len(rows):
+        return template
+    # Only the box of the positive pixels (and the peak) can change.
+    ny_all, nx_all = template.shape
+    iy = min(max(int(round(cy)), 0), ny_all - 1)
+    ix = min(max(int(round(cx)), 0), nx_all - 1)
+    y0, y1 = min(int(rows.min()), iy), max(int(rows.max()), iy) + 1
+    x0, x1 = min(int(cols.min()), ix), max(int(cols.max()), ix) + 1
+    out = np.zeros_like(template)
+    out[y0:y1, x0:x1] = _monotonic_box(template[y0:y1, x0:x1], cx - x0, cy - y0)
+    return out
+
+
+def _monotonic_box(template: NDArray[np.float64], cx: float, cy: float) -> NDArray[np.float64]:
+    """:func:`_monotonic` on an array that holds every positive pixel."""
     ny, nx = template.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     dx, dy = xx - cx, yy - cy
