@@ -169,6 +169,8 @@ def test_ui_launches_a_raws_partition_and_reports_success(
     try:
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.tags.get("dagster/partition") == PARTITION
+        # Queued with its tract: the instance's TractRunCoordinator added rc2/tract.
+        assert run.tags.get("rc2/tract") == PARTITION.split("|")[1]
         event = instance.get_latest_materialization_event(dg.AssetKey("raws"))
         assert event is not None and event.run_id == run_id
         assert event.asset_materialization is not None
