@@ -152,15 +152,18 @@ def _sqlite_target(repo: Path, work: Path) -> Path:
     return target
 
 
-def _postgres_target(survey: Path, work: Path) -> Path:
+def _pg_admin(statement: str) -> None:
     import sqlalchemy as sa
 
-    name = f"rc2_agg_bench_{os.getpid()}"
     engine = sa.create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        conn.execute(sa.text(statement))
     engine.dispose()
+
+
+def _postgres_target(survey: Path, work: Path, name: str) -> Path:
+    _pg_admin(f"DROP DATABASE IF EXISTS {name}")
+    _pg_admin(f"CREATE DATABASE {name}")
     target = work / "postgresql"
     shutil.rmtree(target, ignore_errors=True)
     from rc2_platform.ingest import bootstrap
@@ -178,6 +181,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch directory")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--records-from", type=Path, help="repository of a finished run")
+    parser.add_argument("--pg-database", default=f"rc2_agg_bench_{os.getpid()}",
+                        help="scratch PostgreSQL database (dropped at the end)")  # fmt: skip
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     run = load_graph(args.graph).output_run
@@ -201,13 +206,17 @@ def main() -> None:
         target = (
             _sqlite_target(args.repo, args.work)
             if backend == "sqlite"
-            else _postgres_target(args.survey or Path(), args.work)
+            else _postgres_target(args.survey or Path(), args.work, args.pg_database)
         )
-        _prepare_target(target, args.graph)
-        shutil.copytree(run_directory(source, run), run_directory(target, run))
-        for leftover in ("aggregated.json", "aggregate.lock", "lock"):
-            (run_directory(target, run) / leftover).unlink(missing_ok=True)
-        results[backend] = measure(target, run)
+        try:
+            _prepare_target(target, args.graph)
+            shutil.copytree(run_directory(source, run), run_directory(target, run))
+            for leftover in ("aggregated.json", "aggregate.lock", "lock"):
+                (run_directory(target, run) / leftover).unlink(missing_ok=True)
+            results[backend] = measure(target, run)
+        finally:
+            if backend != "sqlite":
+                _pg_admin(f"DROP DATABASE IF EXISTS {args.pg_database}")
         print(json.dumps({backend: results[backend]}), flush=True)
     print(json.dumps({**info, "results": results}, indent=2))
 

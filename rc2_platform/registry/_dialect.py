@@ -10,7 +10,7 @@ describes backends by capability flags. What differs:
 engine setup                   pragmas, WAL,       psycopg 3 by default,  utf8mb4, pool
                                BEGIN IMMEDIATE     pool
 ``sa.Uuid`` bound as           32 hex digits       ``uuid.UUID``          32 hex digits
-bulk rows                      ``executemany``     ``COPY`` (binary)      ``executemany``
+bulk rows                      multi-row VALUES    ``COPY`` (binary)      ``executemany``
 bulk numpy columns             packed JSON array   binary ``COPY`` buffer tuples
 rows by many UUIDs             ``json_each(?)``    ``= ANY(uuid[])``      ``IN`` lists
 an error in a transaction      recoverable         aborts it: SAVEPOINT   recoverable
@@ -24,7 +24,6 @@ autocommit driver connection   already             ``autocommit = True``  ``auto
 from __future__ import annotations
 
 import contextlib
-import json
 import operator
 import os
 import uuid
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import sqlalchemy as sa
 
 from rc2_platform.errors import RepositoryNotFoundError, SchemaVersionError
@@ -302,7 +302,18 @@ class SqliteBackend(Backend):
             cols = ", ".join([key, *constants])
             marks = ", ".join(["value"] + ["?"] * len(constants))
             sql = f"INSERT INTO {table.name} ({cols}) SELECT {marks} FROM json_each(?)"
-            conn.exec_driver_sql(sql, (*constants.values(), json.dumps(list(values))))
+            conn.exec_driver_sql(sql, (*constants.values(), _json_array(values)))
+
+    def insert_rows(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        binary: bool,
+    ) -> None:
+        """Multi-row ``INSERT ... VALUES`` statements of up to 1,000 rows each."""
+        _bulk.sqlite_values_rows(conn, table, columns, rows)
 
     def select_by_uuid_text(
         self,
@@ -319,7 +330,7 @@ class SqliteBackend(Backend):
             f"SELECT {', '.join([key, *columns])} FROM {table.name} "
             f"WHERE {key} IN (SELECT value FROM json_each(?))"
         )
-        return [tuple(r) for r in conn.exec_driver_sql(sql, (json.dumps(list(ids)),))]
+        return [tuple(r) for r in conn.exec_driver_sql(sql, (_json_array(ids),))]
 
     def write_columns(
         self, conn: sa.Connection, table: sa.Table, columns: Mapping[str, Any], n: int
@@ -548,6 +559,11 @@ def _hex_key(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return value.hex
     return str(value).replace("-", "").lower()
+
+
+def _json_array(values: Sequence[Any]) -> str:
+    """A JSON array of strings or numbers (the text SQLite's ``json_each`` reads)."""
+    return orjson.dumps(values if isinstance(values, list) else list(values)).decode()
 
 
 def _identity(value: Any) -> Any:

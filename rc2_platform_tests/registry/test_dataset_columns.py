@@ -72,6 +72,16 @@ def test_registers_datasets_and_records_once(reg: Registry) -> None:
     # A repeat after an interruption: the first two are skipped, the rest registered.
     assert reg.import_dataset_columns(RUN, [_calexps(ids, KEYS), coadds]) == 2
     assert reg.import_dataset_columns(RUN, [_calexps(ids, KEYS), coadds]) == 0
+    # A new type first, then registered ones: the all-at-once insert of the new rows is
+    # rolled back when a later id exists, and the new dataset is registered once.
+    coadd2_id = uuid.uuid4()
+    coadds2 = DatasetColumns("deepCoadd", [coadd2_id.hex], [tuple(
+        {"skymap": "rings", "tract": 9615, "patch": 0, "band": "g"}[d]
+        for d in reg.get_dataset_type("deepCoadd").dimensions)],
+        ["c2.fits"], ["fits"], ["ExposureF"], [8])  # fmt: skip
+    assert reg.import_dataset_columns(RUN, [coadds2, _calexps(ids, KEYS)]) == 1
+    assert reg.get_datastore_records([coadd2_id])[coadd2_id].path == "c2.fits"
+    assert len(reg.query_datasets("deepCoadd", [RUN])) == 2
     refs = reg.query_datasets("calexp", [RUN])
     found = {
         r.id: (r.data_id["instrument"], r.data_id["visit"], r.data_id["detector"]) for r in refs
@@ -82,7 +92,7 @@ def test_registers_datasets_and_records_once(reg: Registry) -> None:
         ids[3], f"{RUN}/calexp/2_1.fits", "fits_exposure", "ExposureF", 103
     )
     assert records[coadd_id].path == "c.fits" and len(records) == 5
-    (coadd,) = reg.query_datasets("deepCoadd", [RUN])
+    (coadd,) = [r for r in reg.query_datasets("deepCoadd", [RUN]) if r.id == coadd_id]
     assert coadd == DatasetRef(
         reg.get_dataset_type("deepCoadd"),
         DataCoordinate(reg.get_dataset_type("deepCoadd").dimensions, coadd_key),
