@@ -17,13 +17,11 @@ HTCondor and Kubernetes through Dagster Pipes) and registers its outputs on this
 """
 
 import json
-import multiprocessing
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -33,8 +31,14 @@ from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.output_metadata import figure_preview, partition_metadata
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
-from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
 from rc2_platform.defs.resources import ButlerResource, ValidationResource
+from rc2_platform.defs.whole_graph_step import (
+    GraphItem,
+    fork_in_step,
+    graph_output,
+    log_outcome,
+    run_whole_graphs,
+)
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import run_directory
@@ -55,12 +59,14 @@ from rc2_platform.execution.stages import (
 from rc2_platform.monitor.checks import tract_checks
 from rc2_platform.monitor.outputs import (
     band_summary,
-    failure_line,
     failure_text,
     mapping_key,
     partition_complete,
     skipped_by_task,
 )
+
+if TYPE_CHECKING:  # dagster_k8s and kubernetes load only when a Kubernetes step needs them
+    from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
 
 __all__ = [
     "OUTPUT_DATASET_TYPES",
@@ -79,6 +85,8 @@ TRACT_TAG = "rc2/tract"
 OUTPUT_DATASET_TYPES = ("calexp", "deepCoadd", "deepCoadd_ref", "deepCoadd_forced_src")
 #: The stages of the op graph: the clustering rules of the packaged execution config.
 STAGES = tuple(load_execution_config().clustering)
+#: ``ExecutionRunConfig.driver`` values.
+DRIVERS = ("graph", "clusters")
 
 
 class ExecutionRunConfig(dg.Config):
@@ -96,13 +104,21 @@ class ExecutionRunConfig(dg.Config):
     or re-execution of a processed tract redoes nothing and logs what it skipped). False
     refuses a RUN that already holds outputs. A clean reprocessing goes to a new RUN: the
     ``quantum_graph`` config's ``output_run`` or the monthly schedule's dated RUN."""
+    driver: str = "graph"
+    """``graph`` (local backend): ONE step runs every cluster job of the run's graphs with
+    ``rc2 run``'s loop (a job starts as soon as the clusters it reads are done; no stage
+    barriers, no per-step start-up); each cluster is logged as it ends. ``clusters``: a
+    ``run_<stage>`` step per cluster (or per ``cluster_jobs_per_step`` clusters), stage by
+    stage: the UI's timeline shows each cluster. HTCondor and Kubernetes always use
+    ``clusters`` (their jobs go through Dagster Pipes, one step each)."""
     cluster_jobs_per_step: int = 1
-    """Clusters per ``run_<stage>`` step, run at once (local backend only; else 1). 1: a
+    """``driver: clusters``: clusters per ``run_<stage>`` step, run at once (local backend only; else 1). 1: a
     step per cluster (the UI's timeline shows each). More: fewer, larger steps, e.g.
     with the in-process executor one step per stage drives that many cluster jobs at
     once, which saves Dagster's per-step start (see docs/dagster.md, Overhead)."""
     cluster_jobs_at_once: int = 0
-    """Cluster jobs a batched step runs at once; 0 = all of its clusters."""
+    """Cluster jobs a batched step runs at once, 0 = all of its clusters; ``driver: graph``:
+    cluster jobs at once, 0 = the local backend's ``max_workers`` (as ``rc2 run``)."""
 
 
 @dataclass
@@ -114,6 +130,7 @@ class _State:
     processes: int | None
     per_step: int = 1
     at_once: int = 0
+    driver: str = "clusters"
     ledgers: list[Ledger] = field(default_factory=list)
 
     def config(self) -> ExecutionConfig:
@@ -174,12 +191,17 @@ def prepare_execution(
     """Find each tract's graph, check its stages, register its RUN, journal the start."""
     exec_config = load_execution_config(config.execution_config or None)
     backend = config.backend or exec_config.backends.default
+    if config.driver not in DRIVERS:
+        raise ExecutionError(
+            f"prepare_execution config driver {config.driver!r} is not one of {list(DRIVERS)}"
+        )
     state = _State(
         backend,
         config.execution_config or None,
         config.processes or None,
         max(1, config.cluster_jobs_per_step) if backend == "local" else 1,
         max(0, config.cluster_jobs_at_once),
+        config.driver if backend == "local" else "clusters",
     )
     options = RunOptions(backend=backend, processes=state.processes, resume=config.resume)
     owner = f"dagster:{context.run.root_run_id or context.run_id}"
@@ -223,6 +245,17 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
         config = state.config()
         flat = [o for group in outcomes or [] for o in group]
         _tag_tracts(context)
+        if state.driver == "graph":
+            for ledger in state.ledgers:
+                record_outcomes(ledger, flat)
+            if first and state.ledgers:
+                item = GraphItem(state.config_path, state.processes, state.at_once or None,
+                                 tuple(state.ledgers))  # fmt: skip
+                yield graph_output(context, stage, item)
+            else:
+                context.log.info(f"{stage}: run by the whole-graph step")
+            yield dg.Output(state, output_name="state")
+            return
         n = 0
         for ledger in state.ledgers:
             record_outcomes(ledger, flat)
@@ -255,30 +288,6 @@ def _make_plan_op(stage: str, first: bool) -> dg.OpDefinition:
     return _plan
 
 
-def _fork_in_step(config: ExecutionConfig) -> ExecutionConfig:
-    """Local jobs forked from the step process itself when the step is a subprocess.
-
-    ``rc2_executor``'s steps are forks of a server that preloaded the job modules; a
-    ``forkserver`` launcher would start (and import into) another server in every step.
-
-    Only from the step's main thread: a step process already runs Dagster's threads
-    (``QueueFeederThread``, ``termination-handler``), which hold only their own queue and
-    event locks, none of which a forked job takes (it replaces its stdio and opens its own
-    butler). A batched step's cluster threads (``cluster_jobs_per_step`` > 1) keep the
-    ``forkserver`` launcher: their jobs fork from a server started by fork + exec, not
-    from a process whose sibling threads may hold any lock mid-registration.
-    """
-    local = config.backends.local
-    if local.launcher != "forkserver" or multiprocessing.parent_process() is None:
-        return config
-    if threading.current_thread() is not threading.main_thread():
-        return config
-    backends = config.backends.model_copy(
-        update={"local": local.model_copy(update={"launcher": "fork"})}
-    )
-    return config.model_copy(update={"backends": backends})
-
-
 def _run_spec(
     context: dg.OpExecutionContext,
     settings: tuple[str, str | None, int | None],
@@ -288,7 +297,7 @@ def _run_spec(
     backend, config_path, processes = settings
     config = load_execution_config(config_path)
     if backend == "local":
-        config = _fork_in_step(config)
+        config = fork_in_step(config)
     butler: ButlerResource = context.resources.butler
     extras = {"tract": spec.tract, "cluster": spec.cluster, "stage": spec.stage}
     options = RunOptions(backend=backend, processes=processes)
@@ -309,26 +318,6 @@ def _run_spec(
     )
 
 
-def _log_outcome(
-    context: dg.OpExecutionContext,
-    spec: ClusterSpec,
-    outcome: ClusterOutcome,
-    reports: list[dict[str, Any]],
-) -> None:
-    if outcome.skipped:
-        context.log.info(
-            f"cluster {spec.cluster}: {outcome.skipped} quanta already done in the RUN: skipped"
-        )
-    counts = outcome.counts()
-    context.log.info(
-        f"cluster {spec.cluster}: {json.dumps(counts, sort_keys=True)} in {outcome.attempts} attempt(s)"
-    )
-    for failure in outcome.failures:
-        context.log.error(f"cluster {spec.cluster}: {failure_line(failure)}")
-    for report in reports:
-        context.log.debug(f"worker report: {json.dumps(report, sort_keys=True)}")
-
-
 def _run_batch(context: dg.OpExecutionContext, item: Any) -> list[ClusterOutcome]:
     """Run the item's clusters (at once when several: the local backend's jobs are
     subprocesses, each thread waits for one) and log each outcome in this thread."""
@@ -344,8 +333,8 @@ def _run_batch(context: dg.OpExecutionContext, item: Any) -> list[ClusterOutcome
                     lambda i: _run_spec(context, settings, specs[i], reports[i]), range(len(specs))
                 )
             )
-    for spec, outcome, spec_reports in zip(specs, results, reports, strict=True):
-        _log_outcome(context, spec, outcome, spec_reports)
+    for outcome, spec_reports in zip(results, reports, strict=True):
+        log_outcome(context, outcome, spec_reports)
     return results
 
 
@@ -359,7 +348,10 @@ def _make_run_op(stage: str) -> dg.OpDefinition:
         context: dg.OpExecutionContext, item: Any
     ) -> Iterator[dg.Output[list[ClusterOutcome]]]:
         # A generator: ops that open a Pipes session must yield typed events.
-        outcomes = _run_batch(context, item)
+        if isinstance(item, GraphItem):
+            outcomes = run_whole_graphs(context, item)
+        else:
+            outcomes = _run_batch(context, item)
         # The outcomes first: with rc2_executor the next stage plans on them (blocking what
         # reads the failure, running the rest) although this step then fails.
         yield dg.Output(outcomes)
@@ -499,10 +491,26 @@ execution_job = dg.define_asset_job(
 
 
 def execution_resources(
-    htcondor: PipesHTCondorClient | None = None, k8s: Rc2PipesK8sClient | None = None
+    htcondor: PipesHTCondorClient | None = None, k8s: "Rc2PipesK8sClient | None" = None
 ) -> dict[str, Any]:
     """The resources the execution job needs besides ``butler``: its Pipes clients."""
     return {
         "htcondor_pipes": htcondor or PipesHTCondorClient(),
-        "k8s_pipes": k8s or Rc2PipesK8sClient(),
+        "k8s_pipes": k8s or dg.ResourceDefinition(resource_fn=lambda _: _LazyK8sPipes()),
     }
+
+
+class _LazyK8sPipes:
+    """The default ``k8s_pipes``: an ``Rc2PipesK8sClient`` made on first use, so that
+    loading the definitions and running local steps do not import ``dagster_k8s`` and
+    ``kubernetes`` (~0.4 s of CPU per process)."""
+
+    def __init__(self) -> None:
+        self._client: Rc2PipesK8sClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            from rc2_platform.defs.pipes_k8s import Rc2PipesK8sClient
+
+            self._client = Rc2PipesK8sClient()
+        return getattr(self._client, name)

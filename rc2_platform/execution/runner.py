@@ -33,9 +33,24 @@ from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import Backend, JobHandle, make_backend
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import Journal
-from rc2_platform.execution.run_state import JobAttempt, RunState, RunStatus, WorkerSettings
+from rc2_platform.execution.run_state import (
+    JobAttempt,
+    RunState,
+    RunStatus,
+    Settlement,
+    WorkerSettings,
+)
 
-__all__ = ["RunOptions", "RunSummary", "cancel_run", "restart_run", "run_graph", "worker_command"]
+__all__ = [
+    "OnSettled",
+    "RunOptions",
+    "RunSummary",
+    "cancel_run",
+    "drive",
+    "restart_run",
+    "run_graph",
+    "worker_command",
+]
 
 
 @dataclass
@@ -144,54 +159,117 @@ class _Registration:
             self.clusters, self.quanta = set(), 0
 
 
+#: Called by :func:`drive` with a state and each settlement of one of its jobs.
+OnSettled = Callable[[RunState, Settlement], None]
+
+
+def drive(
+    states: Sequence[RunState],
+    backend: Backend,
+    butler: Butler,
+    options: RunOptions,
+    on_settled: OnSettled | None = None,
+) -> list[RunStatus]:
+    """Run prepared graphs to their end on one backend: ``rc2 run``'s loop.
+
+    Each state's clusters are submitted as soon as the clusters they read from have
+    finished (no stage barriers); finished jobs are settled (retries, memory escalation)
+    and their outputs registered in batches (``RunOptions.register_*``); a state whose
+    journal has ``cancel_requested`` has its jobs cancelled. Several states (graphs of
+    different RUNs) share the backend's concurrency limit. ``on_settled`` is called after
+    every settlement (a cluster is final when ``settlement.retry`` is None). On any
+    exception (Ctrl-C, a run termination) the running jobs are cancelled first.
+
+    Returns each state's final status (``cancelled``, else ``succeeded``/``failed``);
+    the caller journals ``run_finished``.
+    """
+    try:
+        return _loop(states, backend, butler, _poll_pause(backend, options), options, on_settled)
+    except BaseException:
+        for state in states:
+            attempts = state.cancel_active("orchestrator aborted")
+            backend.cancel([a.handle for a in attempts if a.handle is not None])
+        raise
+
+
+def _counts(states: Sequence[RunState]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for state in states:
+        for key, n in state.counts().items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
 def _loop(
-    state: RunState,
+    states: Sequence[RunState],
     backend: Backend,
     butler: Butler,
     pause: float,
     options: RunOptions,
-) -> RunStatus:
+    on_settled: OnSettled | None,
+) -> list[RunStatus]:
     """Submit clusters as soon as their parents are done; settle finished jobs and
     register their outputs in batches."""
     progress = options.progress
-    registration = _Registration(state, butler, options)
+    registrations = [_Registration(state, butler, options) for state in states]
+    final: list[RunStatus | None] = [None] * len(states)
     if progress is not None:
-        progress(state.counts())
-    changed = True  # clusters may have become ready (only settling and blocking do that)
+        progress(_counts(states))
+    # Per state: clusters may have become ready (only settling and blocking do that).
+    changed = [True] * len(states)
     while True:
-        state.heartbeat()
-        if state.journal.cancel_requested():
-            attempts = state.cancel_active()
-            backend.cancel([a.handle for a in attempts if a.handle is not None])
-            return RunStatus.CANCELLED
-        if changed:
-            ready = state.ready_clusters()
-            attempts = [
-                state.make_job(name, quanta) for name in ready if (quanta := state.runnable(name))
-            ]
-            _submit(state, backend, attempts)
-            changed = bool(ready)  # a cluster left with nothing to run unlocks its children
-        if not state.active:
-            registration.flush()
-            if progress is not None:  # quanta blocked without running count too
-                progress(state.counts())
-            return state.final_status()
-        running = list(state.active.values())
-        statuses = backend.status([a.handle for a in running if a.handle is not None])
-        for attempt in running:
-            assert attempt.handle is not None
-            status = statuses[attempt.handle.id]
-            if status.state.is_terminal:
-                settlement = state.settle(attempt, status)
-                registration.add(attempt)
-                changed = True
-                if settlement.retry is not None:
-                    _submit(state, backend, [settlement.retry])
-                if progress is not None:
-                    progress(state.counts())
-        registration.maybe_flush()
-        if state.active and not changed:
+        for k, state in enumerate(states):
+            if final[k] is not None:
+                continue
+            final[k] = _step(state, backend, registrations[k], changed, k, on_settled)
+            if progress is not None and (final[k] is not None or changed[k]):
+                progress(_counts(states))
+        if all(status is not None for status in final):
+            return [status for status in final if status is not None]
+        if not any(changed[k] for k in range(len(states)) if final[k] is None):
             time.sleep(pause)
+
+
+def _step(
+    state: RunState,
+    backend: Backend,
+    registration: _Registration,
+    changed: list[bool],
+    k: int,
+    on_settled: OnSettled | None,
+) -> RunStatus | None:
+    """One pass of the loop over one state; its final status once it has ended."""
+    state.heartbeat()
+    if state.journal.cancel_requested():
+        attempts = state.cancel_active()
+        backend.cancel([a.handle for a in attempts if a.handle is not None])
+        registration.flush()
+        return RunStatus.CANCELLED
+    if changed[k]:
+        ready = state.ready_clusters()
+        attempts = [
+            state.make_job(name, quanta) for name in ready if (quanta := state.runnable(name))
+        ]
+        _submit(state, backend, attempts)
+        changed[k] = bool(ready)  # a cluster left with nothing to run unlocks its children
+    if not state.active:
+        registration.flush()
+        return state.final_status()
+    running = list(state.active.values())
+    statuses = backend.status([a.handle for a in running if a.handle is not None])
+    for attempt in running:
+        assert attempt.handle is not None
+        status = statuses[attempt.handle.id]
+        if status.state.is_terminal:
+            settlement = state.settle(attempt, status)
+            registration.add(attempt)
+            changed[k] = True
+            if settlement.retry is not None:
+                _submit(state, backend, [settlement.retry])
+            if on_settled is not None:
+                on_settled(state, settlement)
+    registration.maybe_flush()
+    return None
 
 
 def _submit(state: RunState, backend: Backend, attempts: list[JobAttempt]) -> None:
@@ -260,8 +338,9 @@ def run_graph(
                 jobs=options.jobs,
                 backend=backend.name,
             )
-            pause = _poll_pause(backend, options)
-            status = _loop(state, backend, butler, pause, options)
+            (status,) = _loop(
+                [state], backend, butler, _poll_pause(backend, options), options, None
+            )
             counts = state.finish(status, release=False)
             finished = True
             aggregate_run(state.repo, state.run, butler=butler)  # last outputs + provenance

@@ -53,7 +53,9 @@ __all__ = [
     "Launcher",
     "Ledger",
     "check_stages",
+    "done_in_registry",
     "finish_run",
+    "load_run_state",
     "plan_stage",
     "prepare_run",
     "record_outcomes",
@@ -188,9 +190,10 @@ def check_stages(graph_path: str, config: ExecutionConfig, stages: Sequence[str]
                 )
 
 
-def _state(
+def load_run_state(
     repo: str | Path, graph_path: str, config: ExecutionConfig, backend: str, options: RunOptions
 ) -> RunState:
+    """A fresh :class:`RunState` over a graph file for ``backend`` (graph cached per process)."""
     worker = WorkerSettings(
         worker_command(options.executable), options.processes or config.processes_per_job, backend
     )
@@ -215,7 +218,7 @@ def prepare_run(
     orchestrating workflow, e.g. ``dagster:<run id>``) until :func:`finish_run`.
     """
     options = options or RunOptions()
-    state = _state(repo, graph_path, config, backend_name, options)
+    state = load_run_state(repo, graph_path, config, backend_name, options)
     owner = owner or f"stages:{uuid.uuid4().hex[:12]}"
     with Butler(repo) as butler:
         state.prepare(
@@ -234,8 +237,9 @@ def prepare_run(
     )
 
 
-def _done_in_registry(state: RunState, clusters: Iterable[str]) -> dict[int, QuantumState]:
-    """Quanta of ``clusters`` not final in ``state`` whose outputs are all registered."""
+def done_in_registry(state: RunState, clusters: Iterable[str]) -> dict[int, QuantumState]:
+    """Quanta of ``clusters`` not final in ``state`` whose outputs are all registered
+    (one registry query), as SUCCEEDED."""
     todo = [
         i for name in clusters for i in state.plan.clusters[name] if not state.state(i).is_final
     ]
@@ -259,9 +263,9 @@ def plan_stage(ledger: Ledger, stage: str, config: ExecutionConfig) -> list[Clus
     Quanta of the stage whose outputs are all registered in the RUN (an earlier run or a
     re-execution's parent did them) become SUCCEEDED first: one registry query per stage.
     """
-    state = _state(ledger.repo, ledger.graph_path, config, ledger.backend, RunOptions())
+    state = load_run_state(ledger.repo, ledger.graph_path, config, ledger.backend, RunOptions())
     state.absorb(ledger.states)
-    ledger.states.update(_done_in_registry(state, state.plan.in_stage(stage)))
+    ledger.states.update(done_in_registry(state, state.plan.in_stage(stage)))
     state.absorb(ledger.states)
     specs = []
     for name in state.plan.in_stage(stage):
@@ -355,9 +359,9 @@ def run_cluster_job(
     elif backend is None:
         backend = _make_backend(config, options.backend)
     name = backend_name or backend.name
-    state = _state(repo, spec.graph_path, config, name, options)
+    state = load_run_state(repo, spec.graph_path, config, name, options)
     state.absorb(spec.known)
-    done = _done_in_registry(state, [spec.cluster])
+    done = done_in_registry(state, [spec.cluster])
     state.absorb(done)
     quanta = [i for i in spec.quanta if i not in done]
     attempt: JobAttempt | None = state.make_job(spec.cluster, quanta) if quanta else None
@@ -421,7 +425,7 @@ def finish_run(repo: str | Path, ledger: Ledger, config: ExecutionConfig) -> dic
 
     Returns the RUN's quantum counts.
     """
-    state = _state(repo, ledger.graph_path, config, ledger.backend, RunOptions())
+    state = load_run_state(repo, ledger.graph_path, config, ledger.backend, RunOptions())
     state.absorb(ledger.states)
     status: RunStatus = state.final_status()
     counts = state.finish(status)

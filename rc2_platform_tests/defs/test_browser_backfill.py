@@ -4,8 +4,9 @@ The operator's failure path of issue 10, in headless Chromium against ``dagster 
 small slice of the ``tiny`` survey (one patch, one visit per band, stand-in tasks that
 read every input through the datastore): select the four output assets in the catalog,
 *Materialize selected*, pick the tract (all bands) and launch the backfill; one g raw is
-truncated, so the run fails in the step-1 cluster step of its exposure and the run page
-names the task and data ID; the output assets show their g partition failed or missing.
+truncated, so the run fails in its whole-graph step (the execution job's default: one
+step runs every cluster job) and the run page names the exposure's cluster, the task and
+data ID; the output assets show their g partition failed or missing.
 After the raw is restored, *Re-execute → From failure* on the run page completes the
 tract and every band partition is materialized.
 """
@@ -217,8 +218,11 @@ def _drive(url: str, home: Path, ft: FailingTract, tmp_path: Path) -> tuple[str,
             shot = "failed_run"
             page.goto(f"{url}/runs/{first.run_id}")
             expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
-            step = f"run_step1[t{ft.tract}_step1_HSC_{ft.exposure}]"
+            step = f"run_step1[t{ft.tract}_whole_graph]"  # the default: one whole-graph step
             expect(page.get_by_text(step).first).to_be_visible()
+            # The step's log names the cluster (the exposure's step-1 job) that failed.
+            cluster = re.compile(rf"cluster step1_HSC_{ft.exposure}\b")
+            expect(page.get_by_text(cluster).first).to_be_visible()
             # The log ends with RUN_FAILURE naming the step, task, data ID and exception.
             expect(page.get_by_text("RUN_FAILURE").first).to_be_visible()
             ids = {f"exposure={ft.exposure}", f"detector={ft.detector}"}

@@ -27,6 +27,7 @@ from rc2_platform.graph.io import load_graph
 from rc2_platform_tests.defs.test_execution_assets import (
     VD,
     build_synthetic,
+    prepare_config,
     record_graph,
     registered,
     replace_tasks,
@@ -87,12 +88,13 @@ def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
     assert final == 3  # the FINAL node (rc2 aggregate --finish): some quanta failed
     results["dagman"] = (_sets(repo, run), registered(repo, load_graph(graph_path)))
 
-    repo, graph_path, run = _scenario(tmp_path / "dagster")
-    with dg.instance_for_test() as instance:
-        record_graph(instance, graph_path, run)
-        # The cluster steps that ran the failed quanta fail: so does the Dagster run.
-        assert not run_tract(instance, repo).success
-    results["dagster"] = (_sets(repo, run), registered(repo, load_graph(graph_path)))
+    for driver in ("graph", "clusters"):  # one whole-graph step / a step per cluster
+        repo, graph_path, run = _scenario(tmp_path / f"dagster-{driver}")
+        with dg.instance_for_test() as instance:
+            record_graph(instance, graph_path, run)
+            # The steps that ran the failed quanta fail: so does the Dagster run.
+            assert not run_tract(instance, repo, prepare_config(driver=driver)).success
+        results[f"dagster-{driver}"] = (_sets(repo, run), registered(repo, load_graph(graph_path)))
 
     graph = load_graph(graph_path)
     local_sets, local_registered = results["local"]
@@ -110,7 +112,7 @@ def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
     ]
     everything = set().union(*local_sets.values())
     assert everything == set(range(len(graph)))
-    for name in ("dagman", "dagster"):
+    for name in ("dagman", "dagster-graph", "dagster-clusters"):
         sets, n_registered = results[name]
         for state in local_sets:
             assert sets[state] == local_sets[state], (name, state)

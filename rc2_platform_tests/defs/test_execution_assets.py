@@ -274,19 +274,37 @@ def replace_tasks(graph: QuantumGraph, path: Path, tasks: list[TaskSummary]) -> 
     save_graph(new, path)
 
 
-def test_tract_runs_as_one_step_per_cluster_with_bounded_event_log(tmp_path: Path) -> None:
+def prepare_config(**config: Any) -> dict[str, Any]:
+    """Run config of ``prepare_execution``."""
+    return {"ops": {"pipeline_outputs": {"ops": {"prepare_execution": {"config": config}}}}}
+
+
+#: ``driver: clusters``: one step per cluster, stage by stage.
+PER_CLUSTER = prepare_config(driver="clusters")
+
+
+@pytest.mark.parametrize("driver", ["clusters", "graph"])
+def test_tract_runs_with_bounded_steps_and_event_log(tmp_path: Path, driver: str) -> None:
     repo, graph_path, run = build_synthetic(tmp_path, visits=30, detectors=20, patches=10)
     graph = load_graph(graph_path)
     plan = plan_clusters(graph, load_execution_config().clustering)
     assert len(graph) > 2000 and 40 <= len(plan.clusters) <= 60
     with dg.instance_for_test() as instance:
         record_graph(instance, graph_path, run)
-        result = run_tract(instance, repo)
+        result = run_tract(instance, repo, prepare_config(driver=driver))
         assert result.success
         run_id = result.run_id
         steps = instance.get_run_step_stats(run_id)
         fixed = 2 + len(STAGES)  # prepare, plan_<stage> per stage, materialize_outputs
-        assert len(steps) == len(plan.clusters) + fixed
+        if driver == "clusters":
+            assert len(steps) == len(plan.clusters) + fixed
+        else:  # one step runs every cluster job, and logs each cluster as it ends
+            assert {s.step_key for s in steps} >= {
+                f"pipeline_outputs.run_step1[t{TRACT}_whole_graph]"
+            }
+            assert len(steps) == 1 + fixed
+            logged = [m for m in log_messages(instance, run_id) if m.startswith("cluster ")]
+            assert len(logged) == len(plan.clusters)
         assert all(s.status is not None and s.status.value == "SUCCESS" for s in steps)
         rows = instance.get_records_for_run(run_id, limit=100_000).records
         assert len(rows) < 20_000
@@ -332,6 +350,11 @@ def test_tract_runs_as_one_step_per_cluster_with_bounded_event_log(tmp_path: Pat
     assert Journal.for_run(repo, run).last("run_finished")["status"] == "succeeded"  # type: ignore[index]
 
 
+def log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's log messages (``context.log`` lines included)."""
+    return [e.user_message for e in instance.all_logs(run_id)]
+
+
 def run_record(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
     record = instance.get_run_by_id(run_id)
     assert record is not None
@@ -349,23 +372,34 @@ def _set_fail_on(graph_path: Path, fail_on: list[dict[str, int]]) -> None:
     replace_tasks(graph, graph_path, tasks)
 
 
+@pytest.mark.parametrize("driver", ["graph", "clusters"])
 def test_failed_cluster_step_fails_and_reexecution_from_failure_completes(
-    tmp_path: Path,
+    tmp_path: Path, driver: str
 ) -> None:
     repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
     # calibrate fails on visit 0 (band g) detector 0: its g warps, the g coadd and (through
     # the per-patch merges) every band's catalogs are blocked; other bands' coadds are not.
     _set_fail_on(graph_path, [{"visit": 0, "detector": 0}])
+    config = prepare_config(driver=driver)
     with dg.instance_for_test() as instance:
         record_graph(instance, graph_path, run)
-        result = run_tract(instance, repo)
+        result = run_tract(instance, repo, config)
         assert not result.success
         stats = {s.step_key: s.status.value for s in instance.get_run_step_stats(result.run_id)}
         failed = [k for k, v in stats.items() if v == "FAILURE"]
         assert len(failed) == 1 and failed[0].startswith("pipeline_outputs.run_step1[")
         # Later stages still ran what the failure does not block, and the outputs step too.
         assert stats["pipeline_outputs.plan_step2"] == "SUCCESS"
-        assert any(k.startswith("pipeline_outputs.run_step2[") for k in stats)
+        if driver == "clusters":
+            assert any(k.startswith("pipeline_outputs.run_step2[") for k in stats)
+        else:
+            assert failed == [f"pipeline_outputs.run_step1[t{TRACT}_whole_graph]"]
+            journal = Journal.for_run(repo, run)
+            stages = {e["stage"] for e in journal.events("job_submitted")}
+            assert stages == {"step1", "step2"}  # step2's unblocked clusters ran
+            messages = log_messages(instance, result.run_id)
+            warned = [m for m in messages if "blocked by upstream failures" in m]
+            assert warned  # the wholly blocked step3 cluster is named in the log
         assert stats["pipeline_outputs.materialize_outputs"] == "SUCCESS"
         failure = next(e for e in result.all_events if e.is_step_failure)
         text = failure.step_failure_data.error.to_string()
@@ -382,7 +416,7 @@ def test_failed_cluster_step_fails_and_reexecution_from_failure_completes(
         done_before = {q[0] for e in journal.events("job_submitted") for q in e["quanta"]}
         # Fix the input; "Re-execute from failure" completes the tract.
         _set_fail_on(graph_path, [])
-        again = run_tract(instance, repo, reexecute=result.run_id)
+        again = run_tract(instance, repo, config, reexecute=result.run_id)
         assert again.success
         rerun = list(journal.events("job_submitted"))[submitted_before:]
         rerun_quanta = {q[0] for e in rerun for q in e["quanta"]}
@@ -404,8 +438,7 @@ def test_failed_cluster_step_fails_and_reexecution_from_failure_completes(
 def test_batched_steps_run_clusters_at_once_and_fail_like_single_ones(tmp_path: Path) -> None:
     repo, graph_path, run = build_synthetic(tmp_path, visits=5, detectors=2, patches=1)
     _set_fail_on(graph_path, [{"visit": 0, "detector": 0}])
-    per_step = {"cluster_jobs_per_step": 64}
-    config = {"ops": {"pipeline_outputs": {"ops": {"prepare_execution": {"config": per_step}}}}}
+    config = prepare_config(driver="clusters", cluster_jobs_per_step=64)
     with dg.instance_for_test() as instance:
         record_graph(instance, graph_path, run)
         result = run_tract(instance, repo, config)
@@ -453,3 +486,22 @@ def test_graph_with_stage_missing_from_config_fails_clearly(tmp_path: Path) -> N
         failure = [e for e in result.all_events if e.is_step_failure][0]
         error = failure.step_failure_data.error
         assert error is not None and "extraTask" in error.to_string()
+
+
+@pytest.mark.parametrize(
+    ("driver", "engine"), [("graph", "in process"), ("clusters", "multiprocess")]
+)
+def test_executor_without_run_config_is_in_process_for_whole_graph_runs_only(
+    tmp_path: Path, driver: str, engine: str
+) -> None:
+    repo, graph_path, run = build_synthetic(tmp_path, visits=1, detectors=1, patches=1)
+    # No executor in the run config: rc2_executor picks (UI launches, backfills, sensors).
+    config = {**prepare_config(driver=driver), "execution": {"config": {}}}
+    with dg.instance_for_test() as instance:
+        record_graph(instance, graph_path, run)
+        result = run_tract(instance, repo, config)
+        assert result.success
+        messages = log_messages(instance, result.run_id)
+        assert any(m.startswith("Executing steps") and engine in m for m in messages), [
+            m for m in messages if m.startswith("Executing steps")
+        ]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
 
 
 def _launchers(queue: Any) -> None:
-    from rc2_platform.defs.execution_assets import _fork_in_step
+    from rc2_platform.defs.whole_graph_step import fork_in_step as _fork_in_step
     from rc2_platform.execution.execution_config import load_execution_config
 
     config = load_execution_config()
