@@ -21,7 +21,9 @@ prepared (SQLite: a copy of ``--repo``'s registry; PostgreSQL: ``rc2 bootstrap``
 open (opening it is reported apart); then a re-run with its checkpoint, an idempotent
 re-run without it (every dataset found registered), and the provenance write are timed.
 Prints JSON: datasets, wall and CPU seconds, datasets/s (wall and per CPU second of the
-aggregating process), the load average before and after.
+aggregating process; on PostgreSQL also the CPU seconds of the database's server backend
+processes, read from ``/proc`` on the same host, and datasets per client + server CPU
+second), the load average before and after.
 """
 
 from __future__ import annotations
@@ -94,13 +96,34 @@ from rc2_platform.butler import Butler
 from rc2_platform.execution.aggregate import CHECKPOINT_FILE, aggregate_run
 from rc2_platform.execution.journal import run_directory
 repo, run = sys.argv[1], sys.argv[2]
+
+def server_cpu(butler):
+    # CPU seconds of this database's PostgreSQL backend processes (same host: /proc).
+    engine = butler.registry.engine
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        pids = [r[0] for r in conn.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
 t, c = time.perf_counter(), time.process_time()
 butler = Butler(repo)
 reg = {"open_seconds": time.perf_counter() - t, "open_cpu_seconds": time.process_time() - c}
+s0 = server_cpu(butler)
 t, c = time.perf_counter(), time.process_time()
 s = aggregate_run(repo, run, provenance=False, butler=butler)
 reg.update({"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
             "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta})
+if s0 is not None:
+    reg["server_cpu_seconds"] = server_cpu(butler) - s0
 t, c = time.perf_counter(), time.process_time()
 again = aggregate_run(repo, run, provenance=False, butler=butler)
 assert again.registered == 0
@@ -136,6 +159,9 @@ def measure(target: Path, run: str) -> dict[str, Any]:
     result = json.loads(out.strip().splitlines()[-1])
     result["datasets_per_second"] = round(result["registered"] / result["seconds"])
     result["datasets_per_cpu_second"] = round(result["registered"] / result["cpu_seconds"])
+    if "server_cpu_seconds" in result:  # PostgreSQL: client and server CPU together
+        both = result["cpu_seconds"] + result["server_cpu_seconds"]
+        result["datasets_per_client_and_server_cpu_second"] = round(result["registered"] / both)
     result["load_average_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
 
