@@ -27,8 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.option(
     "--takeover",
     is_flag=True,
-    help="Take the migration lock from a migration recorded on another host that is gone "
-    "(a crashed one of this host is taken over without it).",
+    help="Take the migration lock from a migration recorded on another host that is gone, "
+    "and pass over RUNs held by a workflow (DAGMan, Dagster) or another host's orchestrator "
+    "that is gone (crashed holders of this host are passed over without it).",
 )
 @json_option
 def migrate(repo: str, dry_run: bool, takeover: bool, as_json: bool) -> None:

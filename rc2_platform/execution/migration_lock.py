@@ -10,7 +10,9 @@
    recorded on another host is taken over with ``takeover`` only;
 2. it refuses while any RUN of the repository is held by a live orchestrator (``rc2
    run``) or by a workflow (DAGMan, Dagster): a migration rebuilds the tables their
-   registrations write. A RUN lock left by a crashed orchestrator does not stop it.
+   registrations write. A RUN lock left by a crashed orchestrator does not stop it;
+   one recorded by a workflow or another host's orchestrator is passed over with
+   ``takeover`` (the operator says it is gone), one of a live process of this host never.
 
 The migration itself is one transaction (SQLite, PostgreSQL); a process that opens the
 registry meanwhile sees the old schema and is told to migrate (software of the new
@@ -85,7 +87,7 @@ def migration_lock(
             f"{root} is being migrated by {who}; {hint} (two migrations must not run at once)"
         ) from None
     try:
-        _check_runs(root)
+        _check_runs(root, takeover)
     except BaseException:
         lock.release()
         raise
@@ -110,8 +112,12 @@ def migrate_repository(
         lock.release()
 
 
-def _check_runs(root: Path) -> None:
-    """Refuse while a live orchestrator or a workflow holds one of the repository's RUNs."""
+def _check_runs(root: Path, takeover: bool) -> None:
+    """Refuse while a live orchestrator or a workflow holds one of the repository's RUNs.
+
+    With ``takeover``, holders that are not a process of this host (a workflow's token,
+    another host's orchestrator) are taken to be gone, as ``rc2 run --takeover`` does.
+    """
     runs = root / RUNS_DIR
     if not runs.is_dir():
         return
@@ -122,7 +128,12 @@ def _check_runs(root: Path) -> None:
         liveness = holder_liveness(holder)
         if liveness is Liveness.DEAD:
             continue  # a crashed orchestrator's lock: its RUN is resumed later
+        local = holder.pid is not None and holder.host == socket.gethostname()
+        if takeover and not local:
+            continue
+        hint = "" if local else "; if it is gone, re-run with --takeover"
         raise RepositoryLockedError(
             f"RUN folder {directory.name} of {root} is held by {holder.describe()}; a migration "
-            "rebuilds the tables its registrations write: let it end (or `rc2 cancel` it) first"
+            f"rebuilds the tables its registrations write: let it end (or `rc2 cancel` it) "
+            f"first{hint}"
         )

@@ -125,3 +125,22 @@ def test_migration_is_refused_while_an_orchestrator_holds_a_run(
     assert done.exit_code == 0, done.output
     with Butler(old_repo) as butler:
         assert len(butler.query_datasets("calexp", collections="HSC/runs/a")) == 4
+
+
+def test_a_workflow_holding_a_run_needs_takeover(old_repo: Path) -> None:
+    """A Dagster run's token in a RUN lock (no process to look at): refused, then passed
+    over with --takeover once the operator says the workflow is gone."""
+    from rc2_platform.execution.run_lock import RunLock
+
+    directory = run_state_directory(old_repo, "HSC/runs/x")
+    RunLock.acquire(directory, "HSC/runs/x", command="dagster run", owner="dagster:abc",
+                    process=False)  # fmt: skip
+    runner = CliRunner()
+    refused = runner.invoke(main, ["migrate", str(old_repo)])
+    assert refused.exit_code == 1, refused.output
+    assert refused.output.count("\n") == 1, refused.output
+    assert "is held by dagster:abc" in refused.output and "--takeover" in refused.output
+    _still_old(old_repo)
+    done = runner.invoke(main, ["migrate", str(old_repo), "--takeover"])
+    assert done.exit_code == 0, done.output
+    assert read_holder(directory).owner == "dagster:abc"  # type: ignore[union-attr]
