@@ -214,7 +214,10 @@ def _astrometry(ax: Any, report: ValidationReport, band: str) -> None:
 def _completeness(ax: Any, report: ValidationReport, band: str) -> None:
     cfg = report.config
     truth = report.truth_mags.get(band, np.array([]))
-    found = np.asarray(report.matches[band]["truth_mag"], float)
+    matches = report.matches[band]
+    found = np.asarray(matches["truth_mag"], float)
+    if "depth" in matches.colnames:  # stars on no data are not in the denominator
+        found = found[np.asarray(matches["depth"], float) > -np.inf]
     if len(truth):
         edges = np.arange(np.floor(truth.min() * 2) / 2, np.ceil(truth.max() * 2) / 2 + 0.5, 0.5)
         n_truth, _ = np.histogram(truth, edges)

@@ -156,6 +156,10 @@ class ValidationReport:
         Band -> the neighbour radius of the isolation cut, arcsec.
     match_radius : dict
         Band -> the match radius used (:func:`match_radius`), arcsec.
+    depth_range : dict
+        Band -> (shallowest, deepest) completeness depth of the stars' patches.
+    depth_by_id : dict
+        Band -> (truth ids, completeness depth of each) of the stars the band uses.
     """
 
     metrics: list[Metric]
@@ -167,6 +171,10 @@ class ValidationReport:
     blended_ids: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     isolation_arcsec: dict[str, float] = field(default_factory=dict)
     match_radius: dict[str, float] = field(default_factory=dict)
+    depth_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    depth_by_id: dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]] = field(
+        default_factory=dict
+    )
 
     def depth(self, band: str) -> float:
         """The completeness depth of ``band``."""
@@ -238,7 +246,12 @@ def _good_rows(catalog: Table) -> NDArray[np.bool_]:
 
 
 def _band_matches(
-    catalog: Table, truth: Table, band: str, cfg: ValidationConfig, radius: float
+    catalog: Table,
+    truth: Table,
+    band: str,
+    cfg: ValidationConfig,
+    radius: float,
+    depth: NDArray[np.float64],
 ) -> Table:
     index, sep = match_to_truth(catalog, truth, radius)
     ok = index >= 0
@@ -252,6 +265,7 @@ def _band_matches(
     out["dra_arcsec"] = ((cra - tra + 180.0) % 360.0 - 180.0) * np.cos(np.radians(tdec)) * 3600.0
     out["ddec_arcsec"] = (cdec - tdec) * 3600.0
     out["separation_arcsec"] = sep[ok]
+    out["depth"] = np.asarray(depth, float)[ok]
     out["good"] = _good_rows(catalog)[rows] & np.isfinite(np.asarray(out["mag"]))
     out.meta["N_TRUTH"] = len(truth)
     return out
@@ -265,6 +279,7 @@ def compute_metrics(
     in_footprint: NDArray[np.bool_] | None = None,
     depth5: Mapping[str, float] | None = None,
     psf_fwhm_arcsec: Mapping[str, float] | None = None,
+    star_depth5: Mapping[str, NDArray[np.float64]] | None = None,
 ) -> ValidationReport:
     """Per-band photometry, astrometry and completeness of measured catalogs vs truth.
 
@@ -284,6 +299,11 @@ def compute_metrics(
         ``DEPTH5`` meta), from which the completeness depth is derived.
     psf_fwhm_arcsec : mapping of band -> float, optional
         The coadds' PSF FWHM per band, for the isolation cut (none without it).
+    star_depth5 : mapping of band -> numpy.ndarray, optional
+        Per truth row, the 5-sigma depth of the coadd (patch) it lies on (NaN: unknown,
+        the band's depth applies; -inf: no data there, not counted): each star counts to
+        the completeness depth of its own patch, so shallow edge patches are held to
+        their own depth.
 
     Returns
     -------
@@ -306,6 +326,11 @@ def compute_metrics(
         if m5 is not None and np.isfinite(float(m5)):
             report.depth5[band] = float(m5)
         depth = report.depths[band] = completeness_depth(report.depth5.get(band), cfg)
+        row_depth = np.full(len(truth), depth)
+        d5 = (star_depth5 or {}).get(band)
+        if d5 is not None and cfg.depth_mag is None:
+            known = ~np.isnan(d5)  # -inf: no data at the star, it is not counted
+            row_depth[known] = d5[known] - 2.5 * np.log10(cfg.completeness_snr / 5.0)
         used = stars.copy()
         fwhm = (psf_fwhm_arcsec or {}).get(band)
         if fwhm is not None and np.isfinite(fwhm) and cfg.isolation_fwhm > 0:
@@ -314,12 +339,25 @@ def compute_metrics(
             report.blended_ids[band] = np.asarray(truth["id"])[blended]
             used &= ~blended
         band_truth = truth[used]
+        band_depth = row_depth[used]
+        finite = band_depth[np.isfinite(band_depth)]
+        if len(finite):
+            report.depth_range[band] = (float(finite.min()), float(finite.max()))
+        report.depth_by_id[band] = (np.asarray(band_truth["id"]), band_depth)
         radius = report.match_radius[band] = match_radius(cfg, fwhm)
-        m = _band_matches(catalogs[band], band_truth, band, cfg, radius)
+        m = _band_matches(catalogs[band], band_truth, band, cfg, radius, band_depth)
         report.matches[band] = m
-        report.truth_mags[band] = np.asarray(band_truth[f"{band}_mag"], float)
+        covered = band_depth > -np.inf  # stars with data (the completeness denominator)
+        report.truth_mags[band] = np.asarray(band_truth[f"{band}_mag"], float)[covered]
         report.metrics.extend(
-            _band_metrics(band, m, band_truth, cfg, depth, report.depth5.get(band))
+            _band_metrics(
+                band,
+                m,
+                band_truth,
+                cfg,
+                band_depth,
+                depth_bound(cfg, depth, report.depth5.get(band), report.depth_range.get(band)),
+            )
         )
     return report
 
@@ -342,11 +380,19 @@ def has_bright_neighbour(
     return out
 
 
-def depth_bound(cfg: ValidationConfig, depth: float, depth5: float | None) -> str:
+def depth_bound(
+    cfg: ValidationConfig,
+    depth: float,
+    depth5: float | None,
+    depth_range: tuple[float, float] | None = None,
+) -> str:
     """The completeness bound as stated: fraction, depth and where the depth comes from."""
     text = f"> {cfg.min_completeness} to {depth:.2f} mag"
     if cfg.depth_mag is None and depth5 is not None:
-        text += f" (S/N {cfg.completeness_snr:g}; 5-sigma depth {depth5:.2f})"
+        text += f" (S/N {cfg.completeness_snr:g}; 5-sigma depth {depth5:.2f}"
+        if depth_range is not None and depth_range[1] - depth_range[0] >= 0.005:
+            text += f"; local {depth_range[0]:.2f}-{depth_range[1]:.2f}"
+        text += ")"
     return text
 
 
@@ -355,8 +401,8 @@ def _band_metrics(
     m: Table,
     star_truth: Table,
     cfg: ValidationConfig,
-    depth: float,
-    depth5: float | None,
+    depth: NDArray[np.float64],
+    bound: str,
 ) -> list[Metric]:
     bright = np.asarray(m["good"]) & (np.asarray(m["truth_mag"]) < cfg.bright_mag)
     resid = np.asarray(m["mag"])[bright] - np.asarray(m["truth_mag"])[bright]
@@ -374,7 +420,7 @@ def _band_metrics(
     )
     deep_truth = np.asarray(star_truth[f"{band}_mag"], float) < depth
     n_deep = int(deep_truth.sum())
-    deep_found = int(np.sum(np.asarray(m["truth_mag"]) < depth))
+    deep_found = int(np.sum(np.asarray(m["truth_mag"]) < np.asarray(m["depth"], float)))
     completeness = deep_found / n_deep if n_deep else float("nan")
     return [
         Metric(
@@ -408,7 +454,7 @@ def _band_metrics(
             band,
             "completeness",
             completeness,
-            depth_bound(cfg, depth, depth5),
+            bound,
             "fraction",
             n_deep,
             bool(np.isfinite(completeness) and completeness > cfg.min_completeness),

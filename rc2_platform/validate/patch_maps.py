@@ -87,14 +87,18 @@ def patch_metrics(report: ValidationReport, truth: Table, patches: Sequence[Any]
         matched_patch = np.array(
             [where[row_of_id[int(i)]] for i in np.asarray(matches["truth_id"])], dtype=np.int64
         )
-        depth = report.depth(band)
-        deep = np.asarray(star_truth[f"{band}_mag"], float) < depth
-        if band in report.blended_ids:  # the blends left out of the band's metrics
-            deep &= ~np.isin(np.asarray(star_truth["id"]), report.blended_ids[band])
+        deep = np.asarray(star_truth[f"{band}_mag"], float) < report.depth(band)
+        if band in report.depth_by_id:  # each star to its patch's depth; blends left out
+            ids, depths = report.depth_by_id[band]
+            of_id = dict(zip(np.asarray(ids).tolist(), np.asarray(depths).tolist(), strict=True))
+            star_depth = np.array(
+                [of_id.get(int(i), np.nan) for i in np.asarray(star_truth["id"])], dtype=float
+            )
+            deep = np.asarray(star_truth[f"{band}_mag"], float) < star_depth
         for k, patch in enumerate(patches):
             m = matches[matched_patch == k]
             n_deep = int(np.sum(deep & (where == k)))
-            rows.append(_patch_row(patch, band, m, n_deep, cfg, depth))
+            rows.append(_patch_row(patch, band, m, n_deep, cfg, report.depth(band)))
     return Table(rows=rows) if rows else Table()
 
 
@@ -120,7 +124,8 @@ def _patch_row(
         if enough
         else float("nan")
     )
-    found = int(np.sum(np.asarray(m["truth_mag"], float) < depth))
+    limit = np.asarray(m["depth"], float) if "depth" in m.colnames else depth
+    found = int(np.sum(np.asarray(m["truth_mag"], float) < limit))
     completeness = found / n_deep if n_deep else float("nan")
     x, y = patch.index if hasattr(patch, "index") else (0, 0)
     return {

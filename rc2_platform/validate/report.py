@@ -100,13 +100,17 @@ def validate_catalogs(
     truth: Table,
     sky_map: Any,
     config: ValidationConfig | None = None,
+    *,
+    star_depth5: Mapping[str, NDArray[np.float64]] | None = None,
 ) -> tuple[ValidationReport, list[Any]]:
     """Validate per-patch forced catalogs against the truth (primary rows, processed area).
 
     Completeness is measured to the depth derived from the catalogs' stated 5-sigma
     depths (:func:`band_medians` of ``DEPTH5``) unless ``config.depth_mag`` fixes it;
     stars blended with a neighbour within ``config.isolation_fwhm`` coadd PSF FWHM
-    (``PSF_FWHM`` meta) are left out.
+    (``PSF_FWHM`` meta) are left out. Each star counts to its own depth: ``star_depth5``
+    (e.g. :func:`~rc2_platform.validate.local_depth.local_depths`, the coadd's depth
+    at the star) or else its patch's ``DEPTH5`` (:func:`star_depths`).
     """
     if not catalogs:
         raise ValidationError("no forced-photometry catalogs to validate")
@@ -120,8 +124,39 @@ def validate_catalogs(
         in_footprint=in_patches(truth, patches),
         depth5=band_medians(catalogs, "DEPTH5"),
         psf_fwhm_arcsec={b: f * scale for b, f in fwhm_px.items()} if scale else None,
+        star_depth5=star_depth5
+        if star_depth5 is not None
+        else star_depths(catalogs, truth, patches),
     )
     return report, patches
+
+
+def star_depths(
+    catalogs: Mapping[tuple[int, int, str], Table], truth: Table, patches: Sequence[Any]
+) -> dict[str, NDArray[np.float64]]:
+    """Per band and truth row, the ``DEPTH5`` of the patch whose inner box holds it (NaN
+    outside the patches or where the catalog states none)."""
+    from rc2_platform.validate.patch_maps import truth_patches
+
+    where = truth_patches(truth, patches)
+    out: dict[str, NDArray[np.float64]] = {}
+    for (tract, patch_id, band), table in catalogs.items():
+        depth = table.meta.get("DEPTH5")
+        if depth is None or not np.isfinite(float(depth)):
+            continue
+        k = next(
+            (
+                i
+                for i, p in enumerate(patches)
+                if int(getattr(p.tract, "id", tract)) == tract and p.sequential_id == patch_id
+            ),
+            None,
+        )
+        if k is None:
+            continue
+        column = out.setdefault(band, np.full(len(truth), np.nan))
+        column[where == k] = float(depth)
+    return out
 
 
 def band_medians(catalogs: Mapping[tuple[int, int, str], Table], key: str) -> dict[str, float]:
@@ -187,6 +222,9 @@ def validate_run(
 ) -> ValidationReport:
     """Validate a RUN of a repository against a truth catalog file (and draw the figure).
 
+    Unless ``config.depth_mag`` fixes the depth, each truth star counts to the depth of
+    the coadd at its position (:func:`~rc2_platform.validate.local_depth.local_depths`).
+
     Parameters
     ----------
     repo : str or Path
@@ -209,7 +247,15 @@ def validate_run(
     truth_table = read_truth_file(truth)
     with Butler(repo) as butler:
         catalogs, sky_map = load_run_catalogs(butler, run)
-    report, patches = validate_catalogs(catalogs, truth_table, sky_map, config)
+        local = None
+        if config is None or config.depth_mag is None:
+            from rc2_platform.validate.local_depth import local_depths
+
+            keys = sorted({(t, p) for t, p, _ in catalogs})
+            patches = [sky_map.tract(t).patch(p) for t, p in keys]
+            bands = sorted({b for _, _, b in catalogs})
+            local = local_depths(butler, run, truth_table, patches, bands)
+    report, patches = validate_catalogs(catalogs, truth_table, sky_map, config, star_depth5=local)
     if png is None and patch_png is None:
         return report
     from rc2_platform.validate.patch_maps import patch_metrics, write_patch_maps

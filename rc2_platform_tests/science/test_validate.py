@@ -217,3 +217,21 @@ def test_blended_stars_are_left_out_and_the_match_radius_follows_the_psf() -> No
     assert match_radius(ValidationConfig(), 3.4) == 1.0  # tiny's seeing keeps 1"
     plain = compute_metrics({"i": cat}, truth)  # no PSF known: no cut, 1" radius
     assert not plain.blended_ids and len(plain.matches["i"]) == 1  # star 4 only
+
+
+def test_each_star_counts_to_the_depth_of_its_own_patch() -> None:
+    """A shallow patch is held to its own depth: stars fainter than 22.5 are lost on the
+    east half, whose coadd states a 5-sigma depth of 23.2 (S/N-10 depth 22.45), while
+    the west half states 24.0 and keeps them. With the per-star depths it passes; held
+    to the band's median depth everywhere the east half's losses would fail it."""
+    truth = _truth()
+    cat = _measured(truth, offset=0.0, scatter=0.01, astro_arcsec=0.01, keep=1.0)
+    east = np.asarray(cat["ra"]) > 150.15
+    cat = cat[~east | (njy_to_mag(np.asarray(cat["psf_flux"])) < 22.5)]
+    star_depth5 = np.where(np.asarray(truth["ra"]) > 150.15, 23.2, 24.0)
+    report = compute_metrics({"i": cat}, truth, depth5={"i": 24.0}, star_depth5={"i": star_depth5})
+    comp = _by_metric(report)["completeness"]
+    assert comp.passed and comp.value > 0.99
+    assert "local 22.45-23.25" in comp.bound
+    whole = _by_metric(compute_metrics({"i": cat}, truth, depth5={"i": 24.0}))["completeness"]
+    assert not whole.passed

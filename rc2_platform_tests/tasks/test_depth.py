@@ -25,3 +25,23 @@ def test_a_star_at_the_5_sigma_depth_is_measured_at_s_n_5() -> None:
     deeper = point_source_depth(variance / 4.0, mask, sigma)
     assert deeper - depth == pytest.approx(2.5 * np.log10(2.0), abs=1e-9)
     assert np.isnan(point_source_depth(variance, np.full((64, 64), NO_DATA), sigma))
+
+
+def test_depth_at_a_position_follows_the_local_noise_and_skips_no_data() -> None:
+    from rc2_platform.validate.local_depth import depth_at
+
+    sigma = 1.06
+    variance = np.full((40, 40), 400.0)
+    variance[:, 20:] = 1600.0  # half the coverage: 2x the noise, 0.75 mag shallower
+    mask = np.zeros((40, 40), np.int32)
+    mask[:5, :] = NO_DATA
+    depths = depth_at(
+        variance,
+        mask,
+        sigma * 2.3548,
+        np.array([10.0, 30.0, 10.0, 99.0]),
+        np.array([20.0, 20.0, 2.0, 20.0]),
+    )
+    assert depths[0] == pytest.approx(point_source_depth(variance[:, :20], None, sigma), abs=1e-3)
+    assert depths[0] - depths[1] == pytest.approx(2.5 * np.log10(2.0), abs=1e-3)
+    assert np.isneginf(depths[2]) and np.isneginf(depths[3])  # no data / off the image
