@@ -186,11 +186,25 @@ class _Columns:
                         [col[k] for k in last] for col in (ids, paths, formatters, classes, sizes)
                     )
                     keys[:] = [keys[k] for k in last]
+                formatters, classes, sizes = map(_shared, (formatters, classes, sizes))
                 out.append(DatasetColumns(name, ids, keys[:], paths, formatters, classes, sizes))
                 records.clear()
                 keys.clear()
         self.size = 0
         return out
+
+
+def _shared(column: list[Any]) -> list[Any]:
+    """``column`` with one object repeated where all its values are equal.
+
+    A dataset type's formatter and storage class (and often file size) are the same for
+    every dataset, but parsed as one object per record line, scattered in memory; the
+    registry later reads them in id order, and one shared object is ~0.04 CPU-s cheaper
+    to bind for 50,000 datasets than 50,000 scattered ones.
+    """
+    if column and column.count(column[0]) == len(column):
+        return [column[0]] * len(column)
+    return column
 
 
 def aggregate_run(

@@ -152,3 +152,21 @@ def test_aggregate_of_an_unknown_run_is_one_line(tmp_path: Path, bad: str) -> No
     assert result.exit_code == 1
     assert "no execution journal for RUN 'no/such/run'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_records_lines_read_whole_or_line_by_line(tmp_path: Path) -> None:
+    """One parse of all lines when they are all JSON; otherwise bad lines are skipped."""
+    from rc2_platform.execution.records import read_lines
+
+    path = tmp_path / "quanta.jsonl"
+    good = [{"kind": "quantum", "index": i} for i in range(3)]
+    text = "".join(json.dumps(x) + "\n" for x in good)
+    path.write_text(text + '{"kind": "quan')  # a writer still writing its last line
+    assert read_lines(path) == (good, len(text))
+    # A torn line in the middle and a line holding two values: skipped, the rest read.
+    path.write_text(
+        json.dumps(good[0]) + "\n" + '{"kind": "qu\n' + "1, 2\n" + json.dumps(good[1]) + "\n"
+    )
+    lines, end = read_lines(path)
+    assert lines == [good[0], good[1]] and end == path.stat().st_size
+    assert read_lines(path, end) == ([], end)
