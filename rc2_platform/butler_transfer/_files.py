@@ -7,9 +7,9 @@ under a temporary name and renamed, so a failure never leaves half a file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from rc2_platform.core.datastore_record import DatastoreRecord
@@ -32,10 +32,21 @@ def relative_path(record: DatastoreRecord) -> str:
     return record.path
 
 
-def place(source: Path, target: Path, mode: str) -> None:
-    """Copy or link ``source`` to ``target`` (temporary name, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+#: Temporary names: this process's id and a counter (unique without a random number each).
+_TMP_COUNTER = itertools.count()
+
+
+def place(source: Path, target: Path, mode: str, made: set[str] | None = None) -> None:
+    """Copy or link ``source`` to ``target`` (temporary name, then rename).
+
+    ``made``: folders known to exist (filled as they are made; saves a ``mkdir`` per file).
+    """
+    folder = os.path.dirname(target)
+    if made is None or folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made.add(folder)
+    tmp = Path(f"{folder}/.{target.name}.{os.getpid()}-{next(_TMP_COUNTER)}.tmp")
     try:
         if mode == "symlink":
             os.symlink(source.resolve(), tmp)
@@ -59,10 +70,11 @@ class PlacedFiles:
 
     def __init__(self) -> None:
         self.paths: list[Path] = []
+        self._made: set[str] = set()
 
     def add(self, source: Path, target: Path, mode: str) -> None:
         """Place one file and remember it."""
-        place(source, target, mode)
+        place(source, target, mode, self._made)
         self.paths.append(target)
 
     def undo(self) -> None:

@@ -216,7 +216,7 @@ def _place_files(
             target = store.absolute(
                 DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
             )
-            if not (target.exists() or target.is_symlink()):
+            if not os.path.lexists(target):  # a file (or a symlink, even dangling) is kept
                 placed.add(source(rec), target, mode)
 
 
