@@ -32,8 +32,8 @@ What it does:
 
 5. With ``--execute``: then a second backfill, of the four outputs over every band
    partition of the tracts (the UI's backfill of a tract's outputs): one
-   ``execution_job`` run per tract, run to completion with the shipped executor (a step
-   per cluster, local backend); per run its tract, status, wall seconds and the band
+   ``execution_job`` run per tract, run to completion with the job's defaults (the
+   shipped executor and driver, local backend); per run its tract, status, wall seconds and the band
    partitions materialized per output. This is the Dagster route of a whole tract
    (issue 12 item 2): ``--survey``/``--repo`` of an ``rc2-pixels`` bootstrap,
    ``--tracts 9615 --execute``.

@@ -4,8 +4,8 @@ One test, Dagster's real (temporary) instance, real sensor evaluations
 (``build_sensor_context`` with the instance): ``tract_partitions_sensor`` adds the tract,
 the ingest assets are materialized per band partition, ``quantum_graph_sensor`` requests
 the tract's graph, the run it requests materializes ``quantum_graph``,
-``execution_sensor`` requests the execution run, which runs every quantum (batched steps,
-in process) and evaluates the asset checks of every band partition; all pass, and each
+``execution_sensor`` requests the execution run, which runs every quantum (the job's
+default: the whole graph in one step, in process) and evaluates the asset checks of every band partition; all pass, and each
 band partition's metadata has that band's figures.
 """
 
@@ -42,19 +42,6 @@ from rc2_platform.simulate import SimulationResult
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
 
 FORCED = dg.AssetKey("deepCoadd_forced_src")
-#: Batched run steps, in process: the fastest configuration (docs/dagster.md, Overhead).
-BATCHED = {
-    "execution": {"config": {"in_process": {}}},
-    "ops": {
-        "pipeline_outputs": {
-            "ops": {
-                "prepare_execution": {
-                    "config": {"cluster_jobs_per_step": 100000, "cluster_jobs_at_once": 2}
-                }
-            }
-        }
-    },
-}
 
 
 def _tick(sensor: Any, instance: dg.DagsterInstance, defs: dg.Definitions, **resources: Any) -> Any:
@@ -129,7 +116,7 @@ def test_sensor_to_graph_to_execution_to_asset_checks(
         assert exec_request.tags["rc2/tract"] == tract
         assert exec_request.tags["dagster/asset_partition_range_start"] == f"g|{tract}"
         run = defs.resolve_job_def("execution_job").execute_in_process(
-            instance=instance, tags=exec_request.tags, run_config=BATCHED
+            instance=instance, tags=exec_request.tags, run_config=exec_request.run_config
         )
         assert run.success
         partitions = {f"{b}|{tract}" for b in bands}
