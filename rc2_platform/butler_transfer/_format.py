@@ -213,7 +213,7 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def check_compatible(doc: dict[str, Any], path: Path, universe: UniverseTag, schema: str) -> None:
-    """Refuse a file written for another dimension universe or registry schema version."""
+    """Refuse a file written for another dimension universe or a newer registry schema."""
     found = UniverseTag(**doc["universe"])
     if found.digest != universe.digest:
         raise ExportFormatError(
@@ -221,11 +221,23 @@ def check_compatible(doc: dict[str, Any], path: Path, universe: UniverseTag, sch
             f"{universe}; migrate the older side (`rc2 migrate`) or export again from a "
             "repository of the same universe"
         )
-    if doc["schema_version"] != schema:
+    if _version_key(str(doc["schema_version"]), path) > _version_key(schema, path):
         raise ExportFormatError(
-            f"{path} was written by registry schema {doc['schema_version']}, but the repository "
-            f"has schema {schema}; migrate the older side with `rc2 migrate` and export again"
+            f"{path} was written by registry schema {doc['schema_version']}, newer than the "
+            f"repository's schema {schema}; upgrade the repository with `rc2 migrate` first"
         )
+
+
+def _version_key(version: str, path: Path) -> tuple[int, ...]:
+    """``"1.2"`` -> ``(1, 2)``. Files of an older schema are read as they are: what a file
+    holds is fixed by its export format version, which a schema change altering exported
+    content must bump."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        raise ExportFormatError(
+            f"{path}: schema_version {version!r} is not a version like '1.2'"
+        ) from None
 
 
 def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:

@@ -115,7 +115,8 @@ def _edit(path: Path, change: Any) -> None:
     ("change", "message"),
     [
         (lambda d: d["universe"].update(version=1, digest="0" * 16), "dimension universe"),
-        (lambda d: d.update(schema_version="1.0"), "registry schema 1.0"),
+        (lambda d: d.update(schema_version="9.1"), "registry schema 9.1, newer"),
+        (lambda d: d.update(schema_version="one"), "not a version"),
         (lambda d: d.update(rc2_export=2), "export format version 2"),
     ],
 )
@@ -128,6 +129,16 @@ def test_file_of_another_universe_schema_or_format_is_refused(
     with pytest.raises(ExportFormatError, match=message):
         import_datasets(dest, out)
     assert_empty(dest)
+
+
+def test_file_of_an_older_schema_with_the_same_format_is_imported(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    _edit(out, lambda d: d.update(schema_version="1.1"))  # written before schema 1.2
+    report = import_datasets(dest, out)
+    assert report.new_datasets > 0
 
 
 def test_missing_file_is_refused_before_anything_is_written(
@@ -213,7 +224,7 @@ def test_cli_export_import_transfer(source: Butler, tmp_path: Path) -> None:
     moved = runner.invoke(main, ["transfer-datasets", repo, str(other), "-c", "HSC/defaults"])
     assert moved.exit_code == 0, moved.output
     assert "transferred" in moved.stdout
-    _edit(out, lambda d: d.update(schema_version="0.9"))
+    _edit(out, lambda d: d.update(schema_version="9.9"))
     refused = runner.invoke(main, ["import", str(target), str(out)])
     assert refused.exit_code == 1
     assert refused.output.count("\n") == 1 and "rc2 migrate" in refused.output
