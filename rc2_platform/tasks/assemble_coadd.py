@@ -118,7 +118,8 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
         ``nsigma = sigma_clip`` (per-pixel rejection against the median of >= 3
         inputs), ``MEAN`` the same without rejection, ``MEDIAN`` the per-pixel median
         of the valid inputs. Bright-object regions set BRIGHT_OBJECT. The header has
-        ``BAND``, ``PSF_FWHM`` (weighted rms of the warps' FWHMs), ``N_WARPS`` and the
+        ``BAND``, ``PSF_FWHM`` (rms of the warps' FWHMs, each weighted by its pixel
+        weight x the pixels it is used on), ``N_WARPS`` and the
         input visits (``VISITS``).
 
         Raises
@@ -158,13 +159,14 @@ class AssembleCoaddTask(PipelineTask[AssembleCoaddConfig]):
         image, variance = result.image, result.variance
         if cfg.statistic == "MEDIAN":
             image, variance = _median_stack(stacked)
-        if not np.any(result.weights > 0):
+        if not np.any(result.weights * result.pixels_used > 0):
             raise TaskDataError(
                 f"no usable PSF for the coadd of {_where(data_id)}: none of its "
                 f"{len(warps)} warp(s) has a valid pixel to weight its PSF"
             )
-        fwhm = coadd_psf_fwhm(
-            [psf_fwhm(header_of(w), "warp") for w in warps], [float(w) for w in result.weights]
+        fwhm = coadd_psf_fwhm(  # each warp by its weight x the pixels it is used on
+            [psf_fwhm(header_of(w), "warp") for w in warps],
+            [float(w) * float(n) for w, n in zip(result.weights, result.pixels_used, strict=True)],
         )
         header = fits.Header()
         header["BAND"] = band_of(header_of(first))

@@ -11,6 +11,7 @@ from rc2_platform.tasks.algorithms import (
     WarpInput,
     assemble_coadd,
     bright_object_mask,
+    coadd_psf_fwhm,
     measure_sources,
     warp_images,
 )
@@ -111,3 +112,14 @@ def test_no_data_everywhere_gives_no_data_and_bright_object_masks() -> None:
     assert np.all(result.mask[:4] & NO_DATA) and np.all(result.n_inputs[:4] == 0)
     assert np.all(result.image[:4] == 0)
     assert result.mask[50, 10] & BRIGHT_OBJECT and not result.mask[20, 20] & BRIGHT_OBJECT
+
+
+def test_coadd_psf_weights_each_warp_by_the_pixels_it_covers() -> None:
+    images, variances, masks = _warps(2, seed=3)
+    masks[1][:, 4:] |= NO_DATA  # warp 1 grazes the patch: 4 of 64 columns
+    result = assemble_coadd(images, variances, masks)
+    assert list(result.pixels_used) == [64 * 64, 64 * 4]
+    fwhm = coadd_psf_fwhm([2.3, 2.8], list(result.weights * result.pixels_used))
+    # the coadd is warp 0 on 60 of its 64 columns: its PSF, not the per-warp mean (2.56)
+    assert 2.3 < fwhm < 2.35
+    assert coadd_psf_fwhm([2.3, 2.8], list(result.weights)) > 2.5

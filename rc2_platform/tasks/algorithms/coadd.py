@@ -61,6 +61,10 @@ class CoaddResult:
         int16 number of inputs used per pixel.
     weights : numpy.ndarray
         The weight of each warp.
+    pixels_used : numpy.ndarray
+        Per warp, how many coadd pixels it contributes to (after rejection): with
+        ``weights`` the share of the coadd each warp's PSF has (a warp grazing a corner
+        of the patch barely shapes its PSF).
     """
 
     image: NDArray[np.float32]
@@ -68,6 +72,7 @@ class CoaddResult:
     mask: NDArray[np.int32]
     n_inputs: NDArray[np.int16]
     weights: NDArray[np.float64]
+    pixels_used: NDArray[np.int64]
 
 
 def assemble_coadd(
@@ -136,6 +141,7 @@ def assemble_coadd(
         mask,
         use.sum(axis=0).astype(np.int16),
         weights,
+        use.sum(axis=(1, 2)).astype(np.int64),
     )
 
 
@@ -154,7 +160,14 @@ def _median_of_valid(
 
 
 def coadd_psf_fwhm(fwhms: Sequence[float], weights: Sequence[float]) -> float:
-    """Approximate coadd PSF FWHM: weighted rms of the input FWHMs (Gaussian PSFs)."""
+    """Approximate coadd PSF FWHM: weighted rms of the input FWHMs (Gaussian PSFs).
+
+    A coadd pixel's PSF is the weighted mean of the PSFs of the warps used there, whose
+    second moment is the weighted mean of theirs; over a patch, each warp's weight should
+    be its pixel weight times the pixels it is used on (``CoaddResult.weights *
+    CoaddResult.pixels_used``), or a warp grazing a corner counts as much as one covering
+    the patch.
+    """
     f, w = np.asarray(fwhms, float), np.asarray(weights, float)
     return float(np.sqrt(np.sum(w * f**2) / np.sum(w)))
 
