@@ -185,10 +185,7 @@ def _launch_tract_backfill(page: Page, url: str, tract: str) -> str:
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(f"Launch runs to materialize {len(OUTPUT_DATASET_TYPES)} assets"))
     dialog.get_by_role("button", name="All", exact=True).first.click()  # band: all five
-    dialog.get_by_text("Select a partition or create one").first.click()
-    page.get_by_placeholder("Filter partitions").last.fill(tract)
-    page.locator(f'[role="menuitem"]:has([title="{tract}"])').click()
-    page.keyboard.press("Escape")
+    ui.pick_partition(page, tract)
     expect(dialog.get_by_text("5 partitions", exact=True)).to_be_visible()
     page.get_by_role("button", name="Launch backfill").click()
     view = page.get_by_role("link", name="View", exact=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import pytest
@@ -20,9 +19,6 @@ import pytest
 from rc2_platform.butler import Butler
 from rc2_platform.simulate import SimulationResult
 from rc2_platform_tests.defs import ui_helpers as ui
-
-if TYPE_CHECKING:  # playwright is imported lazily: the test skips cleanly without it
-    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,16 +45,6 @@ def _wait_for_run(home: Path, run_id: str, timeout: float = RUN_TIMEOUT_S) -> dg
         )
     finally:
         instance.dispose()
-
-
-def _pick_partition(page: Page, value: str) -> None:
-    """Choose ``value`` in the next empty dimension picker of the launchpad dialog."""
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Select a partition or create one").first.click()
-    # The previous picker's list may still be open: the new one is the last.
-    page.get_by_placeholder("Filter partitions").last.fill(value)
-    page.locator(f'[role="menuitem"]:has([title="{value}"])').click()
-    page.keyboard.press("Escape")
 
 
 def _launch_raws_partition_in_ui(url: str, home: Path, tmp_path: Path) -> str:
@@ -99,8 +85,8 @@ def _launch_raws_partition_in_ui(url: str, home: Path, tmp_path: Path) -> str:
                 expect(page).to_have_url(f"{url}/assets/raws")
                 page.get_by_role("button", name="Materialize…").click()
                 expect(page.get_by_text("Launch runs to materialize raws")).to_be_visible()
-                _pick_partition(page, BAND)
-                _pick_partition(page, TRACT)
+                ui.pick_partition(page, BAND)
+                ui.pick_partition(page, TRACT)
                 expect(
                     page.get_by_role("dialog").get_by_text("1 partition", exact=True)
                 ).to_be_visible()

@@ -18,8 +18,12 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 REPO_TOP = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -158,3 +162,24 @@ def fresh_profile(tmp_path: Path) -> Path:
     shutil.rmtree(profile, ignore_errors=True)
     profile.mkdir(parents=True)
     return profile
+
+
+def pick_partition(page: Page, value: str) -> None:
+    """Choose ``value`` in the next empty dimension picker of the launchpad dialog.
+
+    The previous picker's list can still be open, and under load the new list opens a
+    moment after the click: typing into whichever filter box is last then filters the old
+    list ("No matching partitions found"). So wait for ``value``'s item itself, and filter
+    only when the list does not show it (a long list renders its first items only).
+    """
+    from playwright.sync_api import expect
+
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Select a partition or create one").first.click()
+    item = page.locator(f'[role="menuitem"]:has([title="{value}"])')
+    try:
+        expect(item).to_be_visible(timeout=15_000)
+    except AssertionError:
+        page.get_by_placeholder("Filter partitions").last.fill(value)
+    item.click()
+    page.keyboard.press("Escape")
