@@ -185,6 +185,21 @@ class Settlement:
         retried = set(self.retry.quanta) if self.retry else set()
         return error_summary(o for o in self.outcomes if o.index not in retried)
 
+    def final_failures(self) -> list[dict[str, Any]]:
+        """The failed quanta that are not retried: task, data ID, error, type, attempt."""
+        retried = set(self.retry.quanta) if self.retry else set()
+        return [
+            {
+                "task": o.task_label,
+                "data_id": dict(o.data_id),
+                "error": o.error or "unknown error",
+                "error_type": o.error_type or "",
+                "attempt": self.attempt.attempt,
+            }
+            for o in self.outcomes
+            if o.status is QuantumState.FAILED and o.index not in retried
+        ]
+
 
 #: (graph path, mtime, clustering rules) -> (graph, plan); input records file -> records.
 _GRAPHS: dict[tuple[str, float, str], tuple[QuantumGraph, ClusterPlan]] = {}

@@ -379,18 +379,7 @@ def run_cluster_job(
             ).registered
             for text, n in settlement.errors().items():
                 errors[text] = errors.get(text, 0) + n
-            retried = set(settlement.retry.quanta) if settlement.retry else set()
-            failures += [
-                {
-                    "task": o.task_label,
-                    "data_id": dict(o.data_id),
-                    "error": o.error or "unknown error",
-                    "error_type": o.error_type or "",
-                    "attempt": settlement.attempt.attempt,
-                }
-                for o in settlement.outcomes
-                if o.status is QuantumState.FAILED and o.index not in retried
-            ]
+            failures += settlement.final_failures()
             attempt = settlement.retry
     members = state.plan.clusters[spec.cluster]
     states = {i: state.states.get(i, QuantumState.BLOCKED) for i in members}

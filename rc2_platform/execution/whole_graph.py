@@ -75,18 +75,7 @@ class _Tracker:
         errors = self.errors.setdefault(key, {})
         for text, n in settlement.errors().items():
             errors[text] = errors.get(text, 0) + n
-        retried = set(settlement.retry.quanta) if settlement.retry else set()
-        self.failures.setdefault(key, []).extend(
-            {
-                "task": o.task_label,
-                "data_id": dict(o.data_id),
-                "error": o.error or "unknown error",
-                "error_type": o.error_type or "",
-                "attempt": settlement.attempt.attempt,
-            }
-            for o in settlement.outcomes
-            if o.status is QuantumState.FAILED and o.index not in retried
-        )
+        self.failures.setdefault(key, []).extend(settlement.final_failures())
         if settlement.retry is None:
             self.emit(state, settlement.attempt.cluster)
 
