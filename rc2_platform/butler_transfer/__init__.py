@@ -154,23 +154,18 @@ def _copy_files(butler: Butler, bundle: Bundle, files_dir: Path, transfer: str) 
     check_mode(transfer)
     placed = PlacedFiles()
     try:
-        for g in bundle.groups:
-            if g.paths is None:
-                continue
-            for k in range(len(g)):
-                rec = g.record(k)
-                if rec is None:
-                    continue
-                src = butler.datastore.absolute(rec)
-                if not src.is_file():
-                    raise FileNotInDatastoreError(
-                        f"dataset {g.describe(k)} has no file at {src}; nothing was exported"
-                    )
-                rel = relative_path(rec)
-                target = files_dir / rel
-                target.unlink(missing_ok=True)
-                placed.add(src, target, transfer)
-                g.paths[k] = rel
+        for g, k, rec in bundle.file_records():
+            src = butler.datastore.absolute(rec)
+            if not src.is_file():
+                raise FileNotInDatastoreError(
+                    f"dataset {g.describe(k)} has no file at {src}; nothing was exported"
+                )
+            rel = relative_path(rec)
+            target = files_dir / rel
+            target.unlink(missing_ok=True)
+            placed.add(src, target, transfer)
+            assert g.paths is not None  # file_records yields only groups with paths
+            g.paths[k] = rel
     except BaseException:
         placed.undo()
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,16 @@ class Bundle:
             "tagged": sum(len(v) for v in self.tagged.values()),
             "calibration_ranges": sum(len(v) for v in self.validity.values()),
         }
+
+    def file_records(self) -> Iterator[tuple[DatasetGroup, int, DatastoreRecord]]:
+        """(group, index, datastore record) of every dataset that has a file."""
+        for g in self.groups:
+            if g.paths is None:
+                continue
+            for k in range(len(g)):
+                rec = g.record(k)
+                if rec is not None:
+                    yield g, k, rec
 
     def refs_of(self, ids: Iterable[str]) -> dict[str, DatasetRef]:
         """Refs of the datasets ``ids`` (hex), for the few calls that take refs (tagging,

@@ -92,15 +92,11 @@ def check(
                 )
     missing = check_records(butler, bundle.records)
     if source is not None:
-        for g in bundle.groups:
-            if g.paths is None:
-                continue
-            for k in range(len(g)):
-                rec = g.record(k)
-                if rec is not None and not (path := source(rec)).is_file():
-                    raise FileNotInDatastoreError(
-                        f"dataset {g.describe(k)} has no file at {path}; nothing was written"
-                    )
+        for g, k, rec in bundle.file_records():
+            if not (path := source(rec)).is_file():
+                raise FileNotInDatastoreError(
+                    f"dataset {g.describe(k)} has no file at {path}; nothing was written"
+                )
     return missing
 
 
@@ -206,18 +202,12 @@ def _place_files(
 ) -> None:
     """Place every dataset's file at its datastore path unless a file is already there."""
     store = butler.datastore
-    for g in bundle.groups:
-        if g.paths is None:
-            continue
-        for k in range(len(g)):
-            rec = g.record(k)
-            if rec is None:
-                continue
-            target = store.absolute(
-                DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
-            )
-            if not os.path.lexists(target):  # a file (or a symlink, even dangling) is kept
-                placed.add(source(rec), target, mode)
+    for _, _, rec in bundle.file_records():
+        target = store.absolute(
+            DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
+        )
+        if not os.path.lexists(target):  # a file (or a symlink, even dangling) is kept
+            placed.add(source(rec), target, mode)
 
 
 def _register_datasets(butler: Butler, bundle: Bundle, with_files: bool) -> int:
