@@ -185,7 +185,7 @@ def _launch_tract_backfill(page: Page, url: str, tract: str) -> str:
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(f"Launch runs to materialize {len(OUTPUT_DATASET_TYPES)} assets"))
     dialog.get_by_role("button", name="All", exact=True).first.click()  # band: all five
-    ui.pick_partition(page, tract)
+    ui.pick_partition(page, "tract", tract)
     expect(dialog.get_by_text("5 partitions", exact=True)).to_be_visible()
     page.get_by_role("button", name="Launch backfill").click()
     view = page.get_by_role("link", name="View", exact=True)

@@ -85,8 +85,8 @@ def _launch_raws_partition_in_ui(url: str, home: Path, tmp_path: Path) -> str:
                 expect(page).to_have_url(f"{url}/assets/raws")
                 page.get_by_role("button", name="Materialize…").click()
                 expect(page.get_by_text("Launch runs to materialize raws")).to_be_visible()
-                ui.pick_partition(page, BAND)
-                ui.pick_partition(page, TRACT)
+                ui.pick_partition(page, "band", BAND)
+                ui.pick_partition(page, "tract", TRACT)
                 expect(
                     page.get_by_role("dialog").get_by_text("1 partition", exact=True)
                 ).to_be_visible()

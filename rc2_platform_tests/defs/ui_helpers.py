@@ -164,22 +164,45 @@ def fresh_profile(tmp_path: Path) -> Path:
     return profile
 
 
-def pick_partition(page: Page, value: str) -> None:
-    """Choose ``value`` in the next empty dimension picker of the launchpad dialog.
+def pick_partition(page: Page, dimension: str, value: str, attempts: int = 3) -> None:
+    """Choose ``value`` in the launchpad dialog's picker of partition ``dimension``.
 
-    The previous picker's list can still be open, and under load the new list opens a
-    moment after the click: typing into whichever filter box is last then filters the old
-    list ("No matching partitions found"). So wait for ``value``'s item itself, and filter
-    only when the list does not show it (a long list renders its first items only).
+    The picker is found by its dimension's label, never by position: under load a click
+    made just before ("All" for another dimension, an earlier choice) may not have
+    re-rendered yet, and "the first empty picker" is then the wrong one (CI once filtered
+    the band list for a tract: "No matching partitions found"). Its list is searched only in
+    the popover the picker's trigger controls (``aria-controls``), so a list still closing
+    is never filtered. A long list renders its first items only: it is filtered when
+    ``value`` is not shown. Done when the picker shows ``value`` as chosen; a click lost
+    while the dialog re-renders is retried.
     """
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect
 
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Select a partition or create one").first.click()
-    item = page.locator(f'[role="menuitem"]:has([title="{value}"])')
-    try:
-        expect(item).to_be_visible(timeout=15_000)
-    except AssertionError:
-        page.get_by_placeholder("Filter partitions").last.fill(value)
-    item.click()
-    page.keyboard.press("Escape")
+    label = f'span[normalize-space(text())="{dimension}"]'
+    row = page.get_by_role("dialog").locator(f"xpath=//{label}/../..")
+    trigger = row.locator('[aria-haspopup="dialog"]')
+    expect(trigger).to_have_count(1)
+    chosen = row.locator(f'[title="{value}"]')
+    for attempt in range(1, attempts + 1):
+        try:
+            if trigger.get_attribute("aria-expanded") != "true":
+                trigger.click()
+            expect(trigger).to_have_attribute("aria-expanded", "true", timeout=10_000)
+            popover = page.locator(f'[id="{trigger.get_attribute("aria-controls")}"]')
+            item = popover.locator(f'[role="menuitem"]:has([title="{value}"])')
+            try:
+                expect(item).to_be_visible(timeout=10_000)
+            except AssertionError:
+                popover.get_by_placeholder("Filter partitions").fill(value)
+            item.click(timeout=15_000)
+            expect(chosen.first).to_be_visible(timeout=15_000)
+        except (AssertionError, PlaywrightError):
+            if attempt == attempts:
+                raise
+        else:
+            break
+        finally:
+            if trigger.get_attribute("aria-expanded") == "true":
+                page.keyboard.press("Escape")  # closes the list, not the dialog
+                expect(trigger).to_have_attribute("aria-expanded", "false")
