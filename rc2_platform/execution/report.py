@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rc2_platform.execution.attempts import RunStatus
 from rc2_platform.execution.journal import Journal, run_directory
 from rc2_platform.execution.provenance_table import load_provenance
 from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.execution.run_lock import Liveness, holder_liveness, read_holder
-from rc2_platform.execution.run_state import RunStatus
 
 __all__ = ["JobSpan", "RunReport", "build_report", "quantum_states", "write_timeline_png"]
 

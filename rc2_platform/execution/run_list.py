@@ -30,7 +30,7 @@ class RunInfo:
     run : str
         The RUN collection.
     status : str
-        A :class:`~rc2_platform.execution.run_state.RunStatus` value: ``succeeded``,
+        A :class:`~rc2_platform.execution.attempts.RunStatus` value: ``succeeded``,
         ``failed``, ``cancelled``, ``aborted``, ``running``, ``submitted`` (handed to
         DAGMan) or ``interrupted`` (no end recorded and the orchestrator is gone), as
         ``rc2 report`` judges it.
