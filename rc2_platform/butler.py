@@ -17,7 +17,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals, finish_quietly
 from rc2_platform.core import (
     CollectionType,
     DataCoordinate,
@@ -38,6 +38,7 @@ from rc2_platform.core import (
 from rc2_platform.core.crash_points import crash_point
 from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
+from rc2_platform.datastore._pending import MANIFEST_DIR
 from rc2_platform.errors import (
     CollectionError,
     CollectionInUseError,
@@ -158,6 +159,8 @@ class Butler:
                     str(exc).replace("rc2 migrate REPO", f"rc2 migrate {root}")
                 ) from None
         self._setup(root, config, registry, collections, run)
+        if not read_only:
+            self.finish_pending_removals(quiet=True)
 
     def _setup(
         self,
@@ -178,6 +181,8 @@ class Butler:
             [collections] if isinstance(collections, str) else list(collections or [])
         )
         self.run = run
+        #: Removals killed after their commit that this butler finished (or discarded).
+        self.finished_removals: list[FinishedRemoval] = []
 
     # --- creation and configuration ---------------------------------------------------
 
@@ -304,9 +309,27 @@ class Butler:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One transaction over registry rows and datastore files."""
+        """One transaction over registry rows and datastore files.
+
+        Files removed inside it are listed in a pending-removal manifest written just
+        before the registry commits and deleted after it (see :mod:`butler_repair`).
+        """
         with self.datastore.transaction(), self.registry.transaction():
             yield
+            self.datastore.journal_removals()
+
+    def finish_pending_removals(self, *, quiet: bool = False) -> list[FinishedRemoval]:
+        """Finish the removals that a killed process left half done (see :mod:`butler_repair`).
+
+        Done when a writable butler opens and before each removal; returns what this
+        call did (also kept in :attr:`finished_removals`). ``quiet``: log a failure
+        instead of raising it.
+        """
+        if not (self.root / MANIFEST_DIR).is_dir():
+            return []
+        done = finish_quietly(self) if quiet else finish_pending_removals(self)
+        self.finished_removals += done
+        return done
 
     # --- dataset types and collections -----------------------------------------------------
 
@@ -376,9 +399,14 @@ class Butler:
             The RUN is being executed (a live orchestrator holds its lock), or the
             collection is a child of a chain (without ``unlink_from_chains``).
         """
+        self.finish_pending_removals()
+        if (
+            any(f.committed and name in f.runs for f in self.finished_removals)
+            and name not in self.registry.query_collections()
+        ):
+            return 0  # its removal, killed after the commit, was finished on opening
         refs: list[DatasetRef] = []
         is_run = self.registry.get_collection_type(name) is CollectionType.RUN
-        state = run_state_directory(self.root, name)
         if is_run:
             self.check_run_removable(name, unlink=unlink, unlink_from_chains=unlink_from_chains)
             for dt in self.registry.query_dataset_types():
@@ -390,8 +418,9 @@ class Butler:
                 rec = records.get(ref.id)
                 if rec is not None:
                     self.datastore.remove(ref, rec)
-        if is_run:
-            shutil.rmtree(state, ignore_errors=True)
+            if is_run:
+                self.datastore.note_removal(runs=[name])
+                self.datastore.remove_folder(name, f"{RUNS_DIR}/{safe_run_name(name)}")
         return len(refs)
 
     def check_run_removable(
@@ -533,6 +562,7 @@ class Butler:
 
     def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> None:
         """Remove datasets from the registry and (with ``unstore``) their files."""
+        self.finish_pending_removals()
         refs = list(refs)
         records = self.datastore_records(refs) if unstore else {}
         with self.transaction():

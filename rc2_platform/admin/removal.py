@@ -25,6 +25,8 @@ class RemoveRunsResult:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
+    #: RUNs named whose removal, killed after its commit, was finished now.
+    finished: list[str] = field(default_factory=list)
 
     @property
     def datasets(self) -> int:
@@ -32,15 +34,28 @@ class RemoveRunsResult:
         return sum(int(r["datasets"]) for r in self.rows)
 
 
-def match_runs(butler: Butler, patterns: Sequence[str]) -> list[str]:
+def finished_runs(butler: Butler) -> set[str]:
+    """RUNs whose removal, killed after its commit, this butler finished."""
+    return {r for f in butler.finished_removals if f.committed for r in f.runs}
+
+
+def match_runs(
+    butler: Butler, patterns: Sequence[str], finished: set[str] | None = None
+) -> list[str]:
     """RUN collections matching the glob ``patterns``, sorted (bad patterns refused).
 
     A pattern without glob characters must name an existing RUN; a glob must match at
-    least one RUN.
+    least one RUN. A pattern naming (or matching) only ``finished`` RUNs (a removal of
+    them was killed after its commit and has just been finished) is not an error.
     """
+    finished = finished or set()
     runs = butler.registry.query_collections(types=[CollectionType.RUN])
     out: set[str] = set()
     for pattern in patterns:
+        if pattern in finished or (
+            not fnmatch.filter(runs, pattern) and fnmatch.filter(finished, pattern)
+        ):
+            continue
         if not any(ch in pattern for ch in "*?["):
             ctype = butler.registry.get_collection_type(pattern)  # MissingCollectionError
             if ctype is not CollectionType.RUN:
@@ -87,6 +102,10 @@ def remove_runs(
     dry_run : bool
         Check and report, change nothing.
 
+    A RUN whose earlier removal was killed after its commit is gone from the registry;
+    the files and folder it left are deleted when the butler opens (or here), and
+    naming it again is not an error: it is listed in ``finished``.
+
     Raises
     ------
     CollectionInUseError
@@ -94,10 +113,16 @@ def remove_runs(
     MissingCollectionError
         A pattern matches no RUN.
     """
-    runs = match_runs(butler, patterns)
+    if not dry_run:
+        butler.finish_pending_removals()
+    finished = finished_runs(butler)
+    runs = match_runs(butler, patterns, finished)
     reg = butler.registry
     problems: list[str] = []
     result = RemoveRunsResult(dry_run=dry_run)
+    result.finished = sorted(
+        r for r in finished if any(fnmatch.fnmatchcase(r, p) for p in patterns)
+    )
     for run in runs:
         chains = reg.collection_parents(run)
         users = reg.dataset_users(runs=[run])
@@ -204,6 +229,8 @@ class RemoveTypeResult:
     datasets_by_run: dict[str, int]
     used_by: list[str]
     dry_run: bool = False
+    #: True when an earlier removal of the type, killed after its commit, was finished now.
+    finished: bool = False
 
 
 def remove_dataset_type(
@@ -223,6 +250,11 @@ def remove_dataset_type(
         No such dataset type.
     """
     reg = butler.registry
+    if not dry_run:
+        butler.finish_pending_removals()
+    finished = any(f.committed and name in f.dataset_types for f in butler.finished_removals)
+    if finished and name not in {t.name for t in reg.query_dataset_types()}:
+        return RemoveTypeResult(name, {}, [], dry_run, finished=True)
     dt = reg.get_dataset_type(name)
     by_run = reg.count_datasets_by_run(dt)
     users = reg.dataset_users(dataset_type=dt)
@@ -239,6 +271,7 @@ def remove_dataset_type(
     refs = reg.query_datasets(dt, sorted(by_run), find_first=False) if by_run else []
     records = butler.datastore_records(refs)
     with butler.transaction():
+        butler.datastore.note_removal(dataset_types=[name])
         reg.remove_dataset_type(name)
         for ref in refs:
             rec = records.get(ref.id)

@@ -96,12 +96,29 @@ def remove_runs(
             dry_run=dry_run,
         )
     rows = [r | {"dry_run": dry_run} for r in result.rows]
+    rows += [
+        {
+            "run": run,
+            "datasets": 0,
+            "dataset_types": {},
+            "unlinked_from_chains": [],
+            "unlinked_from": [],
+            "dry_run": dry_run,
+            "finished_interrupted_removal": True,
+        }
+        for run in result.finished
+    ]
     if not as_json:
         rows = [
             r
             | {
                 "dataset_types": ", ".join(f"{k}: {v}" for k, v in r["dataset_types"].items()),
-                "unlinked": ", ".join(r["unlinked_from_chains"] + r["unlinked_from"]),
+                "unlinked": ", ".join(r["unlinked_from_chains"] + r["unlinked_from"])
+                or (
+                    "(removal killed after its commit: finished)"
+                    if r.get("finished_interrupted_removal")
+                    else ""
+                ),
             }
             for r in rows
         ]
@@ -186,6 +203,12 @@ def remove_dataset_type(
                 "datasets_by_run": result.datasets_by_run,
                 "also_in": result.used_by,
             }
+            | ({"finished_interrupted_removal": True} if result.finished else {})
+        )
+        return
+    if result.finished:
+        click.echo(
+            f"dataset type {name} was removed by a removal killed after its commit; finished it"
         )
         return
     n = sum(result.datasets_by_run.values())

@@ -197,7 +197,13 @@ def collections_remove(
         n = butler.remove_collection(
             name, unstore=not keep_files, unlink=unlink, unlink_from_chains=unlink_from_chains
         )
+        finished = any(f.committed and name in f.runs for f in butler.finished_removals)
     if as_json:
-        emit_json([{"removed": name, "datasets": n}])
+        extra = {"finished_interrupted_removal": True} if finished and not n else {}
+        emit_json([{"removed": name, "datasets": n} | extra])
+    elif finished and not n:
+        click.echo(
+            f"collection {name} was removed by a removal killed after its commit; finished it"
+        )
     else:
         click.echo(f"removed collection {name} ({n} dataset(s))")

@@ -22,17 +22,17 @@ import socket
 import uuid
 from pathlib import Path
 
-__all__ = ["identical", "sweep_temporaries", "temporary_name"]
+__all__ = ["HOST", "identical", "sweep_temporaries", "temporary_name"]
 
 _log = logging.getLogger(__name__)
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "host"
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "host"
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[0-9a-f]{8}\.tmp")
 
 
 def temporary_name(target: Path, suffix: str = "") -> Path:
     """The temporary sibling to write ``target`` through (names this process and host)."""
     return target.with_name(
-        f".{target.name}.{os.getpid()}@{_HOST}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
+        f".{target.name}.{os.getpid()}@{HOST}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
     )
 
 
@@ -53,7 +53,7 @@ def sweep_temporaries(directory: Path) -> int:
         return 0
     for name in names:
         m = _TMP.match(name)
-        if m is None or m["host"] != _HOST:
+        if m is None or m["host"] != HOST:
             continue
         pid = int(m["pid"])
         if pid == os.getpid() or _alive(pid):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Any
 from rc2_platform.core.crash_points import crash_point
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.datastore._pending import Manifest
 from rc2_platform.datastore._repair import sweep_temporaries, temporary_name
 from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
 from rc2_platform.datastore.formatters import Formatter, get_formatter
@@ -24,6 +27,8 @@ from rc2_platform.errors import (
     FormatterError,
     PathTraversalError,
 )
+
+_log = logging.getLogger(__name__)
 
 
 class Transfer(enum.StrEnum):
@@ -41,6 +46,7 @@ class Transfer(enum.StrEnum):
 class _Txn:
     undo: list[Callable[[], None]] = field(default_factory=list)
     on_commit: list[Callable[[], None]] = field(default_factory=list)
+    manifest: Manifest | None = None  #: what this transaction's removal will delete
 
 
 class FileDatastore:
@@ -205,14 +211,71 @@ class FileDatastore:
         never deleted. Inside :meth:`transaction` the file stays in place until the
         transaction commits and is deleted then: a process killed before the registry
         commit leaves the dataset registered *with* its file (renaming it away first
-        would leave a registered dataset without its file).
+        would leave a registered dataset without its file). The file is listed in the
+        transaction's pending-removal manifest (:meth:`journal_removals`), so a process
+        killed after the commit leaves a manifest the next writer finishes.
         """
         if record is not None and os.path.isabs(record.path):
             return
-        path = self.absolute(record) if record is not None else self.path_for(ref)
+        rel = record.path if record is not None else self.relative_path_for(ref)
+        path = self.absolute(record) if record is not None else self.root / rel
         if not (path.exists() or path.is_symlink()):
             return
-        self._after_commit(lambda: self._delete(path))
+        txn = self._current()
+        if txn is None:
+            self._delete(path)
+            return
+        self._manifest(txn).add_file(str(ref.id), rel)
+
+        def delete() -> None:
+            self._delete(path)
+            crash_point("datastore.remove.deleted")
+
+        txn.on_commit.append(delete)
+
+    def remove_folder(self, key: str, rel: str) -> None:
+        """Delete folder ``rel`` (root-relative, e.g. a RUN's ``_runs/<run>``) on commit.
+
+        ``key`` names what the folder belongs to (the RUN) for a later repair, which
+        deletes it only if the registry no longer has ``key``.
+        """
+        path = self._inside_root(rel, f"folder of {key}")
+        if not (path.exists() or path.is_symlink()):
+            return
+        txn = self._current()
+        if txn is None:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        self._manifest(txn).add_folder(key, rel)
+        txn.on_commit.append(lambda: shutil.rmtree(path, ignore_errors=True))
+
+    def note_removal(self, **about: list[str]) -> None:
+        """Say what the current transaction removes (``runs=[...]``, ``dataset_types=[...]``).
+
+        Recorded in its pending-removal manifest, for the report of a later repair.
+        """
+        txn = self._current()
+        if txn is not None:
+            self._manifest(txn).note(**about)
+
+    def journal_removals(self) -> None:
+        """Write the current transaction's pending-removal manifest, if it removes anything.
+
+        Call it just before the registry commits (:meth:`Butler.transaction` does): the
+        manifest ``REPO/_removals/<pid>@<host>.<hex>.json`` lists every file and folder
+        to delete, so a kill between the commit and the last deletion is finished by
+        the next writer (``rc2_platform/butler_repair.py``). Calling it again writes
+        only what was added since.
+        """
+        txn = self._current()
+        if txn is not None and txn.manifest is not None and txn.manifest.size:
+            txn.manifest.write()
+            crash_point("datastore.removal.journaled")
+
+    def _manifest(self, txn: _Txn) -> Manifest:
+        if txn.manifest is None:
+            txn.manifest = Manifest(self.root)
+        return txn.manifest
 
     def _delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
@@ -252,12 +315,25 @@ class FileDatastore:
             for undo in reversed(txn.undo):
                 with contextlib.suppress(OSError):
                     undo()
+            if txn.manifest is not None:
+                # Written or not, its rows may not have gone: a later repair decides.
+                txn.manifest.release()
             raise
         stack.pop()
         crash_point("datastore.transaction.committed")
+        failed = 0
         for action in txn.on_commit:
-            with contextlib.suppress(OSError):
+            try:
                 action()
+            except OSError as exc:
+                failed += 1
+                _log.warning("could not delete after the commit: %s", exc)
+        if txn.manifest is not None:
+            crash_point("datastore.removal.done")
+            if failed:  # the next writer retries what is left
+                txn.manifest.release()
+            else:
+                txn.manifest.discard()
 
     def _after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` when the current transaction commits (now if there is none)."""

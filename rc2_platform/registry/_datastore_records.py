@@ -78,6 +78,18 @@ class DatastoreRecordManager:
                 out[did] = DatastoreRecord(did, row[1], row[2], row[3], row[4] or 0)
         return out
 
+    def paths_in_use(self, conn: sa.Connection, paths: Sequence[str]) -> set[str]:
+        """Which of ``paths`` a record names (one query per 1,000 paths; no index on path)."""
+        t = self.table
+        out: set[str] = set()
+        for part in chunks(list(dict.fromkeys(paths)), 1000):
+            out.update(conn.execute(sa.select(t.c.path).where(t.c.path.in_(part))).scalars())
+        return out
+
+    def all_paths(self, conn: sa.Connection) -> set[str]:
+        """Every path a record names."""
+        return set(conn.execute(sa.select(self.table.c.path)).scalars())
+
     def delete(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> None:
         """Delete the records of datasets ``ids`` (the datasets stay registered)."""
         t = self.table

@@ -801,6 +801,20 @@ class Registry(RegistryAdmin):
             out.update(self.datastore_records.fetch(conn, ids))
             return out
 
+    def datastore_paths_in_use(self, paths: Sequence[str]) -> set[str]:
+        """Which of the root-relative ``paths`` a datastore record names.
+
+        Crash repair asks before deleting a file a killed removal listed: a file some
+        dataset (re)uses since is kept. Reads the whole record table per 1,000 paths.
+        """
+        with self._db.read() as conn:
+            return self.datastore_records.paths_in_use(conn, paths)
+
+    def all_datastore_paths(self) -> set[str]:
+        """Every path the datastore records name (``rc2 fsck`` compares them to the disk)."""
+        with self._db.read() as conn:
+            return self.datastore_records.all_paths(conn)
+
     def query_datastore_record_columns(
         self, ids: Sequence[str]
     ) -> dict[str, tuple[str, str, str, int | None]]:

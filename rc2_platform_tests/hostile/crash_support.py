@@ -40,8 +40,10 @@ def kill_points(total: int, n: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(1, total + 1), n))
 
 
-def run_killed(point: int, action: Callable[[], object]) -> int:
+def run_killed(point: int | str, action: Callable[[], object]) -> int:
     """Run ``action`` in a forked child killed at crash point ``point``; its exit code.
+
+    ``point`` is a number or ``LABEL:N``, as ``RC2_KILL_AT``.
 
     Returns ``-9`` when the child was killed, ``0`` if it ended first (``point`` beyond
     its points), ``1`` if it raised (the traceback is printed by the child).
