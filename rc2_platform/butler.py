@@ -26,7 +26,12 @@ from typing import Any
 
 import yaml
 
-from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals, finish_quietly
+from rc2_platform.butler_repair import (
+    FinishedRemoval,
+    finish_moves,
+    finish_pending_removals,
+    finish_quietly,
+)
 from rc2_platform.core import (
     CollectionType,
     DataCoordinate,
@@ -183,6 +188,8 @@ class Butler:
         self.run = run
         #: Removals killed after their commit that this butler finished (or discarded).
         self.finished_removals: list[FinishedRemoval] = []
+        #: Sources of ``move`` ingests killed after their commit that this butler removed.
+        self.finished_moves: list[Path] = []
 
     # --- creation and configuration ---------------------------------------------------
 
@@ -599,6 +606,8 @@ class Butler:
                 if d.ref.id in new
             ]
             self.registry.insert_datastore_records(records)
+            if transfer == Transfer.MOVE and len(new) < len(datasets):
+                finish_moves(self, [d for d in datasets if d.ref.id not in new])
             crash_point("butler.ingest.before_commit")
         crash_point("butler.ingest.committed")
         return [d.ref for d in datasets if d.ref.id in new]

@@ -14,21 +14,25 @@ are gone. A manifest found later, whose writer is gone, is finished here:
 
 A writable :class:`~rc2_platform.butler.Butler` does this when it opens and before each
 removal; ``rc2 fsck`` does it on demand.
+
+Also here: :func:`finish_moves`, what re-running a ``move`` ingest killed after its
+commit does (the dataset is registered, the source still there).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.datastore._pending import Manifest, pending_manifests
 from rc2_platform.errors import DatastoreError, Rc2Error
 
 if TYPE_CHECKING:
-    from rc2_platform.butler import Butler
+    from rc2_platform.butler import Butler, FileDataset
 
-__all__ = ["FinishedRemoval", "finish_pending_removals"]
+__all__ = ["FinishedRemoval", "finish_moves", "finish_pending_removals"]
 
 _log = logging.getLogger(__name__)
 
@@ -197,3 +201,37 @@ def finish_quietly(butler: Butler) -> list[FinishedRemoval]:
     except (Rc2Error, OSError) as exc:
         _log.warning("could not finish a pending removal (run `rc2 fsck`): %s", exc)
         return []
+
+
+def finish_moves(butler: Butler, registered: list[FileDataset]) -> None:
+    """A ``move`` ingest of datasets already registered: delete the sources a kill left.
+
+    A ``move`` killed after its registry commit and before it deleted its sources
+    leaves them in place. Re-running the same ingest finds the datasets registered;
+    each source whose datastore file is identical (same inode, or same size and
+    SHA-256) is deleted after this transaction commits, and one WARNING line says so.
+    A source that differs from the registered file is kept, with a WARNING.
+    """
+    records = butler.datastore_records([d.ref for d in registered])
+    finished: list[Path] = []
+    for d in registered:
+        rec = records.get(d.ref.id)
+        if rec is None:
+            continue
+        if butler.datastore.finish_move(d.path, rec):
+            finished.append(Path(d.path))
+        elif (
+            Path(d.path).exists()
+            and butler.datastore.absolute(rec).resolve() != Path(d.path).resolve()
+        ):
+            _log.warning(
+                "kept %s: %s is already registered with another file (%s)", d.path, d.ref, rec.path
+            )
+    if finished:
+        more = f" and {len(finished) - 1} more" if len(finished) > 1 else ""
+        _log.warning(
+            "finishing %d `move` ingest(s) killed after their commit: the datasets are "
+            "registered with identical files, so their sources are removed (%s%s)",
+            len(finished), finished[0], more,
+        )  # fmt: skip
+    butler.finished_moves += finished

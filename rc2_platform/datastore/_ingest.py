@@ -100,7 +100,30 @@ def _after_placing(store: FileDatastore, source: Path, target: Path, transfer: T
 
     store._on_undo(lambda: store._delete(target))
     if transfer is Transfer.MOVE:
-        store._after_commit(lambda: source.unlink(missing_ok=True))
+        store._after_commit(lambda: _delete_source(source))
+
+
+def _delete_source(source: Path) -> None:
+    source.unlink(missing_ok=True)
+    crash_point("datastore.ingest.source_deleted")
+
+
+def finish_move(store: FileDatastore, source: Path, record: DatastoreRecord) -> bool:
+    """Delete ``source`` after the commit if its dataset's file ``record`` is identical.
+
+    For a ``move`` ingest of a dataset that is already registered: its move was killed
+    after the registry commit and before the source went. The source goes only if the
+    datastore file is another path (not a link) with the same inode, or the same size
+    and SHA-256; returns whether it will.
+    """
+    if os.path.isabs(record.path) or not (source.is_file() or source.is_symlink()):
+        return False
+    target = store.absolute(record)
+    resolved = source.resolve()
+    if target.resolve() == resolved or not identical(target, resolved, symlink=False):
+        return False
+    store._after_commit(lambda: _delete_source(source))
+    return True
 
 
 def _transfer_to(resolved: Path, tmp: Path, transfer: Transfer) -> None:

@@ -406,6 +406,18 @@ class FileDatastore:
 
         return ingest_file(self, Path(path), ref, _transfer(transfer), formatter, repair=repair)
 
+    def finish_move(self, path: Path | str, record: DatastoreRecord) -> bool:
+        """Finish a ``move`` ingest killed after its commit: delete the source if identical.
+
+        ``record`` is the registered dataset's file. The source ``path`` is deleted when
+        the enclosing transaction commits, and only if that file is another path with
+        the same inode, or the same size and SHA-256 (never when it is the file itself
+        or a link to it). Returns whether it will be.
+        """
+        from rc2_platform.datastore._ingest import finish_move
+
+        return finish_move(self, Path(path).absolute(), record)
+
 
 def _transfer(value: Transfer | str) -> Transfer:
     try:

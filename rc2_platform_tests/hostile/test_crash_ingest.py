@@ -110,7 +110,11 @@ def _fresh_raw_repo(root: Path, url: str | None) -> None:
 def test_crash_ingest_raws_killed_anywhere_is_repaired_by_a_rerun(
     tiny_survey: SimulationResult, transfer: str, tmp_path: Path
 ) -> None:
-    """SQLite, 8 kills per transfer mode (24 in all); ``move`` keeps its sources until commit."""
+    """SQLite, 8 kills per transfer mode (24 in all); ``move`` keeps its sources until commit.
+
+    A ``move`` killed after its commit leaves sources whose datasets are registered; the
+    re-run removes them (the datastore file is identical).
+    """
     survey = tiny_survey.root
     sources = sorted((survey / "raw" / BAND_FILTER).rglob("*.fits"))[:12]
 
@@ -146,3 +150,5 @@ def test_crash_ingest_raws_killed_anywhere_is_repaired_by_a_rerun(
         assert found.datasets == len(sources)
         if transfer != "move":
             assert all(f.exists() for f in files)
+        else:  # the re-run finished a move killed after its commit: no source is left
+            assert not any(f.exists() for f in files), f"sources left after a kill at {n}"

@@ -1,8 +1,8 @@
 """What a killed writer leaves is repaired by the next one; failed ingests exit non-zero.
 
 Orphans (a file at a new dataset's path) are adopted when identical and replaced when not,
-temporaries of dead writers are removed, ``move`` keeps its source until the commit, a
-failed ingest leaves no empty RUN, and the commands exit 3 (some failed) or 1 (all did)
+temporaries of dead writers are removed, ``move`` keeps its source until the commit (and
+a re-run removes a source its killed move left), a failed ingest leaves no empty RUN, and the commands exit 3 (some failed) or 1 (all did)
 naming every failed file.
 """
 
@@ -115,6 +115,60 @@ def test_crash_move_keeps_its_source_until_the_commit(store: FileDatastore, sour
         store.ingest(source, _ref(), "move")
         assert source.exists()
     assert not source.exists() and store.path_for(_ref()).exists()
+
+
+def test_crash_finish_move_deletes_only_an_identical_source(
+    store: FileDatastore, source: Path, tmp_path: Path
+) -> None:
+    """A move killed after its commit: the source goes only if the stored file is identical."""
+    copy = tmp_path / "copy.fits"
+    shutil.copy(source, copy)
+    with store.transaction():
+        record = store.ingest(copy, _ref(), "copy")
+    target = store.root / record.path
+    other = tmp_path / "other.fits"
+    other.write_bytes(source.read_bytes()[:-1] + b"x")
+    assert not store.finish_move(other, record)  # same size, other bytes
+    assert not store.finish_move(target, record)  # the datastore file itself
+    link = tmp_path / "link.fits"
+    os.symlink(target, link)
+    with store.transaction():
+        assert store.finish_move(source, record)  # same size and SHA-256
+        assert source.exists()  # deleted on commit only
+    assert not source.exists() and target.exists() and other.exists()
+    hard = tmp_path / "hard.fits"
+    os.link(target, hard)
+    with store.transaction():
+        assert store.finish_move(hard, record)  # same inode
+    assert not hard.exists() and target.exists()
+    os.unlink(target)
+    os.symlink(copy, target)  # a datastore symlink to the source: never
+    assert not store.finish_move(copy, record)
+
+
+@pytest.mark.parametrize(
+    "point", ["datastore.transaction.committed:1", "datastore.ingest.source_deleted:1"]
+)
+def test_crash_rc2_ingest_move_killed_after_its_commit_rerun_removes_the_sources(
+    repo: Path, tiny_survey: SimulationResult, tmp_path: Path, point: str
+) -> None:
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    files = [Path(shutil.copy(f, staged / f.name)) for f in _raws(tiny_survey, "HSC-G", 3)]
+    rc2 = str(Path(sys.executable).parent / "rc2")
+    args = [rc2, "ingest-raws", str(repo), "--transfer", "move", *map(str, files)]
+    killed = subprocess.run(
+        args, env={**os.environ, "RC2_KILL_AT": point}, capture_output=True, text=True, check=False
+    )
+    assert killed.returncode == -9, killed.stderr
+    left = [f for f in files if f.exists()]
+    assert len(left) == (3 if point.startswith("datastore.transaction") else 2)
+    again = subprocess.run(args[:5] + [str(f) for f in left], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"finishing {len(left)} `move` ingest(s) killed after their commit" in again.stderr
+    assert not any(f.exists() for f in files)
+    found = expect_consistent(repo, f"ingest-raws --transfer move killed at {point}", kill=True)
+    assert found.datasets == 3
 
 
 # --- failed ingests: exit codes, named files, no empty RUN -----------------------------
