@@ -134,7 +134,8 @@ def read_exposure(path: Path) -> Exposure | None:
     """Read an exposure or a plain image file like the exposure formatter's astropy path.
 
     Returns None for files left to astropy (scaled data other than astropy's ``uint16``
-    convention, groups, tables, unusual headers).
+    convention, groups, tables, unusual headers). Raises ValueError naming the byte counts
+    when the file is shorter than its headers announce (a truncated copy).
     """
     from astropy.io import fits
 
@@ -151,6 +152,12 @@ def read_exposure(path: Path) -> Exposure | None:
             * int(head.get("GCOUNT", 1))
             * (int(head.get("PCOUNT", 0)) + (math.prod(naxes) if naxes else 0))
         )
+        if data_start + size > len(buf):
+            name = head.get("EXTNAME", "PRIMARY" if not hdus else f"#{len(hdus)}")
+            raise ValueError(
+                f"the file is truncated: {len(buf)} bytes, but its HDU {name} ends at byte "
+                f"{data_start + size}; re-copy or re-write it"
+            )
         hdus.append((offset, data_start, head, tuple(reversed(naxes))))
         offset = data_start + -(-size // BLOCK) * BLOCK
     names = [str(h[2].get("EXTNAME", "PRIMARY")) for h in hdus]

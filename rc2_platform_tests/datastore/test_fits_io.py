@@ -243,6 +243,24 @@ def test_single_images_read_like_astropy(tmp_path: Path) -> None:
     assert empty is not None and empty.image.shape == (0, 0) and empty.header["OBSTYPE"] == "bias"
 
 
+def test_a_truncated_image_is_named_as_truncated(tmp_path: Path) -> None:
+    """A raw cut short after ingest fails its read with the byte counts, not a numpy error."""
+    image = np.arange(0, 60000, 250, dtype=np.uint16).reshape(16, 15)
+    path = tmp_path / "raw.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    whole = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(2880 + 100)  # the header and 100 of the 480 data bytes
+    with pytest.raises(
+        ValueError, match=r"truncated: 2980 bytes, but its HDU PRIMARY ends at byte 3360"
+    ):
+        fits_io.read_exposure(path)
+    # The formatter passes it on; the datastore's get() wraps it with the path and the ref.
+    with pytest.raises(ValueError, match="the file is truncated"):
+        FitsExposureFormatter().read(path)
+    assert whole == 5760
+
+
 def test_scaled_images_are_left_to_astropy(tmp_path: Path) -> None:
     hdu = fits.PrimaryHDU(np.arange(12, dtype=np.int16).reshape(3, 4))
     hdu.header["BSCALE"], hdu.header["BZERO"] = 2.0, 10.0
