@@ -140,7 +140,7 @@ def read_exposure(path: Path) -> Exposure | None:
     from astropy.io import fits
 
     buf = memoryview(path.read_bytes())
-    hdus = []
+    hdus: list[tuple[int, int, dict[str, Any], tuple[int, ...]]] = []
     offset = 0
     while offset < len(buf):
         cards, _, data_start = parse_cards(buf, offset, _DATA_KEYS)
