@@ -55,6 +55,8 @@ class FinishedRemoval:
         RUN folders deleted (``_runs/<run>``).
     errors : list of str
         What could not be deleted (the manifest stays; the next writer retries).
+    dry_run : bool
+        Nothing was done: the counts say what would be.
     """
 
     manifest: str
@@ -65,6 +67,7 @@ class FinishedRemoval:
     kept_files: int = 0
     deleted_folders: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     def what(self) -> str:
         """``RUN 'a', dataset type 'b'``, or ``N dataset(s)`` for a prune."""
@@ -74,17 +77,20 @@ class FinishedRemoval:
 
     def line(self) -> str:
         """One line for the operator."""
+        would = "would be " if self.dry_run else ""
         if not self.committed:
             return (
-                f"discarded the pending-removal manifest {self.manifest} of {self.what()}: "
-                "its removal did not commit (the registry rows are still there); nothing deleted"
+                f"pending-removal manifest {self.manifest} of {self.what()} {would or 'was '}"
+                "discarded: its removal did not commit (the registry rows are still there); "
+                "nothing deleted"
             )
-        done = f"deleted {self.deleted_files} file(s) no dataset names"
+        done = f"{'would delete' if self.dry_run else 'deleted'} {self.deleted_files} file(s) no dataset names"
         if self.deleted_folders:
             done += f" and {', '.join(self.deleted_folders)}"
         if self.kept_files:
             done += f", kept {self.kept_files} a dataset uses again"
-        text = f"finished the removal of {self.what()} killed after its commit: {done}"
+        verb = "would finish" if self.dry_run else "finished"
+        text = f"{verb} the removal of {self.what()} killed after its commit: {done}"
         if self.errors:
             text += f"; {len(self.errors)} left for the next run: {self.errors[0]}"
         return text
@@ -103,11 +109,13 @@ class FinishedRemoval:
         }
 
 
-def finish_pending_removals(butler: Butler) -> list[FinishedRemoval]:
+def finish_pending_removals(butler: Butler, *, dry_run: bool = False) -> list[FinishedRemoval]:
     """Finish (or discard) every pending-removal manifest whose writer is gone.
 
     Manifests of removals still running (their lock is held) are left alone. Each result
     is also logged (WARNING: an operator should know a killed removal was finished).
+    ``dry_run``: say what would be deleted (``deleted_*`` count what exists), change
+    nothing, log nothing.
 
     Raises
     ------
@@ -117,20 +125,22 @@ def finish_pending_removals(butler: Butler) -> list[FinishedRemoval]:
     done: list[FinishedRemoval] = []
     for manifest in pending_manifests(butler.datastore.root):
         try:
-            result = _finish(butler, manifest)
+            result = _finish(butler, manifest, dry_run)
         finally:
             manifest.release()
-        _log.warning("%s", result.line())
+        if not dry_run:
+            _log.warning("%s", result.line())
         done.append(result)
     return done
 
 
-def _finish(butler: Butler, manifest: Manifest) -> FinishedRemoval:
+def _finish(butler: Butler, manifest: Manifest, dry_run: bool) -> FinishedRemoval:
     """Decide with the registry, then delete; discards the manifest unless errors remain."""
     reg = butler.registry
     assert manifest.path is not None
     result = FinishedRemoval(
         manifest.path.name,
+        dry_run=dry_run,
         committed=False,
         runs=list(manifest.about.get("runs", [])),
         dataset_types=list(manifest.about.get("dataset_types", [])),
@@ -149,7 +159,8 @@ def _finish(butler: Butler, manifest: Manifest) -> FinishedRemoval:
         or [k for k, _ in manifest.folders if k not in runs]
     )
     if not gone:
-        manifest.discard()
+        if not dry_run:
+            manifest.discard()
         return result
     result.committed = True
     in_use = reg.datastore_paths_in_use(gone_files) if gone_files else set()
@@ -158,17 +169,17 @@ def _finish(butler: Butler, manifest: Manifest) -> FinishedRemoval:
         if rel in in_use:
             continue
         try:
-            result.deleted_files += manifest.delete_file(rel)
+            result.deleted_files += manifest.delete_file(rel, dry_run=dry_run)
         except DatastoreError as exc:
             result.errors.append(str(exc))
-    _finish_folders(butler, manifest, runs, result)
-    if not result.errors:
+    _finish_folders(butler, manifest, runs, result, dry_run)
+    if not (result.errors or dry_run):
         manifest.discard()
     return result
 
 
 def _finish_folders(
-    butler: Butler, manifest: Manifest, runs: set[str], result: FinishedRemoval
+    butler: Butler, manifest: Manifest, runs: set[str], result: FinishedRemoval, dry_run: bool
 ) -> None:
     """Delete the listed RUN folders of RUNs that are gone and that nobody executes."""
     from rc2_platform.butler import _run_in_use
@@ -183,7 +194,7 @@ def _finish_folders(
             continue
         if not folder.exists():
             continue
-        error = manifest.delete_folder(rel)
+        error = None if dry_run else manifest.delete_folder(rel)
         if error:
             result.errors.append(error)
         else:

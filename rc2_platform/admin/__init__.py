@@ -1,7 +1,7 @@
 """Data management of a repository: removals, certification and artifact retrieval.
 
 Library calls behind ``rc2 remove-runs``, ``prune-datasets``, ``remove-dataset-type``,
-``certify-calibrations``, ``decertify`` and ``retrieve-artifacts``. Each takes an open
+``certify-calibrations``, ``decertify``, ``retrieve-artifacts`` and ``fsck``. Each takes an open
 :class:`~rc2_platform.butler.Butler`, checks everything before changing anything
 (refusals name the collections that still use what would go), supports a dry run
 where it removes or moves anything, and returns a result whose ``rows`` are plain
@@ -18,6 +18,7 @@ from rc2_platform.admin.calibration import (
     decertify,
     parse_time,
 )
+from rc2_platform.admin.fsck import FsckReport, check_repository
 from rc2_platform.admin.removal import (
     PruneResult,
     RemoveRunsResult,
@@ -30,11 +31,13 @@ from rc2_platform.admin.removal import (
 __all__ = [
     "CertifyResult",
     "DecertifyResult",
+    "FsckReport",
     "PruneResult",
     "RemoveRunsResult",
     "RemoveTypeResult",
     "RetrieveResult",
     "certify_calibrations",
+    "check_repository",
     "decertify",
     "parse_time",
     "prune_datasets",

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "certify-calibrations": "rc2_platform.cli.admin_commands:certify_calibrations",
     "decertify": "rc2_platform.cli.admin_commands:decertify",
     "retrieve-artifacts": "rc2_platform.cli.admin_commands:retrieve_artifacts",
+    "fsck": "rc2_platform.cli.admin_commands:fsck",
     # survey data and ingest
     "simulate": "rc2_platform.cli.simulate_commands:simulate_command",
     "bootstrap": "rc2_platform.cli.ingest_commands:bootstrap_command",

@@ -1,5 +1,5 @@
 """Data-management commands: remove RUNs, prune datasets, remove dataset types, certify,
-decertify and retrieve artifacts.
+decertify, retrieve artifacts, and check the datastore against the registry (fsck).
 
 Each is a thin wrapper of :mod:`rc2_platform.admin`. Whatever removes or moves data
 takes ``--dry-run``; a refusal (something still uses what would go, a file would be
@@ -19,6 +19,7 @@ from rc2_platform.cli.butler_commands import (
     where_options,
 )
 from rc2_platform.cli.common import (
+    EXIT_PARTIAL,
     emit_json,
     emit_rows,
     format_option,
@@ -371,3 +372,70 @@ def retrieve_artifacts(
         as_json=as_json,
         title=f"{verb} into {result.destination}",
     )
+
+
+# --- fsck -----------------------------------------------------------------------------
+
+
+@click.command("fsck")
+@repo_argument
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Repair: finish pending removals, delete orphan files older than --min-age and "
+    "temporaries of dead writers. Default: report only (dry run).",
+)
+@click.option(
+    "--min-age",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="An orphan changed more recently is kept (a write in progress places its file "
+    "before its commit).",
+)
+@json_option
+def fsck(repo: str, remove: bool, min_age: float, as_json: bool) -> None:
+    """Compare the files under REPO with the registry's records; with --remove, repair.
+
+    Reports pending removals (killed after their commit), files no dataset names
+    (orphans, temporaries), outputs awaiting `rc2 aggregate` (never removed) and
+    datasets whose file is missing. Exit 0 when nothing is left to repair or report,
+    3 otherwise. Stop writers (ingest, import, runs) before --remove.
+    """
+    from rc2_platform.admin.fsck import check_repository
+
+    with open_butler(repo, read_only=not remove) as butler:
+        report = check_repository(butler, remove=remove, min_age=min_age)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _print_fsck(report)
+    if not report.clean:
+        raise SystemExit(EXIT_PARTIAL)
+
+
+def _print_fsck(report: Any) -> None:
+    """The text form of an FsckReport."""
+    for pending in report.pending_removals:
+        click.echo(pending.line())
+    click.echo(f"{report.files} file(s) named by datastore records")
+    for kind in ("orphan", "temporary"):
+        found = [o for o in report.orphans if o["kind"] == kind]
+        if found:
+            click.echo(f"{len(found)} {kind} file(s) no dataset names:")
+        for o in found[:1000]:
+            click.echo(f"  {o['path']} ({o['bytes']} bytes): {o['action']}")
+        if len(found) > 1000:
+            click.echo(f"  ... and {len(found) - 1000} more (--json lists all)")
+    for run, n in report.unregistered.items():
+        click.echo(f"{n} file(s) of RUN {run} await registration (`rc2 aggregate`); kept")
+    if report.missing:
+        click.echo(f"{len(report.missing)} dataset file(s) missing (recorded, not on disk):")
+        for path in report.missing[:1000]:
+            click.echo(f"  {path}")
+    removed = sum(o["action"] == "removed" for o in report.orphans)
+    if report.clean:
+        click.echo(f"removed {removed} file(s); clean" if removed else "clean")
+    elif report.dry_run:
+        click.echo("dry run: nothing changed; --remove repairs what is marked 'would remove'")

@@ -154,8 +154,10 @@ class Manifest:
             os.close(self._fd)
             self._fd = None
 
-    def delete_file(self, rel: str) -> bool:
+    def delete_file(self, rel: str, *, dry_run: bool = False) -> bool:
         """Delete one listed file and the folders it leaves empty; False if already gone.
+
+        ``dry_run``: only say whether there is a file to delete.
 
         Raises
         ------
@@ -167,6 +169,8 @@ class Manifest:
             raise DatastoreError(
                 f"{rel!r} is not a path inside the datastore root {self.root}; left alone"
             )
+        if dry_run:
+            return path.exists() or path.is_symlink()
         try:
             path.unlink()
         except FileNotFoundError:

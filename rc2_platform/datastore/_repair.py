@@ -22,7 +22,7 @@ import socket
 import uuid
 from pathlib import Path
 
-__all__ = ["HOST", "identical", "sweep_temporaries", "temporary_name"]
+__all__ = ["HOST", "identical", "sweep_temporaries", "temporary_name", "temporary_writer_gone"]
 
 _log = logging.getLogger(__name__)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "host"
@@ -42,6 +42,17 @@ def _alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
+
+
+def temporary_writer_gone(name: str) -> bool | None:
+    """For a temporary's file name: whether its writer is gone (None: not a temporary).
+
+    False also for a writer on another host (whether it runs cannot be known here).
+    """
+    m = _TMP.match(name)
+    if m is None:
+        return None
+    return m["host"] == HOST and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"]))
 
 
 def sweep_temporaries(directory: Path) -> int:

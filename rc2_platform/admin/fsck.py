@@ -1,0 +1,205 @@
+"""``rc2 fsck``: compare the datastore's files with the registry's records, and repair.
+
+What a killed process can leave, and what this finds (the registry is the truth):
+
+- pending-removal manifests (a removal killed after its commit; ``butler_repair``):
+  finished with ``remove``, otherwise reported;
+- *orphans*: files under the datastore root that no datastore record names (a write
+  killed before its commit, files a removal left before manifests existed, files put
+  there by hand). Removed with ``remove`` if unchanged for ``min_age`` seconds: a write
+  in progress places its file before its commit, so a young orphan may be one;
+- temporaries (``.<name>.<pid>@<host>.<hex>.tmp``): removed with ``remove`` when their
+  writer (a process of this host) is gone;
+- unregistered outputs: files under a RUN that has an execution state folder
+  (``_runs/<run>/``): ``rc2 aggregate`` registers them; reported per RUN, never removed;
+- missing files: datasets whose record names a file that is not there (reported only).
+
+The repository's own files are not datasets: ``butler.yaml``, the SQLite registry and
+every top-level folder starting with ``_`` (``_runs``, ``_graphs``, ``_removals``,
+``_migrate``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals
+from rc2_platform.datastore._repair import temporary_writer_gone
+
+if TYPE_CHECKING:
+    from rc2_platform.butler import Butler
+
+__all__ = ["FsckReport", "check_repository"]
+
+#: Default of ``min_age``: an orphan changed within the last hour is not removed.
+MIN_AGE = 3600.0
+
+
+@dataclass
+class FsckReport:
+    """What :func:`check_repository` found and did.
+
+    Attributes
+    ----------
+    pending_removals : list of FinishedRemoval
+        Pending-removal manifests finished (or, in a dry run, that would be).
+    files : int
+        Files under the root that records name.
+    orphans : list of dict
+        ``{path, kind, bytes, age_s, action}``; ``kind`` is ``orphan`` or
+        ``temporary``; ``action`` is ``removed``, ``would remove``, or why it was kept.
+    unregistered : dict
+        RUN -> number of files awaiting ``rc2 aggregate`` (never removed).
+    missing : list of str
+        Recorded paths whose file is not there.
+    """
+
+    dry_run: bool = True
+    pending_removals: list[FinishedRemoval] = field(default_factory=list)
+    files: int = 0
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    unregistered: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing left to repair or report (after what this call removed)."""
+        left = [o for o in self.orphans if o["action"] != "removed"]
+        pending = [p for p in self.pending_removals if p.dry_run or p.errors]
+        return not (left or self.missing or pending)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "dry_run": self.dry_run,
+            "clean": self.clean,
+            "files": self.files,
+            "pending_removals": [p.to_dict() for p in self.pending_removals],
+            "orphans": self.orphans,
+            "unregistered": self.unregistered,
+            "missing": self.missing,
+        }
+
+
+def check_repository(
+    butler: Butler, *, remove: bool = False, min_age: float = MIN_AGE
+) -> FsckReport:
+    """Compare every file under the datastore root with the registry's records.
+
+    Parameters
+    ----------
+    butler : Butler
+        The repository; open it read-only for a dry run (opening it writable finishes
+        pending removals at once).
+    remove : bool
+        Finish pending removals, delete orphans older than ``min_age`` seconds and
+        temporaries of dead writers. Otherwise only report (dry run).
+    min_age : float
+        Seconds since an orphan last changed (ctime or mtime) before it may be removed.
+
+    Raises
+    ------
+    DatastoreError
+        A file in ``_removals/`` is not a manifest.
+    """
+    report = FsckReport(dry_run=not remove)
+    report.pending_removals = list(butler.finished_removals)
+    report.pending_removals += finish_pending_removals(butler, dry_run=not remove)
+    root = butler.datastore.root
+    recorded = butler.registry.all_datastore_paths()
+    seen: set[str] = set()
+    executed: dict[str, str | None] = {}
+    unregistered: Counter[str] = Counter()
+    now = time.time()
+    for rel, path in _dataset_files(root):
+        if rel in recorded:
+            seen.add(rel)
+            continue
+        run = _executed_run(butler, rel, executed)
+        if run is not None:
+            unregistered[run] += 1
+            continue
+        report.orphans.append(_orphan(path, rel, now, remove=remove, min_age=min_age))
+    report.files = len(seen)
+    report.unregistered = dict(sorted(unregistered.items()))
+    report.missing = sorted(
+        p for p in recorded - seen if not os.path.lexists(p if os.path.isabs(p) else root / p)
+    )
+    return report
+
+
+def _dataset_files(root: Path) -> list[tuple[str, Path]]:
+    """(root-relative POSIX path, path) of every file or link that may be a dataset's."""
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirs, names in os.walk(root):
+        here = Path(dirpath)
+        if here == root:
+            dirs[:] = [d for d in dirs if not d.startswith("_")]
+            names = [
+                n for n in names if n != "butler.yaml" and not n.startswith("registry.sqlite3")
+            ]
+        links = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links]
+        for name in sorted(names + links):
+            path = here / name
+            out.append((path.relative_to(root).as_posix(), path))
+    return out
+
+
+def _executed_run(butler: Butler, rel: str, cache: dict[str, str | None]) -> str | None:
+    """The RUN (a leading part of ``rel``) that has an execution state folder, if any."""
+    from rc2_platform.butler import run_state_directory
+
+    parts = rel.split("/")[:-1]
+    for n in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:n])
+        if prefix not in cache:
+            cache[prefix] = prefix if run_state_directory(butler.root, prefix).is_dir() else None
+        if cache[prefix] is not None:
+            return cache[prefix]
+    return None
+
+
+def _orphan(path: Path, rel: str, now: float, *, remove: bool, min_age: float) -> dict[str, Any]:
+    """Describe (and with ``remove`` delete) one file no record names."""
+    st = path.lstat()
+    age = now - max(st.st_ctime, st.st_mtime)
+    gone = temporary_writer_gone(path.name)
+    kind = "orphan" if gone is None else "temporary"
+    if gone is False:
+        action = "kept: its writer may still run"
+    elif gone is None and age < min_age:
+        action = f"kept: changed {age:.0f} s ago (< --min-age {min_age:.0f})"
+    elif not remove:
+        action = "would remove"
+    else:
+        try:
+            path.unlink()
+            action = "removed"
+        except OSError as exc:
+            action = f"kept: {exc.strerror or exc}"
+        else:
+            _remove_empty_parents(path)
+    return {
+        "path": rel,
+        "kind": kind,
+        "bytes": st.st_size,
+        "age_s": round(age, 1),
+        "action": action,
+    }
+
+
+def _remove_empty_parents(path: Path) -> None:
+    """Remove the folders a deleted file leaves empty, up to the datastore root."""
+    parent = path.parent
+    while True:
+        try:
+            parent.rmdir()  # fails on a non-empty folder, and on the root (never empty)
+        except OSError:
+            return
+        parent = parent.parent

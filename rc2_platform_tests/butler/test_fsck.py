@@ -1,0 +1,124 @@
+"""``rc2 fsck``: files no record names are reported (dry run) and removed (--remove).
+
+On SQLite, PostgreSQL and MariaDB: an orphan, a temporary of a dead writer, a young
+orphan, outputs awaiting ``rc2 aggregate``, a missing file, and a pending-removal
+manifest left by a removal killed after its commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from rc2_platform.butler import Butler, run_state_directory
+from rc2_platform.cli import main
+from rc2_platform.datastore._pending import MANIFEST_DIR
+from rc2_platform.datastore._repair import temporary_name
+from rc2_platform_tests.butler.conftest import RUN
+from rc2_platform_tests.hostile.crash_support import expect_consistent, run_killed, was_killed
+
+
+def _fsck(root: Path, *args: str) -> tuple[Result, dict]:
+    result = CliRunner().invoke(main, ["fsck", str(root), "--json", *args])
+    assert result.exit_code in (0, 3), result.output
+    return result, json.loads(result.stdout)
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def _summaries(butler: Butler) -> None:
+    for v in (1, 2):
+        for d in (0, 1):
+            butler.put({"v": v}, "summary", {"instrument": "HSC", "visit": v, "detector": d})
+
+
+def test_fsck_reports_then_removes_what_no_record_names(butler: Butler) -> None:
+    _summaries(butler)
+    root = butler.root
+    butler.registry.register_run("u/exec")
+    butler.close()
+    orphan = root / RUN / "summary" / "left_by_a_killed_put.yaml"
+    orphan.write_text("v: 9\n")
+    (root / "stray").mkdir()
+    (root / "stray" / "by_hand.txt").write_text("x")
+    mine = temporary_name(root / RUN / "summary" / "x.yaml")
+    dead = mine.with_name(mine.name.replace(f".{os.getpid()}@", f".{_dead_pid()}@"))
+    dead.write_text("half")
+    output = root / "u" / "exec" / "calexp" / "calexp_1.fits"  # written by a worker
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"fits")
+    run_state_directory(root, "u/exec").mkdir(parents=True)
+
+    result, report = _fsck(root, "--min-age", "0")
+    assert result.exit_code == 3 and report["dry_run"] and not report["clean"]
+    assert report["files"] == 4 and report["unregistered"] == {"u/exec": 1}
+    found = {o["path"]: (o["kind"], o["action"]) for o in report["orphans"]}
+    assert found == {
+        f"{RUN}/summary/left_by_a_killed_put.yaml": ("orphan", "would remove"),
+        "stray/by_hand.txt": ("orphan", "would remove"),
+        dead.relative_to(root).as_posix(): ("temporary", "would remove"),
+    }
+    assert orphan.exists() and dead.exists()
+
+    young, report = _fsck(root, "--remove")  # default --min-age 3600: recent orphans kept
+    assert young.exit_code == 3 and orphan.exists() and not dead.exists()
+    actions = {
+        o["kind"]: o["action"].split(" s ago")[0].rstrip("0123456789") for o in report["orphans"]
+    }
+    assert actions == {"orphan": "kept: changed ", "temporary": "removed"}, actions
+
+    result, report = _fsck(root, "--remove", "--min-age", "0")
+    assert result.exit_code == 0 and report["clean"], report
+    assert not orphan.exists() and not (root / "stray").exists() and output.exists()
+    text = CliRunner().invoke(main, ["fsck", str(root)])
+    assert text.exit_code == 0 and "clean" in text.stdout
+    assert "1 file(s) of RUN u/exec await registration" in text.stdout
+
+
+def test_fsck_reports_a_missing_file(butler: Butler) -> None:
+    _summaries(butler)
+    (path,) = butler.get_uris(
+        butler.query_datasets("summary", where="visit = 1 and detector = 0")
+    ).values()
+    butler.close()
+    Path(path.removeprefix("file://")).unlink()
+    result, report = _fsck(butler.root, "--remove")
+    assert result.exit_code == 3 and len(report["missing"]) == 1
+    assert report["missing"][0].endswith(".yaml") and report["orphans"] == []
+
+
+def test_fsck_finishes_a_removal_killed_after_its_commit(butler: Butler) -> None:
+    _summaries(butler)
+    root = butler.root
+    files = [
+        Path(u.removeprefix("file://"))
+        for u in butler.get_uris(butler.query_datasets("summary")).values()
+    ]
+    butler.close()
+
+    def remove() -> None:
+        with Butler(root) as b:
+            b.remove_collection(RUN)
+
+    assert was_killed(run_killed("datastore.transaction.committed:1", remove))
+    result, report = _fsck(root)  # dry run: the repository is opened read-only
+    (pending,) = report["pending_removals"]
+    assert result.exit_code == 3 and pending["committed"] and pending["deleted_files"] == 4
+    assert all(f.exists() for f in files) and list((root / MANIFEST_DIR).glob("*.json"))
+    text = CliRunner().invoke(main, ["fsck", str(root)])
+    assert f"would finish the removal of RUN '{RUN}' killed after its commit" in text.stdout
+
+    result, report = _fsck(root, "--remove")
+    assert result.exit_code == 0 and report["clean"], report
+    assert report["pending_removals"][0]["deleted_files"] == 4
+    assert not any(f.exists() for f in files) and not list((root / MANIFEST_DIR).iterdir())
+    expect_consistent(root, "fsck --remove after a killed removal", kill=True)
