@@ -805,7 +805,7 @@ class Registry(RegistryAdmin):
         """Which of the root-relative ``paths`` a datastore record names.
 
         Crash repair asks before deleting a file a killed removal listed: a file some
-        dataset (re)uses since is kept. Reads the whole record table per 1,000 paths.
+        dataset (re)uses since is kept. Reads the whole record table (no index on path).
         """
         with self._db.read() as conn:
             return self.datastore_records.paths_in_use(conn, paths)

@@ -229,3 +229,16 @@ def test_crash_removal_manifest_paths_never_leave_the_root(butler: Butler, tmp_p
         (finished,) = again.finished_removals
         assert finished.errors and "not a path inside the datastore root" in finished.errors[0]
     assert outside.read_text() == "keep me"
+
+
+def test_crash_removal_paths_in_use_answers_for_few_and_many_paths(butler: Butler) -> None:
+    """The repair's question to the registry: one IN query, or (over 5,000) one scan."""
+    _populate(butler)
+    (record,) = butler.datastore_records(
+        butler.query_datasets("band_cfg", collections=[KEEP])
+    ).values()
+    few = [record.path, "not/recorded.yaml"]
+    many = few + [f"gone/{i}.yaml" for i in range(6000)]
+    assert butler.registry.datastore_paths_in_use(few) == {record.path}
+    assert butler.registry.datastore_paths_in_use(many) == {record.path}
+    assert butler.registry.datastore_paths_in_use([]) == set()
