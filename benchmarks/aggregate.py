@@ -23,7 +23,9 @@ re-run without it (every dataset found registered), and the provenance write are
 Prints JSON: datasets, wall and CPU seconds, datasets/s (wall and per CPU second of the
 aggregating process; on PostgreSQL also the CPU seconds of the database's server backend
 processes, read from ``/proc`` on the same host, and datasets per client + server CPU
-second), the load average before and after.
+second), the load average before and after; the registration's wall and CPU seconds split
+into reading the records (``read_*``: reading, parsing, gathering columns) and writing
+them (``write_*``: the registry transactions, commits included).
 """
 
 from __future__ import annotations
@@ -121,7 +123,9 @@ s0 = server_cpu(butler)
 t, c = time.perf_counter(), time.process_time()
 s = aggregate_run(repo, run, provenance=False, butler=butler)
 reg.update({"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
-            "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta})
+            "datasets": s.datasets, "registered": s.registered, "quanta": s.quanta,
+            "read_seconds": s.read_seconds, "read_cpu_seconds": s.read_cpu_seconds,
+            "write_seconds": s.write_seconds, "write_cpu_seconds": s.write_cpu_seconds})
 if s0 is not None:
     reg["server_cpu_seconds"] = server_cpu(butler) - s0
 t, c = time.perf_counter(), time.process_time()

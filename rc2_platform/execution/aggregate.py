@@ -70,6 +70,10 @@ class AggregateSummary:
         Datasets newly registered (the rest were registered already).
     seconds, cpu_seconds : float
         Wall and CPU time of the call.
+    read_seconds, read_cpu_seconds : float
+        Of which reading the records files and gathering their outputs in columns.
+    write_seconds, write_cpu_seconds : float
+        Of which the registry transactions (inserts, data-ID checks, commits).
     provenance_rows : int or None
         Rows of the provenance dataset written (None: not written).
     """
@@ -81,11 +85,35 @@ class AggregateSummary:
     registered: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    read_seconds: float = 0.0
+    read_cpu_seconds: float = 0.0
+    write_seconds: float = 0.0
+    write_cpu_seconds: float = 0.0
     provenance_rows: int | None = None
+
+    def timed(self, phase: str) -> _PhaseTimer:
+        """A block adding its wall and CPU time to ``<phase>_seconds`` / ``_cpu_seconds``."""
+        return _PhaseTimer(self, phase)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (``rc2 aggregate --json``)."""
         return dict(vars(self))
+
+
+class _PhaseTimer:
+    """Adds a block's wall and thread CPU time to a summary's phase fields."""
+
+    def __init__(self, summary: AggregateSummary, phase: str) -> None:
+        self.summary, self.phase = summary, phase
+
+    def __enter__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+
+    def __exit__(self, *exc: object) -> None:
+        s, p = self.summary, self.phase
+        setattr(s, f"{p}_seconds", getattr(s, f"{p}_seconds") + time.perf_counter() - self._wall)
+        cpu = getattr(s, f"{p}_cpu_seconds") + time.thread_time() - self._cpu
+        setattr(s, f"{p}_cpu_seconds", cpu)
 
 
 @contextmanager
@@ -255,6 +283,9 @@ def aggregate_run(
             butler.close()
     summary.seconds = round(time.perf_counter() - wall0, 4)
     summary.cpu_seconds = round(time.process_time() - cpu0, 4)
+    for phase in ("read", "write"):
+        for field in (f"{phase}_seconds", f"{phase}_cpu_seconds"):
+            setattr(summary, field, round(getattr(summary, field), 4))
     if summary.quanta or summary.provenance_rows is not None:
         journal.append("outputs_registered", **summary.to_json())
     return summary
@@ -274,25 +305,30 @@ def _register_new(
 
     def flush() -> None:
         if columns.size:
-            summary.registered += butler.register_output_columns(summary.run, columns.take())
+            with summary.timed("read"):
+                taken = columns.take()
+            with summary.timed("write"):
+                summary.registered += butler.register_output_columns(summary.run, taken)
         if moved:
             offsets.update(moved)
             moved.clear()
             _save_checkpoint(checkpoint_path, offsets)
 
+    reading = summary.timed("read")
     for path in iter_records_files(journal.directory, clusters):
         key = str(path.relative_to(journal.directory))
-        lines, end = read_lines(path, offsets.get(key, 0))
-        if end == offsets.get(key, 0):
-            continue
-        summary.files += 1
-        for line in lines:
-            if line.get("kind") != "quantum":
+        with reading:
+            lines, end = read_lines(path, offsets.get(key, 0))
+            if end == offsets.get(key, 0):
                 continue
-            summary.quanta += 1
-            if line.get("status") == _SUCCEEDED:
-                summary.datasets += columns.add(line)
-        moved[key] = end
+            summary.files += 1
+            for line in lines:
+                if line.get("kind") != "quantum":
+                    continue
+                summary.quanta += 1
+                if line.get("status") == _SUCCEEDED:
+                    summary.datasets += columns.add(line)
+            moved[key] = end
         if columns.size >= batch_size:
             flush()
     flush()

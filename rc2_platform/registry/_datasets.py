@@ -27,6 +27,11 @@ from rc2_platform.registry.schema import RegistrySchema
 _EXACT = (int, str)
 
 
+def whole_data_ids_key(dims: tuple[str, ...]) -> str:
+    """The key of whole checked data IDs of ``dims`` in a ``verified`` map (no element name)."""
+    return "(" + ",".join(dims) + ")"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDatasetType:
     """A registered dataset type with its ids and membership tables."""
@@ -299,9 +304,17 @@ class DatasetManager:
         One query per referenced element over the batch's distinct values (what the
         dropped per-row foreign keys of the tags table used to check). ``verified``
         (element -> key tuples found so far, updated) lets one registration of several
-        dataset types with the same data IDs query each value once.
+        dataset types with the same data IDs query each value once; it also keeps, under
+        :func:`whole_data_ids_key` of the dimensions, the whole data IDs checked, so the
+        next dataset type of those dimensions (a task's outputs share their data IDs)
+        is checked by one set lookup per data ID.
         """
         dims = stored.dataset_type.dimensions
+        whole: set[tuple[Any, ...]] | None = None
+        if verified is not None and keys and isinstance(keys[0], tuple):
+            whole = verified.setdefault(whole_data_ids_key(dims), set())
+            if whole.issuperset(keys):
+                return
         for name in self.schema.dimension_checks(dims):
             el = self.universe[name]
             idx = [dims.index(r) for r in el.required]
@@ -328,6 +341,8 @@ class DatasetManager:
                     f"{[dict(zip(el.required, m, strict=True)) for m in shown]} do not exist "
                     f"in the registry's {name} records; insert those dimension records first"
                 )
+        if whole is not None:
+            whole.update(keys)
 
     def _existing_keys(
         self, conn: sa.Connection, element: str, wanted: set[tuple[Any, ...]]

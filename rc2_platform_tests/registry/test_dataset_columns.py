@@ -122,3 +122,30 @@ def test_conflicts_and_bad_input_are_refused_without_writing(reg: Registry) -> N
     # Nothing of the refused calls was written.
     assert [r.id for r in reg.query_datasets("calexp", [RUN])] == ids[:1]
     assert set(reg.get_datastore_records(ids)) == {ids[0]}
+
+
+def test_types_sharing_a_tags_table_go_in_together_and_a_conflict_names_its_type(
+    reg: Registry,
+) -> None:
+    """calexp and src share one tags table: one insert of both; a conflict in one is named."""
+    src = DatasetType("src", CALEXP.dimensions, "SourceCatalog")
+    reg.register_dataset_type(src)
+    assert reg.get_dataset_type("src").dimensions == CALEXP_DIMS
+    calexp_ids, src_ids = [uuid.uuid4() for _ in KEYS], [uuid.uuid4() for _ in KEYS]
+
+    def srcs(ids: list[uuid.UUID], keys: list[tuple[object, ...]]) -> DatasetColumns:
+        calexps = _calexps(ids, keys)
+        return DatasetColumns("src", calexps.ids, calexps.data_ids)
+
+    reg.import_dataset_columns(RUN, [srcs(src_ids[:1], KEYS[:1])])
+    # Another src id for a data ID src already holds: refused, naming src; nothing written.
+    with pytest.raises(DatasetConflictError, match="^src: a dataset already exists"):
+        reg.import_dataset_columns(RUN, [_calexps(calexp_ids, KEYS), srcs(src_ids[2:3], KEYS[:1])])
+    assert reg.query_datasets("calexp", [RUN]) == []
+    assert (
+        reg.import_dataset_columns(RUN, [_calexps(calexp_ids, KEYS), srcs(src_ids[1:], KEYS[1:])])
+        == 2 * len(KEYS) - 1
+    )
+    for name, ids in (("calexp", calexp_ids), ("src", src_ids)):
+        refs = reg.query_datasets(name, [RUN])
+        assert sorted(r.id for r in refs) == sorted(ids)
