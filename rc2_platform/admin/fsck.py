@@ -12,6 +12,9 @@ What a killed process can leave, and what this finds (the registry is the truth)
   writer (a process of this host) is gone;
 - unregistered outputs: files under a RUN that has an execution state folder
   (``_runs/<run>/``): ``rc2 aggregate`` registers them; reported per RUN, never removed;
+- RUN folders (``_runs/<run>/``: journal, job folders) of RUNs that are not registered
+  (a removal killed before manifests existed): removed with ``remove`` unless held by a
+  live orchestrator or changed within ``min_age`` (then their files count as outputs);
 - missing files: datasets whose record names a file that is not there (reported only).
 
 The repository's own files are not datasets: ``butler.yaml``, the SQLite registry and
@@ -22,13 +25,16 @@ every top-level folder starting with ``_`` (``_runs``, ``_graphs``, ``_removals`
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rc2_platform.butler import RUNS_DIR, _run_in_use, run_state_directory, safe_run_name
 from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals
+from rc2_platform.core import CollectionType
 from rc2_platform.datastore._repair import temporary_writer_gone
 
 if TYPE_CHECKING:
@@ -57,6 +63,9 @@ class FsckReport:
         RUN -> number of files awaiting ``rc2 aggregate`` (never removed).
     missing : list of str
         Recorded paths whose file is not there.
+    run_folders : list of dict
+        ``{path, age_s, action}`` of each ``_runs/<run>`` folder whose RUN is not
+        registered (journal and job folders a removal left, or a run never registered).
     """
 
     dry_run: bool = True
@@ -65,11 +74,12 @@ class FsckReport:
     orphans: list[dict[str, Any]] = field(default_factory=list)
     unregistered: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    run_folders: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         """Nothing left to repair or report (after what this call removed)."""
-        left = [o for o in self.orphans if o["action"] != "removed"]
+        left = [o for o in self.orphans + self.run_folders if o["action"] != "removed"]
         pending = [p for p in self.pending_removals if p.dry_run or p.errors]
         return not (left or self.missing or pending)
 
@@ -83,6 +93,7 @@ class FsckReport:
             "orphans": self.orphans,
             "unregistered": self.unregistered,
             "missing": self.missing,
+            "run_folders": self.run_folders,
         }
 
 
@@ -111,17 +122,19 @@ def check_repository(
     report.pending_removals = list(butler.finished_removals)
     report.pending_removals += finish_pending_removals(butler, dry_run=not remove)
     root = butler.datastore.root
+    now = time.time()
+    report.run_folders = _run_folders(butler, now, remove=remove, min_age=min_age)
+    stale = {f["path"].split("/", 1)[1] for f in report.run_folders if "remove" in f["action"]}
     recorded = butler.registry.all_datastore_paths()
     seen: set[str] = set()
     executed: dict[str, str | None] = {}
     unregistered: Counter[str] = Counter()
-    now = time.time()
     for rel, path in _dataset_files(root):
         if rel in recorded:
             seen.add(rel)
             continue
         run = _executed_run(butler, rel, executed)
-        if run is not None:
+        if run is not None and safe_run_name(run) not in stale:
             unregistered[run] += 1
             continue
         report.orphans.append(_orphan(path, rel, now, remove=remove, min_age=min_age))
@@ -151,10 +164,45 @@ def _dataset_files(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def _run_folders(
+    butler: Butler, now: float, *, remove: bool, min_age: float
+) -> list[dict[str, Any]]:
+    """The ``_runs/<run>`` folders of RUNs that are not registered (removed, or never made).
+
+    Removed (with ``remove``) unless a live orchestrator holds the folder's lock or it
+    changed within ``min_age`` seconds (an execution registers its RUN after making the
+    folder).
+    """
+    folder = butler.root / RUNS_DIR
+    if not folder.is_dir():
+        return []
+    runs = butler.registry.query_collections(types=[CollectionType.RUN])
+    known = {safe_run_name(r) for r in runs}
+    out: list[dict[str, Any]] = []
+    for path in sorted(folder.iterdir()):
+        if path.name in known or not path.is_dir() or path.is_symlink():
+            continue
+        changed = max(
+            (p.stat().st_mtime for p in (path / "journal.jsonl", path / "lock") if p.exists()),
+            default=0.0,
+        )
+        age = now - max(changed, path.stat().st_mtime, path.stat().st_ctime)
+        holder = _run_in_use(path)
+        if holder is not None:
+            action = f"kept: held by {holder.strip()}"
+        elif age < min_age:
+            action = f"kept: changed {age:.0f} s ago (< --min-age {min_age:.0f})"
+        elif not remove:
+            action = "would remove"
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            action = "removed" if not path.exists() else "kept: could not delete it"
+        out.append({"path": f"{RUNS_DIR}/{path.name}", "age_s": round(age, 1), "action": action})
+    return out
+
+
 def _executed_run(butler: Butler, rel: str, cache: dict[str, str | None]) -> str | None:
     """The RUN (a leading part of ``rel``) that has an execution state folder, if any."""
-    from rc2_platform.butler import run_state_directory
-
     parts = rel.split("/")[:-1]
     for n in range(1, len(parts) + 1):
         prefix = "/".join(parts[:n])

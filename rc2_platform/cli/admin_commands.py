@@ -399,8 +399,8 @@ def fsck(repo: str, remove: bool, min_age: float, as_json: bool) -> None:
     """Compare the files under REPO with the registry's records; with --remove, repair.
 
     Reports pending removals (killed after their commit), files no dataset names
-    (orphans, temporaries), outputs awaiting `rc2 aggregate` (never removed) and
-    datasets whose file is missing. Exit 0 when nothing is left to repair or report,
+    (orphans, temporaries), _runs/<run> folders of RUNs not registered, outputs
+    awaiting `rc2 aggregate` (never removed) and datasets whose file is missing. Exit 0 when nothing is left to repair or report,
     3 otherwise. Stop writers (ingest, import, runs) before --remove.
     """
     from rc2_platform.admin.fsck import check_repository
@@ -430,11 +430,13 @@ def _print_fsck(report: Any) -> None:
             click.echo(f"  ... and {len(found) - 1000} more (--json lists all)")
     for run, n in report.unregistered.items():
         click.echo(f"{n} file(s) of RUN {run} await registration (`rc2 aggregate`); kept")
+    for folder in report.run_folders:
+        click.echo(f"{folder['path']}: folder of a RUN that is not registered: {folder['action']}")
     if report.missing:
         click.echo(f"{len(report.missing)} dataset file(s) missing (recorded, not on disk):")
         for path in report.missing[:1000]:
             click.echo(f"  {path}")
-    removed = sum(o["action"] == "removed" for o in report.orphans)
+    removed = sum(o["action"] == "removed" for o in report.orphans + report.run_folders)
     if report.clean:
         click.echo(f"removed {removed} file(s); clean" if removed else "clean")
     elif report.dry_run:

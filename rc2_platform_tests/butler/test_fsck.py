@@ -122,3 +122,35 @@ def test_fsck_finishes_a_removal_killed_after_its_commit(butler: Butler) -> None
     assert report["pending_removals"][0]["deleted_files"] == 4
     assert not any(f.exists() for f in files) and not list((root / MANIFEST_DIR).iterdir())
     expect_consistent(root, "fsck --remove after a killed removal", kill=True)
+
+
+def test_fsck_removes_the_folder_of_a_run_that_is_gone_unless_held(butler: Butler) -> None:
+    """_runs/<run> of an unregistered RUN: its folder and files go, unless a live lock."""
+    import fcntl
+
+    root = butler.root
+    butler.close()
+    gone = run_state_directory(root, "u/gone")
+    (gone / "jobs" / "c1").mkdir(parents=True)
+    (gone / "journal.jsonl").write_text('{"event": "start"}\n')
+    output = root / "u" / "gone" / "calexp" / "calexp_1.fits"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"fits")
+    held = run_state_directory(root, "u/starting")
+    held.mkdir(parents=True)
+    (held / "lock").write_text('{"pid": 1}')
+    fd = os.open(held / "lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        result, report = _fsck(root, "--min-age", "0")
+        folders = {f["path"].split("-")[0]: f["action"] for f in report["run_folders"]}
+        assert folders["_runs/u_gone"] == "would remove"
+        assert folders["_runs/u_starting"].startswith("kept: held by")
+        assert [o["path"] for o in report["orphans"]] == ["u/gone/calexp/calexp_1.fits"]
+        result, report = _fsck(root, "--remove", "--min-age", "0")
+        assert result.exit_code == 3  # the held folder is left
+        assert not gone.exists() and not output.exists() and held.exists()
+    finally:
+        os.close(fd)
+    result, report = _fsck(root, "--remove", "--min-age", "0")
+    assert result.exit_code == 0 and not held.exists(), report
