@@ -108,7 +108,7 @@ def run_state_directory(root: str | Path, run: str) -> Path:
     return Path(root).resolve() / RUNS_DIR / safe_run_name(run)
 
 
-def _run_in_use(directory: Path) -> str | None:
+def run_in_use(directory: Path) -> str | None:
     """Who executes the RUN whose state folder is ``directory``, if a live process does.
 
     An orchestrator (``rc2 run``) holds an exclusive ``flock`` on ``lock`` for its life.
@@ -443,7 +443,7 @@ class Butler:
             Chains list the RUN (unless ``unlink_from_chains``) or other collections
             use its datasets (unless ``unlink``); the message names every one.
         """
-        holder = _run_in_use(run_state_directory(self.root, run))
+        holder = run_in_use(run_state_directory(self.root, run))
         if holder is not None:
             raise CollectionError(
                 f"RUN {run!r} is being executed ({holder.strip()}); cancel it "

@@ -182,13 +182,13 @@ def _finish_folders(
     butler: Butler, manifest: Manifest, runs: set[str], result: FinishedRemoval, dry_run: bool
 ) -> None:
     """Delete the listed RUN folders of RUNs that are gone and that nobody executes."""
-    from rc2_platform.butler import _run_in_use
+    from rc2_platform.butler import run_in_use
 
     for run, rel in manifest.folders:
         if run in runs:
             continue  # the RUN exists (again): its folder is its state now
         folder = butler.datastore.root / rel
-        holder = _run_in_use(folder) if folder.is_dir() else None
+        holder = run_in_use(folder) if folder.is_dir() else None
         if holder is not None:
             result.errors.append(f"{rel} is held by a live process ({holder.strip()})")
             continue

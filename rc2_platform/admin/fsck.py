@@ -19,7 +19,8 @@ What a killed process can leave, and what this finds (the registry is the truth)
 
 The repository's own files are not datasets: ``butler.yaml``, the SQLite registry and
 every top-level folder starting with ``_`` (``_runs``, ``_graphs``, ``_removals``,
-``_migrate``).
+``_migrate``, ``_server``) except ``_direct`` (imported files that were ingested
+``direct`` in their source repository).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rc2_platform.butler import RUNS_DIR, _run_in_use, run_state_directory, safe_run_name
+from rc2_platform.butler import RUNS_DIR, run_in_use, run_state_directory, safe_run_name
 from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals
 from rc2_platform.core import CollectionType
 from rc2_platform.datastore._repair import temporary_writer_gone
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from rc2_platform.butler import Butler
 
 __all__ = ["FsckReport", "check_repository"]
+
+#: The one top-level ``_`` folder holding datasets: imported files ingested ``direct``.
+DIRECT_DIR = "_direct"
 
 #: Default of ``min_age``: an orphan changed within the last hour is not removed.
 MIN_AGE = 3600.0
@@ -152,7 +156,7 @@ def _dataset_files(root: Path) -> list[tuple[str, Path]]:
     for dirpath, dirs, names in os.walk(root):
         here = Path(dirpath)
         if here == root:
-            dirs[:] = [d for d in dirs if not d.startswith("_")]
+            dirs[:] = [d for d in dirs if not d.startswith("_") or d == DIRECT_DIR]
             names = [
                 n for n in names if n != "butler.yaml" and not n.startswith("registry.sqlite3")
             ]
@@ -187,7 +191,7 @@ def _run_folders(
             default=0.0,
         )
         age = now - max(changed, path.stat().st_mtime, path.stat().st_ctime)
-        holder = _run_in_use(path)
+        holder = run_in_use(path)
         if holder is not None:
             action = f"kept: held by {holder.strip()}"
         elif age < min_age:

@@ -127,7 +127,9 @@ class Manifest:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, json.dumps(document, separators=(",", ":")).encode())
+            data = memoryview(json.dumps(document, separators=(",", ":")).encode())
+            while data:
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
             os.replace(tmp, target)
             _fsync_folder(folder)

@@ -50,6 +50,10 @@ def test_fsck_reports_then_removes_what_no_record_names(butler: Butler) -> None:
     orphan.write_text("v: 9\n")
     (root / "stray").mkdir()
     (root / "stray" / "by_hand.txt").write_text("x")
+    (root / "_direct").mkdir()
+    (root / "_direct" / "abc.fits").write_text("x")  # where imports put 'direct' files
+    (root / "_server").mkdir()
+    (root / "_server" / "tokens.json").write_text("{}")  # repository state: never looked at
     mine = temporary_name(root / RUN / "summary" / "x.yaml")
     dead = mine.with_name(mine.name.replace(f".{os.getpid()}@", f".{_dead_pid()}@"))
     dead.write_text("half")
@@ -65,6 +69,7 @@ def test_fsck_reports_then_removes_what_no_record_names(butler: Butler) -> None:
     assert found == {
         f"{RUN}/summary/left_by_a_killed_put.yaml": ("orphan", "would remove"),
         "stray/by_hand.txt": ("orphan", "would remove"),
+        "_direct/abc.fits": ("orphan", "would remove"),
         dead.relative_to(root).as_posix(): ("temporary", "would remove"),
     }
     assert orphan.exists() and dead.exists()
@@ -79,6 +84,7 @@ def test_fsck_reports_then_removes_what_no_record_names(butler: Butler) -> None:
     result, report = _fsck(root, "--remove", "--min-age", "0")
     assert result.exit_code == 0 and report["clean"], report
     assert not orphan.exists() and not (root / "stray").exists() and output.exists()
+    assert not (root / "_direct").exists() and (root / "_server" / "tokens.json").exists()
     text = CliRunner().invoke(main, ["fsck", str(root)])
     assert text.exit_code == 0 and "clean" in text.stdout
     assert "1 file(s) of RUN u/exec await registration" in text.stdout
