@@ -41,6 +41,9 @@ What it does:
    the instance, each step's start and end after RUN_START, the step count and the
    event-log rows. Per pair ``ratio_wall`` = Dagster wall / ``rc2 run`` wall (target
    <= 1.2, issue 10); the summary's ``ratio_wall`` is over all pairs.
+4. After the Dagster run, timed apart and not in the ratio (``figure_run``: exit, wall and
+   CPU seconds): the follow-up run that ``validation_figure_sensor`` requests, which draws
+   the tract's validation figure (``validation_figure_job``, in process).
 
 The machine is shared: record the load beside the figures (docs/benchmarks.md).
 """
@@ -290,7 +293,11 @@ def run_dagster(
     if inner.exists():
         entry.update(json.loads(inner.read_text()))
     entry["mode"] = mode
-    return _add_cpu(entry, repo)
+    entry = _add_cpu(entry, repo)
+    # Not in the ratio: the follow-up run validation_figure_sensor requests (the figure).
+    figure = _timed([*script, "_dagster_figure", str(repo), tract], target / "figure.log", env)
+    entry["figure_run"] = {k: figure[k] for k in ("exit", "wall_seconds", "cpu_seconds")}
+    return entry
 
 
 def execution_job() -> Any:
@@ -386,6 +393,32 @@ def dagster_child(repo: Path, tract: str, jobs: int, processes: int, mode: str) 
     (repo.parent / "dagster_run.json").write_text(json.dumps(out))
 
 
+def figure_job() -> Any:
+    """The shipped ``validation_figure_job`` over ``$RC2_REPO``."""
+    from rc2_platform.defs import build_definitions
+    from rc2_platform.defs.resources import ButlerResource
+
+    defs = build_definitions(ButlerResource(repo=os.environ["RC2_REPO"]))
+    return defs.resolve_job_def("validation_figure_job")
+
+
+def dagster_figure(tract: str) -> None:
+    """Timed apart, after the run: the figure run ``validation_figure_sensor`` requests."""
+    import dagster as dg
+
+    from rc2_platform.defs.validation_figure import validation_figure_sensor
+
+    with dg.DagsterInstance.get() as instance:
+        context = dg.build_sensor_context(instance=instance)
+        for request in validation_figure_sensor.evaluate_tick(context).run_requests:
+            assert request.partition_key == tract
+            with dg.execute_job(
+                dg.reconstructable(figure_job), instance,
+                tags={"dagster/partition": tract, **request.tags}, raise_on_error=True,
+            ) as result:  # fmt: skip
+                assert result.success
+
+
 def dagster_report(repo: Path) -> None:
     """Untimed, after the run: steps, event-log rows and the run's timeline."""
     import dagster as dg
@@ -443,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_dagster_setup"]:
         dagster_setup(Path(argv[1]), argv[2])
+        return 0
+    if argv[:1] == ["_dagster_figure"]:
+        dagster_figure(argv[2])
         return 0
     if argv[:1] == ["_dagster_report"]:
         dagster_report(Path(argv[1]))

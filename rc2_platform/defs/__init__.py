@@ -17,6 +17,11 @@ from rc2_platform.defs.ingest_assets import ingest_assets
 from rc2_platform.defs.resources import ButlerResource, SurveyResource, ValidationResource
 from rc2_platform.defs.schedules import monthly_reprocessing
 from rc2_platform.defs.tract_sensor import tract_partitions_sensor
+from rc2_platform.defs.validation_figure import (
+    validation_figure,
+    validation_figure_job,
+    validation_figure_sensor,
+)
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -30,10 +35,15 @@ def build_definitions(
 ) -> dg.Definitions:
     """The Definitions, with resources overridable (tests point them at temporary folders)."""
     return dg.Definitions(
-        assets=[*ingest_assets, quantum_graph, pipeline_outputs],
+        assets=[*ingest_assets, quantum_graph, pipeline_outputs, validation_figure],
         asset_checks=[deepCoadd_forced_src_checks],
-        jobs=[ingest_job, quantum_graph_job, execution_job],
-        sensors=[tract_partitions_sensor, quantum_graph_sensor, execution_sensor],
+        jobs=[ingest_job, quantum_graph_job, execution_job, validation_figure_job],
+        sensors=[
+            tract_partitions_sensor,
+            quantum_graph_sensor,
+            execution_sensor,
+            validation_figure_sensor,
+        ],
         schedules=[monthly_reprocessing],
         executor=rc2_executor,
         resources={

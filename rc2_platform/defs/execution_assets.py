@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from rc2_platform.defs.checks import CHECKED_ASSET, log_check_outcomes
+from rc2_platform.defs.checks import log_check_outcomes
 from rc2_platform.defs.executor import REGISTRY_POOL, rc2_executor
 from rc2_platform.defs.graph_assets import quantum_graph
-from rc2_platform.defs.output_metadata import figure_preview, partition_metadata
+from rc2_platform.defs.output_metadata import partition_metadata
 from rc2_platform.defs.partitions import to_tract, tract_band_partitions
 from rc2_platform.defs.pipes_htcondor import PipesHTCondorClient
 from rc2_platform.defs.resources import ButlerResource, ValidationResource
@@ -399,7 +399,7 @@ def materialize_outputs(
     flat = [o for group in outcomes for o in group]
     config = state.config()
     _tag_tracts(context)
-    summaries, checks, figures = {}, {}, {}
+    summaries, checks = {}, {}
     bands_of: dict[str, list[str]] = {}
     for key in context.partition_keys:
         tract, band = _band_of(str(key))
@@ -412,15 +412,13 @@ def materialize_outputs(
             butler.root, ledger, OUTPUT_DATASET_TYPES, config, failures
         )
         context.log.info(f"tract {ledger.tract} RUN {ledger.output_run}: {json.dumps(counts)}")
-        png = run_directory(butler.root, ledger.output_run) / f"validation_tract{ledger.tract}.png"
+        # The validation figure is drawn by a follow-up run (validation_figure_sensor).
         checks[ledger.tract] = tract_checks(
             butler.root, ledger.output_run, ledger.graph_path, ledger.tract,
             sorted(set(bands_of.get(ledger.tract, []))), OUTPUT_DATASET_TYPES, config,
-            validation.config(), summary=summary, png=png,
+            validation.config(), summary=summary,
         )  # fmt: skip
-        figures[ledger.tract] = png
     ledgers = {ledger.tract: ledger for ledger in state.ledgers}
-    previews: dict[str, Any] = {}
     missing = []
     for name in OUTPUT_DATASET_TYPES:
         for key in context.partition_keys:
@@ -430,11 +428,6 @@ def materialize_outputs(
                 missing.append(f"{name} {key}")
                 continue
             metadata = partition_metadata(ledgers[tract], summary, name, band)
-            if name == CHECKED_ASSET.path[-1] and figures[tract].exists():
-                metadata["validation figure"] = dg.MetadataValue.path(str(figures[tract]))
-                preview = previews.setdefault(tract, figure_preview(figures[tract]))
-                if preview is not None:
-                    metadata["validation figure (preview)"] = preview
             yield dg.AssetMaterialization(asset_key=name, partition=str(key), metadata=metadata)
     if missing:
         context.log.warning(

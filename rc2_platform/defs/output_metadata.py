@@ -1,8 +1,5 @@
 """What each band partition of an output asset shows: its band's figures and a table."""
 
-import base64
-import io
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -10,7 +7,7 @@ import dagster as dg
 from rc2_platform.execution.run_state import QuantumState
 from rc2_platform.execution.stages import Ledger
 
-__all__ = ["figure_preview", "partition_metadata"]
+__all__ = ["partition_metadata"]
 
 #: States shown in the assets' metadata.
 _SHOWN = (QuantumState.SUCCEEDED, QuantumState.FAILED, QuantumState.BLOCKED)
@@ -58,20 +55,3 @@ def partition_metadata(
     if name in own["rows"]:
         meta["rows"] = dg.MetadataValue.int(int(own["rows"][name]))
     return meta
-
-
-def figure_preview(path: Path, width: int = 1000) -> dg.MarkdownMetadataValue | None:
-    """The figure scaled to ``width`` pixels, inline (a data URI) so the asset page shows it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            height = max(1, round(image.height * width / image.width))
-            small = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-            small = small.quantize(colors=64)  # a figure of few colours: ~4x smaller
-            buffer = io.BytesIO()
-            small.save(buffer, format="PNG", optimize=True)
-    except OSError:
-        return None
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return dg.MetadataValue.md(f"![validation figure of {path.name}](data:image/png;base64,{data})")

@@ -35,6 +35,7 @@ from rc2_platform.defs.ingest_assets import (
 )
 from rc2_platform.defs.resources import ButlerResource, SurveyResource
 from rc2_platform.defs.tract_sensor import tract_partitions_sensor
+from rc2_platform.defs.validation_figure import validation_figure_sensor
 from rc2_platform.graph import load_graph
 from rc2_platform.monitor.checks import STRUCTURAL_CHECKS, VALIDATION_CHECKS
 from rc2_platform.simulate import SimulationResult
@@ -148,8 +149,21 @@ def test_sensor_to_graph_to_execution_to_asset_checks(
                 assert meta["quanta failed"].value == meta["quanta blocked"].value == 0
                 forced = _metadata(instance, "deepCoadd_forced_src", key)
                 assert forced["rows"].value > 0
-                assert Path(str(forced["validation figure"].value)).exists()
         table = _metadata(instance, "calexp", f"{bands[0]}|{tract}")["per band"].value
         rows = {r.data["band"]: r.data for r in table.records}
         assert set(rows) >= set(bands)
         assert sum(r["quanta succeeded"] for r in rows.values()) == len(graph)
+
+        # 7. The figure sensor requests one follow-up run for the tract; it draws the
+        #    validation figure, which the validation_figure asset page shows inline.
+        (figure_request,) = _tick(validation_figure_sensor, instance, defs).run_requests
+        assert figure_request.partition_key == tract
+        assert figure_request.run_key == f"figure-{tract}-{run.run_id}"
+        figure_run = defs.resolve_job_def("validation_figure_job").execute_in_process(
+            instance=instance, partition_key=tract, tags=figure_request.tags
+        )
+        assert figure_run.success
+        figure = _metadata(instance, "validation_figure", tract)
+        assert figure["RUN"].value == output_run
+        assert Path(str(figure["validation figure"].value)).exists()
+        assert "data:image/png;base64," in str(figure["validation figure (preview)"].value)

@@ -19,7 +19,10 @@ import dagster as dg
 import pytest
 
 from rc2_platform.butler import Butler
+from rc2_platform.defs import build_definitions
 from rc2_platform.defs.execution_assets import OUTPUT_DATASET_TYPES
+from rc2_platform.defs.resources import ButlerResource
+from rc2_platform.defs.validation_figure import validation_figure_sensor
 from rc2_platform.demo import demo_where
 from rc2_platform.execution.journal import Journal
 from rc2_platform.graph import save_graph
@@ -110,11 +113,24 @@ def test_truncated_raw_fails_its_step_and_reexecution_from_failure_completes(
             dg.AssetCheckKey(FORCED, "no_failed_quanta"), limit=100
         )
         assert any(r.partition == f"g|{tract}" and r.status.value == "FAILED" for r in history)
-        forced = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=FORCED, asset_partitions=[f"g|{tract}"]), limit=1
-        ).records[0].asset_materialization  # fmt: skip
-        assert forced is not None and Path(str(forced.metadata["validation figure"].value)).exists()
-        assert "data:image/png;base64," in str(forced.metadata["validation figure (preview)"].value)
+        # The figure sensor asks for one follow-up run per execution run; the newest draws
+        # the figure of the completed RUN, shown inline on the validation_figure asset page.
+        context = dg.build_sensor_context(instance=instance)
+        requests = validation_figure_sensor.evaluate_tick(context).run_requests
+        assert {r.run_key for r in requests} == {
+            f"figure-{tract}-{first.run_id}",
+            f"figure-{tract}-{again.run_id}",
+        }
+        defs = build_definitions(ButlerResource(repo=str(repo)))
+        figure_job = defs.resolve_job_def("validation_figure_job")
+        assert figure_job.execute_in_process(instance=instance, partition_key=tract).success
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("validation_figure")), limit=1
+        ).records
+        figure = record.asset_materialization
+        assert figure is not None and figure.metadata["metrics passed"].value == "20 of 20"
+        assert Path(str(figure.metadata["validation figure"].value)).exists()
+        assert "data:image/png;base64," in str(figure.metadata["validation figure (preview)"].value)
 
 
 FORCED = dg.AssetKey("deepCoadd_forced_src")
