@@ -393,13 +393,17 @@ def dagster_child(repo: Path, tract: str, jobs: int, processes: int, mode: str) 
     (repo.parent / "dagster_run.json").write_text(json.dumps(out))
 
 
-def figure_job() -> Any:
-    """The shipped ``validation_figure_job`` over ``$RC2_REPO``."""
+def figure_definitions() -> Any:
+    """The shipped definitions over ``$RC2_REPO``."""
     from rc2_platform.defs import build_definitions
     from rc2_platform.defs.resources import ButlerResource
 
-    defs = build_definitions(ButlerResource(repo=os.environ["RC2_REPO"]))
-    return defs.resolve_job_def("validation_figure_job")
+    return build_definitions(ButlerResource(repo=os.environ["RC2_REPO"]))
+
+
+def figure_job() -> Any:
+    """The shipped ``validation_figure_job`` over ``$RC2_REPO``."""
+    return figure_definitions().resolve_job_def("validation_figure_job")
 
 
 def dagster_figure(tract: str) -> None:
@@ -409,8 +413,10 @@ def dagster_figure(tract: str) -> None:
     from rc2_platform.defs.validation_figure import validation_figure_sensor
 
     with dg.DagsterInstance.get() as instance:
-        context = dg.build_sensor_context(instance=instance)
-        for request in validation_figure_sensor.evaluate_tick(context).run_requests:
+        context = dg.build_sensor_context(instance=instance, definitions=figure_definitions())
+        with dg.partition_loading_context(dynamic_partitions_store=instance):
+            requests = validation_figure_sensor.evaluate_tick(context).run_requests
+        for request in requests:
             assert request.partition_key == tract
             with dg.execute_job(
                 dg.reconstructable(figure_job), instance,

@@ -25,6 +25,8 @@ from typing import Any
 
 import dagster as dg
 
+from rc2_platform.monitor.checks import VALIDATION_MODULES
+
 __all__ = [
     "EXECUTION_STEP_PREFIX",
     "FORKSERVER",
@@ -46,12 +48,15 @@ RUN_ON_INPUTS = {"require_upstream_step_success": False}
 
 
 #: Modules the step fork server imports once: Dagster's multiprocess module (Dagster puts
-#: it first), the definitions (and with them the Butler and the execution library) and
-#: what a step's cluster job loads — the job is forked from the step (``launcher: fork``,
-#: see ``whole_graph_step.fork_in_step``), so it starts with them too.
+#: it first), the definitions (and with them the Butler and the execution library), what
+#: the definitions import only when a step needs it (the ingest package; the validation of
+#: the asset checks) and what a step's cluster job loads — the job is forked from the step
+#: (``launcher: fork``, see ``whole_graph_step.fork_in_step``), so it starts with them too.
 PRELOAD = (
     "dagster._core.executor.multiprocess",
     "rc2_platform.defs",
+    "rc2_platform.ingest",
+    *VALIDATION_MODULES,
     "rc2_platform.execution.worker",
     "rc2_platform.execution.job",
     "rc2_platform.datastore.formatters",

@@ -10,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 
-from rc2_platform import ingest
 from rc2_platform.defs.executor import REGISTRY_POOL
 from rc2_platform.defs.partitions import tract_band_of, tract_band_partitions, tract_partitions
 from rc2_platform.defs.resources import ButlerResource, SurveyResource
@@ -47,6 +46,8 @@ def instrument(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """The HSC-like instrument: its detectors, physical filters and bands."""
+    from rc2_platform import ingest
+
     config = survey.load()
     with butler.open() as repo:
         return _report(context, ingest.register_instrument(repo, name=config.instrument))
@@ -57,6 +58,8 @@ def skymap(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """The rings sky map: every tract and patch, and the survey's tracts as partitions."""
+    from rc2_platform import ingest
+
     config = survey.load()
     with butler.open() as repo:
         tracts = None if config.skymap.scope == "all" else config.tracts
@@ -83,6 +86,8 @@ def calibrations(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """Master bias, dark and flat frames, certified with their validity ranges."""
+    from rc2_platform import ingest
+
     config = survey.load()
     with butler.open() as repo:
         result = ingest.ingest_calibrations(
@@ -105,6 +110,8 @@ def raws(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """Raw exposures of one band whose detectors overlap one tract."""
+    from rc2_platform import ingest
+
     tract, band = tract_band_of(context)
     config = survey.load()
     with butler.open() as repo:
@@ -131,6 +138,8 @@ def visits(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """Visits of one band over one tract, with detector regions and their overlaps."""
+    from rc2_platform import ingest
+
     tract, band = tract_band_of(context)
     config = survey.load()
     with butler.open() as repo:
@@ -143,6 +152,8 @@ def refcat_shards(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """Reference-catalog shards (htm7) overlapping the ingested raws."""
+    from rc2_platform import ingest
+
     config = survey.load()
     if config.refcat is None:
         return dg.MaterializeResult(
@@ -166,6 +177,8 @@ def bright_object_masks(
     context: dg.AssetExecutionContext, butler: ButlerResource, survey: SurveyResource
 ) -> dg.MaterializeResult:
     """Bright-object masks of the tract's patches that overlap ingested raws."""
+    from rc2_platform import ingest
+
     tract, _band = tract_band_of(context)
     config = survey.load()
     with butler.open() as repo:
@@ -184,6 +197,8 @@ def truth_catalog(
 ) -> dg.MaterializeResult:
     """The simulation's truth catalog (dataset ``truth_catalog`` in RUN ``<instrument>/truth``),
     which validation and the asset checks read; nothing for a survey without one."""
+    from rc2_platform import ingest
+
     config = survey.load()
     with butler.open() as repo:
         return _report(

@@ -2,12 +2,15 @@
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from rc2_platform.butler import Butler
-from rc2_platform.ingest.bootstrap_config import BootstrapConfig, load_bootstrap_config
-from rc2_platform.validate.metrics import ValidationConfig
+
+if TYPE_CHECKING:  # the ingest package and astropy/scipy load when a step needs them
+    from rc2_platform.ingest.bootstrap_config import BootstrapConfig
+    from rc2_platform.validate.metrics import ValidationConfig
 
 #: Defaults used by `dagster dev` in a checkout after `rc2 demo ./demo`.
 DEFAULT_REPO = "demo/repo"
@@ -40,8 +43,10 @@ class SurveyResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     bootstrap_config: str = os.environ.get("RC2_BOOTSTRAP", DEFAULT_BOOTSTRAP)
 
-    def load(self) -> BootstrapConfig:
+    def load(self) -> "BootstrapConfig":
         """Read and validate the bootstrap config (absolute paths)."""
+        from rc2_platform.ingest.bootstrap_config import load_bootstrap_config
+
         return load_bootstrap_config(self.bootstrap_config)
 
 
@@ -59,8 +64,10 @@ class ValidationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_astrometric_scatter_arcsec: float = 0.05
     min_completeness: float = 0.95
 
-    def config(self) -> ValidationConfig:
+    def config(self) -> "ValidationConfig":
         """The validation config these bounds make."""
+        from rc2_platform.validate.metrics import ValidationConfig
+
         return ValidationConfig(
             bright_mag=self.bright_mag,
             depth_mag=self.depth_mag,

@@ -26,6 +26,7 @@ from rc2_platform.execution.run_state import QuantumState
 from rc2_platform.execution.runner import RunOptions
 from rc2_platform.execution.stages import ClusterOutcome, Ledger
 from rc2_platform.execution.whole_graph import run_graphs
+from rc2_platform.monitor.checks import warm_validation_imports
 from rc2_platform.monitor.outputs import failure_line, mapping_key
 
 __all__ = [
@@ -116,6 +117,8 @@ def fork_in_step(config: ExecutionConfig) -> ExecutionConfig:
 def run_whole_graphs(context: dg.OpExecutionContext, item: GraphItem) -> list[ClusterOutcome]:
     """Run the item's graphs to their end, logging each cluster as it ends."""
     config = fork_in_step(load_execution_config(item.config_path))
+    if config.backends.local.launcher != "fork":  # jobs come from a fork server: no fork here
+        warm_validation_imports()  # materialize_outputs' checks validate after the last job
     options = RunOptions(backend="local", processes=item.processes, jobs=item.jobs)
     result = run_graphs(
         item.ledgers, config, options=options, on_cluster=lambda o: log_outcome(context, o, [])

@@ -22,32 +22,38 @@ Library call first::
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rc2_platform.butler import Butler
 from rc2_platform.execution.execution_config import ExecutionConfig
-from rc2_platform.ingest.truth import find_truth
 from rc2_platform.monitor.outputs import TRACT_WIDE, band_summary, failure_line
-from rc2_platform.validate.metrics import ValidationConfig, ValidationReport
-from rc2_platform.validate.report import (
-    ValidationError,
-    load_run_catalogs,
-    read_truth_file,
-    validate_catalogs,
-)
+
+if TYPE_CHECKING:  # astropy, scipy and the ingest package load when a validation runs
+    from rc2_platform.validate.metrics import ValidationConfig, ValidationReport
 
 __all__ = [
     "STRUCTURAL_CHECKS",
     "VALIDATION_CHECKS",
+    "VALIDATION_MODULES",
     "CheckOutcome",
     "structural_outcomes",
     "tract_checks",
     "validate_tract",
     "validation_outcomes",
+    "warm_validation_imports",
 ]
+
+#: What a validation imports (astropy tables and coordinates, scipy, the ingest package for
+#: the truth catalog): ~1 CPU-s, imported on first use, not with this module.
+VALIDATION_MODULES = (
+    "rc2_platform.ingest.truth",
+    "rc2_platform.validate.metrics",
+    "rc2_platform.validate.report",
+)
 
 #: Check name -> metric name of :mod:`rc2_platform.validate.metrics`.
 VALIDATION_CHECKS = {
@@ -74,6 +80,28 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def warm_validation_imports() -> threading.Thread:
+    """Import :data:`VALIDATION_MODULES` in a daemon thread; returns the started thread.
+
+    A long-running caller that validates at its end (the whole-graph step, whose process
+    mostly waits on its jobs) starts this at its beginning, so that the imports overlap
+    the jobs instead of following the last one. Failures are left to the real import.
+    Not for a process that forks while the thread may run (a fork inherits the import
+    locks the thread holds).
+    """
+
+    def work() -> None:
+        for name in VALIDATION_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the validation's own import reports it
+                return
+
+    thread = threading.Thread(target=work, name="warm-validation-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def validate_tract(
     repo: str | Path,
     run: str,
@@ -89,6 +117,15 @@ def validate_tract(
     ValidationError
         If the repository has no truth catalog or the RUN no catalogs of the tract.
     """
+    from rc2_platform.butler import Butler
+    from rc2_platform.ingest.truth import find_truth
+    from rc2_platform.validate.report import (
+        ValidationError,
+        load_run_catalogs,
+        read_truth_file,
+        validate_catalogs,
+    )
+
     with Butler(repo) as butler:
         truth_path = find_truth(butler)
         if truth_path is None:
@@ -201,6 +238,8 @@ def tract_checks(
         states = {i: s for i, s in quantum_states(repo, run).items() if s.is_final}
         ledger = Ledger(str(tract), str(repo), str(graph_path), run, len(graph), states=states)
         summary = band_summary(repo, ledger, dataset_types, exec_config)
+    from rc2_platform.validate.report import ValidationError
+
     report: ValidationReport | None = None
     error = None
     try:
