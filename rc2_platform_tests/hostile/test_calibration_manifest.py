@@ -189,3 +189,35 @@ def test_calibration_truncated_file_in_a_bootstrap_refuses_its_calibrations(
     _nothing_certified(repo)
     with Butler(repo) as butler:
         assert butler.registry.query_datasets("raw", ["HSC/raw/all"], find_first=False)
+
+
+@pytest.mark.parametrize(
+    "point", ["datastore.transaction.committed:1", "datastore.ingest.source_deleted:1"]
+)
+def test_calibration_move_killed_after_its_commit_rerun_finishes_it(
+    repo: Path, tmp_path: Path, point: str
+) -> None:
+    """rc2 ingest-calibs --transfer move SIGKILLed after its commit, then the same command."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    good = [_entry(tmp_path, *g) for g in GOOD]
+    files = [Path(str(e["file"])) for e in good]
+    path = _manifest(good, tmp_path)
+    args = [str(Path(sys.executable).parent / "rc2"), "ingest-calibs", str(repo), str(path)]
+    args += ["--transfer", "move"]
+    env = {**os.environ, "RC2_KILL_AT": point}
+    killed = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    assert killed.returncode == -9, killed.stderr
+    left = [f for f in files if f.exists()]
+    assert len(left) == (3 if "committed" in point else 2)
+    again = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    said = re.findall(r"finishing (\d+) `move` ingest\(s\) killed after their commit", again.stderr)
+    assert sum(map(int, said)) == len(left), again.stderr  # one line per validity group
+    assert not any(f.exists() for f in files)
+    with Butler(repo) as butler:
+        assert len(butler.registry.query_certifications("HSC/calib", "bias")) == 2
+    expect_consistent(repo, f"ingest-calibs --transfer move killed at {point}", kill=True)
