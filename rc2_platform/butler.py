@@ -26,12 +26,7 @@ from typing import Any
 
 import yaml
 
-from rc2_platform.butler_repair import (
-    FinishedRemoval,
-    finish_moves,
-    finish_pending_removals,
-    finish_quietly,
-)
+from rc2_platform.butler_repair import FinishedRemoval, finish_moves, finish_pending_removals
 from rc2_platform.core import (
     CollectionType,
     DataCoordinate,
@@ -51,6 +46,7 @@ from rc2_platform.errors import (
     DatasetNotFoundError,
     FileNotInDatastoreError,
     MigrationRequiredError,
+    Rc2Error,
     RepositoryExistsError,
     RepositoryNotFoundError,
     SchemaVersionError,
@@ -190,6 +186,7 @@ class Butler:
         self.finished_removals: list[FinishedRemoval] = []
         #: Sources of ``move`` ingests killed after their commit that this butler removed.
         self.finished_moves: list[Path] = []
+        self._repair_errors: set[str] = set()
 
     # --- creation and configuration ---------------------------------------------------
 
@@ -334,9 +331,16 @@ class Butler:
         """
         if not (self.root / MANIFEST_DIR).is_dir():
             return []
-        done = finish_quietly(self) if quiet else finish_pending_removals(self)
-        self.finished_removals += done
-        return done
+        done = len(self.finished_removals)
+        try:
+            finish_pending_removals(self)
+        except (Rc2Error, OSError) as exc:
+            if not quiet:
+                raise
+            if str(exc) not in self._repair_errors:  # once per butler, not per removal
+                self._repair_errors.add(str(exc))
+                _log.warning("could not finish a pending removal (run `rc2 fsck`): %s", exc)
+        return self.finished_removals[done:]
 
     # --- dataset types and collections -----------------------------------------------------
 
@@ -406,7 +410,7 @@ class Butler:
             The RUN is being executed (a live orchestrator holds its lock), or the
             collection is a child of a chain (without ``unlink_from_chains``).
         """
-        self.finish_pending_removals()
+        self.finish_pending_removals(quiet=True)
         if (
             any(f.committed and name in f.runs for f in self.finished_removals)
             and name not in self.registry.query_collections()
@@ -569,7 +573,7 @@ class Butler:
 
     def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> None:
         """Remove datasets from the registry and (with ``unstore``) their files."""
-        self.finish_pending_removals()
+        self.finish_pending_removals(quiet=True)
         refs = list(refs)
         records = self.datastore_records(refs) if unstore else {}
         with self.transaction():

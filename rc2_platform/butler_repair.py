@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.datastore._pending import Manifest, pending_manifests
-from rc2_platform.errors import DatastoreError, Rc2Error
+from rc2_platform.errors import DatastoreError
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler, FileDataset
@@ -115,7 +115,8 @@ def finish_pending_removals(butler: Butler, *, dry_run: bool = False) -> list[Fi
     Manifests of removals still running (their lock is held) are left alone. Each result
     is also logged (WARNING: an operator should know a killed removal was finished).
     ``dry_run``: say what would be deleted (``deleted_*`` count what exists), change
-    nothing, log nothing.
+    nothing, log nothing. Otherwise each result is also appended to
+    ``butler.finished_removals`` as it is done (kept if a later manifest fails).
 
     Raises
     ------
@@ -130,6 +131,7 @@ def finish_pending_removals(butler: Butler, *, dry_run: bool = False) -> list[Fi
             manifest.release()
         if not dry_run:
             _log.warning("%s", result.line())
+            butler.finished_removals.append(result)
         done.append(result)
     return done
 
@@ -199,19 +201,6 @@ def _finish_folders(
             result.errors.append(error)
         else:
             result.deleted_folders.append(rel)
-
-
-def finish_quietly(butler: Butler) -> list[FinishedRemoval]:
-    """:func:`finish_pending_removals` for opening a butler: a failure is logged, not raised.
-
-    Opening must not fail because a manifest could not be finished; ``rc2 fsck`` reports
-    the error itself.
-    """
-    try:
-        return finish_pending_removals(butler)
-    except (Rc2Error, OSError) as exc:
-        _log.warning("could not finish a pending removal (run `rc2 fsck`): %s", exc)
-        return []
 
 
 def finish_moves(butler: Butler, registered: list[FileDataset]) -> None:

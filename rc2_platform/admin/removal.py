@@ -114,7 +114,7 @@ def remove_runs(
         A pattern matches no RUN.
     """
     if not dry_run:
-        butler.finish_pending_removals()
+        butler.finish_pending_removals(quiet=True)
     finished = finished_runs(butler)
     runs = match_runs(butler, patterns, finished)
     reg = butler.registry
@@ -251,7 +251,7 @@ def remove_dataset_type(
     """
     reg = butler.registry
     if not dry_run:
-        butler.finish_pending_removals()
+        butler.finish_pending_removals(quiet=True)
     finished = any(f.committed and name in f.dataset_types for f in butler.finished_removals)
     if finished and name not in {t.name for t in reg.query_dataset_types()}:
         return RemoveTypeResult(name, {}, [], dry_run, finished=True)

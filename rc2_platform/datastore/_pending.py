@@ -256,7 +256,8 @@ def pending_manifests(root: Path) -> Iterator[Manifest]:
     Raises
     ------
     DatastoreError
-        A file in ``_removals/`` that is not a manifest (named, with what to do).
+        A file in ``_removals/`` that is not a manifest (named, with what to do), once
+        every readable manifest was yielded.
     """
     folder = root / MANIFEST_DIR
     try:
@@ -265,6 +266,7 @@ def pending_manifests(root: Path) -> Iterator[Manifest]:
         return
     if len(names) < len(os.listdir(folder)):
         sweep_temporaries(folder)  # manifests half-written by a killed writer
+    bad: list[str] = []
     for name in names:
         path = folder / name
         try:
@@ -284,7 +286,13 @@ def pending_manifests(root: Path) -> Iterator[Manifest]:
             continue
         try:
             manifest = _read(root, path, fd)
+        except DatastoreError as exc:
+            os.close(fd)
+            bad.append(str(exc))
+            continue
         except BaseException:
             os.close(fd)
             raise
         yield manifest
+    if bad:  # after the good ones: one foreign file does not block the others
+        raise DatastoreError(bad[0] + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))

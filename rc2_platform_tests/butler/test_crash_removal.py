@@ -242,3 +242,26 @@ def test_crash_removal_paths_in_use_answers_for_few_and_many_paths(butler: Butle
     assert butler.registry.datastore_paths_in_use(few) == {record.path}
     assert butler.registry.datastore_paths_in_use(many) == {record.path}
     assert butler.registry.datastore_paths_in_use([]) == set()
+
+
+def test_crash_removal_a_foreign_file_in_removals_does_not_block_the_others(
+    butler: Butler,
+) -> None:
+    """A file in _removals/ that is not a manifest: named in one line; the real one is finished."""
+    _populate(butler)
+    root = butler.root
+    gone = _files(butler, _removed_by("remove-runs", butler))
+    butler.close()
+    assert was_killed(
+        run_killed("datastore.transaction.committed:1", lambda: _remove_runs(Butler(root)))
+    )
+    (root / MANIFEST_DIR / "0-foreign.json").write_text("not json")
+    with Butler(root) as again:  # opening logs the foreign file and finishes the manifest
+        assert [f.committed for f in again.finished_removals] == [True]
+    assert not any(p.exists() for p in gone)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "rc2"), "fsck", str(root)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "0-foreign.json is unreadable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
