@@ -203,8 +203,9 @@ def _insert_tags(
 
     Dataset types of the same dimensions share a tags table: their rows go in together,
     sorted by id (one pass over the table's id index instead of one per type: ~25 % less
-    SQLite time for the tags of tract 9615). If a table's insert fails, its types are
-    inserted one by one to name the conflict.
+    SQLite time for the tags of tract 9615). If a table's insert fails, it is rolled back
+    to its savepoint (a multi-statement insert may have written some rows) and its types
+    are inserted one by one to name the conflict.
     """
     by_table: dict[str, list[tuple[StoredDatasetType, list[str], list[tuple[Any, ...]]]]] = {}
     for batch in batches:
@@ -219,7 +220,7 @@ def _insert_tags(
         ]
         rows = sorted(itertools.chain.from_iterable(b[2] for b in group), key=_third)
         try:
-            with savepoint(conn):
+            with conn.begin_nested():  # a real SAVEPOINT everywhere: undone as a whole
                 insert_rows(conn, stored.tags, columns, rows)
         except sa.exc.IntegrityError:
             for one, ids, tag_rows in group:

@@ -21,6 +21,7 @@ from rc2_platform.registry import (
     DatasetType,
     DimensionUniverse,
     Registry,
+    _bulk,
 )
 from rc2_platform_tests.registry.test_registry import populate
 
@@ -124,14 +125,22 @@ def test_conflicts_and_bad_input_are_refused_without_writing(reg: Registry) -> N
     assert set(reg.get_datastore_records(ids)) == {ids[0]}
 
 
+@pytest.mark.parametrize("rows_per_statement", [None, 1])
 def test_types_sharing_a_tags_table_go_in_together_and_a_conflict_names_its_type(
-    reg: Registry,
+    reg: Registry, monkeypatch: pytest.MonkeyPatch, rows_per_statement: int | None
 ) -> None:
-    """calexp and src share one tags table: one insert of both; a conflict in one is named."""
+    """calexp and src share one tags table: one insert of both; a conflict in one is named.
+
+    With one row per SQLite statement the failing insert has written rows before the
+    conflicting one; they are rolled back before the types are retried one by one.
+    """
+    if rows_per_statement is not None:
+        monkeypatch.setattr(_bulk, "_SQLITE_VALUES", rows_per_statement)
     src = DatasetType("src", CALEXP.dimensions, "SourceCatalog")
     reg.register_dataset_type(src)
     assert reg.get_dataset_type("src").dimensions == CALEXP_DIMS
     calexp_ids, src_ids = [uuid.uuid4() for _ in KEYS], [uuid.uuid4() for _ in KEYS]
+    src_ids[2] = uuid.UUID(int=2**128 - 1)  # the conflicting row sorts last: rows before it
 
     def srcs(ids: list[uuid.UUID], keys: list[tuple[object, ...]]) -> DatasetColumns:
         calexps = _calexps(ids, keys)
