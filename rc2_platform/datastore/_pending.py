@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from rc2_platform.datastore._repair import HOST, sweep_temporaries, temporary_name
+from rc2_platform.datastore._repair import (
+    HOST,
+    prune_empty_folders,
+    sweep_temporaries,
+    temporary_name,
+)
 from rc2_platform.errors import DatastoreError
 
 __all__ = ["MANIFEST_DIR", "Manifest", "pending_manifests", "safe_relative"]
@@ -179,13 +184,7 @@ class Manifest:
             return False
         except OSError as exc:
             raise DatastoreError(f"could not delete {rel}: {exc.strerror or exc}") from None
-        parent = path.parent
-        while parent != self.root and parent.is_relative_to(self.root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+        prune_empty_folders(path.parent, self.root)
         return True
 
     def delete_folder(self, rel: str) -> str | None:

@@ -22,7 +22,14 @@ import socket
 import uuid
 from pathlib import Path
 
-__all__ = ["HOST", "identical", "sweep_temporaries", "temporary_name", "temporary_writer_gone"]
+__all__ = [
+    "HOST",
+    "identical",
+    "prune_empty_folders",
+    "sweep_temporaries",
+    "temporary_name",
+    "temporary_writer_gone",
+]
 
 _log = logging.getLogger(__name__)
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "host"
@@ -103,3 +110,13 @@ def identical(target: Path, source: Path, *, symlink: bool) -> bool:
         return _digest(target) == _digest(source)
     except OSError:
         return False
+
+
+def prune_empty_folders(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents while they are empty, up to (not including) ``root``."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

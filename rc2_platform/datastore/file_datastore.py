@@ -17,7 +17,7 @@ from rc2_platform.core.crash_points import crash_point
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.datastore._pending import Manifest
-from rc2_platform.datastore._repair import sweep_temporaries, temporary_name
+from rc2_platform.datastore._repair import prune_empty_folders, sweep_temporaries, temporary_name
 from rc2_platform.datastore.config import DatastoreConfig, load_datastore_config
 from rc2_platform.datastore.formatters import Formatter, get_formatter
 from rc2_platform.datastore.templates import PathTemplate
@@ -279,13 +279,7 @@ class FileDatastore:
 
     def _delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
-        parent = path.parent
-        while parent != self.root and parent.is_relative_to(self.root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+        prune_empty_folders(path.parent, self.root)
 
     # --- transactions --------------------------------------------------------------------
 
