@@ -273,8 +273,11 @@ def test_ui_backfill_fails_on_a_truncated_raw_and_reexecution_from_failure_compl
     env = dict(os.environ)
     log = tmp_path / "dagster.log"
     # The execution sensor would execute the recorded graph by itself: here the operator
-    # launches the backfill, so the sensor is stopped first (in the same instance).
-    ui.dagster_cli(["sensor", "stop", "execution_sensor", "-w", "workspace.yaml"], env, log)
+    # launches the backfill, so the sensor is stopped first (in the same instance). The
+    # figure sensor is stopped too: its run (which fails on the stand-ins' catalogs) would
+    # queue behind the tract's run limit ahead of the re-execution this test waits for.
+    for sensor in ("execution_sensor", "validation_figure_sensor"):
+        ui.dagster_cli(["sensor", "stop", sensor, "-w", "workspace.yaml"], env, log)
 
     with ui.dagster_dev(env, log) as url:
         first, again = _drive(url, home, ft, tmp_path)
