@@ -12,13 +12,8 @@ registry commit also removes the files written inside it).
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-import os
-import re
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +21,16 @@ from typing import Any
 
 import yaml
 
+from rc2_platform.butler_queries import ButlerQueries, CollectionArg
+from rc2_platform.butler_removal import (
+    RUNS_DIR,
+    ButlerRemoval,
+    run_in_use,
+    run_state_directory,
+    safe_run_name,
+)
 from rc2_platform.butler_repair import FinishedRemoval, finish_moves, finish_pending_removals
 from rc2_platform.core import (
-    CollectionType,
-    DataCoordinate,
     DatasetIdGenMode,
     DatasetRef,
     DatasetType,
@@ -40,8 +41,6 @@ from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.datastore import DatastoreRecord, FileDatastore, Transfer, load_datastore_config
 from rc2_platform.datastore._pending import MANIFEST_DIR
 from rc2_platform.errors import (
-    CollectionError,
-    CollectionInUseError,
     ConfigError,
     DatasetNotFoundError,
     FileNotInDatastoreError,
@@ -59,16 +58,23 @@ from rc2_platform.registry import (
     strip_password,
 )
 
+__all__ = [
+    "BUTLER_CONFIG",
+    "RUNS_DIR",
+    "SQLITE_FILE",
+    "Butler",
+    "CollectionArg",
+    "FileDataset",
+    "run_in_use",
+    "run_state_directory",
+    "safe_run_name",
+]
+
 _log = logging.getLogger(__name__)
 
 BUTLER_CONFIG = "butler.yaml"
-#: Folder of a repository holding one sub-folder of execution state per RUN (journal,
-#: lock, job folders): ``REPO/_runs/<safe run name>/``. Removing a RUN removes it.
-RUNS_DIR = "_runs"
 SQLITE_FILE = "registry.sqlite3"
 _ROOT_TOKEN = "<butlerRoot>"
-
-CollectionArg = str | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -90,43 +96,11 @@ class FileDataset:
     formatter: str | None = None
 
 
-def safe_run_name(run: str) -> str:
-    """Return a file-name-safe, collision-free token for a RUN name.
-
-    ``HSC/runs/RC2`` becomes ``HSC_runs_RC2-<8 hex digits of its SHA-1>``.
-    """
-    token = re.sub(r"[^A-Za-z0-9._-]", "_", run).strip("._") or "run"
-    return f"{token[:80]}-{hashlib.sha1(run.encode()).hexdigest()[:8]}"
-
-
-def run_state_directory(root: str | Path, run: str) -> Path:
-    """``REPO/_runs/<safe run name>``: a RUN's execution state (not created here)."""
-    return Path(root).resolve() / RUNS_DIR / safe_run_name(run)
-
-
-def run_in_use(directory: Path) -> str | None:
-    """Who executes the RUN whose state folder is ``directory``, if a live process does.
-
-    An orchestrator (``rc2 run``) holds an exclusive ``flock`` on ``lock`` for its life.
-    (A workflow's recorded token, DAGMan's or Dagster's, does not stop a removal: the
-    operator asking for it is the one who knows that workflow is gone.)
-    """
-    path = directory / "lock"
-    if not path.exists():
-        return None
-    text = path.read_text()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return text or "another process"
-    finally:
-        os.close(fd)
-    return None
-
-
-class Butler:
+class Butler(ButlerQueries, ButlerRemoval):
     """Open an existing repository.
+
+    Its removal methods come from :class:`~rc2_platform.butler_removal.ButlerRemoval`,
+    its lookups and queries from :class:`~rc2_platform.butler_queries.ButlerQueries`.
 
     Parameters
     ----------
@@ -370,150 +344,6 @@ class Butler:
         self.datastore.formatter_for(dataset_type.storage_class)
         return self.registry.register_dataset_type(dataset_type)
 
-    def remove_collection(
-        self,
-        name: str,
-        *,
-        unstore: bool = True,
-        unlink: bool = False,
-        unlink_from_chains: bool = False,
-    ) -> int:
-        """Remove a collection; for a RUN also its datasets and (``unstore``) their files.
-
-        Atomic: the files are deleted only once the registry rows are gone. A RUN's
-        execution state (``REPO/_runs/<run>/``: journal, lock, job folders) goes with it,
-        as its provenance dataset goes with its datasets.
-
-        Parameters
-        ----------
-        name : str
-            The collection.
-        unstore : bool
-            Delete the RUN's files (False: leave them on disk).
-        unlink : bool
-            Allow removing a RUN whose datasets are tagged or certified in other
-            collections: they leave those collections too.
-        unlink_from_chains : bool
-            Drop the collection from the chains that list it, instead of refusing.
-
-        Returns
-        -------
-        int
-            The number of datasets removed (0 for TAGGED, CHAINED, CALIBRATION).
-
-        Raises
-        ------
-        CollectionInUseError
-            A RUN's datasets are used by TAGGED or CALIBRATION collections (without
-            ``unlink``); the message lists them.
-        CollectionError
-            The RUN is being executed (a live orchestrator holds its lock), or the
-            collection is a child of a chain (without ``unlink_from_chains``).
-        """
-        self.finish_pending_removals(quiet=True)
-        if (
-            any(f.committed and name in f.runs for f in self.finished_removals)
-            and name not in self.registry.query_collections()
-        ):
-            return 0  # its removal, killed after the commit, was finished on opening
-        refs: list[DatasetRef] = []
-        is_run = self.registry.get_collection_type(name) is CollectionType.RUN
-        if is_run:
-            self.check_run_removable(name, unlink=unlink, unlink_from_chains=unlink_from_chains)
-            for dt in self.registry.query_dataset_types():
-                refs.extend(self.registry.query_datasets(dt, [name], find_first=False))
-        records = self.datastore_records(refs) if unstore else {}
-        with self.transaction():
-            self.registry.remove_collection(name, unlink_from_chains=unlink_from_chains)
-            for ref in refs:
-                rec = records.get(ref.id)
-                if rec is not None:
-                    self.datastore.remove(ref, rec)
-            if is_run:
-                self.datastore.note_removal(runs=[name])
-                self.datastore.remove_folder(name, f"{RUNS_DIR}/{safe_run_name(name)}")
-        return len(refs)
-
-    def check_run_removable(
-        self, run: str, *, unlink: bool = False, unlink_from_chains: bool = False
-    ) -> None:
-        """Refuse a RUN being executed, or used by chains / TAGGED / CALIBRATION collections.
-
-        Raises
-        ------
-        CollectionError
-            A live orchestrator executes the RUN.
-        CollectionInUseError
-            Chains list the RUN (unless ``unlink_from_chains``) or other collections
-            use its datasets (unless ``unlink``); the message names every one.
-        """
-        holder = run_in_use(run_state_directory(self.root, run))
-        if holder is not None:
-            raise CollectionError(
-                f"RUN {run!r} is being executed ({holder.strip()}); cancel it "
-                f"(`rc2 cancel {self.root} {run}`) or let it end before removing it"
-            )
-        problems = []
-        chains = [] if unlink_from_chains else self.registry.collection_parents(run)
-        if chains:
-            problems.append(f"is in chain(s) {chains} (--unlink-from-chains drops it from them)")
-        users = [] if unlink else self.registry.dataset_users(runs=[run])
-        if users:
-            listed = ", ".join(f"{u.type.name} {u.name!r} ({u.datasets})" for u in users)
-            problems.append(
-                f"has datasets used by {listed} (decertify or untag them first, or pass "
-                "--unlink to remove them from those collections too)"
-            )
-        if problems:
-            raise CollectionInUseError(f"RUN {run!r} " + " and ".join(problems))
-
-    # --- helpers ------------------------------------------------------------------------
-
-    def _collections(self, collections: CollectionArg | None) -> list[str]:
-        if collections is None:
-            if not self.collections:
-                raise DatasetNotFoundError(
-                    "no collections given to search; pass --collections (or collections=...)"
-                )
-            return self.collections
-        return [collections] if isinstance(collections, str) else list(collections)
-
-    def _dataset_type(self, dataset_type: str | DatasetType) -> DatasetType:
-        if isinstance(dataset_type, DatasetType):
-            return dataset_type
-        return self.registry.get_dataset_type(dataset_type)
-
-    def datastore_records(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, DatastoreRecord]:
-        """The datastore records of ``refs`` (one query per 5,000 refs)."""
-        return self.registry.get_datastore_records(refs)
-
-    def get_uris(self, refs: Iterable[DatasetRef]) -> dict[uuid.UUID, str]:
-        """``file://`` URIs of the datasets' files (datasets without a file are left out)."""
-        records = self.datastore_records(refs)
-        return {i: self.datastore.absolute(r).as_uri() for i, r in records.items()}
-
-    def resolve(
-        self,
-        dataset_type: str | DatasetType | DatasetRef,
-        data_id: Mapping[str, Any] | None = None,
-        *,
-        collections: CollectionArg | None = None,
-        timespan: Timespan | None = None,
-    ) -> DatasetRef:
-        """Find the ref of one dataset (a ref is returned as is)."""
-        if isinstance(dataset_type, DatasetRef):
-            return dataset_type
-        dt = self._dataset_type(dataset_type)
-        ref = self.registry.find_dataset(
-            dt, data_id or {}, self._collections(collections), timespan
-        )
-        if ref is None:
-            raise DatasetNotFoundError(
-                f"no {dt.name} dataset with data ID {dict(data_id or {})} in collections "
-                f"{self._collections(collections)}"
-            )
-        return ref
-
     # --- put / get / exists / remove ------------------------------------------------------
 
     def put(
@@ -571,18 +401,6 @@ class Butler:
         record = self.datastore_records([ref]).get(ref.id)
         return record is not None and self.datastore.exists(ref, record)
 
-    def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> None:
-        """Remove datasets from the registry and (with ``unstore``) their files."""
-        self.finish_pending_removals(quiet=True)
-        refs = list(refs)
-        records = self.datastore_records(refs) if unstore else {}
-        with self.transaction():
-            self.registry.remove_datasets(refs)
-            for ref in refs:
-                rec = records.get(ref.id)
-                if rec is not None:
-                    self.datastore.remove(ref, rec)
-
     # --- ingest and batch registration -----------------------------------------------------
 
     def ingest(
@@ -639,31 +457,3 @@ class Butler:
         :meth:`Registry.import_dataset_columns`. Returns the number newly registered.
         """
         return self.registry.import_dataset_columns(run, batches)
-
-    # --- queries ----------------------------------------------------------------------------
-
-    def query_datasets(
-        self,
-        dataset_type: str | DatasetType,
-        *,
-        collections: CollectionArg | None = None,
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        find_first: bool = True,
-    ) -> list[DatasetRef]:
-        """Datasets of one type in ``collections`` matching ``where``."""
-        return self.registry.query_datasets(
-            dataset_type, self._collections(collections), where, bind, find_first
-        )
-
-    def query_data_ids(
-        self, dimensions: Iterable[str], *, where: str = "", bind: Mapping[str, Any] | None = None
-    ) -> list[DataCoordinate]:
-        """Data IDs of ``dimensions`` matching ``where``."""
-        return self.registry.query_data_ids(dimensions, where, bind)
-
-    def query_dimension_records(
-        self, element: str, *, where: str = "", bind: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Dimension records of ``element`` matching ``where``."""
-        return self.registry.query_dimension_records(element, where, bind)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rc2_platform.butler_removal import run_in_use
 from rc2_platform.datastore._pending import Manifest, pending_manifests
 from rc2_platform.errors import DatastoreError
 
@@ -184,8 +185,6 @@ def _finish_folders(
     butler: Butler, manifest: Manifest, runs: set[str], result: FinishedRemoval, dry_run: bool
 ) -> None:
     """Delete the listed RUN folders of RUNs that are gone and that nobody executes."""
-    from rc2_platform.butler import run_in_use
-
     for run, rel in manifest.folders:
         if run in runs:
             continue  # the RUN exists (again): its folder is its state now

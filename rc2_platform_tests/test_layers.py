@@ -11,12 +11,14 @@ from rc2_platform.registry import DimensionUniverse
 
 PACKAGE = Path(rc2_platform.__file__).parent
 
+#: The butler facade and the modules of its base classes and crash repair: one layer.
+_BUTLER = {"butler", "butler_queries", "butler_removal", "butler_repair"}
+
 #: Layers and the rc2_platform subpackages each may not import.
-_ALL = {
+_ALL = _BUTLER | {
     "geometry",
     "registry",
     "datastore",
-    "butler",
     "butler_transfer",
     "instrument",
     "skymap",
@@ -36,19 +38,19 @@ _ALL = {
 FORBIDDEN = {
     # The shared value types sit at the bottom: they import no other rc2_platform package.
     "core": _ALL - {"core"},
-    "geometry": {
+    "geometry": _BUTLER
+    | {
         "registry",
         "datastore",
-        "butler",
         "ingest",
         "graph",
         "execution",
         "defs",
         "tasks",
     },
-    "registry": {
+    "registry": _BUTLER
+    | {
         "datastore",
-        "butler",
         "butler_transfer",
         "instrument",
         "skymap",
@@ -59,7 +61,7 @@ FORBIDDEN = {
         "tasks",
         "defs",
     },
-    "datastore": {"registry", "butler", "butler_transfer", "ingest", "graph", "execution", "defs"},
+    "datastore": _BUTLER | {"registry", "butler_transfer", "ingest", "graph", "execution", "defs"},
     # Export/import/transfer sit on the butler; nothing below them uses them.
     "butler_transfer": {
         "ingest",
@@ -73,7 +75,7 @@ FORBIDDEN = {
         "server",
         "remote",
     },
-    "instrument": {"registry", "datastore", "butler", "ingest", "graph", "execution", "defs"},
+    "instrument": _BUTLER | {"registry", "datastore", "ingest", "graph", "execution", "defs"},
     "pipeline": {"graph", "execution", "defs", "ingest"},
     "graph": {"execution", "defs", "ingest"},
     # Workers start through execution/worker.py, never through the CLI.
