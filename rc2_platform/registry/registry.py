@@ -1,7 +1,10 @@
 """The registry facade: what exists, with which data ID, in which collection.
 
-:class:`Registry` is the one entry point of the registry layer; the work is done by the
-managers beside it (every SQL statement of rc2_platform lives in this package):
+:class:`Registry` is the one entry point of the registry layer. This module holds its
+lifecycle, planner statistics and dataset writes; its other methods come from base
+classes, one module per purpose (``_collections_facade.py``, ``_records_facade.py``,
+``_query_facade.py``, ``_admin.py``). The work is done by the managers beside it (every
+SQL statement of rc2_platform lives in this package):
 
 - ``_connections.py``: the shared transaction and the kept lookup connections;
 - ``_records.py`` / ``_bulkload.py``: dimension records and their spatial overlaps;
@@ -14,11 +17,8 @@ managers beside it (every SQL statement of rc2_platform lives in this package):
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import logging
-import operator
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,7 +34,6 @@ from rc2_platform.core.dataset_types import (
     DatasetType,
     make_dataset_id,
 )
-from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import (
     CollectionTypeError,
@@ -44,9 +43,9 @@ from rc2_platform.errors import (
 )
 from rc2_platform.registry._admin import RegistryAdmin
 from rc2_platform.registry._bulk import no_gc, time_ordered_uuids
-from rc2_platform.registry._bulkload import insert_column_chunks
 from rc2_platform.registry._calibrations import CalibrationManager
 from rc2_platform.registry._collections import CollectionManager
+from rc2_platform.registry._collections_facade import RegistryCollections
 from rc2_platform.registry._connections import Connections
 from rc2_platform.registry._data_id_queries import DataIdQueries
 from rc2_platform.registry._data_ids import data_id_values
@@ -58,8 +57,10 @@ from rc2_platform.registry._dialect import WRITE_TRANSACTION, backend
 from rc2_platform.registry._engine import existing_database_url, make_engine, safe_url
 from rc2_platform.registry._migrate import MigrationReport, is_migratable, stamp_head
 from rc2_platform.registry._queries import QueryBuilder
+from rc2_platform.registry._query_facade import RegistryQueries
 from rc2_platform.registry._records import RecordManager
-from rc2_platform.registry._search import CollectionArg, DatasetColumnsFound, DatasetSearch
+from rc2_platform.registry._records_facade import RegistryRecords
+from rc2_platform.registry._search import CollectionArg, DatasetSearch
 from rc2_platform.registry.dimensions import DimensionUniverse
 from rc2_platform.registry.schema import SCHEMA_VERSION, RegistrySchema
 
@@ -68,22 +69,22 @@ _log = logging.getLogger(__name__)
 #: Inserts of at least this many rows refresh planner statistics afterwards.
 ANALYZE_THRESHOLD = 10_000
 
-#: Datastore records of at least this many refs of one RUN are read per RUN, not by id.
-BULK_RUN_READ = 2_000
-
 #: A table is stale when more than this fraction of its rows changed since its last ANALYZE.
 STALE_FRACTION = 0.2
 
 __all__ = ["ANALYZE_THRESHOLD", "CollectionArg", "DatasetColumns", "Registry"]
 
 
-class Registry(RegistryAdmin):
+class Registry(RegistryCollections, RegistryRecords, RegistryQueries, RegistryAdmin):
     """A registry database. Build with :meth:`create` or :meth:`open`.
 
     Every public method runs in its own transaction unless called inside
     :meth:`transaction`, in which case all work shares that one transaction. The
     data-management methods (users of a collection, chain edits, dataset-type removal,
-    certifications) come from :class:`~rc2_platform.registry._admin.RegistryAdmin`.
+    certifications) come from :class:`~rc2_platform.registry._admin.RegistryAdmin`; the
+    collections and dataset types from ``_collections_facade.py``, the dimension and
+    datastore records from ``_records_facade.py``, the dataset searches and data-ID
+    queries from ``_query_facade.py`` (base classes, one purpose each).
     """
 
     def __init__(self, engine: sa.Engine, universe: DimensionUniverse):
@@ -257,180 +258,6 @@ class Registry(RegistryAdmin):
     def _maybe_analyze(self, count: int, tables: Iterable[str]) -> None:
         if count >= ANALYZE_THRESHOLD and self._db.current is None:
             self.analyze(tables)
-
-    # --- dimension records ------------------------------------------------------------
-
-    def insert_dimension_records(
-        self, element: str, records: Sequence[Mapping[str, Any]], *, skip_existing: bool = False
-    ) -> int:
-        """Insert records of ``element`` in batches and materialize their spatial overlaps.
-
-        Parameters
-        ----------
-        element : str
-            Element name, e.g. ``visit`` or ``patch``.
-        records : Sequence[Mapping]
-            Column values; a sky region as an ``lsst.sphgeom.Region`` under ``region`` and
-            a :class:`Timespan` under ``timespan``.
-        skip_existing : bool
-            Leave records whose key exists untouched instead of failing.
-
-        Returns
-        -------
-        int
-            The number of records inserted.
-
-        Raises
-        ------
-        DimensionError, DimensionValueError, ConflictingDefinitionError
-            Unknown fields, wrong types or unknown referenced values, existing keys.
-        """
-        with self.transaction() as conn:
-            n = self.records.insert(conn, element, records, skip_existing)
-        self._maybe_analyze(n, [element, *self.schema.overlaps])
-        return n
-
-    def insert_dimension_columns(
-        self,
-        element: str,
-        columns: Mapping[str, Any] | Iterable[Mapping[str, Any]],
-        *,
-        skip_existing: bool = False,
-    ) -> int:
-        """Columnar fast path of :meth:`insert_dimension_records` for bulk records.
-
-        Parameters
-        ----------
-        element : str
-            Element name, e.g. ``patch``.
-        columns : Mapping[str, Any] or Iterable[Mapping[str, Any]]
-            One sequence or numpy array per column (a scalar is broadcast, e.g.
-            ``skymap="hsc_rings_v1"``). Regions go under ``region`` as encoded bytes
-            (:func:`rc2_platform.geometry.encode_quads`, or ``bytes(region.encode())``);
-            timespans as ``timespan_begin``/``timespan_end`` TAI nanoseconds.
-            An *iterable* of such mappings is a bulk load, all in one transaction: if
-            the element's table is empty, its secondary indexes (and those of its
-            sky-pixel overlap tables, and on PostgreSQL its foreign keys) are created
-            after the load. A mapping may also carry precomputed sky-pixel overlaps
-            under ``"overlaps:<skypix>"`` (e.g. ``"overlaps:htm7"``) as ``(row index,
-            pixel id)`` integer arrays, e.g. from
-            :func:`rc2_platform.geometry.polygon_overlaps.grid_pixel_overlaps`; they are
-            trusted, and ignored when ``skip_existing`` filters rows.
-        skip_existing : bool
-            Leave records whose key exists untouched instead of failing.
-
-        Returns
-        -------
-        int
-            The number of records inserted.
-
-        Notes
-        -----
-        Integer numpy columns, scalar keys and fixed-size region blobs go to the
-        database as arrays (bit-packed ``json_each`` on SQLite, binary COPY on
-        PostgreSQL; see ``rc2_platform/registry/_bulkload.py``); other input takes the
-        driver-level tuple path. Overlaps of convex-polygon regions are computed with
-        numpy. Statistics are refreshed (``ANALYZE``) after 10,000 rows or more.
-        """
-        stream = not isinstance(columns, Mapping)
-        chunks: Iterable[Mapping[str, Any]]
-        chunks = [columns] if isinstance(columns, Mapping) else columns
-        with self.transaction() as conn:
-            n = insert_column_chunks(
-                self.records, conn, element, chunks, skip_existing, stream=stream
-            )
-        self._maybe_analyze(n, [element, *self.schema.overlaps])
-        return n
-
-    def sync_dimension_record(self, element: str, record: Mapping[str, Any]) -> bool:
-        """Insert ``record`` unless an identical one exists; True if it was inserted.
-
-        Raises ConflictingDefinitionError naming the differing fields.
-        """
-        with self.transaction() as conn:
-            return self.records.sync(conn, element, record)
-
-    # --- collections ------------------------------------------------------------------
-
-    def register_run(self, name: str, doc: str | None = None) -> bool:
-        """Create a RUN collection; False if it exists."""
-        return self.register_collection(name, CollectionType.RUN, doc)
-
-    def register_collection(
-        self, name: str, type: CollectionType = CollectionType.TAGGED, doc: str | None = None
-    ) -> bool:
-        """Create a collection of ``type``; False if it exists with that type."""
-        with self.transaction() as conn:
-            return self.collections.register(conn, name, type, doc)
-
-    def get_collection_type(self, name: str) -> CollectionType:
-        """The type of collection ``name`` (MissingCollectionError if absent)."""
-        with self._db.read() as conn:
-            return self.collections.get(conn, name).type
-
-    def set_collection_chain(self, parent: str, children: Sequence[str]) -> None:
-        """Set the ordered children of CHAINED ``parent`` (cycles -> CollectionCycleError)."""
-        with self.transaction() as conn:
-            self.collections.set_chain(conn, parent, children)
-        self._search.clear_cache()
-
-    def get_collection_chain(self, parent: str) -> list[str]:
-        """The ordered direct children of CHAINED ``parent``."""
-        with self._db.read() as conn:
-            return self.collections.get_chain(conn, parent)
-
-    def flatten_collections(self, collections: CollectionArg) -> list[str]:
-        """The non-CHAINED collections searched for ``collections``, in order."""
-        with self._db.read() as conn:
-            return [c.name for c in self.collections.flatten(conn, collections)]
-
-    def query_collections(
-        self,
-        pattern: str | re.Pattern[str] | None = None,
-        types: Iterable[CollectionType] | None = None,
-    ) -> list[str]:
-        """Collection names matching a glob (or compiled regex) and types, sorted."""
-        with self._db.read() as conn:
-            return self.collections.query(conn, pattern, types)
-
-    def remove_collection(self, name: str, *, unlink_from_chains: bool = False) -> None:
-        """Remove a collection; removing a RUN removes its datasets.
-
-        A child of a chain is refused (CollectionError naming the chains) unless
-        ``unlink_from_chains`` drops it from them in the same transaction.
-        """
-        with self.transaction() as conn:
-            rec = self.collections.get(conn, name)
-            if unlink_from_chains:
-                for parent_id in self._usage.chain_parents(conn, rec.id):
-                    self._usage.remove_from_chain(conn, parent_id, rec.id)
-            if rec.type == CollectionType.TAGGED:
-                # tags rows carry no foreign key to collection (insert speed): delete them.
-                self.datasets.remove_tagged(conn, rec.id)
-            elif rec.type == CollectionType.RUN:
-                # nor to dataset: the datasets go with their tags rows and file records.
-                d = self.schema.dataset
-                self.datasets.delete_where(conn, d.c.run_id == rec.id)
-            self.collections.remove(conn, name)
-        self.refresh()
-
-    # --- dataset types ----------------------------------------------------------------
-
-    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
-        """Register a dataset type; False if identical (different -> ConflictingDefinitionError)."""
-        with self.transaction() as conn:
-            return self.datasets.register(conn, dataset_type)
-
-    def get_dataset_type(self, name: str) -> DatasetType:
-        """A registered dataset type (MissingDatasetTypeError otherwise)."""
-        with self._db.read() as conn:
-            return self.datasets.get(conn, name).dataset_type
-
-    def query_dataset_types(self, pattern: str | None = None) -> list[DatasetType]:
-        """Registered dataset types whose names match the glob ``pattern``."""
-        with self._db.read() as conn:
-            types = self.datasets.query_types(conn)
-        return [t for t in types if pattern is None or fnmatch.fnmatchcase(t.name, pattern)]
 
     # --- datasets ---------------------------------------------------------------------
 
@@ -626,217 +453,6 @@ class Registry(RegistryAdmin):
                 else _data_ids(self.universe, stored.dataset_type.dimensions, data_ids)
             )
             return self.calibrations.decertify(conn, stored, rec.id, timespan, ids)
-
-    # --- dataset searches (``_search.py``) ---------------------------------------------
-
-    def find_datasets(
-        self,
-        dataset_type: str | DatasetType,
-        collections: CollectionArg,
-        data_ids: Iterable[Mapping[str, Any]] | None = None,
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        timespan: Timespan | None = None,
-    ) -> dict[DataCoordinate, DatasetRef]:
-        """Find-first search of ``collections`` for a whole set of data IDs in one query.
-
-        Returns a mapping from data ID (the dataset type's dimensions) to the ref found
-        in the first collection of the flattened search path holding it.
-        """
-        refs = self._search.search(dataset_type, collections, data_ids, where, bind, timespan, True)
-        with no_gc():
-            return dict(zip(map(operator.attrgetter("data_id"), refs), refs, strict=True))
-
-    def query_datasets(
-        self,
-        dataset_type: str | DatasetType,
-        collections: CollectionArg,
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        find_first: bool = True,
-    ) -> list[DatasetRef]:
-        """Datasets of a type in ``collections`` matching ``where`` (first found per data ID)."""
-        return self._search.search(dataset_type, collections, None, where, bind, None, find_first)
-
-    def query_dataset_columns(
-        self,
-        dataset_type: str | DatasetType,
-        collections: CollectionArg,
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        find_first: bool = True,
-    ) -> DatasetColumnsFound:
-        """:meth:`query_datasets` as columns: RUN names, ids as hex, data ID tuples.
-
-        For callers that pass results on rather than use them (the butler server): no
-        ref, data ID or UUID object is built per dataset.
-        """
-        return self._search.search_columns(dataset_type, collections, where, bind, find_first)
-
-    def find_dataset(
-        self,
-        dataset_type: str | DatasetType,
-        data_id: Mapping[str, Any],
-        collections: CollectionArg,
-        timespan: Timespan | None = None,
-    ) -> DatasetRef | None:
-        """Find-first lookup of one data ID (None if not found).
-
-        The statement is compiled once per (dataset type, collections, timespan) and run
-        on a kept driver connection (see ``rc2_platform/registry/_lookup.py``).
-        """
-        return self._search.find_dataset(dataset_type, data_id, collections, timespan)
-
-    def find_calibrations(
-        self,
-        dataset_type: str | DatasetType,
-        collections: CollectionArg,
-        data_ids_and_times: Sequence[tuple[Mapping[str, Any], Timespan]],
-    ) -> dict[tuple[DataCoordinate, Timespan], DatasetRef]:
-        """Resolve many (data ID, time) pairs against a search path in one query.
-
-        The calibration data ID is the dataset type's dimensions taken from each data ID
-        (which may have more dimensions, e.g. an exposure's). The first collection in the
-        search order with a dataset whose validity overlaps the time wins (a RUN or
-        TAGGED collection matches any time); within one CALIBRATION collection the
-        latest-beginning validity wins.
-        """
-        return self._search.find_calibrations(dataset_type, collections, data_ids_and_times)
-
-    # --- data ID and record queries (``_data_id_queries.py``) --------------------------
-
-    def query_data_id_rows(
-        self,
-        dimensions: Iterable[str],
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        datasets: Iterable[str | DatasetType] | None = None,
-        collections: CollectionArg | None = None,
-    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-        """Distinct data IDs as raw rows: (column names, rows), columns = expanded dimensions.
-
-        Joins implied dimensions, overlap tables when the dimensions mix spatial families,
-        and (with ``datasets``) the datasets existing in ``collections``.
-        """
-        return self._data_ids.data_id_rows(dimensions, where, bind, datasets, collections)
-
-    def query_data_ids(
-        self,
-        dimensions: Iterable[str],
-        where: str = "",
-        bind: Mapping[str, Any] | None = None,
-        datasets: Iterable[str | DatasetType] | None = None,
-        collections: CollectionArg | None = None,
-        *,
-        full: bool = False,
-    ) -> list[DataCoordinate]:
-        """Distinct data IDs of ``dimensions`` matching ``where``.
-
-        The data IDs hold the required dimensions (with ``full`` also the implied ones),
-        sorted by value.
-        """
-        return self._data_ids.data_ids(list(dimensions), where, bind, datasets, collections, full)
-
-    def query_dimension_records(
-        self, element: str, where: str = "", bind: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Records of ``element`` matching ``where`` (regions and timespans decoded)."""
-        return self._data_ids.dimension_records(element, where, bind)
-
-    def query_record_keys(
-        self, element: str, columns: Sequence[str], **equal: Any
-    ) -> set[tuple[Any, ...]]:
-        """Distinct values of ``columns`` among the records of ``element`` with ``equal`` values.
-
-        E.g. ``query_record_keys("patch", ["tract"], skymap="hsc_rings_v1")``: the tracts
-        that have patches (one indexed query, no record is decoded).
-        """
-        return self._data_ids.key_values(element, columns, equal)
-
-    def query_overlaps(
-        self, element: str, other: str, columns: Sequence[str]
-    ) -> set[tuple[Any, ...]]:
-        """Distinct ``columns`` of the materialized overlaps of ``element`` and ``other``.
-
-        E.g. ``query_overlaps("visit_detector_region", "patch", ["skymap", "tract", "patch"])``:
-        every patch some detector of some visit covers. DimensionError when the universe
-        materializes no overlap between the two.
-        """
-        return self._data_ids.overlap_keys(element, other, columns)
-
-    def count_dimension_records(self, element: str) -> int:
-        """The number of records of ``element``."""
-        return self._data_ids.count_records(element)
-
-    # --- datastore records (``_datastore_records.py``) ---------------------------------
-
-    def insert_datastore_records(self, records: Sequence[DatastoreRecord]) -> None:
-        """Store where datasets' files are (inside :meth:`transaction`: with the datasets)."""
-        with self.transaction() as conn:
-            self.datastore_records.insert(conn, records)
-
-    def get_datastore_records(
-        self, refs: Iterable[DatasetRef | uuid.UUID]
-    ) -> dict[uuid.UUID, DatastoreRecord]:
-        """The datastore records of datasets (refs or ids) that have one.
-
-        Refs of a RUN asked for by the thousand (exports, transfers) are read with one
-        query per RUN instead of lists of ids.
-        """
-        ids: list[uuid.UUID] = []
-        by_run: dict[str, list[uuid.UUID]] = {}
-        for r in refs:
-            if isinstance(r, uuid.UUID):
-                ids.append(r)
-            else:
-                by_run.setdefault(r.run, []).append(r.id)
-        with self._db.read() as conn:
-            out: dict[uuid.UUID, DatastoreRecord] = {}
-            for run, run_ids in by_run.items():
-                if len(run_ids) < BULK_RUN_READ:
-                    ids += run_ids
-                    continue
-                run_id = self.collections.get(conn, run).id
-                out.update(self.datastore_records.fetch_run(conn, run_id, run_ids))
-            out.update(self.datastore_records.fetch(conn, ids))
-            return out
-
-    def datastore_paths_in_use(self, paths: Sequence[str]) -> set[str]:
-        """Which of the root-relative ``paths`` a datastore record names.
-
-        Crash repair asks before deleting a file a killed removal listed: a file some
-        dataset (re)uses since is kept. Reads the whole record table (no index on path).
-        """
-        with self._db.read() as conn:
-            return self.datastore_records.paths_in_use(conn, paths)
-
-    def all_datastore_paths(self) -> set[str]:
-        """Every path the datastore records name (``rc2 fsck`` compares them to the disk)."""
-        with self._db.read() as conn:
-            return self.datastore_records.all_paths(conn)
-
-    def query_datastore_record_columns(
-        self, ids: Sequence[str]
-    ) -> dict[str, tuple[str, str, str, int | None]]:
-        """Datastore records of datasets given as UUID texts, without an object per row.
-
-        Returns id (32 lower-case hex digits) -> ``(path, formatter, storage_class,
-        file_size)`` for the datasets that have a record; one query whatever the number
-        of ids on SQLite and PostgreSQL (exports and transfers read 50,000 at a time).
-        """
-        from rc2_platform.registry._dataset_columns import hex_ids
-
-        if not ids:
-            return {}
-        with self._db.read() as conn:
-            rows = backend(conn).select_by_uuid_text(
-                conn,
-                self.schema.file_datastore_records,
-                "dataset_id",
-                hex_ids(ids),
-                ("path", "formatter", "storage_class", "file_size"),
-            )
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
 
 def _group_by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
