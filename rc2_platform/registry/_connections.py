@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from rc2_platform.errors import QueryError
-from rc2_platform.registry._dialect import WRITE_TRANSACTION
+from rc2_platform.registry._dialect import WRITE_TRANSACTION, backend
 from rc2_platform.registry._lookup import LookupConnections
 
 
@@ -28,6 +28,7 @@ class Connections:
         self.current: sa.Connection | None = None
         self.lookups = LookupConnections(engine)
         self._on_rollback = on_rollback
+        self._checkpointer = backend(engine).wal_checkpointer(engine)
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -50,6 +51,8 @@ class Connections:
             raise
         finally:
             self.current = None
+        if self._checkpointer is not None:  # committed: copy the WAL back beside the caller
+            self._checkpointer.after_commit()
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -78,6 +81,8 @@ class Connections:
     def close(self) -> None:
         """Release the lookup connections and every pooled connection."""
         self.lookups.discard()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
 

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from rc2_platform.errors import RepositoryNotFoundError, SchemaVersionError
 from rc2_platform.registry import _bulk
+from rc2_platform.registry._wal_checkpoint import AUTO_CHECKPOINT_PAGES, WalCheckpointer
 
 #: Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
 WRITE_TRANSACTION = "rc2_write_transaction"
@@ -196,6 +197,10 @@ class Backend:
             rows = [(v, *repeat) for v in values]
             self.insert_rows(conn, table, [key, *constants], rows, False)
 
+    def wal_checkpointer(self, engine: sa.Engine) -> WalCheckpointer | None:
+        """Background WAL checkpoints for ``engine``'s database (SQLite files only)."""
+        return None
+
     # --- planner statistics -------------------------------------------------------------
 
     def analyze(self, conn: sa.Connection, names: Sequence[str]) -> None:
@@ -241,8 +246,19 @@ class SqliteBackend(Backend):
         read_only = url.query.get("mode") == "ro"
         on_connect = _sqlite_on_connect_read_only if read_only else _sqlite_on_connect
         sa.event.listen(engine, "connect", on_connect)
+        if not read_only:  # checkpoints run beside the writer (``_wal_checkpoint``)
+            sa.event.listen(engine, "connect", _sqlite_later_auto_checkpoint)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
+
+    def wal_checkpointer(self, engine: sa.Engine) -> WalCheckpointer | None:
+        """A checkpointer of a writable database file (none for read-only or in-memory)."""
+        database = engine.url.database or ""
+        if engine.url.query.get("mode") == "ro" or database in ("", ":memory:"):
+            return None
+        if database.startswith("file:"):
+            return None
+        return WalCheckpointer(Path(database))
 
     def existing_url(self, url: sa.URL, read_only: bool) -> sa.URL:
         """The file must exist and not be empty; ``read_only`` makes a ``mode=ro`` URI.
@@ -371,6 +387,10 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
     cur.execute("PRAGMA temp_store = MEMORY")
     cur.close()
+
+
+def _sqlite_later_auto_checkpoint(dbapi_conn: Any, record: Any) -> None:
+    dbapi_conn.execute(f"PRAGMA wal_autocheckpoint = {AUTO_CHECKPOINT_PAGES}")
 
 
 def _sqlite_on_connect_read_only(dbapi_conn: Any, record: Any) -> None:
