@@ -62,8 +62,13 @@ def generate_records(repo: Path, graph_path: Path) -> dict[str, Any]:
                    tasks=graph.counts_by_task(), n_quanta=len(graph))  # fmt: skip
     datastore = Butler.open_datastore(repo)
     formatters: dict[str, Any] = {}
+    dims = {
+        r.dataset_type.name: tuple(r.dataset_type.dimensions)
+        for q in graph.quanta
+        for r in q.all_outputs()
+    }
     for name, indexes in plan.clusters.items():
-        with RecordsWriter(journal.job_dir(name, 1) / "quanta.jsonl") as writer:
+        with RecordsWriter(journal.job_dir(name, 1) / "quanta.jsonl", dims) as writer:
             writer.job_started(name, 1, 1, time.time())
             for i in indexes:
                 q = graph.quanta[i]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import itertools
 import json
 import operator
 import os
@@ -40,6 +41,7 @@ from typing import Any
 
 from rc2_platform.butler import Butler, DatasetColumns
 from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.outputs_manifest import TypeColumns, read_manifest
 from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.execution.records import iter_records_files, read_lines
 
@@ -142,6 +144,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _load_checkpoint(path: Path) -> dict[str, int]:
     try:
         return {str(k): int(v) for k, v in json.loads(path.read_text())["offsets"].items()}
@@ -160,26 +169,32 @@ def _one_value(dim: str) -> Callable[[dict[str, Any]], tuple[Any]]:
 
 
 class _Columns:
-    """The outputs of succeeded quanta's record lines, gathered per dataset type.
+    """The outputs of succeeded quanta, gathered per dataset type.
 
-    A record line's ``records`` entry ``[id, path, formatter, storage class, size]`` is
-    kept as parsed, with its data-ID value tuple; :meth:`take` transposes them into
-    :class:`DatasetColumns` (no ref, data ID or UUID object per dataset).
+    From record lines (:meth:`add`): a line's ``records`` entry ``[id, path, formatter,
+    storage class, size]`` is kept as parsed, with its data-ID value tuple. From outputs
+    manifests (:meth:`add_columns`): their columns, as read. :meth:`take` joins both, in
+    the order they came, into :class:`DatasetColumns` (no ref, data ID or UUID object per
+    dataset).
     """
 
     def __init__(self, butler: Butler) -> None:
         self.butler = butler
-        self._types: dict[str, tuple[Callable[[Any], Any], list[Any], list[Any]]] = {}
+        self._types: dict[str, _Gathered] = {}
         self.size = 0
 
-    def _type(self, name: str) -> tuple[Callable[[Any], Any], list[Any], list[Any]]:
+    def dimensions(self, name: str) -> tuple[str, ...]:
+        """The registered dimensions of dataset type ``name`` (MissingDatasetTypeError)."""
+        return (self._types.get(name) or self._type(name)).dimensions
+
+    def _type(self, name: str) -> _Gathered:
         found = self._types.get(name)
         if found is None:
             dims = self.butler.registry.get_dataset_type(name).dimensions
             key: Callable[[Any], Any] = (
                 operator.itemgetter(*dims) if len(dims) > 1 else _one_value(dims[0])
             )
-            found = self._types[name] = (key, [], [])
+            found = self._types[name] = _Gathered(tuple(dims), key)
         return found
 
     def add(self, line: dict[str, Any]) -> int:
@@ -195,31 +210,67 @@ class _Columns:
             entry = outputs.get(record[0])
             if entry is None:
                 continue  # a record of a file the quantum does not declare: not ours
-            key, gathered, keys = types.get(entry[0]) or self._type(entry[0])
-            gathered.append(record)
-            keys.append(key(entry[2] if len(entry) > 2 else data_id))
+            gathered = types.get(entry[0]) or self._type(entry[0])
+            gathered.rows.append(record)
+            gathered.keys.append(gathered.key(entry[2] if len(entry) > 2 else data_id))
             n += 1
+        self.size += n
+        return n
+
+    def add_columns(self, columns: dict[str, TypeColumns]) -> int:
+        """Gather the outputs of a manifest (:func:`read_manifest`); return how many."""
+        n = 0
+        for name, (_, ids, keys, paths, formatters, classes, sizes) in columns.items():
+            gathered = self._types.get(name) or self._type(name)
+            gathered.flush_rows()
+            gathered.blocks.append((ids, keys, paths, formatters, classes, sizes))
+            n += len(ids)
         self.size += n
         return n
 
     def take(self) -> list[DatasetColumns]:
         """The gathered datasets as columns (and forget them)."""
         out = []
-        for name, (_, records, keys) in self._types.items():
-            if records:
-                ids, paths, formatters, classes, sizes = map(list, zip(*records, strict=True))
-                if len(set(ids)) < len(ids):  # a quantum recorded twice: the latest wins
-                    last = sorted({i: k for k, i in enumerate(ids)}.values())
-                    ids, paths, formatters, classes, sizes = (
-                        [col[k] for k in last] for col in (ids, paths, formatters, classes, sizes)
-                    )
-                    keys[:] = [keys[k] for k in last]
-                formatters, classes, sizes = map(_shared, (formatters, classes, sizes))
-                out.append(DatasetColumns(name, ids, keys[:], paths, formatters, classes, sizes))
-                records.clear()
-                keys.clear()
+        for name, gathered in self._types.items():
+            gathered.flush_rows()
+            blocks = gathered.blocks
+            if not blocks:
+                continue
+            if len(blocks) == 1:
+                ids, keys, paths, formatters, classes, sizes = blocks[0]
+            else:
+                ids, keys, paths, formatters, classes, sizes = (
+                    list(itertools.chain.from_iterable(b[c] for b in blocks)) for c in range(6)
+                )
+            blocks.clear()
+            if len(set(ids)) < len(ids):  # a quantum recorded twice: the latest wins
+                last = sorted({i: k for k, i in enumerate(ids)}.values())
+                ids, keys, paths, formatters, classes, sizes = (
+                    [col[k] for k in last] for col in (ids, keys, paths, formatters, classes, sizes)
+                )
+            formatters, classes, sizes = map(_shared, (formatters, classes, sizes))
+            out.append(DatasetColumns(name, ids, keys, paths, formatters, classes, sizes))
         self.size = 0
         return out
+
+
+class _Gathered:
+    """One dataset type's gathered outputs: record rows from lines, column blocks."""
+
+    __slots__ = ("blocks", "dimensions", "key", "keys", "rows")
+
+    def __init__(self, dimensions: tuple[str, ...], key: Callable[[Any], Any]) -> None:
+        self.dimensions, self.key = dimensions, key
+        self.rows: list[Any] = []
+        self.keys: list[Any] = []
+        self.blocks: list[tuple[list[Any], ...]] = []
+
+    def flush_rows(self) -> None:
+        """Turn the record rows gathered so far into a column block."""
+        if self.rows:
+            ids, paths, formatters, classes, sizes = map(list, zip(*self.rows, strict=True))
+            self.blocks.append((ids, self.keys, paths, formatters, classes, sizes))
+            self.rows, self.keys = [], []
 
 
 def _shared(column: list[Any]) -> list[Any]:
@@ -318,7 +369,15 @@ def _register_new(
     for path in iter_records_files(journal.directory, clusters):
         key = str(path.relative_to(journal.directory))
         with reading:
-            lines, end = read_lines(path, offsets.get(key, 0))
+            start = offsets.get(key, 0)
+            if start and _size(path) <= start:
+                continue  # nothing new since the checkpoint
+            manifest = read_manifest(path, start, columns.dimensions)
+            if manifest is not None:  # a finished job: its outputs as columns
+                start, quanta, found = manifest
+                summary.quanta += quanta
+                summary.datasets += columns.add_columns(found)
+            lines, end = read_lines(path, start)
             if end == offsets.get(key, 0):
                 continue
             summary.files += 1

@@ -341,7 +341,9 @@ def run_cluster(
     }
     executor = QuantumExecutor(Butler.open_datastore(repo), output_run, job_records)
     upstream = _local_upstream(order)
-    writer = RecordsWriter(result_path) if result_path is not None else None
+    writer = (
+        RecordsWriter(result_path, _output_dimensions(order)) if result_path is not None else None
+    )
     on_outcome: OnOutcome = writer.quantum if writer is not None else _ignore
     try:
         if writer is not None:
@@ -359,6 +361,15 @@ def run_cluster(
         if writer is not None:
             writer.close()
     return result
+
+
+def _output_dimensions(quanta: Sequence[Quantum]) -> dict[str, tuple[str, ...]]:
+    """Dimensions of the output dataset types of ``quanta``, by name (for the manifest)."""
+    return {
+        ref.dataset_type.name: tuple(ref.dataset_type.dimensions)
+        for q in quanta
+        for ref in q.all_outputs()
+    }
 
 
 def _ignore(_outcome: QuantumOutcome) -> None:

@@ -4,7 +4,8 @@ Layout under a repository (``REPO/_runs/<safe run name>/``)::
 
     journal.jsonl                 one JSON object per line, appended, never rewritten
     input_records.json            datastore records of the graph's overall inputs
-    jobs/<cluster>/attempt<N>/    quanta.jsonl (records), job.qgraph, <cluster>.out/.err (+ backend files)
+    jobs/<cluster>/attempt<N>/    quanta.jsonl (records), outputs.json (a finished job's outputs),
+                                  job.qgraph, <cluster>.out/.err (+ backend files)
 
 Every event has ``event`` (its kind) and ``time`` (Unix seconds). Writers append whole
 lines with one ``write`` call under ``O_APPEND``, so a crash leaves at most a truncated last

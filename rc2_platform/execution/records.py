@@ -13,6 +13,10 @@ whole line at a time under ``O_APPEND``:
 ``{"kind": "end", ...}``
     when the job ends.
 
+At its end a job also writes ``outputs.json`` beside it: its outputs as columns per
+dataset type, which the registration reads instead of these lines
+(:mod:`.outputs_manifest`).
+
 A job written again into the same folder (a batch system's retry of the same attempt)
 appends a new ``job`` line; the latest record of each quantum wins. A job that dies
 keeps the records of the quanta that finished before (their outputs are complete: files
@@ -28,7 +32,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ import orjson
 
 from rc2_platform.errors import ClusterJobError
 from rc2_platform.execution.executor import QuantumOutcome
+from rc2_platform.execution.outputs_manifest import write_manifest
 
 __all__ = [
     "RECORDS_FILE",
@@ -74,12 +79,20 @@ class RecordsWriter:
     ----------
     path : Path
         The records file (created with its folder if missing).
+    output_dimensions : mapping, optional
+        Dimensions of the job's output dataset types, by name: when given, the job's end
+        also writes its outputs manifest (:mod:`.outputs_manifest`) for the registration.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, output_dimensions: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._output_dimensions = output_dimensions
+        self._start = os.fstat(self._fd).st_size
+        self._outcomes: list[QuantumOutcome] = []
 
     def _write(self, record: dict[str, Any]) -> None:
         os.write(self._fd, orjson.dumps(record) + b"\n")
@@ -102,12 +115,19 @@ class RecordsWriter:
     def quantum(self, outcome: QuantumOutcome) -> None:
         """Write one quantum's record."""
         self._write({"kind": "quantum", **outcome.to_json()})
+        if self._output_dimensions is not None:
+            self._outcomes.append(outcome)
 
     def job_ended(self, end: float, counts: dict[str, int]) -> None:
         """Write the ``end`` line (with the job process's CPU seconds, its children's too)."""
         usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         cpu = sum(u.ru_utime + u.ru_stime for u in usage)
         self._write({"kind": "end", "end": end, "counts": counts, "cpu_seconds": cpu})
+        if self._output_dimensions is not None:
+            end_offset = os.fstat(self._fd).st_size
+            write_manifest(
+                self.path.parent, self._outcomes, self._output_dimensions, self._start, end_offset
+            )
 
     def close(self) -> None:
         """Close the file."""

@@ -26,6 +26,7 @@ from rc2_platform.core.dataset_types import DatasetType
 from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.executor import QuantumOutcome
 from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.outputs_manifest import OUTPUTS_FILE
 from rc2_platform.execution.provenance_table import PROVENANCE_DATASET_TYPE
 from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.execution.records import RecordsWriter
@@ -50,10 +51,14 @@ def _repo(root: Path) -> Path:
     return root
 
 
-def _write_job(root: Path, job: int, quanta: range, *, end: bool = True) -> None:
+def _write_job(
+    root: Path, job: int, quanta: range, *, end: bool = True, manifest: bool = False
+) -> None:
+    """One job's records as a worker writes them (with its outputs manifest: ``manifest``)."""
     journal = Journal.for_run(root, RUN)
     datastore = Butler.open_datastore(root)
-    with RecordsWriter(journal.job_dir(f"c{job}", 1) / "quanta.jsonl") as writer:
+    dims = {OUT.name: OUT.dimensions} if manifest else None
+    with RecordsWriter(journal.job_dir(f"c{job}", 1) / "quanta.jsonl", dims) as writer:
         writer.job_started(f"c{job}", 1, 1, time.time())
         for d in quanta:
             data_id = DataCoordinate(("instrument", "detector"), ("HSC", d))
@@ -114,12 +119,13 @@ def test_a_job_recorded_twice_registers_its_outputs_once(tmp_path: Path) -> None
     assert _counts(root) == (6, 6, 6)
 
 
+@pytest.mark.parametrize("manifest", [False, True], ids=["lines", "manifests"])
 def test_aggregate_killed_mid_way_then_rerun_registers_everything_exactly_once(
-    tmp_path: Path,
+    tmp_path: Path, manifest: bool
 ) -> None:
     root = _repo(tmp_path / "repo")
     for job in range(FILES):
-        _write_job(root, job, range(job * PER_FILE, (job + 1) * PER_FILE))
+        _write_job(root, job, range(job * PER_FILE, (job + 1) * PER_FILE), manifest=manifest)
     rc2 = Path(sys.executable).parent / "rc2"
     proc = subprocess.Popen(
         [str(rc2), "aggregate", str(root), RUN, "--batch-size", "1", "--no-provenance"],
@@ -170,3 +176,101 @@ def test_records_lines_read_whole_or_line_by_line(tmp_path: Path) -> None:
     lines, end = read_lines(path)
     assert lines == [good[0], good[1]] and end == path.stat().st_size
     assert read_lines(path, end) == ([], end)
+
+
+def _registered(root: Path) -> list[tuple[object, ...]]:
+    """Every x_out dataset with its data ID and file record, sorted."""
+    with sqlite3.connect(root / "registry.sqlite3") as conn:
+        return sorted(
+            conn.execute(
+                "SELECT d.dataset_id, t.detector, r.path, r.formatter, r.storage_class, "
+                "r.file_size FROM dataset d JOIN tags_1 t ON t.dataset_id = d.dataset_id "
+                "JOIN file_datastore_records r ON r.dataset_id = d.dataset_id "
+                "JOIN dataset_type dt ON dt.dataset_type_id = d.dataset_type_id "
+                "WHERE dt.name = 'x_out'"
+            ).fetchall()
+        )
+
+
+def _manifest_path(root: Path, job: int) -> Path:
+    return Journal.for_run(root, RUN).job_dir(f"c{job}", 1) / OUTPUTS_FILE
+
+
+def test_a_finished_job_writes_its_outputs_manifest_sorted_by_id(tmp_path: Path) -> None:
+    root = _repo(tmp_path / "repo")
+    _write_job(root, 0, range(0, 3), end=False, manifest=True)
+    assert not _manifest_path(root, 0).exists()  # a job still running (or killed) has none
+    _write_job(root, 1, range(3, 8), manifest=True)
+    doc = json.loads(_manifest_path(root, 1).read_text())
+    records = _manifest_path(root, 1).with_name("quanta.jsonl")
+    assert (doc["version"], doc["start"], doc["end"], doc["quanta"]) == (
+        1, 0, records.stat().st_size, 5
+    )  # fmt: skip
+    column = doc["types"]["x_out"]
+    assert column["dimensions"] == ["instrument", "detector"]
+    assert column["ids"] == sorted(column["ids"]) and len(column["ids"]) == 5
+    assert sorted(column["data_ids"]) == [["HSC", d] for d in range(3, 8)]
+    assert column["formatter"] == "json" and column["storage_class"] == "Json"
+
+
+@pytest.mark.parametrize("manifest", [False, True], ids=["lines", "manifests"])
+def test_manifests_register_exactly_what_the_lines_say(tmp_path: Path, manifest: bool) -> None:
+    """Manifest or records lines: the same datasets, data IDs and file records."""
+    reference = _repo(tmp_path / "lines")
+    root = _repo(tmp_path / "repo")
+    for target, with_manifest in ((reference, False), (root, manifest)):
+        _write_job(target, 0, range(0, 4), manifest=with_manifest)
+        _write_job(target, 1, range(4, 9), manifest=with_manifest)
+        summary = aggregate_run(target, RUN, provenance=False)
+        assert (summary.files, summary.quanta, summary.registered) == (2, 9, 9)
+    assert _registered(root) == _registered(reference) and len(_registered(root)) == 9
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda doc: doc.update(version=99),
+        lambda doc: doc.update(start=7),
+        lambda doc: doc.update(end=10**9),
+        lambda doc: doc["types"]["x_out"].update(dimensions=["detector", "instrument"]),
+        lambda doc: doc["types"]["x_out"]["paths"].pop(),
+        lambda doc: doc["types"]["x_out"]["data_ids"].__setitem__(0, ["HSC"]),
+        lambda doc: doc["types"]["x_out"].update(ids={"not": "a list"}),
+        None,  # not JSON at all
+    ],
+    ids=["version", "start", "end", "dimensions", "lengths", "key", "ids", "torn"],
+)
+def test_an_unusable_manifest_is_ignored_for_the_lines(tmp_path: Path, spoil: object) -> None:
+    reference = _repo(tmp_path / "lines")
+    _write_job(reference, 0, range(0, 4))
+    aggregate_run(reference, RUN, provenance=False)
+    root = _repo(tmp_path / "repo")
+    _write_job(root, 0, range(0, 4), manifest=True)
+    path = _manifest_path(root, 0)
+    if callable(spoil):
+        doc = json.loads(path.read_text())
+        spoil(doc)
+        path.write_text(json.dumps(doc))
+    else:
+        path.write_text(path.read_text()[:40])
+    summary = aggregate_run(root, RUN, provenance=False)
+    assert (summary.quanta, summary.registered) == (4, 4)
+    assert _registered(root) == _registered(reference)
+
+
+def test_a_manifest_after_a_partial_registration_is_not_used_twice(tmp_path: Path) -> None:
+    """Lines registered while the job ran; its manifest (from byte 0) is then ignored."""
+    root = _repo(tmp_path / "repo")
+    _write_job(root, 0, range(0, 3), end=False, manifest=True)
+    assert aggregate_run(root, RUN, provenance=False).registered == 3
+    # The same attempt run again to its end: a manifest of its own lines only.
+    _write_job(root, 0, range(0, 6), manifest=True)
+    doc = json.loads(_manifest_path(root, 0).read_text())
+    assert doc["start"] > 0 and doc["quanta"] == 6
+    summary = aggregate_run(root, RUN, provenance=False)
+    assert (summary.quanta, summary.registered) == (6, 3)
+    assert _counts(root) == (6, 6, 6)
+    # Without the checkpoint: the manifest does not start at 0, every line is read again.
+    (Journal.for_run(root, RUN).directory / "aggregated.json").unlink()
+    redo = aggregate_run(root, RUN, provenance=False)
+    assert (redo.quanta, redo.registered) == (9, 0)
