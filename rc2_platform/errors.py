@@ -140,6 +140,15 @@ class FormatterError(DatastoreError):
     """An object could not be written or read with the storage class's formatter."""
 
 
+class TruncatedFileError(FormatterError, ValueError):
+    """A file is shorter than its own headers announce (a copy or write cut short).
+
+    The message gives the file's size and the byte its headers say it ends at. Another
+    attempt reads the same bytes, so the run-state machine does not retry it
+    (``retry.not_retried``): re-copy or re-write the file, then re-run.
+    """
+
+
 class FileNotInDatastoreError(DatastoreError, FileNotFoundError):
     """The datastore has no file for a dataset that the registry knows."""
 

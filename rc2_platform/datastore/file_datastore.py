@@ -26,6 +26,7 @@ from rc2_platform.errors import (
     FileNotInDatastoreError,
     FormatterError,
     PathTraversalError,
+    TruncatedFileError,
 )
 
 _log = logging.getLogger(__name__)
@@ -180,6 +181,10 @@ class FileDatastore:
         ------
         FileNotInDatastoreError
             If the file is missing.
+        TruncatedFileError
+            If the file is shorter than its headers announce (never worth a retry).
+        FormatterError
+            If the formatter cannot read the file.
         """
         if record is not None:
             path, formatter = self.absolute(record), get_formatter(record.formatter)
@@ -192,6 +197,8 @@ class FileDatastore:
             )
         try:
             return formatter.read(path)
+        except TruncatedFileError as exc:
+            raise TruncatedFileError(f"could not read {path} for {ref}: {exc}") from exc
         except DatastoreError:
             raise
         except Exception as exc:

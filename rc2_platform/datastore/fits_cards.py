@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from rc2_platform.errors import TruncatedFileError
+
 __all__ = [
     "BLOCK",
     "KEYWORD",
@@ -21,8 +23,10 @@ __all__ = [
     "header_bytes",
     "pad",
     "parse_cards",
+    "parse_header",
     "parse_value",
     "simple_value",
+    "truncated",
 ]
 
 #: Bytes per FITS block: headers and data are padded to a multiple of it.
@@ -132,6 +136,38 @@ def parse_cards(
         except ValueError:
             complete = False
     raise ValueError("no END card")
+
+
+def parse_header(
+    buf: bytes | memoryview, offset: int, only: frozenset[str] | None = None
+) -> tuple[list[tuple[str, Any]], bool, int]:
+    """:func:`parse_cards` of a FITS file's HDU at ``offset``.
+
+    Raises
+    ------
+    TruncatedFileError
+        If the header runs into the end of a file that starts as FITS (``SIMPLE  =``)
+        without its END card.
+    ValueError
+        If the header has no END card and the file is not FITS at all.
+    """
+    try:
+        return parse_cards(buf, offset, only)
+    except ValueError:
+        if bytes(buf[:9]) != b"SIMPLE  =":
+            raise
+        raise TruncatedFileError(
+            f"the file is truncated: {len(buf)} bytes, but the header starting at byte "
+            f"{offset} has no END card; re-copy or re-write it"
+        ) from None
+
+
+def truncated(size: int, hdu: str, end: int) -> TruncatedFileError:
+    """The error for a file of ``size`` bytes whose HDU ``hdu`` is announced to end at ``end``."""
+    return TruncatedFileError(
+        f"the file is truncated: {size} bytes, but its HDU {hdu} ends at byte {end}; "
+        "re-copy or re-write it"
+    )
 
 
 def pad(data: bytes, fill: bytes) -> bytes:

@@ -18,7 +18,9 @@ from rc2_platform.datastore.fits_cards import (
     header_bytes,
     pad,
     parse_cards,
+    parse_header,
     simple_value,
+    truncated,
 )
 
 if TYPE_CHECKING:
@@ -134,8 +136,13 @@ def read_exposure(path: Path) -> Exposure | None:
     """Read an exposure or a plain image file like the exposure formatter's astropy path.
 
     Returns None for files left to astropy (scaled data other than astropy's ``uint16``
-    convention, groups, tables, unusual headers). Raises ValueError naming the byte counts
-    when the file is shorter than its headers announce (a truncated copy).
+    convention, groups, tables, unusual headers).
+
+    Raises
+    ------
+    TruncatedFileError
+        If the file is shorter than its headers announce (a truncated copy), naming the
+        byte counts.
     """
     from astropy.io import fits
 
@@ -143,7 +150,7 @@ def read_exposure(path: Path) -> Exposure | None:
     hdus: list[tuple[int, int, dict[str, Any], tuple[int, ...]]] = []
     offset = 0
     while offset < len(buf):
-        cards, _, data_start = parse_cards(buf, offset, _DATA_KEYS)
+        cards, _, data_start = parse_header(buf, offset, _DATA_KEYS)
         head = dict(cards)
         naxes = [int(head.get(f"NAXIS{i}", 0)) for i in range(1, int(head.get("NAXIS", 0)) + 1)]
         size = (
@@ -154,10 +161,7 @@ def read_exposure(path: Path) -> Exposure | None:
         )
         if data_start + size > len(buf):
             name = head.get("EXTNAME", "PRIMARY" if not hdus else f"#{len(hdus)}")
-            raise ValueError(
-                f"the file is truncated: {len(buf)} bytes, but its HDU {name} ends at byte "
-                f"{data_start + size}; re-copy or re-write it"
-            )
+            raise truncated(len(buf), str(name), data_start + size)
         hdus.append((offset, data_start, head, tuple(reversed(naxes))))
         offset = data_start + -(-size // BLOCK) * BLOCK
     names = [str(h[2].get("EXTNAME", "PRIMARY")) for h in hdus]

@@ -15,8 +15,9 @@ from rc2_platform.datastore.fits_cards import (
     format_card,
     header_bytes,
     pad,
-    parse_cards,
+    parse_header,
     simple_value,
+    truncated,
 )
 
 if TYPE_CHECKING:
@@ -199,15 +200,25 @@ def read_table(path: Path) -> Table | None:
 
     Returns None for files this module leaves to astropy (scaled or null-valued columns,
     vector columns, comment cards, long strings).
+
+    Raises
+    ------
+    TruncatedFileError
+        If the file is shorter than its headers announce (a truncated copy).
     """
     buf = path.read_bytes()
-    _, _, start = parse_cards(buf, 0)
+    _, _, start = parse_header(buf, 0)
     if start >= len(buf):
         return None
-    cards, complete, data_start = parse_cards(buf, start)
+    cards, complete, data_start = parse_header(buf, start)
+    header = dict(cards)
+    if header.get("XTENSION") == "BINTABLE":
+        end = data_start + int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
+        end += int(header.get("PCOUNT", 0))
+        if end > len(buf):
+            raise truncated(len(buf), str(header.get("EXTNAME", "#1")), end)
     if not complete or not cards or cards[0] != ("XTENSION", "BINTABLE"):
         return None
-    header = dict(cards)
     if len(header) != len(cards):
         return None
     columns = _table_columns(header)

@@ -93,8 +93,9 @@ class RetryPolicy(_Model):
     memory_multiplier: float = Field(default=2.0, ge=1.0)
     max_memory_mb: int = Field(default=32768, gt=0)
     #: Exception class names of failures that a new attempt cannot fix (the data itself is
-    #: unusable), so they are never retried: rerunning them only delays the report.
-    not_retried: frozenset[str] = Field(default=frozenset({"TaskDataError"}))
+    #: unusable, or an input file is cut short), so they are never retried: rerunning them
+    #: only delays the report. Matched by exact class name, not by subclass.
+    not_retried: frozenset[str] = Field(default=frozenset({"TaskDataError", "TruncatedFileError"}))
 
     def for_task(self, label: str) -> int:
         """Return the number of retries for one task label."""

@@ -15,6 +15,7 @@ from astropy.wcs import WCS
 from rc2_platform.core.exposure import Exposure
 from rc2_platform.datastore import fits_io
 from rc2_platform.datastore.formatters import FitsExposureFormatter, FitsTableFormatter
+from rc2_platform.errors import TruncatedFileError
 
 
 def _catalog() -> Table:
@@ -252,13 +253,37 @@ def test_a_truncated_image_is_named_as_truncated(tmp_path: Path) -> None:
     with path.open("r+b") as f:
         f.truncate(2880 + 100)  # the header and 100 of the 480 data bytes
     with pytest.raises(
-        ValueError, match=r"truncated: 2980 bytes, but its HDU PRIMARY ends at byte 3360"
+        TruncatedFileError, match=r"truncated: 2980 bytes, but its HDU PRIMARY ends at byte 3360"
     ):
         fits_io.read_exposure(path)
     # The formatter passes it on; the datastore's get() wraps it with the path and the ref.
-    with pytest.raises(ValueError, match="the file is truncated"):
+    with pytest.raises(TruncatedFileError, match="the file is truncated"):
         FitsExposureFormatter().read(path)
     assert whole == 5760
+
+
+def test_a_header_cut_short_is_named_as_truncated(tmp_path: Path) -> None:
+    """A FITS file cut inside a header (no END card) is truncated too; garbage is not."""
+    path = tmp_path / "exposure.fits"
+    FitsExposureFormatter().write(Exposure(np.ones((8, 8), dtype=np.float32)), path)
+    path.write_bytes(path.read_bytes()[: 2880 + 400])  # before the IMAGE header's END card
+    with pytest.raises(TruncatedFileError, match="header starting at byte 2880 has no END"):
+        fits_io.read_exposure(path)
+    garbage = tmp_path / "garbage.fits"
+    garbage.write_bytes(b"not a FITS file at all" * 10)
+    with pytest.raises(ValueError, match="no END card") as caught:
+        fits_io.read_exposure(garbage)
+    assert not isinstance(caught.value, TruncatedFileError)
+
+
+def test_a_truncated_table_is_named_as_truncated(tmp_path: Path) -> None:
+    """A catalog cut short fails like an image, not with astropy's partial read."""
+    table = Table({"id": np.arange(500), "flux": np.linspace(0.0, 1.0, 500)})
+    path = tmp_path / "src.fits"
+    FitsTableFormatter().write(table, path)
+    path.write_bytes(path.read_bytes()[: 2 * 2880 + 1000])
+    with pytest.raises(TruncatedFileError, match=r"truncated: 6760 bytes, but its HDU"):
+        FitsTableFormatter().read(path)
 
 
 def test_scaled_images_are_left_to_astropy(tmp_path: Path) -> None:

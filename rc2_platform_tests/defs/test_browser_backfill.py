@@ -225,7 +225,7 @@ def _drive(url: str, home: Path, ft: FailingTract, tmp_path: Path) -> tuple[str,
             ids = {f"exposure={ft.exposure}", f"detector={ft.detector}"}
             either = "|".join(re.escape(", ".join(o)) for o in permutations(sorted(ids)))
             failed = re.compile(
-                rf"isr \{{instrument=HSC, ({either})\}} failed \(attempt \d\): FormatterError"
+                rf"isr \{{instrument=HSC, ({either})\}} failed \(attempt 1\): TruncatedFileError"
             )
             expect(page.get_by_text(failed).first).to_be_visible()
             shot = "partitions"

@@ -5,7 +5,8 @@ truth catalog the bootstrap ingested) are evaluated per band partition at the en
 both runs.
 
 One g-band raw truncated: the Dagster run fails in the cluster step that ran its isr
-quantum (after the retry), the error names task, data ID and exception, the g partition
+quantum (at its first attempt: a truncated file is not retried), the error names task,
+data ID and exception, the g partition
 of ``calexp`` is not materialized while the other bands' are; after the raw is restored,
 "Re-execute from failure" (``ReexecutionOptions.from_failure``) completes the tract and runs
 only the failed quantum and those it blocked.
@@ -77,7 +78,8 @@ def test_truncated_raw_fails_its_step_and_reexecution_from_failure_completes(
         error = next(e for e in first.all_events if e.is_step_failure)
         text = error.step_failure_data.error.to_string()
         assert "isr {" in text and f"exposure={exposure}" in text
-        assert f"detector={detector}" in text and "failed (attempt 2)" in text
+        assert f"detector={detector}" in text and "failed (attempt 1)" in text
+        assert "TruncatedFileError" in text
         parts = _materialized(instance)
         assert f"g|{tract}" not in parts["calexp"]
         assert parts["calexp"] == {f"{b}|{tract}" for b in bands if b != "g"}
