@@ -15,7 +15,12 @@ What a killed process can leave, and what this finds (the registry is the truth)
 - RUN folders (``_runs/<run>/``: journal, job folders) of RUNs that are not registered
   (a removal killed before manifests existed): removed with ``remove`` unless held by a
   live orchestrator or changed within ``min_age`` (then their files count as outputs);
-- missing files: datasets whose record names a file that is not there (reported only).
+- missing files: datasets whose record names a file that is not there (reported only);
+- live runs: RUNs whose orchestrator lock (``_runs/<run>/lock``) a live process holds
+  (the ``flock`` ``rc2 run`` keeps for its life, asked through the butler's
+  :func:`~rc2_platform.butler.run_in_use`; a crashed orchestrator's lock is free).
+  Reported; ``remove`` is refused while there is one (:func:`refuse_while_running`),
+  since a running writer places files before it commits them.
 
 The repository's own files are not datasets: ``butler.yaml``, the SQLite registry and
 every top-level folder starting with ``_`` (``_runs``, ``_graphs``, ``_removals``,
@@ -25,6 +30,7 @@ every top-level folder starting with ``_`` (``_runs``, ``_graphs``, ``_removals`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -37,11 +43,12 @@ from rc2_platform.butler import RUNS_DIR, run_in_use, run_state_directory, safe_
 from rc2_platform.butler_repair import FinishedRemoval, finish_pending_removals
 from rc2_platform.core import CollectionType
 from rc2_platform.datastore._repair import temporary_writer_gone
+from rc2_platform.errors import RunLockedError
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
 
-__all__ = ["FsckReport", "check_repository"]
+__all__ = ["FsckReport", "check_repository", "live_runs", "refuse_while_running"]
 
 #: The one top-level ``_`` folder holding datasets: imported files ingested ``direct``.
 DIRECT_DIR = "_direct"
@@ -70,6 +77,9 @@ class FsckReport:
     run_folders : list of dict
         ``{path, age_s, action}`` of each ``_runs/<run>`` folder whose RUN is not
         registered (journal and job folders a removal left, or a run never registered).
+    live_runs : list of dict
+        ``{run, folder, holder}`` of each RUN a live orchestrator executes (see
+        :func:`live_runs`); not something to repair, so ``clean`` ignores it.
     """
 
     dry_run: bool = True
@@ -79,6 +89,7 @@ class FsckReport:
     unregistered: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     run_folders: list[dict[str, Any]] = field(default_factory=list)
+    live_runs: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -98,6 +109,7 @@ class FsckReport:
             "unregistered": self.unregistered,
             "missing": self.missing,
             "run_folders": self.run_folders,
+            "live_runs": self.live_runs,
         }
 
 
@@ -121,8 +133,13 @@ def check_repository(
     ------
     DatastoreError
         A file in ``_removals/`` is not a manifest.
+    RunLockedError
+        With ``remove``, while a live orchestrator holds a RUN's lock (nothing changed).
     """
     report = FsckReport(dry_run=not remove)
+    report.live_runs = live_runs(butler)
+    if remove:
+        refuse_while_running(butler, report.live_runs)
     report.pending_removals = list(butler.finished_removals)
     report.pending_removals += finish_pending_removals(butler, dry_run=not remove)
     root = butler.datastore.root
@@ -148,6 +165,80 @@ def check_repository(
         p for p in recorded - seen if not os.path.lexists(p if os.path.isabs(p) else root / p)
     )
     return report
+
+
+def live_runs(butler: Butler) -> list[dict[str, str]]:
+    """The RUNs whose orchestrator lock a live process holds.
+
+    Every ``REPO/_runs/<run>/`` folder is asked with :func:`~rc2_platform.butler.run_in_use`
+    (the ``flock`` an orchestrator keeps on ``lock`` for its life: a crashed one's is
+    free, whatever its lock file still says).
+
+    Returns
+    -------
+    list of dict
+        ``{run, folder, holder}``: the RUN's name (the folder's name when the RUN is not
+        registered, e.g. a run still starting), ``_runs/<folder>``, and the holder as the
+        lock records it (``pid <pid> on host <host> ('<command>')``).
+    """
+    folder = butler.root / RUNS_DIR
+    if not folder.is_dir():
+        return []
+    runs = butler.registry.query_collections(types=[CollectionType.RUN])
+    names = {safe_run_name(r): r for r in runs}
+    out: list[dict[str, str]] = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        holder = run_in_use(path)
+        if holder is not None:
+            out.append(
+                {
+                    "run": names.get(path.name, path.name),
+                    "folder": f"{RUNS_DIR}/{path.name}",
+                    "holder": _holder_phrase(holder),
+                }
+            )
+    return out
+
+
+def refuse_while_running(butler: Butler, running: list[dict[str, str]] | None = None) -> None:
+    """Refuse a repair while a live orchestrator executes a RUN of the repository.
+
+    Parameters
+    ----------
+    butler : Butler
+        The repository (read-only is enough).
+    running : list of dict, optional
+        What :func:`live_runs` returned, if already known.
+
+    Raises
+    ------
+    RunLockedError
+        Naming the first such RUN and its holder, and what to do.
+    """
+    running = live_runs(butler) if running is None else running
+    if running:
+        first = running[0]
+        more = f" (and {len(running) - 1} more RUN(s))" if len(running) > 1 else ""
+        raise RunLockedError(
+            f"rc2 fsck --remove refused: RUN {first['run']!r} is being executed by "
+            f"{first['holder']}{more}, and a running writer places files before it commits "
+            "them; let it end (or `rc2 cancel` it) and re-run (without --remove fsck only "
+            "reports)"
+        )
+
+
+def _holder_phrase(text: str) -> str:
+    """``pid <pid> on host <host> ('<command>')`` from a lock file's JSON (its raw text
+    when it is not that)."""
+    try:
+        data = json.loads(text)
+        pid, command = data.get("pid"), data.get("command")
+        who = f"pid {pid} on host {data.get('host', '?')}" if pid else str(data["owner"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return text.strip() or "another process"
+    return f"{who} ({command!r})" if command else who
 
 
 def _dataset_files(root: Path) -> list[tuple[str, Path]]:
@@ -193,7 +284,7 @@ def _run_folders(
         age = now - max(changed, path.stat().st_mtime, path.stat().st_ctime)
         holder = run_in_use(path)
         if holder is not None:
-            action = f"kept: held by {holder.strip()}"
+            action = f"kept: held by {_holder_phrase(holder)}"
         elif age < min_age:
             action = f"kept: changed {age:.0f} s ago (< --min-age {min_age:.0f})"
         elif not remove:

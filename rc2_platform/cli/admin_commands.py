@@ -383,7 +383,8 @@ def retrieve_artifacts(
     "--remove",
     is_flag=True,
     help="Repair: finish pending removals, delete orphan files older than --min-age and "
-    "temporaries of dead writers. Default: report only (dry run).",
+    "temporaries of dead writers. Refused (exit 1) while a live orchestrator holds a "
+    "RUN's lock. Default: report only (dry run).",
 )
 @click.option(
     "--min-age",
@@ -400,11 +401,19 @@ def fsck(repo: str, remove: bool, min_age: float, as_json: bool) -> None:
 
     Reports pending removals (killed after their commit), files no dataset names
     (orphans, temporaries), _runs/<run> folders of RUNs not registered, outputs
-    awaiting `rc2 aggregate` (never removed) and datasets whose file is missing. Exit 0 when nothing is left to repair or report,
-    3 otherwise. Stop writers (ingest, import, runs) before --remove.
+    awaiting `rc2 aggregate` (never removed), datasets whose file is missing and RUNs a
+    live orchestrator executes. Exit 0 when nothing is left to repair or report, 3
+    otherwise. --remove is refused (exit 1, one line naming the RUN and its holder) while
+    a live orchestrator (`rc2 run`) holds a RUN's lock; a crashed one does not stop it.
+    Stop other writers (ingest, import) before --remove.
     """
-    from rc2_platform.admin.fsck import check_repository
+    from rc2_platform.admin.fsck import check_repository, refuse_while_running
 
+    # Before the writable open below, which already finishes pending removals (a server
+    # URL is refused by that open: the server is read-only).
+    if remove and not repo.lower().startswith(("http://", "https://")):
+        with open_butler(repo, read_only=True) as butler:
+            refuse_while_running(butler)
     with open_butler(repo, read_only=not remove) as butler:
         report = check_repository(butler, remove=remove, min_age=min_age)
     if as_json:
@@ -432,6 +441,11 @@ def _print_fsck(report: Any) -> None:
         click.echo(f"{n} file(s) of RUN {run} await registration (`rc2 aggregate`); kept")
     for folder in report.run_folders:
         click.echo(f"{folder['path']}: folder of a RUN that is not registered: {folder['action']}")
+    for live in report.live_runs:
+        click.echo(
+            f"RUN {live['run']} is being executed by {live['holder']}: --remove is refused "
+            "until it ends"
+        )
     if report.missing:
         click.echo(f"{len(report.missing)} dataset file(s) missing (recorded, not on disk):")
         for path in report.missing[:1000]:

@@ -13,12 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
+from rc2_platform.admin.fsck import check_repository
 from rc2_platform.butler import Butler, run_state_directory
 from rc2_platform.cli import main
 from rc2_platform.datastore._pending import MANIFEST_DIR
 from rc2_platform.datastore._repair import temporary_name
+from rc2_platform.errors import RunLockedError
 from rc2_platform_tests.butler.conftest import RUN
 from rc2_platform_tests.hostile.crash_support import expect_consistent, run_killed, was_killed
 
@@ -151,12 +154,70 @@ def test_fsck_removes_the_folder_of_a_run_that_is_gone_unless_held(butler: Butle
         result, report = _fsck(root, "--min-age", "0")
         folders = {f["path"].split("-")[0]: f["action"] for f in report["run_folders"]}
         assert folders["_runs/u_gone"] == "would remove"
-        assert folders["_runs/u_starting"].startswith("kept: held by")
+        assert folders["_runs/u_starting"] == "kept: held by pid 1 on host ?"
         assert [o["path"] for o in report["orphans"]] == ["u/gone/calexp/calexp_1.fits"]
-        result, report = _fsck(root, "--remove", "--min-age", "0")
-        assert result.exit_code == 3  # the held folder is left
-        assert not gone.exists() and not output.exists() and held.exists()
+        # A live holder (a run still starting: its RUN is not registered yet) stops --remove.
+        refused = CliRunner().invoke(main, ["fsck", str(root), "--remove", "--min-age", "0"])
+        assert refused.exit_code == 1, refused.output
+        assert f"RUN '{held.name}' is being executed by pid 1" in refused.output
+        assert gone.exists() and output.exists() and held.exists()
     finally:
         os.close(fd)
     result, report = _fsck(root, "--remove", "--min-age", "0")
     assert result.exit_code == 0 and not held.exists(), report
+    assert not gone.exists() and not output.exists()
+
+
+_HOLD = """
+import sys
+from rc2_platform.execution.run_lock import RunLock
+RunLock.acquire(sys.argv[1], sys.argv[2], command="rc2 run repo g.qgraph")
+print("held", flush=True)
+sys.stdin.read()  # hold the lock until killed
+"""
+
+
+def test_fsck_remove_is_refused_while_a_live_orchestrator_holds_a_run(butler: Butler) -> None:
+    """A live RUN lock stops --remove (exit 1, one line naming RUN and holder); once its
+    holder is killed (a crashed orchestrator: the lock file still names it), it does not."""
+    import socket
+
+    root = butler.root
+    butler.close()
+    stray = root / "stray" / "by_hand.txt"
+    stray.parent.mkdir()
+    stray.write_text("x")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(run_state_directory(root, RUN)), RUN],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        who = f"pid {holder.pid} on host {socket.gethostname()} ('rc2 run repo g.qgraph')"
+
+        refused = CliRunner().invoke(main, ["fsck", str(root), "--remove", "--min-age", "0"])
+        assert refused.exit_code == 1, refused.output
+        (line,) = [ln for ln in refused.output.splitlines() if ln.strip()]
+        assert f"fsck --remove refused: RUN '{RUN}' is being executed by {who}" in line
+        assert "Traceback" not in refused.output and stray.exists()
+        with Butler(root) as writable, pytest.raises(RunLockedError, match=RUN):
+            check_repository(writable, remove=True, min_age=0)  # the library refuses too
+        assert stray.exists()
+
+        # Reporting still works and names the live run.
+        result, report = _fsck(root, "--min-age", "0")
+        assert result.exit_code == 3 and report["orphans"][0]["path"] == "stray/by_hand.txt"
+        assert report["live_runs"] == [
+            {"run": RUN, "folder": f"_runs/{run_state_directory(root, RUN).name}", "holder": who}
+        ]
+        text = CliRunner().invoke(main, ["fsck", str(root)])
+        assert f"RUN {RUN} is being executed by {who}: --remove is refused" in text.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run_state_directory(root, RUN) / "lock").read_text()  # still names the dead pid
+    result, report = _fsck(root, "--remove", "--min-age", "0")
+    assert result.exit_code == 0 and report["clean"] and report["live_runs"] == [], report
+    assert not stray.exists()
