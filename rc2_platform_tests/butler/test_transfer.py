@@ -27,6 +27,7 @@ from rc2_platform.errors import (
     FileNotInDatastoreError,
     MissingCollectionError,
 )
+from rc2_platform_tests.hostile.crash_support import check_consistency
 from rc2_platform_tests.move_fixtures import populate, snapshot, write_files
 
 ALL = ["HSC/defaults", "HSC/calib"]
@@ -318,3 +319,13 @@ def test_file_ingested_in_place_and_datasets_without_files_in_one_run(
         got = other.datastore_records(other.registry.query_datasets("calexp", "HSC/runs/b"))
         assert [r.path for r in got.values()] == [f"_direct/{ref.id}.fits"]
         assert other.datastore.absolute(got[ref.id]).read_bytes() == b"direct-bytes"
+    # The crash tests' consistency check looks into _direct/ (its files are datasets') but
+    # not into the repository's own _ folders (run state, pending-removal manifests).
+    imported = tmp_path / "imported"
+    (imported / "_direct" / "left_by_a_killed_import.fits").write_bytes(b"x")
+    (imported / "_runs" / "u_run-0123abcd").mkdir(parents=True)
+    (imported / "_runs" / "u_run-0123abcd" / "journal.jsonl").write_text("{}\n")
+    (imported / "_removals").mkdir()
+    (imported / "_removals" / "pending.json").write_text("{}")
+    unnamed = [p for p in check_consistency(imported).problems if p.startswith("file ")]
+    assert unnamed == ["file _direct/left_by_a_killed_import.fits has no registry record"]

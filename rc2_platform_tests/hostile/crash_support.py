@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rc2_platform.admin.fsck import DIRECT_DIR
 from rc2_platform.butler import BUTLER_CONFIG, SQLITE_FILE, Butler
 from rc2_platform.core import CollectionType, crash_points
 
@@ -78,8 +79,13 @@ class Consistency:
 
 
 def _is_repository_file(rel: Path) -> bool:
-    """Files under the root that are not datasets: config, SQLite, ``_runs``/``_graphs``."""
+    """Files under the root that are not datasets: config, SQLite, and every top-level
+    ``_`` folder (``_runs`` run state, ``_removals`` pending-removal manifests, ``_graphs``,
+    ``_migrate``, ``_server``) except ``_direct``, which holds the dataset files of imports
+    (files ingested ``direct`` in their source repository): an orphan there is a problem."""
     top = rel.parts[0]
+    if top == DIRECT_DIR and len(rel.parts) > 1:
+        return False
     return top == BUTLER_CONFIG or top.startswith(SQLITE_FILE) or top.startswith("_")
 
 
