@@ -207,6 +207,32 @@ def _postgres_target(survey: Path, work: Path, name: str) -> Path:
     return target
 
 
+def _keep_before(backend: str, target: Path, pg_database: str) -> str:
+    """A copy of the prepared registry, before the registration (for the floor)."""
+    if backend == "sqlite":
+        kept = target.parent / "sqlite_before.sqlite3"
+        shutil.copy2(target / "registry.sqlite3", kept)
+        return str(kept)
+    _pg_admin(f"DROP DATABASE IF EXISTS {pg_database}_before")
+    _pg_admin(f"CREATE DATABASE {pg_database}_before TEMPLATE {pg_database}")
+    return f"{pg_database}_before"
+
+
+def _floor(backend: str, before: str, target: Path, pg_database: str, run: str) -> dict[str, Any]:
+    """The database's floor for the same rows (``registration_floor.py``)."""
+    import sqlalchemy as sa
+    from registration_floor import postgres_floor, sqlite_floor
+
+    if backend == "sqlite":
+        floor = sqlite_floor(Path(before), target / "registry.sqlite3", run)
+    else:
+        url = sa.make_url(PG_URL)
+        psql = ["psql", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432)]
+        psql += ["-U", url.username or "postgres"]
+        floor = postgres_floor(psql, before, pg_database, run)
+    return floor
+
+
 def main() -> None:
     """Parse arguments, prepare the records and each backend's repository, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,6 +244,8 @@ def main() -> None:
     parser.add_argument("--records-from", type=Path, help="repository of a finished run")
     parser.add_argument("--pg-database", default=f"rc2_agg_bench_{os.getpid()}",
                         help="scratch PostgreSQL database (dropped at the end)")  # fmt: skip
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the database's floor (registration_floor.py)")  # fmt: skip
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     run = load_graph(args.graph).output_run
@@ -248,10 +276,18 @@ def main() -> None:
             shutil.copytree(run_directory(source, run), run_directory(target, run))
             for leftover in ("aggregated.json", "aggregate.lock", "lock"):
                 (run_directory(target, run) / leftover).unlink(missing_ok=True)
+            before = _keep_before(backend, target, args.pg_database) if args.floor else None
             results[backend] = measure(target, run)
+            if before is not None:
+                found = results[backend]
+                found.update(_floor(backend, before, target, args.pg_database, run))
+                found["floor_datasets_per_second"] = round(
+                    found["registered"] / found["floor_seconds"]
+                )
         finally:
             if backend != "sqlite":
                 _pg_admin(f"DROP DATABASE IF EXISTS {args.pg_database}")
+                _pg_admin(f"DROP DATABASE IF EXISTS {args.pg_database}_before")
         print(json.dumps({backend: results[backend]}), flush=True)
     print(json.dumps({**info, "results": results}, indent=2))
 

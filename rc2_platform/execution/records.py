@@ -281,7 +281,11 @@ def iter_records_files(run_dir: Path, clusters: set[str] | None = None) -> Itera
     names = sorted(clusters) if clusters is not None else sorted(p.name for p in jobs.iterdir())
     for name in names:
         cluster = jobs / name
-        for attempt in sorted(cluster.glob("attempt*")):
-            path = attempt / RECORDS_FILE
+        try:
+            attempts = sorted(e.name for e in os.scandir(cluster) if e.name.startswith("attempt"))
+        except OSError:  # no such cluster folder (yet)
+            continue
+        for attempt in attempts:
+            path = cluster / attempt / RECORDS_FILE
             if path.is_file():
                 yield path
