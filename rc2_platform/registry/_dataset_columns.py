@@ -242,9 +242,8 @@ def _insert_datasets(
     be = backend(conn)
     try:
         with conn.begin_nested():
-            for type_id, part in ids:
-                constants = {"dataset_type_id": type_id, "run_id": run_id}
-                be.insert_keys(conn, schema.dataset, "dataset_id", sorted(part), constants)
+            be.insert_grouped_keys(conn, schema.dataset, "dataset_id", "dataset_type_id", ids,
+                                   {"run_id": run_id})  # fmt: skip
     except sa.exc.IntegrityError:
         return False
     return True

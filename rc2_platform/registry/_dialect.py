@@ -197,6 +197,24 @@ class Backend:
             rows = [(v, *repeat) for v in values]
             self.insert_rows(conn, table, [key, *constants], rows, False)
 
+    def insert_grouped_keys(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        group_column: str,
+        groups: Sequence[tuple[Any, Sequence[Any]]],
+        constants: Mapping[str, Any],
+    ) -> None:
+        """Rows ``(value, group, *constants)`` for each ``(group, values)``: one insert
+        sorted by ``key`` (one ``COPY`` on PostgreSQL instead of one per group)."""
+        tail = tuple(constants.values())
+        rows = sorted(
+            ((v, group, *tail) for group, values in groups for v in values),
+            key=operator.itemgetter(0),
+        )
+        self.insert_rows(conn, table, [key, group_column, *constants], rows, False)
+
     def wal_checkpointer(self, engine: sa.Engine) -> WalCheckpointer | None:
         """Background WAL checkpoints for ``engine``'s database (SQLite files only)."""
         return None
@@ -319,6 +337,21 @@ class SqliteBackend(Backend):
             marks = ", ".join(["value"] + ["?"] * len(constants))
             sql = f"INSERT INTO {table.name} ({cols}) SELECT {marks} FROM json_each(?)"
             conn.exec_driver_sql(sql, (*constants.values(), _json_array(values)))
+
+    def insert_grouped_keys(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: str,
+        group_column: str,
+        groups: Sequence[tuple[Any, Sequence[Any]]],
+        constants: Mapping[str, Any],
+    ) -> None:
+        """One ``json_each`` insert per group (sorted): cheaper in SQLite than binding
+        every row's three values for one sorted insert (0.07 against 0.10-0.15 CPU-s for
+        tract 9615's 51,590 dataset rows)."""
+        for group, values in groups:
+            self.insert_keys(conn, table, key, sorted(values), {group_column: group, **constants})
 
     def insert_rows(
         self,
