@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -10,6 +12,8 @@ import sqlalchemy as sa
 from rc2_platform.errors import QueryError
 from rc2_platform.registry._dialect import WRITE_TRANSACTION, backend
 from rc2_platform.registry._lookup import LookupConnections
+
+_log = logging.getLogger(__name__)
 
 
 class Connections:
@@ -29,6 +33,7 @@ class Connections:
         self.lookups = LookupConnections(engine)
         self._on_rollback = on_rollback
         self._checkpointer = backend(engine).wal_checkpointer(engine)
+        self._beside: list[threading.Thread] = []
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -78,8 +83,29 @@ class Connections:
                 "check the where-expression's values and arithmetic"
             ) from None
 
+    def beside(self, name: str, task: Callable[[], None]) -> None:
+        """Run ``task`` (database maintenance on its own connection) in a background thread.
+
+        The caller goes on; :meth:`close` waits for it. A failure is logged, not raised:
+        the maintenance is redone by the next write or by the database itself.
+        """
+
+        def run() -> None:
+            try:
+                task()
+            except Exception as exc:  # maintenance only: never the caller's failure
+                _log.warning("registry maintenance %s failed: %s", name, exc)
+
+        self._beside = [t for t in self._beside if t.is_alive()]
+        thread = threading.Thread(target=run, name=f"rc2-{name}", daemon=True)
+        self._beside.append(thread)
+        thread.start()
+
     def close(self) -> None:
-        """Release the lookup connections and every pooled connection."""
+        """Wait for background maintenance; release the lookup and pooled connections."""
+        for thread in self._beside:
+            thread.join()
+        self._beside.clear()
         self.lookups.discard()
         if self._checkpointer is not None:
             self._checkpointer.close()

@@ -79,6 +79,8 @@ class Backend:
     alters_by_rebuild = False
     #: A foreign key without a usable index gets one of its own, named like it (MariaDB).
     foreign_keys_create_indexes = False
+    #: ``ANALYZE`` after a large write runs on its own connection beside the writer.
+    analyzes_beside_writers = True
 
     # --- engines ------------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ class SqliteBackend(Backend):
     transactional_ddl = True
     is_server = False
     alters_by_rebuild = True
+    analyzes_beside_writers = False  # a few ms, and it takes the write lock
 
     def create_engine(self, url: sa.URL) -> sa.Engine:
         """An engine with foreign keys, WAL and a busy timeout on every connection.

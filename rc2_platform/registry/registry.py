@@ -256,8 +256,18 @@ class Registry(RegistryCollections, RegistryRecords, RegistryQueries, RegistryAd
         return names
 
     def _maybe_analyze(self, count: int, tables: Iterable[str]) -> None:
+        """ANALYZE ``tables`` after a write of ``count`` >= :data:`ANALYZE_THRESHOLD` rows.
+
+        On a database server it runs on its own connection beside the caller (the
+        registration of a tract's outputs does not wait ~0.07 s for it; :meth:`close`
+        does); SQLite's is a few milliseconds and takes the write lock, so it runs inline.
+        """
         if count >= ANALYZE_THRESHOLD and self._db.current is None:
-            self.analyze(tables)
+            names = list(tables)
+            if backend(self.engine).analyzes_beside_writers:
+                self._db.beside("analyze", lambda: self.analyze(names))
+            else:
+                self.analyze(names)
 
     # --- datasets ---------------------------------------------------------------------
 
