@@ -210,7 +210,7 @@ def aggregate(repo: str, run_name: str, finish: bool, batch_size: int, no_proven
     rate = summary.registered / summary.seconds if summary.seconds else 0.0
     click.echo(
         f"RUN {run_name}: {summary.quanta} new quantum records in {summary.files} job "
-        f"file(s); {summary.registered} of {summary.datasets} outputs newly registered in "
+        f"file(s) ({summary.manifests} read through their outputs manifest); {summary.registered} of {summary.datasets} outputs newly registered in "
         f"{summary.seconds:.2f} s ({rate:,.0f}/s)"
         + ("" if summary.provenance_rows is None else
            f"; run_provenance: {summary.provenance_rows} rows")

@@ -64,6 +64,8 @@ class AggregateSummary:
         The RUN.
     files : int
         Records files with new lines.
+    manifests : int
+        Of which read through their job's outputs manifest (:mod:`.outputs_manifest`).
     quanta : int
         New quantum records read.
     datasets : int
@@ -82,6 +84,7 @@ class AggregateSummary:
 
     run: str
     files: int = 0
+    manifests: int = 0
     quanta: int = 0
     datasets: int = 0
     registered: int = 0
@@ -375,6 +378,7 @@ def _register_new(
             manifest = read_manifest(path, start, columns.dimensions)
             if manifest is not None:  # a finished job: its outputs as columns
                 start, quanta, found = manifest
+                summary.manifests += 1
                 summary.quanta += quanta
                 summary.datasets += columns.add_columns(found)
             lines, end = read_lines(path, start)

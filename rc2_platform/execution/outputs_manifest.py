@@ -4,18 +4,21 @@ When a job ends normally, its worker writes ``outputs.json`` beside its records 
 (``REPO/_runs/<run>/jobs/<cluster>/attempt<N>/``): the outputs of its succeeded quanta
 (the latest record of each quantum) grouped per dataset type, as columns::
 
-    {"version": 1, "start": 0, "end": 51234, "quanta": 98,
+    {"version": 2, "start": 0, "end": 51234, "quanta": 98,
      "types": {"calexp": {"dimensions": ["instrument", "detector", "visit"],
-                          "ids": [...], "data_ids": [[...], ...], "paths": [...],
-                          "formatter": "fits_exposure", "storage_class": "Exposure",
-                          "sizes": [...]}, ...}}
+                          "ids": [...],
+                          "data_ids": {"instrument": {"value": "HSC"},
+                                       "detector": [...], "visit": [...]},
+                          "paths": [...], "formatter": "fits_exposure",
+                          "storage_class": "Exposure", "sizes": [...]}, ...}}
 
 It says exactly what the records file's lines from byte ``start`` to ``end`` say about
 outputs (``quanta`` quantum lines), so the registration reads one small document per job
 instead of parsing every line (with inputs, timing, errors) and regrouping its records:
-for tract 9615, 7 MB instead of 22 MB and no Python work per dataset. ``formatter`` and
+for tract 9615, 6.7 MB instead of 22 MB and no Python work per dataset. ``formatter`` and
 ``storage_class`` are one string when the same for every dataset of the type, else one
-per dataset. The file is written whole (temporary name, then rename); a job killed before
+per dataset; the data-ID values are one list per dimension, or ``{"value": v}`` when the
+same for every dataset. The file is written whole (temporary name, then rename); a job killed before
 it has none, and its records file is read line by line as before. The records file stays
 the source of truth: a manifest that is missing, from another version, or inconsistent
 is ignored.
@@ -23,6 +26,7 @@ is ignored.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +44,7 @@ __all__ = ["MANIFEST_VERSION", "OUTPUTS_FILE", "TypeColumns", "read_manifest", "
 OUTPUTS_FILE = "outputs.json"
 
 #: Version of the manifest's layout; readers ignore any other.
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 #: One dataset type's outputs in a manifest: its dimensions, then ids, data-ID value
 #: tuples, paths, formatters, storage classes and sizes (equal-length lists).
@@ -104,6 +108,11 @@ def write_manifest(
         order = sorted(range(len(column["ids"])), key=column["ids"].__getitem__)
         for name in ("ids", "data_ids", "paths", "formatter", "storage_class", "sizes"):
             column[name] = [column[name][k] for k in order]
+        # Data-ID values: one list per dimension (the reader zips them in C), or one value.
+        keys = column["data_ids"]
+        column["data_ids"] = {
+            dim: _one_or_all([key[i] for key in keys]) for i, dim in enumerate(column["dimensions"])
+        }
         for name in ("formatter", "storage_class"):
             values = column[name]
             if values.count(values[0]) == len(values):
@@ -120,6 +129,11 @@ def write_manifest(
     tmp.write_bytes(orjson.dumps(doc))
     os.replace(tmp, path)
     return True
+
+
+def _one_or_all(values: list[Any]) -> Any:
+    """``{"value": v}`` when every value is ``v``, else the values."""
+    return {"value": values[0]} if values.count(values[0]) == len(values) else values
 
 
 def read_manifest(
@@ -152,14 +166,18 @@ def read_manifest(
                 [value] * n if isinstance(value, str) else value
                 for value in (column["formatter"], column["storage_class"])
             )
-            if not isinstance(column["data_ids"], list):
+            by_dimension = column["data_ids"]
+            if not isinstance(by_dimension, dict) or tuple(by_dimension) != dims:
                 return None
-            data_ids = list(map(tuple, column["data_ids"]))
-            if not all(
-                isinstance(c, list) and len(c) == n
-                for c in (ids, paths, sizes, formatters, classes, data_ids)
-            ) or (n and set(map(len, data_ids)) != {len(dims)}):
+            lists = [v for v in by_dimension.values() if not isinstance(v, dict)]
+            columns = (*lists, ids, paths, sizes, formatters, classes)
+            if not all(isinstance(c, list) and len(c) == n for c in columns):
                 return None
+            values = [
+                itertools.repeat(v["value"], n) if isinstance(v, dict) else v
+                for v in by_dimension.values()
+            ]
+            data_ids = list(zip(*values, strict=True)) if dims else [()] * n
             out[name] = (dims, ids, data_ids, paths, formatters, classes, sizes)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

@@ -147,6 +147,7 @@ def test_aggregate_killed_mid_way_then_rerun_registers_everything_exactly_once(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["registered"] == FILES * PER_FILE - partial[0]
+    assert (summary["manifests"] > 0) == manifest
     assert _counts(root) == (FILES * PER_FILE,) * 3
     assert summary["provenance_rows"] == FILES * PER_FILE
 
@@ -204,12 +205,17 @@ def test_a_finished_job_writes_its_outputs_manifest_sorted_by_id(tmp_path: Path)
     doc = json.loads(_manifest_path(root, 1).read_text())
     records = _manifest_path(root, 1).with_name("quanta.jsonl")
     assert (doc["version"], doc["start"], doc["end"], doc["quanta"]) == (
-        1, 0, records.stat().st_size, 5
+        2, 0, records.stat().st_size, 5
     )  # fmt: skip
     column = doc["types"]["x_out"]
     assert column["dimensions"] == ["instrument", "detector"]
     assert column["ids"] == sorted(column["ids"]) and len(column["ids"]) == 5
-    assert sorted(column["data_ids"]) == [["HSC", d] for d in range(3, 8)]
+    assert column["data_ids"]["instrument"] == {"value": "HSC"}  # one value for all
+    expected = {
+        str(output_ref(OUT, DataCoordinate(("instrument", "detector"), ("HSC", d)), RUN).id): d
+        for d in range(3, 8)
+    }
+    assert dict(zip(column["ids"], column["data_ids"]["detector"], strict=True)) == expected
     assert column["formatter"] == "json" and column["storage_class"] == "Json"
 
 
@@ -223,6 +229,7 @@ def test_manifests_register_exactly_what_the_lines_say(tmp_path: Path, manifest:
         _write_job(target, 1, range(4, 9), manifest=with_manifest)
         summary = aggregate_run(target, RUN, provenance=False)
         assert (summary.files, summary.quanta, summary.registered) == (2, 9, 9)
+        assert summary.manifests == (2 if with_manifest else 0)
     assert _registered(root) == _registered(reference) and len(_registered(root)) == 9
 
 
@@ -234,11 +241,12 @@ def test_manifests_register_exactly_what_the_lines_say(tmp_path: Path, manifest:
         lambda doc: doc.update(end=10**9),
         lambda doc: doc["types"]["x_out"].update(dimensions=["detector", "instrument"]),
         lambda doc: doc["types"]["x_out"]["paths"].pop(),
-        lambda doc: doc["types"]["x_out"]["data_ids"].__setitem__(0, ["HSC"]),
+        lambda doc: doc["types"]["x_out"]["data_ids"].update(detector=[1]),
+        lambda doc: doc["types"]["x_out"].update(data_ids=[["HSC", 1]]),
         lambda doc: doc["types"]["x_out"].update(ids={"not": "a list"}),
         None,  # not JSON at all
     ],
-    ids=["version", "start", "end", "dimensions", "lengths", "key", "ids", "torn"],
+    ids=["version", "start", "end", "dimensions", "lengths", "key", "keys", "ids", "torn"],
 )
 def test_an_unusable_manifest_is_ignored_for_the_lines(tmp_path: Path, spoil: object) -> None:
     reference = _repo(tmp_path / "lines")
@@ -254,7 +262,7 @@ def test_an_unusable_manifest_is_ignored_for_the_lines(tmp_path: Path, spoil: ob
     else:
         path.write_text(path.read_text()[:40])
     summary = aggregate_run(root, RUN, provenance=False)
-    assert (summary.quanta, summary.registered) == (4, 4)
+    assert (summary.quanta, summary.registered, summary.manifests) == (4, 4, 0)
     assert _registered(root) == _registered(reference)
 
 
@@ -268,9 +276,9 @@ def test_a_manifest_after_a_partial_registration_is_not_used_twice(tmp_path: Pat
     doc = json.loads(_manifest_path(root, 0).read_text())
     assert doc["start"] > 0 and doc["quanta"] == 6
     summary = aggregate_run(root, RUN, provenance=False)
-    assert (summary.quanta, summary.registered) == (6, 3)
+    assert (summary.quanta, summary.registered, summary.manifests) == (6, 3, 1)
     assert _counts(root) == (6, 6, 6)
     # Without the checkpoint: the manifest does not start at 0, every line is read again.
     (Journal.for_run(root, RUN).directory / "aggregated.json").unlink()
     redo = aggregate_run(root, RUN, provenance=False)
-    assert (redo.quanta, redo.registered) == (9, 0)
+    assert (redo.quanta, redo.registered, redo.manifests) == (9, 0, 0)
