@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = ["AUTO_CHECKPOINT_PAGES", "CHECKPOINT_BYTES", "WalCheckpointer"]
 
@@ -68,7 +69,9 @@ class WalCheckpointer:
     def _run(self) -> None:
         while True:
             try:
-                conn = sqlite3.connect(self.database, timeout=0)
+                # mode=rw: never creates a database where the repository went away.
+                uri = f"file:{quote(str(self.database.resolve()))}?mode=rw"
+                conn = sqlite3.connect(uri, uri=True, timeout=0)
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 finally:

@@ -63,6 +63,13 @@ def test_a_vanished_repository_does_not_break_the_checkpointer(tmp_path: Path) -
     checkpointer = WalCheckpointer(tmp_path / "gone" / "r.sqlite3")
     checkpointer.after_commit()  # no WAL: nothing to do, nothing raised
     checkpointer.close()
+    # A WAL left without its database: the checkpoint never creates an empty one.
+    db = tmp_path / "r.sqlite3"
+    Path(f"{db}-wal").write_bytes(b"\0" * (CHECKPOINT_BYTES + 1))
+    checkpointer = WalCheckpointer(db)
+    checkpointer.after_commit()
+    checkpointer.close()
+    assert not db.exists()
 
 
 def test_registry_connections_raise_the_automatic_threshold_and_checkpoint_after_commit(
