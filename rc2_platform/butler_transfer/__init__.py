@@ -81,6 +81,9 @@ class TransferReport:
     phases: dict[str, float] = field(default_factory=dict)
     #: CPU seconds of this process per step (a database server's are not in them).
     cpu_phases: dict[str, float] = field(default_factory=dict)
+    #: Existing dimension records kept with the destination's values although the
+    #: load's differ (only with ``skip_differing_records``), one line each.
+    kept_records: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -95,6 +98,7 @@ class TransferReport:
             "dry_run": self.dry_run,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "cpu_phases": {k: round(v, 3) for k, v in self.cpu_phases.items()},
+            "kept_records": list(self.kept_records),
         }
 
 
@@ -173,12 +177,19 @@ def _copy_files(butler: Butler, bundle: Bundle, files_dir: Path, transfer: str) 
 
 
 def import_datasets(
-    butler: Butler, path: str | Path, *, transfer: str = "copy", dry_run: bool = False
+    butler: Butler,
+    path: str | Path,
+    *,
+    transfer: str = "copy",
+    dry_run: bool = False,
+    skip_differing_records: bool = False,
 ) -> TransferReport:
     """Import an export file into ``butler`` (checked first, one transaction, idempotent).
 
     A file of another dimension universe, registry schema or format version is refused,
-    as are conflicting dataset types and missing files; nothing is written then.
+    as are conflicting dataset types, dimension records existing with other values and
+    missing files; nothing is written then. With ``skip_differing_records`` such records
+    keep the repository's values instead (listed in ``TransferReport.kept_records``).
     """
     path = Path(path)
     t0 = time.perf_counter()
@@ -195,7 +206,14 @@ def import_datasets(
         def source(rec: DatastoreRecord) -> Path:
             return Path(rec.path) if os.path.isabs(rec.path) else root / rec.path
 
-    loaded = load(butler, bundle, source, transfer=transfer, dry_run=dry_run)
+    loaded = load(
+        butler,
+        bundle,
+        source,
+        transfer=transfer,
+        dry_run=dry_run,
+        skip_differing_records=skip_differing_records,
+    )
     return TransferReport(
         "import",
         loaded.counts,
@@ -207,6 +225,7 @@ def import_datasets(
         dry_run,
         loaded.phases,
         loaded.cpu_phases,
+        loaded.kept_records,
     )
 
 
@@ -219,11 +238,14 @@ def transfer_datasets(
     dataset_types: Sequence[str] = (),
     transfer: str = "copy",
     dry_run: bool = False,
+    skip_differing_records: bool = False,
 ) -> TransferReport:
     """Copy the datasets of ``collections`` with their files and records to ``dest``.
 
     Works between any two registries (SQLite, PostgreSQL, MariaDB); the dimension
-    records the datasets need come along; running it again transfers nothing new.
+    records the datasets need come along; running it again transfers nothing new. A
+    record existing in ``dest`` with other values is refused (nothing written) unless
+    ``skip_differing_records``: then ``dest``'s is kept (``TransferReport.kept_records``).
     """
     src_tag = UniverseTag.of(source.registry.universe)
     dest_tag = UniverseTag.of(dest.registry.universe)
@@ -233,7 +255,14 @@ def transfer_datasets(
             "migrate the older one with `rc2 migrate` first"
         )
     bundle = collect(source, collections, where=where, dataset_types=dataset_types)
-    loaded = load(dest, bundle, source.datastore.absolute, transfer=transfer, dry_run=dry_run)
+    loaded = load(
+        dest,
+        bundle,
+        source.datastore.absolute,
+        transfer=transfer,
+        dry_run=dry_run,
+        skip_differing_records=skip_differing_records,
+    )
     return TransferReport(
         "transfer",
         loaded.counts,
@@ -245,4 +274,5 @@ def transfer_datasets(
         dry_run,
         {**{f"collect_{k}": v for k, v in bundle.phases.items()}, **loaded.phases},
         {**{f"collect_{k}": v for k, v in bundle.cpu_phases.items()}, **loaded.cpu_phases},
+        loaded.kept_records,
     )

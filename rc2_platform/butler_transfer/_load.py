@@ -2,7 +2,8 @@
 
 Everything that can be refused is checked before anything is written: dataset types
 defined otherwise in the destination, collections of another type, chains with other
-children, files missing from the source. Then the files are placed (at their source
+children, existing dimension records with other values (unless told to keep the
+destination's: ``skip_differing_records``), files missing from the source. Then the files are placed (at their source
 datastore paths; one already there is kept) and, inside one butler transaction, the
 rows: dataset types, dimension records, collections, datasets with their datastore
 records (column-wise, :meth:`Registry.import_dataset_columns`; identical existing ones
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rc2_platform.butler_transfer._bundle import Bundle, DatasetGroup
 from rc2_platform.butler_transfer._files import PlacedFiles, check_mode, relative_path
-from rc2_platform.butler_transfer._records_check import check_records
+from rc2_platform.butler_transfer._records_check import RecordDifference, check_records
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import (
@@ -53,14 +54,23 @@ class LoadReport:
     phases: dict[str, float] = field(default_factory=dict)
     #: CPU seconds of this process per step (the database server's are not in them).
     cpu_phases: dict[str, float] = field(default_factory=dict)
+    #: Existing dimension records kept although the load's differ
+    #: (``skip_differing_records``), each as one line.
+    kept_records: list[str] = field(default_factory=list)
 
 
 def check(
-    butler: Butler, bundle: Bundle, source: FileSource | None
-) -> dict[str, list[Mapping[str, Any]]]:
+    butler: Butler,
+    bundle: Bundle,
+    source: FileSource | None,
+    *,
+    skip_differing_records: bool = False,
+) -> tuple[dict[str, list[Mapping[str, Any]]], list[RecordDifference]]:
     """Refuse the load, before writing anything, if the destination disagrees with it.
 
-    Returns the dimension records the destination lacks, by element.
+    Returns the dimension records the destination lacks, by element, and the existing
+    records that differ from the load's (kept; only with ``skip_differing_records``,
+    else they are refused).
     """
     reg = butler.registry
     for dt in bundle.dataset_types:
@@ -90,14 +100,16 @@ def check(
                     f"chain {entry.name!r} is {children} in {butler.root} but {entry.children} "
                     "in the data to import; redefine it after the import (nothing was written)"
                 )
-    missing = check_records(butler, bundle.records)
+    missing, differing = check_records(
+        butler, bundle.records, skip_differing=skip_differing_records
+    )
     if source is not None:
         for g, k, rec in bundle.file_records():
             if not (path := source(rec)).is_file():
                 raise FileNotInDatastoreError(
                     f"dataset {g.describe(k)} has no file at {path}; nothing was written"
                 )
-    return missing
+    return missing, differing
 
 
 def _describe(dt: Any) -> str:
@@ -112,6 +124,7 @@ def load(
     *,
     transfer: str = "copy",
     dry_run: bool = False,
+    skip_differing_records: bool = False,
 ) -> LoadReport:
     """Write ``bundle`` into ``butler`` (see the module docstring).
 
@@ -127,10 +140,16 @@ def load(
         ``copy``, ``link`` (hard link, else copy), ``symlink`` or ``hardlink``.
     dry_run : bool
         Check only.
+    skip_differing_records : bool
+        Keep a destination record whose values differ from the bundle's (listed in
+        ``LoadReport.kept_records``) instead of refusing the load.
     """
     check_mode(transfer)
     report = LoadReport(counts=bundle.counts(), dry_run=dry_run)
-    missing = check(butler, bundle, source)
+    missing, differing = check(
+        butler, bundle, source, skip_differing_records=skip_differing_records
+    )
+    report.kept_records = [d.describe() for d in differing]
     if dry_run:
         return report
     reg = butler.registry

@@ -84,6 +84,15 @@ def _print_report(report: TransferReport, what: str, as_json: bool) -> None:
         f"{c['collections']} collections ({c['tagged']} tagged, "
         f"{c['calibration_ranges']} validity ranges)"
     )
+    if report.kept_records:
+        n = len(report.kept_records)
+        verb = "would keep" if report.dry_run else "kept"
+        print_note(
+            f"{verb} {n} existing dimension record{'s' if n > 1 else ''} with the "
+            "repository's values (--skip-differing-records), repository value first: "
+            + "; ".join(report.kept_records[:3])
+            + (f"; and {n - 3} more" if n > 3 else "")
+        )
     if not report.dry_run:
         print_note(
             f"registry {report.registry_seconds:.2f} s, files {report.file_seconds:.2f} s, "
@@ -100,6 +109,16 @@ def _collections_option(func: F) -> F:
         required=True,
         metavar="NAMES",
         help="Collections to move (comma-separated or repeated); chains bring their children.",
+    )(func)
+
+
+def _skip_differing_option(func: F) -> F:
+    return click.option(
+        "--skip-differing-records",
+        "skip_differing_records",
+        is_flag=True,
+        help="Keep the target's dimension records where they differ from the incoming ones "
+        "(each is listed on stderr) instead of refusing.",
     )(func)
 
 
@@ -176,19 +195,34 @@ def export_command(
     help="How files come into REPO's datastore (link: hard link, else copy).",
 )
 @click.option("--dry-run", is_flag=True, help="Check the file against REPO; write nothing.")
+@_skip_differing_option
 @json_option
-def import_command(repo: str, file: str, transfer: str, dry_run: bool, as_json: bool) -> None:
+def import_command(
+    repo: str,
+    file: str,
+    transfer: str,
+    dry_run: bool,
+    skip_differing_records: bool,
+    as_json: bool,
+) -> None:
     """Import an export FILE into REPO (checked first, one transaction, idempotent).
 
     Refused, with nothing written: a FILE of another dimension universe, schema or
     format version, a dataset type or collection defined otherwise in REPO, a
-    dimension record existing in REPO with other values, a missing file.
+    dimension record existing in REPO with other values (unless
+    --skip-differing-records: REPO's are kept and listed), a missing file.
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import import_datasets
 
     with Butler(repo) as butler:
-        report = import_datasets(butler, file, transfer=transfer, dry_run=dry_run)
+        report = import_datasets(
+            butler,
+            file,
+            transfer=transfer,
+            dry_run=dry_run,
+            skip_differing_records=skip_differing_records,
+        )
     _print_report(report, f"{file} into {repo}", as_json)
 
 
@@ -205,6 +239,7 @@ def import_command(repo: str, file: str, transfer: str, dry_run: bool, as_json: 
     help="How files come into DEST's datastore (link: hard link, else copy).",
 )
 @click.option("--dry-run", is_flag=True, help="Check and count; write nothing.")
+@_skip_differing_option
 @json_option
 def transfer_datasets_command(
     repo: str,
@@ -214,13 +249,15 @@ def transfer_datasets_command(
     dataset_types: tuple[str, ...],
     transfer: str,
     dry_run: bool,
+    skip_differing_records: bool,
     as_json: bool,
 ) -> None:
     """Copy datasets from REPO to DEST with their files and dimension records (idempotent).
 
     REPO and DEST may use any registry (SQLite, PostgreSQL, MariaDB). Refused, with
     nothing written: another dimension universe, a dataset type or collection defined
-    otherwise in DEST, a dimension record existing in DEST with other values.
+    otherwise in DEST, a dimension record existing in DEST with other values (unless
+    --skip-differing-records: DEST's are kept and listed).
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import transfer_datasets
@@ -234,5 +271,6 @@ def transfer_datasets_command(
             dataset_types=_split(dataset_types),
             transfer=transfer,
             dry_run=dry_run,
+            skip_differing_records=skip_differing_records,
         )
     _print_report(report, f"{repo} to {dest}", as_json)

@@ -6,6 +6,7 @@ with one clear error and nothing half-written; loads are idempotent.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from rc2_platform.errors import (
 )
 from rc2_platform_tests.hostile.crash_support import check_consistency
 from rc2_platform_tests.move_fixtures import populate, snapshot, write_files
+from rc2_platform_tests.registry_fixtures import box
 
 ALL = ["HSC/defaults", "HSC/calib"]
 
@@ -329,3 +331,93 @@ def test_file_ingested_in_place_and_datasets_without_files_in_one_run(
     (imported / "_removals" / "pending.json").write_text("{}")
     unnamed = [p for p in check_consistency(imported).problems if p.startswith("file ")]
     assert unnamed == ["file _direct/left_by_a_killed_import.fits has no registry record"]
+
+
+def _edited_visits(source: Butler, tmp_path: Path, name: str) -> Path:
+    """An export of everything whose visit 1 differs in four fields and visit 2 in one."""
+    out = tmp_path / name
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    region = base64.b64encode(box(5.0, 0.0, 1.0).encode()).decode()
+
+    def change(doc: dict[str, Any]) -> None:
+        _change_record(doc, "visit", 1, "exposure_time", 31.5)
+        _change_record(doc, "visit", 1, "physical_filter", "HSC-R")
+        _change_record(doc, "visit", 1, "region", region)
+        _change_record(doc, "visit", 1, "timespan", [100, 60 * 10**9])
+        _change_record(doc, "visit", 2, "exposure_time", 45.0)
+
+    _edit(out, change)
+    return out
+
+
+def _visits(butler: Butler) -> dict[int, tuple[Any, ...]]:
+    butler.registry.refresh()
+    return {
+        r["visit"]: (r["exposure_time"], r["physical_filter"], r["timespan"], r["region"].encode())
+        for r in butler.registry.query_dimension_records("visit")
+    }
+
+
+def test_differing_record_names_fields_with_both_values_and_counts_the_rest(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """Four differing fields of visit 1 (three shown, "and 1 more"), regions and timespans
+    shown by value, visit 2 counted; one line, exit 1, nothing written, dry run too."""
+    edited = _edited_visits(source, tmp_path, "edited.yaml")
+    import_datasets(dest, edited)  # dest now holds the edited visits
+    before = (_visits(dest), files_in(dest), dest.registry.query_collections())
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    for args in ([], ["--dry-run"]):
+        refused = CliRunner().invoke(main, ["import", str(dest.root), str(out), *args])
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.count("\n") == 1, refused.output
+        line = refused.output
+        assert "visit record {'instrument': 'HSC', 'visit': 1} exists in" in line
+        assert "exposure_time: 31.5 != 30.0" in line
+        assert "physical_filter: 'HSC-R' != 'HSC-G'" in line
+        assert "region: circle ra 5.500000 dec 0.500006 r 0.707107 != circle ra 0.500000" in line
+        assert "and 1 more; repository value first); 1 more record differs;" in line
+        assert "--skip-differing-records" in line
+    # With physical_filter agreeing, the timespan is among the three fields shown.
+    _edit(out, lambda d: _change_record(d, "visit", 1, "physical_filter", "HSC-R"))
+    with pytest.raises(ConflictingDefinitionError, match=r"timespan: \[\S+, \S+\) != \["):
+        import_datasets(dest, out)
+    assert (_visits(dest), files_in(dest), dest.registry.query_collections()) == before
+
+
+def test_transfer_refuses_a_differing_record_and_skip_keeps_the_targets(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """transfer-datasets: refused with nothing written; with --skip-differing-records the
+    target's visits stay as they were, each kept one is listed on stderr, the datasets
+    come; again: nothing new, the same records listed."""
+    import_datasets(dest, _edited_visits(source, tmp_path, "edited.yaml"))
+    edited = _visits(dest)
+    with pytest.raises(ConflictingDefinitionError, match="visit record"):
+        transfer_datasets(source, dest, ALL, dry_run=True)
+    with pytest.raises(ConflictingDefinitionError, match="visit record"):
+        transfer_datasets(source, dest, ALL)
+    assert _visits(dest) == edited
+    args = ["transfer-datasets", str(source.root), str(dest.root), "-c", ",".join(ALL)]
+    kept = CliRunner().invoke(main, [*args, "--skip-differing-records"])
+    assert kept.exit_code == 0, kept.output
+    assert "kept 2 existing dimension records with the repository's values" in kept.stderr
+    assert "visit record {'instrument': 'HSC', 'visit': 2} (exposure_time: 45.0 != 30.0)" in (
+        kept.stderr
+    )
+    assert _visits(dest) == edited
+    assert len(dest.registry.query_datasets("calexp", "HSC/runs/a")) == 4
+    again = transfer_datasets(source, dest, ALL, skip_differing_records=True)
+    assert again.new_datasets == 0 and len(again.kept_records) == 2
+    assert _visits(dest) == edited
+
+
+def test_identical_existing_records_are_a_no_op(source: Butler, dest: Butler) -> None:
+    """Records equal to the target's (regions, timespans, floats) are neither refused nor
+    listed nor written again."""
+    transfer_datasets(source, dest, ALL)
+    before = (_visits(dest), snapshot(dest.registry))
+    again = transfer_datasets(source, dest, ALL)
+    assert again.new_datasets == 0 and again.kept_records == []
+    assert (_visits(dest), snapshot(dest.registry)) == before
