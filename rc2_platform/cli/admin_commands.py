@@ -290,6 +290,8 @@ def decertify(
 
     Without dates the whole validity goes. Ranges sticking out are trimmed and a range
     containing the cut is split in two (LSST semantics); the datasets stay in their RUN.
+    --where may name only DATASET_TYPE's dimensions (required or implied) and their
+    records' columns; another dimension (e.g. visit for a bias) is refused.
     """
     from rc2_platform.admin import decertify as run_decertify
 

@@ -68,6 +68,11 @@ class DataIdQueries:
             )
             return dims, [tuple(r) for r in conn.execute(stmt).fetchall()]
 
+    def where_dimensions(self, where: str) -> set[str]:
+        """See :meth:`rc2_platform.registry.Registry.where_dimensions`."""
+        dims, _ = self.queries.referenced(self.queries.parse(where))
+        return dims
+
     def data_ids(
         self,
         dimensions: Sequence[str],

@@ -123,6 +123,16 @@ class RegistryQueries:
         """
         return self._data_ids.data_id_rows(dimensions, where, bind, datasets, collections)
 
+    def where_dimensions(self, where: str) -> set[str]:
+        """The dimensions a where-expression constrains (nothing is queried).
+
+        Its dimension identifiers and, for each ``element.column`` it names, that
+        element's required dimensions: ``"visit.exposure_time > 10 AND detector = 3"``
+        gives ``{"instrument", "visit", "detector"}``. ExpressionError for an unknown
+        identifier or a syntax error.
+        """
+        return self._data_ids.where_dimensions(where)
+
     def query_data_ids(
         self,
         dimensions: Iterable[str],

@@ -24,6 +24,7 @@ from rc2_platform.errors import (
     CollectionInUseError,
     ConfigError,
     DatasetTypeInUseError,
+    ExpressionError,
     MissingCollectionError,
     MissingDatasetTypeError,
 )
@@ -168,6 +169,43 @@ def test_decertify_trims_and_splits_validity_ranges(butler: Butler) -> None:
     assert _ranges(butler, 1) == [("2020-06-01", "2021-01-01")]
     assert decertify(butler, CALIB, "bias").changed  # no dates: everything
     assert butler.registry.query_certifications(CALIB, "bias") == []
+
+
+def test_decertify_refuses_a_where_on_a_dimension_the_dataset_type_lacks(
+    butler: Butler,
+) -> None:
+    """``visit = 1`` for a bias (instrument, detector) would join visits and match every
+    bias: refused with the dimension and the type's dimensions named, nothing changed;
+    the type's own dimensions, implied ones (band of a physical_filter) and their
+    records' columns stay allowed."""
+    _calibrated(butler)
+    before = butler.registry.query_certifications(CALIB, "bias")
+    for where in ("visit = 1", "visit.exposure_time > 0 AND detector = 0", "band = 'g'"):
+        with pytest.raises(ExpressionError) as info:
+            decertify(butler, CALIB, "bias", where=where)
+        assert str(info.value) == (
+            f"--where {where!r} constrains {'band' if 'band' in where else 'visit'}, which "
+            "bias lacks (its dimensions: instrument, detector); constrain only those "
+            "(nothing was changed)"
+        )
+    with pytest.raises(ExpressionError, match="unknown identifier 'nonsense'"):
+        decertify(butler, CALIB, "bias", where="nonsense = 1")
+    assert butler.registry.query_certifications(CALIB, "bias") == before
+    cut = decertify(butler, CALIB, "bias", where="instrument = 'HSC' AND detector = 1")
+    assert [c.data_id["detector"] for c, _ in cut.changed] == [1]
+    # An implied dimension of the type: flats by physical_filter, selected by band.
+    flat = DatasetType(
+        "flat", ("instrument", "detector", "physical_filter"), "StructuredDataDict", True
+    )
+    butler.registry.register_dataset_type(flat)
+    for f in ("HSC-G", "HSC-R"):
+        data_id = {"instrument": "HSC", "detector": 0, "physical_filter": f}
+        butler.put({"flat": f}, "flat", data_id, run=CALIB_RUN)
+    certify_calibrations(butler, CALIB_RUN, CALIB, "flat")
+    cut = decertify(butler, CALIB, "flat", where="band = 'g'")
+    assert [c.data_id["physical_filter"] for c, _ in cut.changed] == ["HSC-G"]
+    with pytest.raises(ExpressionError, match="constrains visit, which flat lacks"):
+        decertify(butler, CALIB, "flat", where="visit = 1")
 
 
 def test_certify_refuses_overlaps_and_bad_dates(butler: Butler) -> None:

@@ -60,6 +60,15 @@ def test_certify_decertify_and_the_calibration_run_removal_of_issue_11(repo: Pat
     with Butler(repo) as b:
         assert len(b.registry.query_certifications(CALIB, "bias")) == 2  # dry run
     fails("decertify", repo, CALIB, "bias", "--end-date", "soon", match="--end-date 'soon'")
+    # A dimension the bias lacks: one line, exit 1, nothing changed (not every bias).
+    wrong = fails(
+        "decertify", repo, CALIB, "bias", "--where", "visit = 1",
+        match="--where 'visit = 1' constrains visit, which bias lacks (its dimensions: "
+        "instrument, detector); constrain only those (nothing was changed)",
+    )  # fmt: skip
+    assert wrong.stderr.count("\n") == 1, wrong.stderr
+    with Butler(repo) as b:
+        assert len(b.registry.query_certifications(CALIB, "bias")) == 2
     assert len(ok_json("decertify", repo, CALIB, "bias")) == 2
     assert ok_json("collections", "remove", repo, CALIB_RUN) == [
         {"removed": CALIB_RUN, "datasets": 2}
