@@ -226,7 +226,8 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
     """Finish a DAGMan run (its FINAL node): settle every node, register, journal the end.
 
     Each submitted node attempt is settled by the run-state machine from the records
-    its job wrote (DAGMan already did the retries): a node that recorded nothing failed
+    its job wrote, with no retry (DAGMan's ``RETRY`` already reran a node whose job died;
+    a job that recorded its quanta's failures exited 0 and was not rerun): a node that recorded nothing failed
     if its job ran (its event log says it ended), and is left PENDING if DAGMan never
     ran it. Then the blocking rule marks the quanta behind failures; quanta still
     PENDING never ran. ``run_finished`` ends it, and the registration step
@@ -265,7 +266,7 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
             state.forget(attempt)
             state.absorb({o.index: o.status for o in outcomes})
             continue
-        state.settle(attempt, status, retries=False)  # DAGMan did the node's retries
+        state.settle(attempt, status, retries=False)  # DAGMan reran the node if its job died
     state.block_pending()
     run_status = state.final_status()
     counts = state.finish(run_status)

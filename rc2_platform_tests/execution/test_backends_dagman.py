@@ -11,6 +11,13 @@ import pytest
 from rc2_platform.errors import JobSubmissionError
 from rc2_platform.execution.backends import ClusterJob, JobState
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble, write_dag
+from rc2_platform_tests.execution.dagman_player import (
+    Retry,
+    node_runs,
+    parse_dag,
+    parse_retry,
+    play_dagman,
+)
 
 
 def _jobs(tmp_path: Path) -> list[ClusterJob]:
@@ -120,3 +127,31 @@ def test_submit_dag_without_condor_dagman_says_what_to_do(
     backend = HTCondorBackend(LocalScheddDouble())
     with pytest.raises(JobSubmissionError, match="condor_dagman"):
         backend.submit_dag(_jobs(tmp_path), DEPS, tmp_path / "dag")
+
+
+def test_player_retries_failed_nodes_unless_they_exit_with_the_unless_exit_value(
+    tmp_path: Path, fake_dagman: Path
+) -> None:
+    def job(name: str, code: int) -> ClusterJob:
+        return ClusterJob(
+            name, [sys.executable, "-c", f"import sys; sys.exit({code})"], 100, 1,
+            working_dir=tmp_path, log_dir=tmp_path / "logs", max_retries=2,
+        )  # fmt: skip
+
+    jobs = [job("no-retry", 5), job("flaky", 1), job("child", 0)]
+    dag = write_dag(jobs, {"child": {"flaky"}}, tmp_path / "dag")
+    text = dag.read_text().replace("RETRY no-retry 2", "RETRY no-retry 2 UNLESS-EXIT 5")
+    dag.write_text(text)
+    assert "RETRY no-retry 2 UNLESS-EXIT 5" in text.splitlines()
+    htcondor2.Submit.from_dag(str(dag), {})  # accepted (it does not check RETRY's arguments,
+    with pytest.raises(ValueError, match="cannot read"):  # the player does)
+        parse_retry(["RETRY", "no-retry", "2", "UNLESS-EXIT"])
+
+    nodes, _parents, retries, _final = parse_dag(dag)
+    assert retries["no-retry"] == Retry(2, 5) and retries["flaky"] == Retry(2)
+    assert play_dagman(dag) == {"no-retry": 5, "flaky": 1, "child": None}
+    # DAGMan's rule: no retry when the exit code is the UNLESS-EXIT value; otherwise
+    # 1 + RETRY runs; children of a failed node never run.
+    assert {name: node_runs(path) for name, path in nodes.items()} == {
+        "no-retry": 1, "flaky": 3, "child": 0
+    }  # fmt: skip

@@ -22,6 +22,7 @@ from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
 from rc2_platform.graph import load_graph
 from rc2_platform.graph.clustering import plan_clusters
+from rc2_platform_tests.execution.dagman_player import Retry, node_runs, parse_dag, play_dagman
 from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
 
 
@@ -214,3 +215,58 @@ def test_dagman_needs_htcondor_backend(setup: Path) -> None:
     )  # fmt: skip
     assert result.exit_code != 0
     assert "--dagman needs --backend htcondor" in result.output
+
+
+def _failing_dag(tmp: Path, **a_config: object) -> tuple[Path, dict[str, Path]]:
+    """Submit (dry) the a -> b -> c graph with task ``a`` configured by ``a_config``."""
+    butler, raws = make_repo(tmp / "repo")
+    butler.close()
+    (tmp / "counts").mkdir()
+    make_graph(
+        tmp / "g.qgraph", raws, configs={"a": {"counter_dir": str(tmp / "counts"), **a_config}}
+    )
+    config = make_config(retries=2)
+    backend = HTCondorBackend(LocalScheddDouble(), config.backends.htcondor, config.retry)
+    sub = submit_graph_dag(tmp / "g.qgraph", tmp / "repo", config=config, backend=backend,
+                           dry_run=True)  # fmt: skip
+    nodes, _parents, retries, _final = parse_dag(sub.dag)
+    assert retries == {job.name: Retry(2) for job in sub.jobs}
+    return sub.dag, nodes
+
+
+def _a_runs(tmp: Path, detector: int) -> int:
+    lines = (tmp / "counts" / "a.log").read_text().splitlines()
+    return sum(f"('detector', {detector})" in line for line in lines)
+
+
+def test_quantum_failures_exit_0_so_dagman_runs_their_node_once(tmp_path: Path) -> None:
+    # Detector 0: unusable data (TaskDataError, in retry.not_retried); detector 1: a
+    # retriable TaskError. The worker records both and exits 0 ("quantum failures are
+    # data"), so the DAG's RETRY 2 never reruns their nodes: no job attempt is spent on
+    # the deterministic failure. (Nor on the retriable one: a DAGMan run does not retry
+    # quantum failures, docs/execution.md "Limits".)
+    dag, nodes = _failing_dag(tmp_path, data_error_on=[{"detector": 0}], fail_on=[{"detector": 1}])
+    codes = play_dagman(dag)
+    assert codes.pop(FINAL_NODE) == 3  # rc2 aggregate --finish: some quanta failed
+    assert set(codes.values()) == {0}
+    assert {name: node_runs(nodes[name]) for name in codes} == {name: 1 for name in codes}
+    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 1, 1]
+
+    rep = build_report(tmp_path / "repo", RUN)
+    assert rep.status == "failed"
+    assert rep.tasks["a"]["failed"] == 2 and rep.tasks["a"]["retried"] == 0
+    assert rep.tasks["b"]["blocked"] == 2 and rep.tasks["c"]["blocked"] == 1
+    assert sorted(e["exception_type"] for e in rep.errors) == ["TaskDataError", "TaskError"]
+
+
+def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None:
+    # Detector 1's job dies (the stand-in's os._exit(3)): a non-zero exit, so DAGMan
+    # reruns the node RETRY (2) more times; its child never runs.
+    dag, nodes = _failing_dag(tmp_path, exit_on=[{"detector": 1}])
+    codes = play_dagman(dag)
+    assert codes.pop(FINAL_NODE) == 3
+    died = next(name for name, code in codes.items() if code == 3)
+    assert node_runs(nodes[died]) == 3 and _a_runs(tmp_path, 1) == 3
+    assert [code for name, code in codes.items() if name.startswith("step2")] == [None]
+    rep = build_report(tmp_path / "repo", RUN)
+    assert rep.tasks["a"]["failed"] == 1 and rep.tasks["c"]["blocked"] == 1
