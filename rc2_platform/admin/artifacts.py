@@ -61,9 +61,14 @@ def _find(
         if dataset_types
         else reg.query_dataset_types()
     )
+    if dataset_types:
+        reg.check_where_dimensions(where, types)
     seen: dict[Any, DatasetRef] = {}
     for dt in types:
-        for ref in reg.query_datasets(dt, list(collections), where, bind, find_first):
+        found = reg.query_datasets(dt, list(collections), where, bind, find_first)
+        if found and not dataset_types:
+            reg.check_where_dimensions(where, [dt])
+        for ref in found:
             seen.setdefault(ref.id, ref)
     return sorted(seen.values(), key=lambda r: (r.dataset_type.name, r.run, str(r.id)))
 
@@ -94,7 +99,10 @@ def retrieve_artifacts(
     dataset_types : sequence of str, optional
         Only these types (default: every type).
     where, bind
-        A where-expression over the types' dimensions, and its bind values.
+        A where-expression over the types' dimensions, and its bind values. It may
+        constrain only dimensions every type in ``dataset_types`` has (required or
+        implied) and their records' columns; without ``dataset_types``, every type any
+        of whose datasets it selects.
     find_first : bool
         Only the first dataset per data ID along ``collections``.
     transfer : str
@@ -111,6 +119,10 @@ def retrieve_artifacts(
         A target file (or the zip) exists; nothing was written.
     FileNotInDatastoreError
         A dataset's file is missing from the datastore; nothing was written.
+    ExpressionError
+        ``where`` constrains a dimension a type lacks (it would join that dimension
+        instead of selecting data IDs, retrieving every dataset of the type); nothing
+        was written.
     """
     if transfer not in TRANSFERS:
         raise ConfigError(f"--transfer {transfer!r} is unknown; use one of {list(TRANSFERS)}")

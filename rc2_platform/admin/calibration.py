@@ -7,12 +7,12 @@ time range, trimming ranges that stick out and splitting ranges that contain it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.core import CollectionType, Timespan
-from rc2_platform.errors import ConfigError, DatasetNotFoundError, ExpressionError
+from rc2_platform.errors import ConfigError, DatasetNotFoundError
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -106,17 +106,6 @@ def certify_calibrations(
     return result
 
 
-def _check_where(allowed: Iterable[str], named: set[str], dataset_type: str, where: str) -> None:
-    """Refuse a where-expression naming dimensions outside ``allowed``."""
-    allowed = tuple(allowed)
-    if extra := sorted(named - set(allowed)):
-        listed = ", ".join(extra)
-        raise ExpressionError(
-            f"--where {where!r} constrains {listed}, which {dataset_type} lacks (its "
-            f"dimensions: {', '.join(allowed)}); constrain only those (nothing was changed)"
-        )
-
-
 def _remaining(old: Timespan, cut: Timespan) -> list[Timespan]:
     pieces = []
     if old.begin_nsec < cut.begin_nsec:
@@ -176,10 +165,7 @@ def decertify(
     reg = butler.registry
     timespan = timespan_of(begin, end)
     dt = reg.get_dataset_type(dataset_type)
-    if where:
-        _check_where(
-            reg.universe.expand(dt.dimensions), reg.where_dimensions(where), dt.name, where
-        )
+    reg.check_where_dimensions(where, [dt])
     data_ids = reg.query_data_ids(dt.dimensions, where, bind) if where else None
     result = DecertifyResult(calib_collection, dt.name, timespan, dry_run=dry_run)
     if data_ids is not None and not data_ids:

@@ -191,12 +191,18 @@ def prune_datasets(
     The datasets leave the registry (their RUN, and any TAGGED or CALIBRATION
     collection searched) and, with ``unstore``, their files go, in one transaction.
     Datasets also used by TAGGED or CALIBRATION collections *not* searched are refused
-    unless ``unlink``.
+    unless ``unlink``. ``where`` may constrain only dimensions every type in
+    ``dataset_types`` has (required or implied) and their records' columns; without
+    ``dataset_types``, every type any of whose datasets it selects.
 
     Raises
     ------
     CollectionInUseError
         Other collections use some of the datasets; the message lists them.
+    ExpressionError
+        ``where`` constrains a dimension a type lacks (it would join that dimension
+        instead of selecting data IDs, pruning every dataset of the type); nothing is
+        removed.
     """
     reg = butler.registry
     types = (
@@ -204,9 +210,14 @@ def prune_datasets(
         if dataset_types
         else reg.query_dataset_types()
     )
+    if dataset_types:
+        reg.check_where_dimensions(where, types)
     seen: dict[Any, DatasetRef] = {}
     for dt in types:
-        for ref in reg.query_datasets(dt, list(collections), where, bind, find_first=False):
+        found = reg.query_datasets(dt, list(collections), where, bind, find_first=False)
+        if found and not dataset_types:
+            reg.check_where_dimensions(where, [dt])
+        for ref in found:
             seen.setdefault(ref.id, ref)
     refs = sorted(seen.values(), key=lambda r: (r.dataset_type.name, r.run, str(r.id)))
     users = reg.dataset_users(refs=refs, exclude=collections) if refs else []

@@ -10,7 +10,9 @@ commands call them)::
     with Butler("other") as dest:
         import_datasets(dest, "out.yaml")
     with Butler("repo") as src, Butler("pg_repo") as dest:
-        transfer_datasets(src, dest, ["HSC/runs/RC2"], where="tract = 9615")
+        transfer_datasets(
+            src, dest, ["HSC/runs/RC2"], where="tract = 9615", dataset_types=["deepCoadd*"]
+        )
 
 Every load is checked first and written in one transaction, and is idempotent (datasets
 already present with the same UUID are skipped). The file format is in

@@ -185,9 +185,19 @@ def collect(
         Collections to export; CHAINED ones bring their children, datasets bring their
         RUN.
     where : str
-        Where-expression restricting the datasets.
+        Where-expression restricting the datasets. It may constrain only dimensions
+        every type matched by ``dataset_types`` has (required or implied) and their
+        records' columns; without ``dataset_types``, every type any of whose datasets
+        it selects.
     dataset_types : sequence of str
         Glob patterns of dataset types (default: every type).
+
+    Raises
+    ------
+    ExpressionError
+        ``where`` constrains a dimension a type lacks (it would join that dimension
+        instead of selecting data IDs, taking every dataset of the type); raised before
+        anything is written.
     """
     from rc2_platform.registry import SCHEMA_VERSION
 
@@ -197,12 +207,16 @@ def collect(
     entries = _collection_tree(butler, collections)
     leaves = [e.name for e in entries if e.type is not CollectionType.CHAINED]
     types = _select_types(butler, dataset_types)
+    if dataset_types:
+        reg.check_where_dimensions(where, types)
     seen: set[str] = set()
     used_types: list[DatasetType] = []
     for dt in types:
         if not leaves:
             break
         groups = _groups(reg.query_dataset_columns(dt, leaves, where, find_first=False), seen)
+        if groups and not dataset_types:
+            reg.check_where_dimensions(where, [dt])
         if groups:
             used_types.append(dt)
             bundle.groups.extend(groups)

@@ -154,7 +154,10 @@ def prune_datasets(
     """Remove the datasets found in --collections (and their files), in one transaction.
 
     Datasets that TAGGED or CALIBRATION collections outside --collections still use are
-    refused (exit 1, the collections listed) unless --unlink.
+    refused (exit 1, the collections listed) unless --unlink. --where may name only
+    dimensions the types have (required or implied) and their records' columns; another
+    one (e.g. visit for a bias) is refused: with -d, for any type named; without, for
+    any type it would prune.
     """
     from rc2_platform.admin import prune_datasets as prune
 
@@ -351,6 +354,8 @@ def retrieve_artifacts(
 
     Existing files are never overwritten: if any target exists nothing is written
     (exit 1). With --zip, DEST is a new zip file holding the files and an index.
+    --where may name only dimensions the types have (required or implied) and their
+    records' columns; another one (e.g. visit for a bias) is refused, nothing written.
     """
     from rc2_platform.admin import retrieve_artifacts as retrieve
 

@@ -131,7 +131,11 @@ def _selection_options(func: F) -> F:
         help="Only these dataset types (globs, comma-separated or repeated).",
     )(func)
     return click.option(
-        "--where", default="", help='Constraint on the datasets, e.g. "tract = 9615".'
+        "--where",
+        default="",
+        help='Constraint on the datasets\' data IDs, e.g. "tract = 9615" with '
+        "--dataset-types 'deepCoadd*'. Only dimensions the types have (required or "
+        "implied) and their records' columns: another one (visit for a bias) is refused.",
     )(func)
 
 

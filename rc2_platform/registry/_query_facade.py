@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import DatasetRef, DatasetType
 from rc2_platform.core.timespan import Timespan
+from rc2_platform.errors import ExpressionError
 from rc2_platform.registry._bulk import no_gc
 from rc2_platform.registry._search import CollectionArg, DatasetColumnsFound
 
 if TYPE_CHECKING:
     from rc2_platform.registry._data_id_queries import DataIdQueries
     from rc2_platform.registry._search import DatasetSearch
+    from rc2_platform.registry.dimensions import DimensionUniverse
 
 
 class RegistryQueries:
@@ -29,6 +31,7 @@ class RegistryQueries:
     if TYPE_CHECKING:
         _search: DatasetSearch
         _data_ids: DataIdQueries
+        universe: DimensionUniverse
 
     # --- dataset searches (``_search.py``) ---------------------------------------------
 
@@ -132,6 +135,43 @@ class RegistryQueries:
         identifier or a syntax error.
         """
         return self._data_ids.where_dimensions(where)
+
+    def check_where_dimensions(self, where: str, dataset_types: Iterable[DatasetType]) -> None:
+        """Refuse a where-expression constraining a dimension one of ``dataset_types`` lacks.
+
+        Selecting datasets of a type by a dimension it lacks (``visit = 1`` for a bias
+        with dimensions instrument, detector) joins that dimension's table instead of
+        selecting data IDs: it matches every dataset of the type or none. A dimension
+        is allowed when every type has it, required or implied (``band`` of a type with
+        ``physical_filter``), as are the columns of elements whose dimensions those are.
+        Nothing is queried; call it before changing anything.
+
+        Parameters
+        ----------
+        where : str
+            The where-expression (empty: nothing to check).
+        dataset_types : iterable of DatasetType
+            The types the expression selects datasets of.
+
+        Raises
+        ------
+        ExpressionError
+            One line naming the dimensions and the first type lacking them with its
+            dimensions, e.g. ``--where 'visit = 1' constrains visit, which bias lacks
+            (its dimensions: instrument, detector); constrain only those (nothing was
+            changed)``; also for an unknown identifier or a syntax error.
+        """
+        if not where:
+            return
+        named = self.where_dimensions(where)
+        for dt in dataset_types:
+            allowed = self.universe.expand(dt.dimensions)
+            if extra := sorted(named - set(allowed)):
+                raise ExpressionError(
+                    f"--where {where!r} constrains {', '.join(extra)}, which {dt.name} lacks "
+                    f"(its dimensions: {', '.join(allowed)}); constrain only those "
+                    "(nothing was changed)"
+                )
 
     def query_data_ids(
         self,

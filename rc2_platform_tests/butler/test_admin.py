@@ -124,6 +124,55 @@ def test_prune_datasets_by_where_refuses_tagged_elsewhere_then_unlinks(butler: B
     assert [r.data_id["visit"] for r in butler.query_datasets("summary", collections="best")] == [2]
 
 
+def _band_configs(butler: Butler) -> None:
+    for band in ("g", "r"):
+        butler.put({"band": band}, "band_cfg", {"band": band})
+
+
+def _lacks(where: str, lacking: str, dataset_type: str, dimensions: str) -> str:
+    """The one-line refusal of a where-expression on a dimension ``dataset_type`` lacks."""
+    return (
+        f"--where {where!r} constrains {lacking}, which {dataset_type} lacks (its dimensions: "
+        f"{dimensions}); constrain only those (nothing was changed)"
+    )
+
+
+def test_prune_datasets_refuses_a_where_on_a_dimension_a_dataset_type_lacks(
+    butler: Butler,
+) -> None:
+    """``visit = 1`` selects band_cfg (band) and bias (instrument, detector) by joining
+    visits, not by their data IDs: every one of them matches. Refused, naming the type,
+    when a type given lacks the dimension or, without types, when a type lacking it would
+    lose datasets; nothing is removed. Types having the dimension (implied too) prune."""
+    _summaries(butler)
+    _calibrated(butler)
+    _band_configs(butler)
+    # What the refusal prevents: the join matches band r too, though visit 1 is in g.
+    joined = butler.query_datasets("band_cfg", where="visit = 1")
+    assert sorted(r.data_id["band"] for r in joined) == ["g", "r"]
+    before = snapshot(butler)
+    with pytest.raises(ExpressionError) as info:
+        prune_datasets(butler, [RUN], where="visit = 1", unlink=True)
+    assert str(info.value) == _lacks("visit = 1", "visit", "band_cfg", "band")
+    # Named types: every one must have the dimension, with or without datasets there.
+    with pytest.raises(ExpressionError) as info:
+        prune_datasets(butler, [RUN], dataset_types=["summary", "bias"], where="visit = 1")
+    assert str(info.value) == _lacks("visit = 1", "visit", "bias", "instrument, detector")
+    with pytest.raises(ExpressionError, match="constrains visit, which bias lacks"):
+        prune_datasets(butler, [CALIB_RUN], where="visit.exposure_time > 0", unlink=True)
+    assert snapshot(butler) == before
+    # Allowed: the summaries' own dimensions, an implied one (band), and, without
+    # types, collections where only types having the dimensions match.
+    by_band = prune_datasets(butler, [RUN], dataset_types=["summary"], where="band = 'r'")
+    assert sorted(r.data_id["visit"] for r in by_band.refs) == [2, 2]
+    butler.remove(butler.query_datasets("band_cfg"))
+    both = prune_datasets(butler, [RUN, CALIB_RUN], where="detector = 0", unlink=True)
+    assert sorted(r.dataset_type.name for r in both.refs) == ["bias", "summary"]
+    done = prune_datasets(butler, [RUN], where="visit = 1")
+    assert done.counts() == [{"dataset_type": "summary", "run": RUN, "datasets": 1}]
+    assert butler.query_datasets("summary") == []
+
+
 # --- remove-dataset-type --------------------------------------------------------------------
 
 
@@ -249,6 +298,33 @@ def test_retrieve_artifacts_copies_links_zips_and_never_overwrites(
     assert index["version"] == 1 and {d["path"] for d in index["datasets"]} == set(rels)
     with pytest.raises(ArtifactExistsError):
         retrieve_artifacts(butler, zipped, [RUN], zip=True)
+
+
+def test_retrieve_artifacts_refuses_a_where_on_a_dimension_a_dataset_type_lacks(
+    butler: Butler, tmp_path: Path
+) -> None:
+    """``visit = 1`` would bring every band_cfg and bias (joined, not selected): refused
+    like prune-datasets, nothing written; the types' own and implied dimensions work."""
+    _summaries(butler)
+    _calibrated(butler)
+    _band_configs(butler)
+    dest = tmp_path / "out"
+    with pytest.raises(ExpressionError) as info:
+        retrieve_artifacts(butler, dest, [RUN], where="visit = 1")
+    assert str(info.value) == _lacks("visit = 1", "visit", "band_cfg", "band")
+    with pytest.raises(ExpressionError) as info:
+        retrieve_artifacts(
+            butler, dest, [RUN], dataset_types=["summary", "bias"], where="visit = 1"
+        )
+    assert str(info.value) == _lacks("visit = 1", "visit", "bias", "instrument, detector")
+    with pytest.raises(ExpressionError, match="constrains visit, which bias lacks"):
+        retrieve_artifacts(butler, tmp_path / "a.zip", [CALIB_RUN], where="visit = 2", zip=True)
+    assert not dest.exists() and not (tmp_path / "a.zip").exists()
+    got = retrieve_artifacts(butler, dest, [RUN], dataset_types=["summary"], where="band = 'g'")
+    assert len(got.rows) == 2 and len(dataset_files(dest)) == 2
+    calib = retrieve_artifacts(butler, tmp_path / "calib", [CALIB_RUN, RUN], where="detector = 1",
+                               dataset_types=["bias", "summary"], dry_run=True)  # fmt: skip
+    assert sorted(r["dataset_type"] for r in calib.rows) == ["bias", "summary", "summary"]
 
 
 # --- chains ---------------------------------------------------------------------------------

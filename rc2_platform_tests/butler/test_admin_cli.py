@@ -117,6 +117,40 @@ def test_retrieve_artifacts_zip_and_refusal(repo: Path, tmp_path: Path) -> None:
     )  # fmt: skip
 
 
+def test_commands_moving_data_refuse_a_where_on_a_dimension_a_type_lacks(
+    repo: Path, tmp_path: Path
+) -> None:
+    """prune-datasets, retrieve-artifacts, export and transfer-datasets: ``visit = 1``
+    with the biases (instrument, detector) searched is one line, exit 1, nothing
+    changed or written (it joined visits and took every bias)."""
+    line = (
+        "--where 'visit = 1' constrains visit, which bias lacks (its dimensions: "
+        "instrument, detector); constrain only those (nothing was changed)"
+    )
+    files = sorted(dataset_files(repo))
+    target = tmp_path / "target"
+    Butler.create(target).close()
+    out = tmp_path / "out"
+    for args in (
+        ("prune-datasets", repo, "-c", f"{RUN},{CALIB_RUN}"),
+        ("prune-datasets", repo, "-c", RUN, "-d", "summary,bias", "--dry-run"),
+        ("retrieve-artifacts", repo, out, "-c", CALIB_RUN),
+        ("export", repo, tmp_path / "e.yaml", "-c", CALIB_RUN, "--with-files", out),
+        ("transfer-datasets", repo, target, "-c", RUN, "--dataset-types", "summary,bias"),
+    ):
+        wrong = fails(*args, "--where", "visit = 1", match=line)
+        assert wrong.stderr.count("\n") == 1, wrong.stderr
+    assert sorted(dataset_files(repo)) == files
+    assert not out.exists() and not (tmp_path / "e.yaml").exists()
+    assert dataset_files(target) == []
+    # The types' own dimensions still select.
+    moved = ok_json("transfer-datasets", repo, target, "-c", f"{RUN},{CALIB_RUN}",
+                    "--where", "detector = 1")  # fmt: skip
+    assert moved["new_datasets"] == 3
+    pruned = ok_json("prune-datasets", repo, "-c", RUN, "--where", "visit = 1 AND band = 'g'")
+    assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
+
+
 def test_chain_modes_tree_and_show_uri(repo: Path) -> None:
     ok_json("collections", "chain", repo, "inner", CALIB_RUN)
     ok_json("collections", "chain", repo, "outer", "inner", RUN)

@@ -25,6 +25,7 @@ from rc2_platform.errors import (
     ConflictingDefinitionError,
     DatasetConflictError,
     ExportFormatError,
+    ExpressionError,
     FileNotInDatastoreError,
     MissingCollectionError,
 )
@@ -106,6 +107,38 @@ def test_where_and_dataset_types_select(source: Butler, dest: Butler, tmp_path: 
     # The records the data IDs need came along, and nothing for visit 2.
     assert [r["visit"] for r in dest.registry.query_dimension_records("visit")] == [1]
     assert len(dest.registry.query_dimension_records("visit_detector_region")) == 2
+
+
+def test_where_on_a_dimension_a_dataset_type_lacks_is_refused(dest: Butler, tmp_path: Path) -> None:
+    """``visit = 1`` would bring every bias (instrument, detector) and deepCoadd (skymap,
+    tract, patch, band) by joining visits: export and transfer refuse it like
+    prune-datasets (a named type lacking the dimension, or, without types, one lacking it
+    that the expression would take), before writing anything. The source is on each
+    backend; the types' own and implied dimensions still select."""
+    source = dest
+    populate(source.registry)
+    write_files(source)
+    out, files = tmp_path / "export.yaml", tmp_path / "files"
+    with pytest.raises(ExpressionError) as info:
+        export_datasets(source, out, ["HSC/runs/a"], where="visit = 1", with_files=files)
+    assert str(info.value) == (
+        "--where 'visit = 1' constrains visit, which bias lacks (its dimensions: instrument, "
+        "detector); constrain only those (nothing was changed)"
+    )
+    with pytest.raises(ExpressionError, match="constrains visit, which deepCoadd lacks"):
+        export_datasets(source, out, ["HSC/runs/b"], where="visit = 1")
+    assert not out.exists() and not files.exists()
+    with Butler.create(tmp_path / "target") as target:
+        for types in (["calexp", "bias"], ["*"]):
+            with pytest.raises(ExpressionError, match="constrains visit, which bias lacks"):
+                transfer_datasets(
+                    source, target, ["HSC/runs/b"], where="visit = 1", dataset_types=types
+                )
+        assert_empty(target)
+        both = transfer_datasets(source, target, ["HSC/runs/a"], where="detector = 0")
+        assert both.new_datasets == 3  # two calexps and a bias of detector 0
+    by_band = export_datasets(source, out, ALL, where="band = 'g'", dataset_types=["calexp"])
+    assert by_band.counts["datasets"] == 3 and out.exists()  # visit 1 (in g): 2 in a, 1 in b
 
 
 def _edit(path: Path, change: Any) -> None:
