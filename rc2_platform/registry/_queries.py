@@ -74,25 +74,35 @@ class QueryBuilder:
         dimensions: Iterable[str],
         elements: Iterable[str] = (),
         relations: Sequence[sa.FromClause] = (),
+        *,
+        relate: bool = False,
     ) -> JoinPlan:
-        """Join the tables that provide ``dimensions`` (expanded), ``elements`` and ``relations``."""
+        """Join the tables that provide ``dimensions`` (expanded), ``elements`` and ``relations``.
+
+        An element's table is left out when the others provide its columns. With
+        ``relate`` only when a single relation or table provides them all: a dataset
+        relation giving ``band`` and the visit table giving ``physical_filter`` then
+        still join the physical_filter table, which relates the two (without it every
+        band matches every visit).
+        """
         elements = set(elements)
         full = self.universe.expand(
             set(dimensions) | {d for e in elements for d in self.universe[e].required}
         )
         wanted = set(full)
-        provided: set[str] = set()
-        for rel in relations:
-            provided.update(c.name for c in rel.columns if c.name in wanted)
+        sources = [{c.name for c in rel.columns if c.name in wanted} for rel in relations]
+        provided: set[str] = set().union(*sources)
         chosen: list[str] = []
         for name in reversed(full):
             el = self.universe[name]
             if not el.has_table:
                 continue
             cols = set(el.required) | set(el.implied)
-            if name in elements or not cols <= provided:
+            covered = any(cols <= s for s in sources) if relate else cols <= provided
+            if name in elements or not covered:
                 chosen.append(name)
                 provided |= cols
+                sources.append(cols)
         for name in sorted(elements - set(chosen)):
             chosen.append(name)
         for el in self.universe.elements:

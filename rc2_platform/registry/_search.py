@@ -233,12 +233,17 @@ class DatasetSearch:
             return stmt
         wdims, elements = self.queries.referenced(expr)
         sub = stmt.subquery("found")
-        plan = self.queries.plan(set(stored.dataset_type.dimensions) | wdims, elements, [sub])
-        return (
+        dims = stored.dataset_type.dimensions
+        plan = self.queries.plan(set(dims) | wdims, elements, [sub], relate=True)
+        stmt = (
             sa.select(*sub.c)
             .select_from(plan.from_)
             .where(*self.queries.where_clause(plan, expr, bind))
         )
+        # A dimension the type lacks (visit IN (1, 2) for a bias) joins several rows to
+        # one dataset: each is selected once.
+        foreign = wdims - set(self.queries.universe.expand(dims))
+        return stmt.distinct() if foreign else stmt
 
     def _rows_to_refs(
         self,

@@ -141,15 +141,15 @@ def test_prune_datasets_refuses_a_where_on_a_dimension_a_dataset_type_lacks(
     butler: Butler,
 ) -> None:
     """``visit = 1`` selects band_cfg (band) and bias (instrument, detector) by joining
-    visits, not by their data IDs: every one of them matches. Refused, naming the type,
+    visits, not by their data IDs (every bias matches). Refused, naming the type,
     when a type given lacks the dimension or, without types, when a type lacking it would
     lose datasets; nothing is removed. Types having the dimension (implied too) prune."""
     _summaries(butler)
     _calibrated(butler)
     _band_configs(butler)
-    # What the refusal prevents: the join matches band r too, though visit 1 is in g.
-    joined = butler.query_datasets("band_cfg", where="visit = 1")
-    assert sorted(r.data_id["band"] for r in joined) == ["g", "r"]
+    # What the refusal prevents: the query joins visit 1 and matches every bias.
+    joined = butler.query_datasets("bias", collections=CALIB_RUN, where="visit = 1")
+    assert sorted(r.data_id["detector"] for r in joined) == [0, 1]
     before = snapshot(butler)
     with pytest.raises(ExpressionError) as info:
         prune_datasets(butler, [RUN], where="visit = 1", unlink=True)

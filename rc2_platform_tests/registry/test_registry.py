@@ -152,6 +152,36 @@ def test_dataset_type_conflicts(reg: Registry) -> None:
         reg.get_dataset_type("nope")
 
 
+def test_query_datasets_joins_a_dimension_the_type_lacks_through_the_data_id_graph(
+    reg: Registry,
+) -> None:
+    """A where on a dimension the type lacks is a join, as in LSST's query-datasets:
+    ``visit = 1`` relates a deepCoadd's band to the visit's physical_filter (band g only,
+    the same data IDs query_data_ids gives; both bands before), with ``detector`` the
+    visit-detector regions to the patches; a bias (instrument, detector) joined to
+    several visits is found once (each bias twice before)."""
+    reg.register_dataset_type(DatasetType("deepCoadd", ("skymap", "tract", "patch", "band"), "F"))
+    reg.register_dataset_type(BIAS)
+    reg.register_run("r")
+    coadds = [
+        {"skymap": "rings", "tract": 9615, "patch": p, "band": b} for p in (0, 1) for b in "gr"
+    ]
+    reg.insert_datasets("deepCoadd", coadds, "r")
+    reg.insert_datasets("bias", [{"instrument": "HSC", "detector": d} for d in (0, 1)], "r")
+
+    def found(dataset_type: str, where: str) -> list[tuple[object, ...]]:
+        refs = reg.query_datasets(dataset_type, "r", where, find_first=False)
+        return sorted(tuple(r.data_id.values()) for r in refs)
+
+    assert found("deepCoadd", "visit = 1") == [("g", "rings", 9615, 0), ("g", "rings", 9615, 1)]
+    assert found("deepCoadd", "visit = 1") == sorted(
+        tuple(d.values()) for d in reg.query_data_ids(["patch", "band"], "visit = 1")
+    )
+    assert found("deepCoadd", "visit = 2 AND detector = 1") == [("r", "rings", 9615, 1)]
+    assert found("bias", "visit IN (1, 2)") == [("HSC", 0), ("HSC", 1)]
+    assert found("bias", "visit = 1 AND detector = 1") == [("HSC", 1)]
+
+
 def test_find_first_over_two_collections(reg: Registry) -> None:
     reg.register_dataset_type(CALEXP)
     reg.register_run("old")
