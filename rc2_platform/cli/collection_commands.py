@@ -154,11 +154,19 @@ def collections_tag(
     bind: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Tag into TAGGED (created if missing) the DATASET_TYPE datasets found by the query."""
+    """Tag into TAGGED (created if missing) the DATASET_TYPE datasets found by the query.
+
+    A --where on a dimension DATASET_TYPE lacks (``visit = 1`` for a bias) is refused
+    with one line: it would join that dimension and tag every dataset of the type.
+    """
     from rc2_platform.core import CollectionType
 
     bind_values = parse_bind(bind)
     with open_butler(repo) as butler:
+        if where:
+            butler.registry.check_where_dimensions(
+                where, [butler.registry.get_dataset_type(dataset_type)]
+            )
         refs = butler.query_datasets(
             dataset_type, collections=split_collections(collections), where=where, bind=bind_values
         )

@@ -151,6 +151,16 @@ def test_commands_moving_data_refuse_a_where_on_a_dimension_a_type_lacks(
     assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
 
 
+def test_collections_tag_refuses_a_where_on_a_dimension_the_type_lacks(repo: Path) -> None:
+    """``visit = 1`` for biases used to tag every bias; the type's own dimensions still do."""
+    fails("collections", "tag", repo, "tagged", "bias", "-c", CALIB_RUN, "--where", "visit = 1",
+          match="constrains visit, which bias lacks")  # fmt: skip
+    assert "tagged" not in {r["name"] for r in ok_json("collections", "list", repo)}
+    tagged = ok_json("collections", "tag", repo, "tagged", "bias", "-c", CALIB_RUN,
+                     "--where", "detector = 1")  # fmt: skip
+    assert tagged == [{"collection": "tagged", "tagged": 1}]
+
+
 def test_chain_modes_tree_and_show_uri(repo: Path) -> None:
     ok_json("collections", "chain", repo, "inner", CALIB_RUN)
     ok_json("collections", "chain", repo, "outer", "inner", RUN)
