@@ -125,6 +125,47 @@ def test_layers_point_down_only() -> None:
     assert offenders == []
 
 
+#: What each top-level module of the package may not import (rc2_platform subpackages and
+#: modules): the butler facade's modules sit on the registry and the datastore only; the
+#: demo and the provenance query are applications over the execution layer.
+TOP_LEVEL_FORBIDDEN = {
+    **{name: _ALL - _BUTLER - {"registry", "datastore"} for name in _BUTLER},
+    "errors": _ALL | {"core"},
+    "demo": {"defs", "cli"},
+    "provenance_query": {"defs", "cli"},
+}
+
+#: No module grows past this many lines (the guideline is "mostly < 500": split by purpose).
+MAX_MODULE_LINES = 700
+
+
+def test_top_level_modules_point_down_only() -> None:
+    """The layer rules for ``rc2_platform/*.py``; a new top-level module needs a rule here."""
+    offenders = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        name = path.stem
+        if name == "__init__":
+            continue
+        if name not in TOP_LEVEL_FORBIDDEN:
+            offenders.append(f"{name}.py has no rule in TOP_LEVEL_FORBIDDEN")
+            continue
+        for imported in _imports(path):
+            parts = imported.split(".")
+            top = parts[0] == "rc2_platform" and len(parts) > 1
+            if top and parts[1] in TOP_LEVEL_FORBIDDEN[name]:
+                offenders.append(f"{name}.py imports {imported}")
+    assert offenders == []
+
+
+def test_no_module_is_longer_than_the_cap() -> None:
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        n = len(path.read_text().splitlines())
+        if n > MAX_MODULE_LINES:
+            long.append(f"{path.relative_to(PACKAGE)}: {n} lines")
+    assert long == []
+
+
 def _layer_files(*skip: str) -> list[Path]:
     return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in skip]
 
