@@ -64,7 +64,8 @@ def write_manifest(
 
     ``outcomes`` are every quantum record written in that range, in order; the latest
     of each quantum counts. Returns False, writing nothing, when an output's dataset type
-    is not in ``output_dimensions`` or its data ID lacks one of them.
+    is not in ``output_dimensions`` or its data ID lacks one of them, or when the file
+    cannot be written (a full disk): the records file is then read line by line.
     """
     latest: dict[int, QuantumOutcome] = {}
     for outcome in outcomes:
@@ -126,8 +127,12 @@ def write_manifest(
     }
     path = folder / OUTPUTS_FILE
     tmp = folder / f".{OUTPUTS_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_bytes(orjson.dumps(doc))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(orjson.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:  # only a shortcut for the registration: never the job's failure
+        tmp.unlink(missing_ok=True)
+        return False
     return True
 
 

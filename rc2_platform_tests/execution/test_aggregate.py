@@ -282,3 +282,14 @@ def test_a_manifest_after_a_partial_registration_is_not_used_twice(tmp_path: Pat
     (Journal.for_run(root, RUN).directory / "aggregated.json").unlink()
     redo = aggregate_run(root, RUN, provenance=False)
     assert (redo.quanta, redo.registered, redo.manifests) == (9, 0, 0)
+
+
+def test_a_manifest_that_cannot_be_written_fails_nothing(tmp_path: Path) -> None:
+    """The manifest is a shortcut: if it cannot be written the job still ends cleanly."""
+    root = _repo(tmp_path / "repo")
+    _manifest_path(root, 0).mkdir(parents=True)  # a directory where the file would go
+    _write_job(root, 0, range(0, 4), manifest=True)
+    folder = _manifest_path(root, 0).parent
+    assert sorted(p.name for p in folder.iterdir()) == [OUTPUTS_FILE, "quanta.jsonl"]
+    summary = aggregate_run(root, RUN, provenance=False)
+    assert (summary.quanta, summary.registered, summary.manifests) == (4, 4, 0)
