@@ -45,9 +45,10 @@ def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     token = made.stdout.strip()
     assert token.startswith("rc2_") and "shown only now" in made.stderr
-    token_id = token.split("_")[1]
+    # rc2_<id>_<secret>: the secret is URL-safe base64 and may itself hold "_".
+    _, token_id, secret = token.split("_", 2)
     stored = (tmp_path / "repo" / "_server" / "tokens.json").read_text()
-    assert token.split("_")[2] not in stored and "$argon2id$" in stored
+    assert secret not in stored and "$argon2id$" in stored
     assert oct((tmp_path / "repo" / "_server" / "tokens.json").stat().st_mode)[-3:] == "600"
 
     listed = runner.invoke(main, ["tokens", "list", repo, "--json"])
@@ -55,7 +56,7 @@ def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     assert [(r["id"], r["name"], r["scopes"], r["state"]) for r in rows] == [
         (token_id, "alice", ["HSC/runs/RC2/*"], "active")
     ]
-    assert token.split("_")[2] not in listed.output
+    assert secret not in listed.output
 
     revoked = runner.invoke(main, ["tokens", "revoke", repo, token_id])
     assert revoked.exit_code == 0 and token_id in revoked.stdout
