@@ -206,3 +206,29 @@ def pick_partition(page: Page, dimension: str, value: str, attempts: int = 3) ->
             if trigger.get_attribute("aria-expanded") == "true":
                 page.keyboard.press("Escape")  # closes the list, not the dialog
                 expect(trigger).to_have_attribute("aria-expanded", "false")
+
+
+def select_all_partitions(page: Page, dimension: str, done: str, attempts: int = 3) -> None:
+    """Click "All" in the launchpad dialog's row of partition ``dimension``.
+
+    The row is found by its dimension's label, as in :func:`pick_partition`. A click made
+    while the dialog is still loading its partition keys is lost without a trace (CI once
+    launched with no band chosen), so the click is repeated until the dialog shows the text
+    ``done`` (e.g. "5 partitions"). "All" sets the whole range; clicking it again is harmless.
+    """
+    from playwright.sync_api import expect
+
+    label = f'span[normalize-space(text())="{dimension}"]'
+    row = page.get_by_role("dialog").locator(f"xpath=//{label}/../..")
+    button = row.get_by_role("button", name="All", exact=True)
+    expect(button).to_have_count(1)
+    shown = page.get_by_role("dialog").get_by_text(done, exact=True)
+    for attempt in range(1, attempts + 1):
+        button.click()
+        try:
+            expect(shown).to_be_visible(timeout=10_000)
+        except AssertionError:
+            if attempt == attempts:
+                raise
+        else:
+            return
