@@ -220,15 +220,19 @@ def test_only_the_registry_writes_sql() -> None:
     assert offenders == []
 
 
-def test_backend_differences_live_in_one_module() -> None:
-    """Only registry/_dialect.py asks which database backend it runs on."""
+#: The registry's backend modules: ``_dialect`` and the classes it picks from.
+BACKEND_MODULES = re.compile(r"registry/_(?:dialect|backend_\w+)\.py")
+
+
+def test_backend_differences_live_in_the_backend_modules() -> None:
+    """Only registry/_dialect.py and its _backend_*.py ask which database backend it is."""
     pattern = re.compile(
         r"dialect\.name|get_backend_name\(|[\"'](?:postgresql|mysql|mariadb)[\"']\s*[,)=]"
     )
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.as_posix() == "registry/_dialect.py":
+        if BACKEND_MODULES.fullmatch(rel.as_posix()):
             continue
         for lineno, line in enumerate(path.read_text().splitlines(), start=1):
             if pattern.search(line) and not line.lstrip().startswith("#"):
@@ -283,4 +287,16 @@ def test_every_yaml_load_goes_through_the_safe_loader() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("yaml"):
                 names = [a.name for a in node.names if a.name in loaders]
                 offenders += [f"{rel}:{node.lineno}: from {node.module} import {n}" for n in names]
+    assert offenders == []
+
+
+def test_backend_classes_are_reached_through_dialect() -> None:
+    """Only registry/_dialect.py (and the backend modules themselves) import _backend_*."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if BACKEND_MODULES.fullmatch(rel):
+            continue
+        if re.search(r"registry(?:\.|\s+import\s+)_backend_", path.read_text()):
+            offenders.append(rel)
     assert offenders == []

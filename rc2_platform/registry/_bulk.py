@@ -105,7 +105,7 @@ def time_ordered_uuids(n: int) -> list[uuid.UUID]:
     return out
 
 
-def _placeholders(dialect: sa.Dialect, n: int) -> str:
+def placeholders(dialect: sa.Dialect, n: int) -> str:
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     return ", ".join([mark] * n)
 
@@ -116,7 +116,7 @@ def executemany_rows(
     """One driver-level ``executemany`` of a prepared ``INSERT`` per :data:`BATCH` rows."""
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({_placeholders(conn.dialect, len(columns))})"
+        f"VALUES ({placeholders(conn.dialect, len(columns))})"
     )
     for i in range(0, len(rows), BATCH):
         part = rows[i : i + BATCH]

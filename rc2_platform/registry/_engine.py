@@ -1,6 +1,7 @@
 """Engines and registry URLs: passwords from the environment, never stored or printed.
 
-Per-backend engine setup (SQLite pragmas, server pools) is in ``_dialect.py``.
+Per-backend engine setup (SQLite pragmas, server pools) is in the backend classes
+(``_backend_sqlite.py``, ``_backend_servers.py``), reached through ``_dialect.py``.
 """
 
 from __future__ import annotations
