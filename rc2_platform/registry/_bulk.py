@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -335,3 +335,13 @@ def pg_binary_copy(
     except dbapi.IntegrityError as exc:
         raise sa.exc.IntegrityError(sql, None, exc) from exc
     return True
+
+
+#: Rows per IN-list chunk (well under every backend's bind-parameter limit).
+CHUNK = 5_000
+
+
+def chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

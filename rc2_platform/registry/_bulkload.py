@@ -244,7 +244,7 @@ def insert_arrays(
             dict(zip(cols, r, strict=True))
             for r in zip(*[_as_list(v, n) for v in cols.values()], strict=True)
         ]
-        mgr._raise_insert_error(conn, el, rows, exc)
+        mgr.raise_insert_error(conn, el, rows, exc)
     if "region" in cols:
         _insert_overlaps(mgr, conn, el, cols, n, precomputed, others_empty)
     return n
@@ -318,7 +318,7 @@ def _insert_overlaps(
         verts = _spatial.polygon_vertices(cols["region"])
         if verts is None:  # not all convex polygons of one size: the generic path
             keys = list(zip(*[_as_list(cols[d], n) for d in el.required], strict=True))
-            mgr.insert_region_overlaps(conn, el, keys, cols["region"])
+            mgr.overlaps.insert_region_overlaps(conn, el, keys, cols["region"])
             return
     pixels: dict[int, tuple[Any, Any]] = {}
     for ov, other in skypix:
@@ -338,4 +338,4 @@ def _insert_overlaps(
         return
     key_lists = [_as_list(cols[d], n) for d in el.required]
     keys = list(zip(*key_lists, strict=True))
-    mgr.insert_region_region_overlaps(conn, el, keys, verts, pixels)
+    mgr.overlaps.insert_region_region_overlaps(conn, el, keys, verts, pixels)

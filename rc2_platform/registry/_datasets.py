@@ -19,9 +19,8 @@ from rc2_platform.errors import (
     DimensionValueError,
     MissingDatasetTypeError,
 )
-from rc2_platform.registry._bulk import select_raw
+from rc2_platform.registry._bulk import chunks, select_raw
 from rc2_platform.registry._dialect import backend, insert_rows, savepoint
-from rc2_platform.registry._records import chunks
 from rc2_platform.registry.schema import RegistrySchema
 
 #: Python types a binary COPY takes as data ID values as they are.

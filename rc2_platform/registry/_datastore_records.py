@@ -14,9 +14,8 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 
 from rc2_platform.core.datastore_record import DatastoreRecord
-from rc2_platform.registry._bulk import select_raw
+from rc2_platform.registry._bulk import CHUNK, chunks, select_raw
 from rc2_platform.registry._dialect import backend, insert_rows
-from rc2_platform.registry._records import CHUNK, chunks
 from rc2_platform.registry.schema import RegistrySchema
 
 _COLUMNS = ("dataset_id", "path", "storage_class", "formatter", "file_size")

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import CollectionType
 from rc2_platform.core.timespan import Timespan
+from rc2_platform.registry._bulk import chunks
 from rc2_platform.registry._collections import CollectionManager
 from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
-from rc2_platform.registry._records import chunks
 
 
 class CollectionUse(NamedTuple):
