@@ -300,3 +300,50 @@ def test_backend_classes_are_reached_through_dialect() -> None:
         if re.search(r"registry(?:\.|\s+import\s+)_backend_", path.read_text()):
             offenders.append(rel)
     assert offenders == []
+
+
+def _private_methods_by_module() -> dict[str, set[str]]:
+    """Per module of the package: the ``_private`` methods its classes define."""
+    found: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        names = found.setdefault(path.relative_to(PACKAGE).as_posix(), set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names.update(
+                    item.name
+                    for item in node.body
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and item.name.startswith("_")
+                    and not item.name.startswith("__")
+                )
+    return found
+
+
+def test_no_module_calls_another_modules_private_methods() -> None:
+    """``obj._method(...)`` only for a method of a class of the calling module itself.
+
+    Calls on ``self``, ``cls`` and ``super()`` are the class's own business; a private
+    method defined only in another module of the package must not be driven from here
+    (make it public, with a docstring, if another module needs it). Library names such as
+    ``os._exit`` or a named tuple's ``_replace`` are not the package's and pass.
+    """
+    defined = _private_methods_by_module()
+    elsewhere: dict[str, set[str]] = {}
+    for module, names in defined.items():
+        for name in names:
+            elsewhere.setdefault(name, set()).add(module)
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            name, owner = node.func.attr, node.func.value
+            if name not in elsewhere or name in defined[rel]:
+                continue
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super":
+                continue
+            offenders.append(f"{rel}:{node.lineno}: {ast.unparse(node.func)} ({name} is private)")
+    assert offenders == []

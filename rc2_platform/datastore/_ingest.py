@@ -98,9 +98,9 @@ def _after_placing(store: FileDatastore, source: Path, target: Path, transfer: T
     """Undo = delete the datastore file; ``move`` deletes the source once committed."""
     from rc2_platform.datastore.file_datastore import Transfer
 
-    store._on_undo(lambda: store._delete(target))
+    store.on_undo(lambda: store.delete_file(target))
     if transfer is Transfer.MOVE:
-        store._after_commit(lambda: _delete_source(source))
+        store.after_commit(lambda: _delete_source(source))
 
 
 def _delete_source(source: Path) -> None:
@@ -122,7 +122,7 @@ def finish_move(store: FileDatastore, source: Path, record: DatastoreRecord) -> 
     resolved = source.resolve()
     if target.resolve() == resolved or not identical(target, resolved, symlink=False):
         return False
-    store._after_commit(lambda: _delete_source(source))
+    store.after_commit(lambda: _delete_source(source))
     return True
 
 

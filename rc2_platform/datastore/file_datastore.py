@@ -168,7 +168,7 @@ class FileDatastore:
             raise FormatterError(
                 f"could not write {ref} with formatter {formatter.name!r} to {rel}: {exc}"
             ) from exc
-        self._on_undo(lambda: self._delete(target))
+        self.on_undo(lambda: self.delete_file(target))
         crash_point("datastore.put.placed")
         return DatastoreRecord(
             ref.id, rel, formatter.name, ref.dataset_type.storage_class, target.stat().st_size
@@ -230,12 +230,12 @@ class FileDatastore:
             return
         txn = self._current()
         if txn is None:
-            self._delete(path)
+            self.delete_file(path)
             return
         self._manifest(txn).add_file(str(ref.id), rel)
 
         def delete() -> None:
-            self._delete(path)
+            self.delete_file(path)
             crash_point("datastore.remove.deleted")
 
         txn.on_commit.append(delete)
@@ -284,7 +284,8 @@ class FileDatastore:
             txn.manifest = Manifest(self.root)
         return txn.manifest
 
-    def _delete(self, path: Path) -> None:
+    def delete_file(self, path: Path) -> None:
+        """Remove the datastore file ``path`` and the folders it leaves empty."""
         path.unlink(missing_ok=True)
         prune_empty_folders(path.parent, self.root)
 
@@ -336,7 +337,7 @@ class FileDatastore:
             else:
                 txn.manifest.discard()
 
-    def _after_commit(self, action: Callable[[], None]) -> None:
+    def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` when the current transaction commits (now if there is none)."""
         txn = self._current()
         if txn is None:
@@ -359,7 +360,8 @@ class FileDatastore:
         stack: list[_Txn] = self._local.__dict__.get("stack", [])
         return stack[-1] if stack else None
 
-    def _on_undo(self, action: Callable[[], None]) -> None:
+    def on_undo(self, action: Callable[[], None]) -> None:
+        """Run ``action`` if the current transaction fails (nothing without one)."""
         txn = self._current()
         if txn is not None:
             txn.undo.append(action)
