@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,6 +18,7 @@ from rc2_platform.core.yaml_safe import read_yaml
 from rc2_platform.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_FATAL_WAITING_REASONS",
     "ClusteringRule",
     "DatastoreVolume",
     "ExecutionConfig",
@@ -140,6 +141,20 @@ class DatastoreVolume(_Model):
     read_only: bool = False
 
 
+#: Container waiting reasons after which a pod never starts by itself, with the seconds
+#: each may last first: a bad image name or a missing local image at once, a failed pull
+#: (which kubelet retries, so a registry hiccup passes) after 5 minutes, a container that
+#: cannot be created (a missing Secret or ConfigMap) after 2.
+DEFAULT_FATAL_WAITING_REASONS: dict[str, float] = {
+    "InvalidImageName": 0.0,
+    "ErrImageNeverPull": 0.0,
+    "ErrImagePull": 300.0,
+    "ImagePullBackOff": 300.0,
+    "CreateContainerConfigError": 120.0,
+    "CreateContainerError": 120.0,
+}
+
+
 class KubernetesSettings(_Model):
     """Kubernetes settings for ``batch/v1 Job`` cluster jobs."""
 
@@ -152,6 +167,24 @@ class KubernetesSettings(_Model):
     ttl_seconds_after_finished: int | None = Field(default=86400, ge=0)
     #: limits.memory = request * this factor (>= 1); CPU gets no limit (no throttling).
     memory_limit_factor: float = Field(default=1.0, ge=1.0)
+    fatal_waiting_reasons: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_FATAL_WAITING_REASONS),
+        description="container waiting reasons that mean a pod cannot start, with the "
+        "seconds each may last before the Job fails and is deleted (a map given in a "
+        "site config replaces this one)",
+    )
+    pending_timeout_seconds: float | None = Field(
+        default=1800.0,
+        gt=0,
+        description="a pod the scheduler cannot place (or a Job that gets no pod) fails after "
+        "this many seconds in which no other rc2 pod of the namespace was scheduled; "
+        "null = wait forever",
+    )
+    pod_check_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="the pods of a namespace are listed at most this often (one call for all jobs)",
+    )
 
 
 class BackendsConfig(_Model):

@@ -554,7 +554,7 @@ class RunState:
         memory_killed = status.exit_code in MEMORY_KILL_CODES or any(
             o.error_type == "MemoryError" for o in outcomes
         )
-        retry = self._retry_set(outcomes) if retries else set()
+        retry = self._retry_set(outcomes) if retries and status.retryable else set()
         for o in outcomes:
             if o.index not in retry:
                 self.states[o.index] = o.status

@@ -9,7 +9,8 @@ import pytest
 from rc2_platform.errors import ConfigError
 from rc2_platform.execution.backends import LocalBackend, make_backend
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
-from rc2_platform.execution.execution_config import load_execution_config
+from rc2_platform.execution.backends.kubernetes import KubernetesBackend
+from rc2_platform.execution.execution_config import KubernetesSettings, load_execution_config
 
 
 def test_default_config_has_rc2_steps_and_per_task_memory() -> None:
@@ -59,3 +60,28 @@ def test_make_backend_builds_configured_backends() -> None:
     assert isinstance(condor, HTCondorBackend)
     with pytest.raises(ConfigError, match="slurm"):
         make_backend(config, "slurm")
+
+
+def test_kubernetes_stuck_pod_settings_default_override_and_wiring(tmp_path: Path) -> None:
+    packaged = load_execution_config().backends.kubernetes
+    assert packaged == KubernetesSettings()  # the YAML file and the model agree
+    assert packaged.fatal_waiting_reasons["InvalidImageName"] == 0
+    assert packaged.fatal_waiting_reasons["ImagePullBackOff"] == 300
+    assert packaged.pending_timeout_seconds == 1800
+    file = tmp_path / "exec.yaml"
+    file.write_text(
+        "backends:\n  kubernetes:\n    fatal_waiting_reasons: {ImagePullBackOff: 60}\n"
+        "    pending_timeout_seconds: null\n"
+    )
+    site = load_execution_config(file).backends.kubernetes
+    assert site.fatal_waiting_reasons == {"ImagePullBackOff": 60}
+    assert site.pending_timeout_seconds is None
+    file.write_text("backends:\n  kubernetes:\n    fatal_waiting_reasons: {ErrImagePull: -1}\n")
+    with pytest.raises(ConfigError, match="fatal_waiting_reasons.ErrImagePull"):
+        load_execution_config(file)
+    batch, core = object(), object()
+    backend = make_backend(
+        load_execution_config(), "kubernetes", kubernetes_api=batch, kubernetes_core_api=core
+    )
+    assert isinstance(backend, KubernetesBackend)
+    assert backend.api is batch and backend.core_api is core

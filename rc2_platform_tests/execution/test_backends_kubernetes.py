@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes  # type: ignore[import-untyped]
 import pytest
 
+from rc2_platform.butler import Butler
 from rc2_platform.errors import ConfigError, JobSubmissionError
 from rc2_platform.execution.backends import ClusterJob, JobState
 from rc2_platform.execution.backends.kubernetes import (
@@ -15,7 +19,16 @@ from rc2_platform.execution.backends.kubernetes import (
     kubernetes_name,
     validate_manifest,
 )
-from rc2_platform.execution.execution_config import DatastoreVolume, KubernetesSettings
+from rc2_platform.execution.execution_config import (
+    DatastoreVolume,
+    KubernetesSettings,
+    ResourceRequest,
+    ResourcesConfig,
+)
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.report import build_report
+from rc2_platform.execution.runner import RunOptions, restart_run, run_graph
+from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
 
 SETTINGS = KubernetesSettings(
     namespace="rc2-prod",
@@ -172,3 +185,309 @@ def test_existing_job_name_gives_clear_error() -> None:
     backend.submit([_job("a")])
     with pytest.raises(JobSubmissionError, match="exists"):
         backend.submit([_job("a")])
+
+
+# --- Pods that can never start -------------------------------------------------------
+
+
+def _pod(
+    job: str,
+    name: str,
+    *,
+    phase: str = "Pending",
+    waiting: tuple[str, str] | None = None,
+    unschedulable: str | None = None,
+) -> Any:
+    """A ``V1Pod`` of the Job ``job`` as the API server reports it (official model classes)."""
+    m = kubernetes.client
+    scheduled = m.V1PodCondition(type="PodScheduled", status="True")
+    if unschedulable is not None:
+        scheduled = m.V1PodCondition(
+            type="PodScheduled", status="False", reason="Unschedulable", message=unschedulable
+        )
+    if waiting is not None:
+        state = m.V1ContainerState(
+            waiting=m.V1ContainerStateWaiting(reason=waiting[0], message=waiting[1])
+        )
+    elif phase == "Running":
+        state = m.V1ContainerState(running=m.V1ContainerStateRunning())
+    else:
+        state = m.V1ContainerState(waiting=m.V1ContainerStateWaiting(reason="ContainerCreating"))
+    containers = None
+    if unschedulable is None:
+        containers = [
+            m.V1ContainerStatus(
+                name="rc2", image=SETTINGS.image, image_id="", ready=phase == "Running",
+                restart_count=0, state=state,
+            )
+        ]  # fmt: skip
+    labels = {
+        "app.kubernetes.io/name": "rc2-platform",
+        "app.kubernetes.io/component": "cluster-job",
+        "batch.kubernetes.io/job-name": job,
+        "job-name": job,
+    }
+    return m.V1Pod(
+        metadata=m.V1ObjectMeta(name=name, uid=f"uid-{name}", labels=labels),
+        status=m.V1PodStatus(phase=phase, conditions=[scheduled], container_statuses=containers),
+    )
+
+
+def _matches(pod: Any, label_selector: str, field_selector: str) -> bool:
+    labels = pod.metadata.labels or {}
+    wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+    refused = {term.split("!=", 1)[1] for term in field_selector.split(",")}
+    assert all(t.startswith("status.phase!=") for t in field_selector.split(","))
+    return all(labels.get(k) == v for k, v in wanted.items()) and pod.status.phase not in refused
+
+
+class FakeCoreApi:
+    """Serves pods like ``kubernetes.client.CoreV1Api.list_namespaced_pod``."""
+
+    def __init__(self, batch: FakeBatchApi) -> None:
+        self.batch = batch
+        self.pods: dict[str, list[Any]] = {}
+        self.lists = 0
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str, field_selector: str) -> Any:
+        self.lists += 1
+        jobs = {name for ns, name in self.batch.jobs if ns == namespace}
+        items = [
+            pod
+            for pod in self.pods.get(namespace, [])
+            if pod.metadata.labels["job-name"] in jobs
+            and _matches(pod, label_selector, field_selector)
+        ]
+        return kubernetes.client.V1PodList(items=items)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cluster(**settings: Any) -> tuple[FakeBatchApi, FakeCoreApi, Clock, KubernetesBackend]:
+    batch = FakeBatchApi()
+    core = FakeCoreApi(batch)
+    clock = Clock()
+    config = SETTINGS.model_copy(update=settings)
+    return batch, core, clock, KubernetesBackend(batch, config, core_api=core, clock=clock)
+
+
+def test_image_pull_backoff_fails_naming_pod_and_reason_and_deletes_the_job() -> None:
+    batch, core, clock, backend = _cluster()
+    handles = backend.submit([_job("a"), _job("b")])
+    for name in ("rc2-a", "rc2-b"):
+        batch.jobs[("rc2-prod", name)]["status"] = {"active": 1}
+    image = "registry.example.org/rc2-platform:0.1.O"
+    pull = f'Back-off pulling image "{image}"'
+    core.pods["rc2-prod"] = [
+        _pod("rc2-a", "rc2-a-x7k2p", waiting=("ErrImagePull", f"failed to pull {image}:\nnot found")),
+        _pod("rc2-b", "rc2-b-q9w4z", phase="Running"),
+    ]  # fmt: skip
+    statuses = backend.status(handles)
+    assert statuses["rc2-prod/rc2-a"].state is JobState.PENDING  # a pull may fail once
+    assert statuses["rc2-prod/rc2-b"].state is JobState.RUNNING
+    clock.now = 120.0
+    core.pods["rc2-prod"][0] = _pod("rc2-a", "rc2-a-x7k2p", waiting=("ImagePullBackOff", pull))
+    assert backend.status(handles)["rc2-prod/rc2-a"].state is JobState.PENDING
+    assert core.lists == 2  # one list per namespace and status() call, not one per job
+    clock.now = 305.0
+    failed = backend.status(handles)["rc2-prod/rc2-a"]
+    assert failed.state is JobState.FAILED and not failed.retryable
+    assert failed.reason == (
+        "cluster job a (Kubernetes Job rc2-prod/rc2-a, pod rc2-a-x7k2p) cannot start: "
+        f"ImagePullBackOff: {pull} (for 305 s); Job deleted"
+    )
+    assert ("delete", {"name": "rc2-a", "namespace": "rc2-prod", "policy": "Foreground"}) in (
+        batch.calls
+    )
+    assert ("rc2-prod", "rc2-a") not in batch.jobs
+    again = backend.status(handles)  # the deleted Job stays FAILED, not REMOVED
+    assert again["rc2-prod/rc2-a"] == failed
+    assert again["rc2-prod/rc2-b"].state is JobState.RUNNING
+    assert failed.to_dict()["retryable"] is False
+
+
+def test_invalid_image_name_fails_at_once_and_a_missing_secret_after_its_grace() -> None:
+    batch, core, clock, backend = _cluster(pod_check_seconds=0)
+    handles = backend.submit([_job("a"), _job("b")])
+    secret = 'secret "rc2-registry-secret" not found'
+    core.pods["rc2-prod"] = [
+        _pod("rc2-a", "rc2-a-1", waiting=("InvalidImageName", "couldn't parse image name")),
+        _pod("rc2-b", "rc2-b-1", waiting=("CreateContainerConfigError", secret)),
+    ]
+    statuses = backend.status(handles)
+    assert statuses["rc2-prod/rc2-a"].state is JobState.FAILED
+    assert "InvalidImageName: couldn't parse image name" in (
+        statuses["rc2-prod/rc2-a"].reason or ""
+    )
+    assert statuses["rc2-prod/rc2-b"].state is JobState.PENDING
+    clock.now = 119.0
+    assert backend.status(handles)["rc2-prod/rc2-b"].state is JobState.PENDING
+    clock.now = 120.0
+    missing = backend.status(handles)["rc2-prod/rc2-b"]
+    assert missing.state is JobState.FAILED and secret in (missing.reason or "")
+
+
+def test_unschedulable_pod_fails_after_the_pending_timeout_with_the_scheduler_message() -> None:
+    batch, core, clock, backend = _cluster(pending_timeout_seconds=1800, pod_check_seconds=0)
+    (handle,) = backend.submit([_job("big")])
+    batch.jobs[("rc2-prod", "rc2-big")]["status"] = {"active": 1}
+    message = "0/4 nodes are available: 4 Insufficient memory. preemption: 0/4 nodes are available"
+    core.pods["rc2-prod"] = [_pod("rc2-big", "rc2-big-abcde", unschedulable=message)]
+    assert backend.status([handle])[handle.id].state is JobState.PENDING  # not RUNNING
+    clock.now = 1799.0
+    assert backend.status([handle])[handle.id].state is JobState.PENDING
+    clock.now = 1800.0
+    failed = backend.status([handle])[handle.id]
+    assert failed.state is JobState.FAILED and not failed.retryable
+    assert failed.reason == (
+        "cluster job big (Kubernetes Job rc2-prod/rc2-big, pod rc2-big-abcde) cannot start: "
+        f"Unschedulable for 1800 s: {message}; Job deleted"
+    )
+    assert batch.calls[-1][0] == "delete"
+
+
+def test_unschedulable_pods_queueing_behind_scheduled_ones_are_not_stuck() -> None:
+    batch, core, clock, backend = _cluster(pending_timeout_seconds=1800)
+    handles = backend.submit([_job("a"), _job("b"), _job("c")])
+    full = "0/4 nodes are available: 4 Insufficient cpu."
+    pods = core.pods["rc2-prod"] = [
+        _pod("rc2-a", "rc2-a-1", phase="Running"),
+        _pod("rc2-b", "rc2-b-1", unschedulable=full),
+        _pod("rc2-c", "rc2-c-1", unschedulable=full),
+    ]
+    backend.status(handles)
+    clock.now = 1000.0  # a finished, b was scheduled: the queue moves
+    pods[:] = [_pod("rc2-b", "rc2-b-1", phase="Running"), pods[2]]
+    backend.status(handles)
+    clock.now = 2700.0  # c has waited 2700 s, but only 1700 s since a pod was scheduled
+    assert backend.status(handles)["rc2-prod/rc2-c"].state is JobState.PENDING
+    clock.now = 2800.0
+    assert backend.status(handles)["rc2-prod/rc2-c"].state is JobState.FAILED
+
+
+def test_job_without_pod_fails_after_the_timeout_and_none_waits_forever() -> None:
+    batch, core, clock, backend = _cluster(pending_timeout_seconds=600)
+    (handle,) = backend.submit([_job("quota")])
+    assert backend.status([handle])[handle.id].state is JobState.PENDING
+    clock.now = 600.0
+    failed = backend.status([handle])[handle.id]
+    assert failed.state is JobState.FAILED
+    assert "no pod for 600 s (`kubectl describe job -n rc2-prod rc2-quota` says why)" in (
+        failed.reason or ""
+    )
+
+    batch, core, clock, backend = _cluster(pending_timeout_seconds=None)
+    (handle,) = backend.submit([_job("big")])
+    core.pods["rc2-prod"] = [_pod("rc2-big", "rc2-big-1", unschedulable="0/4 nodes")]
+    clock.now = 10.0**7
+    assert backend.status([handle])[handle.id].state is JobState.PENDING
+
+
+def test_pods_are_listed_at_most_every_pod_check_seconds_and_only_when_needed() -> None:
+    batch, core, clock, backend = _cluster(pod_check_seconds=15)
+    handles = backend.submit([_job("a"), _job("b")])
+    core.pods["rc2-prod"] = [_pod("rc2-a", "rc2-a-1", waiting=("InvalidImageName", "bad"))]
+    assert backend.status(handles)["rc2-prod/rc2-a"].state is JobState.FAILED
+    clock.now = 14.0  # decided on the listing at 0 s, not on one older than the time judged
+    core.pods["rc2-prod"] = [_pod("rc2-b", "rc2-b-1", unschedulable="0/4 nodes")]
+    for _ in range(3):
+        assert backend.status(handles)["rc2-prod/rc2-b"].state is JobState.PENDING
+    assert core.lists == 1
+    clock.now = 15.0
+    backend.status(handles)
+    assert core.lists == 2
+    batch.jobs[("rc2-prod", "rc2-b")]["status"] = {  # finished Jobs need no pods
+        "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
+    clock.now = 100.0
+    statuses = backend.status(handles)
+    assert [s.state for s in statuses.values()] == [JobState.FAILED, JobState.SUCCEEDED]
+    assert core.lists == 2
+
+    batch, core, clock, backend = _cluster(fatal_waiting_reasons={}, pending_timeout_seconds=None)
+    backend.status(backend.submit([_job("a")]))
+    assert core.lists == 0  # both checks switched off: pods are never read
+
+
+class FakeCluster(FakeBatchApi):
+    """One node of ``memory_mb``: a Job whose pod fits runs its command here at once (with
+    the pod's environment and working directory); a larger one stays Unschedulable. Each
+    pod listing advances the clock by a minute."""
+
+    def __init__(self, memory_mb: int) -> None:
+        super().__init__()
+        self.memory_mb = memory_mb
+        self.core = FakeCoreApi(self)
+        self.clock = Clock()
+        list_pods = self.core.list_namespaced_pod
+
+        def ticking(namespace: str, label_selector: str, field_selector: str) -> Any:
+            self.clock.now += 60.0
+            return list_pods(namespace, label_selector, field_selector)
+
+        self.core.list_namespaced_pod = ticking  # type: ignore[method-assign]
+
+    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        super().create_namespaced_job(namespace, body)
+        name = body["metadata"]["name"]
+        (container,) = body["spec"]["template"]["spec"]["containers"]
+        request = int(container["resources"]["requests"]["memory"].removesuffix("Mi"))
+        job = self.jobs[(namespace, name)]
+        if request > self.memory_mb:
+            job["status"] = {"active": 1}
+            message = f"0/1 nodes are available: 1 Insufficient memory ({request}Mi asked)."
+            self.core.pods.setdefault(namespace, []).append(
+                _pod(name, f"{name}-pod", unschedulable=message)
+            )
+            return body
+        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+        proc = subprocess.run(container["command"], env=env, cwd=container["workingDir"])
+        done = "Complete" if proc.returncode == 0 else "Failed"
+        job["status"] = {
+            "succeeded" if done == "Complete" else "failed": 1,
+            "conditions": [{"type": done, "status": "True"}],
+        }
+        return body
+
+
+def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path: Path) -> None:
+    butler, raws = make_repo(tmp_path / "repo")
+    butler.close()
+    make_graph(tmp_path / "g.qgraph", raws)
+    config = make_config(retries=1)
+    big = ResourcesConfig(tasks={"c": ResourceRequest(request_memory_mb=8192)})
+    config = config.model_copy(update={"resources": big})
+    cluster = FakeCluster(memory_mb=4096)
+    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
+    options = RunOptions(poll_seconds=0.001)
+    summary = run_graph(
+        tmp_path / "g.qgraph", tmp_path / "repo", config=config, options=options, backend=backend
+    )
+    assert summary.status == "failed"  # it ended instead of waiting forever
+    assert summary.counts["succeeded"] == 6 and summary.counts["failed"] == 1
+    report = build_report(tmp_path / "repo", RUN)
+    assert report.tasks["c"]["failed"] == 1 and report.tasks["c"]["retried"] == 0
+    (error,) = report.errors
+    assert (
+        "cluster job step2_HSC (Kubernetes Job rc2-prod/rc2-step2-hsc, pod rc2-step2-hsc-pod)"
+        in (error["message"])
+    )
+    assert "Unschedulable for 1" in error["message"]
+    assert "Insufficient memory (8192Mi asked)" in error["message"]
+    assert ("rc2-prod", "rc2-step2-hsc") not in cluster.jobs  # deleted
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    assert not list(journal.events("retry_scheduled"))  # a new attempt would not fit either
+
+    cluster.memory_mb = 16384  # the operator adds a bigger node
+    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
+    summary = restart_run(tmp_path / "repo", RUN, backend=backend)
+    assert summary.status == "succeeded"
+    with Butler(tmp_path / "repo") as butler:
+        assert len(butler.query_datasets("c_out", collections=RUN)) == 1

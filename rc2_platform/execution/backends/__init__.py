@@ -33,6 +33,7 @@ def make_backend(
     *,
     schedd: Any = None,
     kubernetes_api: Any = None,
+    kubernetes_core_api: Any = None,
 ) -> Backend:
     """Build the backend ``kind`` (default: ``config.backends.default``) from the config.
 
@@ -46,7 +47,12 @@ def make_backend(
         For HTCondor: the schedd client (a real ``HTCondorSchedd`` if omitted).
     kubernetes_api : `object`, optional
         For Kubernetes: a ``BatchV1Api``-like client; if omitted, the ``kubernetes``
-        package's client is built from the in-cluster or kubeconfig configuration.
+        package's ``BatchV1Api`` and ``CoreV1Api`` are built from the in-cluster or
+        kubeconfig configuration.
+    kubernetes_core_api : `object`, optional
+        For Kubernetes: a ``CoreV1Api``-like client (``list_namespaced_pod``), with which
+        the backend fails Jobs whose pod can never start; without it (and with
+        ``kubernetes_api`` given) pods are not read.
 
     Raises
     ------
@@ -66,13 +72,17 @@ def make_backend(
     if kind == "kubernetes":
         from .kubernetes import KubernetesBackend
 
+        if kubernetes_api is None:
+            kubernetes_api, default_core = _default_kubernetes_apis()
+            kubernetes_core_api = kubernetes_core_api or default_core
         return KubernetesBackend(
-            kubernetes_api or _default_kubernetes_api(), config.backends.kubernetes
+            kubernetes_api, config.backends.kubernetes, core_api=kubernetes_core_api
         )
     raise ConfigError(f"Unknown execution backend {kind!r}; use local, htcondor or kubernetes.")
 
 
-def _default_kubernetes_api() -> Any:
+def _default_kubernetes_apis() -> tuple[Any, Any]:
+    """``(BatchV1Api, CoreV1Api)`` from the in-cluster or kubeconfig configuration."""
     try:
         from kubernetes import client, config  # type: ignore[import-untyped]
     except ImportError:
@@ -88,4 +98,4 @@ def _default_kubernetes_api() -> Any:
             raise ConfigError(
                 f"No Kubernetes configuration found (in-cluster or kubeconfig): {exc}"
             ) from None
-    return client.BatchV1Api()
+    return client.BatchV1Api(), client.CoreV1Api()

@@ -64,21 +64,28 @@ class JobStatus:
         Hold / removal / failure reason (e.g. ``"killed by signal 9"``).
     attempts : `int`
         How many times the job has started (retries included).
+    retryable : `bool`
+        False when a new attempt would fail the same way (a Kubernetes pod whose image
+        cannot be pulled, or that no node can take): the orchestrator does not retry it.
     """
 
     state: JobState
     exit_code: int | None = None
     reason: str | None = None
     attempts: int = 0
+    retryable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
-        return {
+        data: dict[str, Any] = {
             "state": self.state.value,
             "exit_code": self.exit_code,
             "reason": self.reason,
             "attempts": self.attempts,
         }
+        if not self.retryable:
+            data["retryable"] = False
+        return data
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")

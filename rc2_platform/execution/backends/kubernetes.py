@@ -3,24 +3,30 @@
 The API client is duck-typed like ``kubernetes.client.BatchV1Api``
 (``create_namespaced_job``, ``read_namespaced_job_status``, ``delete_namespaced_job``),
 so tests drive the backend with a recording fake and production passes the real
-client (or the Dagster layer wraps the same manifest in ``PipesK8sClient``).
+client (or the Dagster layer wraps the same manifest in ``PipesK8sClient``). A
+``CoreV1Api`` (``list_namespaced_pod``) lets it see pods that can never start
+(:mod:`.kubernetes_pods`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from rc2_platform.errors import BackendError, ConfigError, JobSubmissionError
 
 from ..execution_config import KubernetesSettings
 from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
+from .kubernetes_pods import PodView, PodWatch, api_field, pod_view
 
 __all__ = [
     "APP_NAME",
     "DEFAULT_SCHEMA_VERSION",
+    "POD_LABEL_SELECTOR",
     "KubernetesBackend",
     "build_job_manifest",
     "kubernetes_name",
@@ -33,6 +39,10 @@ APP_NAME = "rc2-platform"
 DEFAULT_SCHEMA_VERSION = "1.30"
 #: Container exit code of a process killed by SIGKILL (the kernel OOM killer).
 OOM_EXIT_CODE = 137
+#: Selects the pods of rc2's cluster jobs (the labels of every Job's pod template).
+POD_LABEL_SELECTOR = f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/component=cluster-job"
+
+_log = logging.getLogger(__name__)
 
 
 def kubernetes_name(text: str, prefix: str = "rc2-") -> str:
@@ -156,28 +166,19 @@ def validate_manifest(manifest: dict[str, Any], version: str = DEFAULT_SCHEMA_VE
         ) from None
 
 
-def _field(obj: Any, snake: str, camel: str | None = None) -> Any:
-    """Read a field from a kubernetes-client model object or a plain dict."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(camel or snake, obj.get(snake))
-    return getattr(obj, snake, None)
-
-
 def job_status_from_api(job_object: Any) -> JobStatus:
     """Map a ``V1Job`` (object or dict) to a :class:`JobStatus`."""
-    status = _field(job_object, "status")
-    active = _field(status, "active") or 0
-    succeeded = _field(status, "succeeded") or 0
-    failed = _field(status, "failed") or 0
+    status = api_field(job_object, "status")
+    active = api_field(status, "active") or 0
+    succeeded = api_field(status, "succeeded") or 0
+    failed = api_field(status, "failed") or 0
     attempts = active + succeeded + failed
-    for condition in _field(status, "conditions") or []:
-        if _field(condition, "status") != "True":
+    for condition in api_field(status, "conditions") or []:
+        if api_field(condition, "status") != "True":
             continue
-        kind = _field(condition, "type")
-        reason = _field(condition, "reason")
-        message = _field(condition, "message")
+        kind = api_field(condition, "type")
+        reason = api_field(condition, "reason")
+        message = api_field(condition, "message")
         text = ": ".join(str(p) for p in (reason, message) if p) or None
         if kind == "Complete":
             return JobStatus(JobState.SUCCEEDED, 0, None, attempts)
@@ -198,15 +199,34 @@ class KubernetesBackend(Backend):
     api : `object`
         A ``kubernetes.client.BatchV1Api`` or anything with the same three methods.
     settings : `KubernetesSettings`, optional
-        Namespace, image, service account, datastore volume, node selector.
+        Namespace, image, service account, datastore volume, node selector, and when a
+        pod that cannot start fails its Job (``fatal_waiting_reasons``,
+        ``pending_timeout_seconds``, ``pod_check_seconds``).
+    core_api : `object`, optional
+        A ``kubernetes.client.CoreV1Api`` (``list_namespaced_pod``); without it pods are
+        not read, and a Job whose pod can never start stays PENDING/RUNNING.
+    clock : callable, optional
+        Seconds, monotonic (``time.monotonic``); the pod timers run on it.
     """
 
     name: ClassVar[str] = "kubernetes"
 
-    def __init__(self, api: Any, settings: KubernetesSettings | None = None) -> None:
+    def __init__(
+        self,
+        api: Any,
+        settings: KubernetesSettings | None = None,
+        *,
+        core_api: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api = api
+        self.core_api = core_api
         self.settings = settings or KubernetesSettings()
+        self.clock = clock
         self._deleted: set[str] = set()
+        self._stuck: dict[str, JobStatus] = {}  # handle id -> FAILED (its Job deleted by us)
+        self._pods = PodWatch(self.settings)
+        self._listed: dict[str, tuple[float, dict[str, list[PodView]]]] = {}
 
     def submit(self, jobs: Sequence[ClusterJob]) -> list[JobHandle]:
         """Create one Job per cluster job in ``settings.namespace``."""
@@ -241,10 +261,19 @@ class KubernetesBackend(Backend):
         return handles
 
     def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
-        """Read each Job's status; a deleted (404) Job is REMOVED."""
+        """Read each Job's status; a deleted (404) Job is REMOVED.
+
+        A Job that is not finished has its pods read too (one ``list_namespaced_pod`` per
+        namespace, at most every ``pod_check_seconds``): it is RUNNING when a pod runs,
+        and FAILED (not retried, the Job deleted) when its pod can never start.
+        """
         self._check_handles(handles)
-        result = {}
+        result: dict[str, JobStatus] = {}
+        unfinished: list[JobHandle] = []
         for handle in handles:
+            if handle.id in self._stuck:
+                result[handle.id] = self._stuck[handle.id]
+                continue
             namespace, name = handle.id.split("/", 1)
             try:
                 job_object = self.api.read_namespaced_job_status(name=name, namespace=namespace)
@@ -257,8 +286,71 @@ class KubernetesBackend(Backend):
             status = job_status_from_api(job_object)
             if handle.id in self._deleted and not status.state.is_terminal:
                 status = JobStatus(JobState.REMOVED, None, "cancelled", status.attempts)
+            elif not status.state.is_terminal and handle.id not in self._deleted:
+                unfinished.append(handle)
+            else:
+                self._pods.forget(namespace, name)
             result[handle.id] = status
+        if unfinished and self.core_api is not None and self._pods.needed:
+            for handle in unfinished:
+                result[handle.id] = self._pod_status(handle, result[handle.id])
         return result
+
+    def _pod_status(self, handle: JobHandle, status: JobStatus) -> JobStatus:
+        """The status of an unfinished Job refined by its pods; FAILED when stuck."""
+        namespace, name = handle.id.split("/", 1)
+        listed_at, pods = self._list_pods(namespace)
+        verdict = self._pods.verdict(namespace, name, status, pods.get(name, []), listed_at)
+        if isinstance(verdict, JobStatus):
+            return verdict
+        pod = f", pod {verdict.pod}" if verdict.pod else ""
+        line = (
+            f"cluster job {handle.job_name} (Kubernetes Job {namespace}/{name}{pod}) cannot "
+            f"start: {verdict.cause}"
+        )
+        if verdict.pod is None:
+            line += f" (`kubectl describe job -n {namespace} {name}` says why)"
+        try:
+            self.api.delete_namespaced_job(
+                name=name, namespace=namespace, propagation_policy="Foreground"
+            )
+            line += "; Job deleted"
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                line += f"; deleting the Job failed ({exc}): delete it by hand"
+        self._pods.forget(namespace, name)
+        failed = JobStatus(JobState.FAILED, None, line, status.attempts, retryable=False)
+        self._stuck[handle.id] = failed
+        _log.warning("%s", line)
+        return failed
+
+    def _list_pods(self, namespace: str) -> tuple[float, dict[str, list[PodView]]]:
+        """When the namespace's unfinished rc2 pods were listed (at most every
+        ``pod_check_seconds``), and those pods by Job name."""
+        now = self.clock()
+        listed = self._listed.get(namespace)
+        if listed is not None and now - listed[0] < self.settings.pod_check_seconds:
+            return listed
+        try:
+            answer = self.core_api.list_namespaced_pod(
+                namespace=namespace,
+                label_selector=POD_LABEL_SELECTOR,
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+            )
+        except Exception as exc:
+            raise BackendError(
+                f"Could not list the pods of rc2 Jobs in Kubernetes namespace {namespace!r}: "
+                f"{exc} (the orchestrator needs 'list' on pods there; or set "
+                "backends.kubernetes.fatal_waiting_reasons: {} and pending_timeout_seconds: "
+                "null to stop reading pods)"
+            ) from None
+        views = [v for pod in api_field(answer, "items") or [] if (v := pod_view(pod)) is not None]
+        self._pods.observe(namespace, views, now)
+        by_job: dict[str, list[PodView]] = {}
+        for view in views:
+            by_job.setdefault(view.job, []).append(view)
+        self._listed[namespace] = (now, by_job)
+        return now, by_job
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         """Delete the Jobs and their pods (foreground propagation)."""
