@@ -345,3 +345,16 @@ def chunks(seq: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     """Consecutive slices of at most ``size`` items."""
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+def restrict_columns(
+    columns: Sequence[Any], keys: Iterable[tuple[Any, ...]], limit: int = 10_000
+) -> list[Any]:
+    """Per-column IN constraints that contain ``keys`` (callers filter exactly afterwards)."""
+    keys = list(keys)
+    out = []
+    for i, col in enumerate(columns):
+        values = sorted({k[i] for k in keys}, key=repr)
+        if len(values) <= limit:
+            out.append(col.in_(values))
+    return out

@@ -11,7 +11,8 @@ from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import CalibrationConflictError, DimensionValueError
-from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType, restrict_columns
+from rc2_platform.registry._bulk import restrict_columns
+from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
 from rc2_platform.registry.schema import RegistrySchema
 
 

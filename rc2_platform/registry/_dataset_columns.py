@@ -166,7 +166,7 @@ def import_dataset_columns(
                 keys = [keys[k] for k in keep]
         if not ids:
             continue
-        datasets.check_data_ids(conn, stored, keys, verified)
+        datasets.checks.check_data_ids(conn, stored, keys, verified)
         type_id = stored.id
         ds_ids.append((type_id, ids))
         new += len(ids)
@@ -229,7 +229,7 @@ def _insert_tags(
                         insert_rows(conn, one.tags, columns, sorted(tag_rows, key=_third))
                 except sa.exc.IntegrityError as exc:
                     refs = _refs(one, run, ids, [row[3:] for row in tag_rows])
-                    datasets.explain_integrity_error(conn, one, refs, run_id, exc)
+                    datasets.checks.explain_integrity_error(conn, one, refs, run_id, exc)
             raise  # a conflict between the types' rows themselves (not possible: ids differ)
         for one, _, _ in group:
             datasets.note_summary(conn, run_id, one.id)

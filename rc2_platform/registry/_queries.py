@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from rc2_platform.core.dataset_types import CollectionType
 from rc2_platform.core.timespan import Timespan
 from rc2_platform.errors import ExpressionError
+from rc2_platform.registry._bulk import restrict_columns
 from rc2_platform.registry._collections import CollectionRecord
-from rc2_platform.registry._datasets import StoredDatasetType, restrict_columns
+from rc2_platform.registry._datasets import StoredDatasetType
 from rc2_platform.registry.schema import RegistrySchema
 
 

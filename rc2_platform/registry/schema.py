@@ -224,7 +224,7 @@ class RegistrySchema:
         # No foreign keys on the two hot tables' type/run/collection/data ID columns: each
         # costs a check (a trigger on PostgreSQL) per inserted row. The registry writes
         # those values from its own cached records and validates data IDs set-wise per
-        # batch (see ``DatasetManager.check_data_ids``); collection removal deletes the
+        # batch (see ``DatasetChecks.check_data_ids``); collection removal deletes the
         # membership rows explicitly.
         self.dataset = sa.Table(
             "dataset",
