@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from rc2_platform.execution.backends import ClusterJob, JobState
 from rc2_platform.execution.backends.kubernetes import (
     KubernetesBackend,
     build_job_manifest,
+    job_object_name,
     kubernetes_name,
     validate_manifest,
 )
@@ -82,7 +85,8 @@ def test_manifest_carries_image_command_resources_labels_and_volume() -> None:
     meta, spec = manifest["metadata"], manifest["spec"]
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
-    assert meta["namespace"] == "rc2-prod" and meta["name"] == "rc2-step1-visit-1228"
+    assert meta["namespace"] == "rc2-prod"
+    assert re.fullmatch(r"rc2-step1-visit-1228-[0-9a-f]{8}", meta["name"])
     assert meta["labels"]["app.kubernetes.io/name"] == "rc2-platform"
     assert meta["labels"]["rc2/cluster"] == "step1-visit-1228"
     assert meta["labels"]["rc2/run"] == "HSC-runs-RC2-2025-01"
@@ -104,6 +108,24 @@ def test_manifest_carries_image_command_resources_labels_and_volume() -> None:
 def test_long_names_become_unique_dns_labels() -> None:
     a, b = kubernetes_name("Step2_" + "a" * 80 + "1"), kubernetes_name("Step2_" + "a" * 80 + "2")
     assert a != b and len(a) <= 63 and a == a.lower()
+    assert len(job_object_name(_job("Step2_" + "a" * 80))) <= 63
+
+
+def test_each_attempt_and_run_gets_its_own_job_name() -> None:
+    first = _job("step1-visit-1228")
+    retry = dataclasses.replace(first, working_dir=Path("/repo/_runs/r/jobs/c/attempt2"))
+    assert job_object_name(first) == job_object_name(_job("step1-visit-1228"))
+    assert job_object_name(first) != job_object_name(retry)
+    assert job_object_name(first) != job_object_name(_job("step1-visit-1229"))
+
+
+def _name(cluster: str) -> str:
+    """The Kubernetes Job name of ``_job(cluster)``."""
+    return job_object_name(_job(cluster))
+
+
+def _id(cluster: str) -> str:
+    return f"rc2-prod/{_name(cluster)}"
 
 
 class ApiError(Exception):
@@ -145,15 +167,15 @@ def test_submit_status_cancel_against_fake_api() -> None:
     backend = KubernetesBackend(api, SETTINGS)
     handles = backend.submit([_job("a"), _job("b"), _job("c"), _job("d")])
     assert [c[0] for c in api.calls] == ["create"] * 4
-    assert handles[0].id == "rc2-prod/rc2-a"
+    assert handles[0].id == _id("a")
     validate_manifest(api.calls[0][1]["body"])
     assert {s.state for s in backend.status(handles).values()} == {JobState.PENDING}
 
-    api.jobs[("rc2-prod", "rc2-a")]["status"] = {
+    api.jobs[("rc2-prod", _name("a"))]["status"] = {
         "succeeded": 1,
         "conditions": [{"type": "Complete", "status": "True"}],
     }
-    api.jobs[("rc2-prod", "rc2-b")]["status"] = {
+    api.jobs[("rc2-prod", _name("b"))]["status"] = {
         "failed": 3,
         "conditions": [
             {
@@ -164,19 +186,19 @@ def test_submit_status_cancel_against_fake_api() -> None:
             }
         ],
     }
-    api.jobs[("rc2-prod", "rc2-c")]["status"] = {"active": 1}
+    api.jobs[("rc2-prod", _name("c"))]["status"] = {"active": 1}
     backend.cancel([handles[3]])
     assert api.calls[-1] == (
         "delete",
-        {"name": "rc2-d", "namespace": "rc2-prod", "policy": "Foreground"},
+        {"name": _name("d"), "namespace": "rc2-prod", "policy": "Foreground"},
     )
     statuses = backend.status(handles)
-    assert statuses["rc2-prod/rc2-a"].state is JobState.SUCCEEDED
-    failed = statuses["rc2-prod/rc2-b"]
+    assert statuses[_id("a")].state is JobState.SUCCEEDED
+    failed = statuses[_id("b")]
     assert failed.state is JobState.FAILED and "BackoffLimitExceeded" in (failed.reason or "")
     assert failed.attempts == 3
-    assert statuses["rc2-prod/rc2-c"].state is JobState.RUNNING
-    assert statuses["rc2-prod/rc2-d"].state is JobState.REMOVED
+    assert statuses[_id("c")].state is JobState.RUNNING
+    assert statuses[_id("d")].state is JobState.REMOVED
 
 
 def test_existing_job_name_gives_clear_error() -> None:
@@ -280,35 +302,35 @@ def _cluster(**settings: Any) -> tuple[FakeBatchApi, FakeCoreApi, Clock, Kuberne
 def test_image_pull_backoff_fails_naming_pod_and_reason_and_deletes_the_job() -> None:
     batch, core, clock, backend = _cluster()
     handles = backend.submit([_job("a"), _job("b")])
-    for name in ("rc2-a", "rc2-b"):
+    for name in (_name("a"), _name("b")):
         batch.jobs[("rc2-prod", name)]["status"] = {"active": 1}
     image = "registry.example.org/rc2-platform:0.1.O"
     pull = f'Back-off pulling image "{image}"'
     core.pods["rc2-prod"] = [
-        _pod("rc2-a", "rc2-a-x7k2p", waiting=("ErrImagePull", f"failed to pull {image}:\nnot found")),
-        _pod("rc2-b", "rc2-b-q9w4z", phase="Running"),
+        _pod(_name("a"), "rc2-a-x7k2p", waiting=("ErrImagePull", f"failed to pull {image}:\nnot found")),
+        _pod(_name("b"), "rc2-b-q9w4z", phase="Running"),
     ]  # fmt: skip
     statuses = backend.status(handles)
-    assert statuses["rc2-prod/rc2-a"].state is JobState.PENDING  # a pull may fail once
-    assert statuses["rc2-prod/rc2-b"].state is JobState.RUNNING
+    assert statuses[_id("a")].state is JobState.PENDING  # a pull may fail once
+    assert statuses[_id("b")].state is JobState.RUNNING
     clock.now = 120.0
-    core.pods["rc2-prod"][0] = _pod("rc2-a", "rc2-a-x7k2p", waiting=("ImagePullBackOff", pull))
-    assert backend.status(handles)["rc2-prod/rc2-a"].state is JobState.PENDING
+    core.pods["rc2-prod"][0] = _pod(_name("a"), "rc2-a-x7k2p", waiting=("ImagePullBackOff", pull))
+    assert backend.status(handles)[_id("a")].state is JobState.PENDING
     assert core.lists == 2  # one list per namespace and status() call, not one per job
     clock.now = 305.0
-    failed = backend.status(handles)["rc2-prod/rc2-a"]
+    failed = backend.status(handles)[_id("a")]
     assert failed.state is JobState.FAILED and not failed.retryable
     assert failed.reason == (
-        "cluster job a (Kubernetes Job rc2-prod/rc2-a, pod rc2-a-x7k2p) cannot start: "
+        f"cluster job a (Kubernetes Job {_id('a')}, pod rc2-a-x7k2p) cannot start: "
         f"ImagePullBackOff: {pull} (for 305 s); Job deleted"
     )
-    assert ("delete", {"name": "rc2-a", "namespace": "rc2-prod", "policy": "Foreground"}) in (
+    assert ("delete", {"name": _name("a"), "namespace": "rc2-prod", "policy": "Foreground"}) in (
         batch.calls
     )
-    assert ("rc2-prod", "rc2-a") not in batch.jobs
+    assert ("rc2-prod", _name("a")) not in batch.jobs
     again = backend.status(handles)  # the deleted Job stays FAILED, not REMOVED
-    assert again["rc2-prod/rc2-a"] == failed
-    assert again["rc2-prod/rc2-b"].state is JobState.RUNNING
+    assert again[_id("a")] == failed
+    assert again[_id("b")].state is JobState.RUNNING
     assert failed.to_dict()["retryable"] is False
 
 
@@ -317,28 +339,26 @@ def test_invalid_image_name_fails_at_once_and_a_missing_secret_after_its_grace()
     handles = backend.submit([_job("a"), _job("b")])
     secret = 'secret "rc2-registry-secret" not found'
     core.pods["rc2-prod"] = [
-        _pod("rc2-a", "rc2-a-1", waiting=("InvalidImageName", "couldn't parse image name")),
-        _pod("rc2-b", "rc2-b-1", waiting=("CreateContainerConfigError", secret)),
+        _pod(_name("a"), "rc2-a-1", waiting=("InvalidImageName", "couldn't parse image name")),
+        _pod(_name("b"), "rc2-b-1", waiting=("CreateContainerConfigError", secret)),
     ]
     statuses = backend.status(handles)
-    assert statuses["rc2-prod/rc2-a"].state is JobState.FAILED
-    assert "InvalidImageName: couldn't parse image name" in (
-        statuses["rc2-prod/rc2-a"].reason or ""
-    )
-    assert statuses["rc2-prod/rc2-b"].state is JobState.PENDING
+    assert statuses[_id("a")].state is JobState.FAILED
+    assert "InvalidImageName: couldn't parse image name" in (statuses[_id("a")].reason or "")
+    assert statuses[_id("b")].state is JobState.PENDING
     clock.now = 119.0
-    assert backend.status(handles)["rc2-prod/rc2-b"].state is JobState.PENDING
+    assert backend.status(handles)[_id("b")].state is JobState.PENDING
     clock.now = 120.0
-    missing = backend.status(handles)["rc2-prod/rc2-b"]
+    missing = backend.status(handles)[_id("b")]
     assert missing.state is JobState.FAILED and secret in (missing.reason or "")
 
 
 def test_unschedulable_pod_fails_after_the_pending_timeout_with_the_scheduler_message() -> None:
     batch, core, clock, backend = _cluster(pending_timeout_seconds=1800, pod_check_seconds=0)
     (handle,) = backend.submit([_job("big")])
-    batch.jobs[("rc2-prod", "rc2-big")]["status"] = {"active": 1}
+    batch.jobs[("rc2-prod", _name("big"))]["status"] = {"active": 1}
     message = "0/4 nodes are available: 4 Insufficient memory. preemption: 0/4 nodes are available"
-    core.pods["rc2-prod"] = [_pod("rc2-big", "rc2-big-abcde", unschedulable=message)]
+    core.pods["rc2-prod"] = [_pod(_name("big"), "rc2-big-abcde", unschedulable=message)]
     assert backend.status([handle])[handle.id].state is JobState.PENDING  # not RUNNING
     clock.now = 1799.0
     assert backend.status([handle])[handle.id].state is JobState.PENDING
@@ -346,7 +366,7 @@ def test_unschedulable_pod_fails_after_the_pending_timeout_with_the_scheduler_me
     failed = backend.status([handle])[handle.id]
     assert failed.state is JobState.FAILED and not failed.retryable
     assert failed.reason == (
-        "cluster job big (Kubernetes Job rc2-prod/rc2-big, pod rc2-big-abcde) cannot start: "
+        f"cluster job big (Kubernetes Job {_id('big')}, pod rc2-big-abcde) cannot start: "
         f"Unschedulable for 1800 s: {message}; Job deleted"
     )
     assert batch.calls[-1][0] == "delete"
@@ -357,18 +377,18 @@ def test_unschedulable_pods_queueing_behind_scheduled_ones_are_not_stuck() -> No
     handles = backend.submit([_job("a"), _job("b"), _job("c")])
     full = "0/4 nodes are available: 4 Insufficient cpu."
     pods = core.pods["rc2-prod"] = [
-        _pod("rc2-a", "rc2-a-1", phase="Running"),
-        _pod("rc2-b", "rc2-b-1", unschedulable=full),
-        _pod("rc2-c", "rc2-c-1", unschedulable=full),
+        _pod(_name("a"), "rc2-a-1", phase="Running"),
+        _pod(_name("b"), "rc2-b-1", unschedulable=full),
+        _pod(_name("c"), "rc2-c-1", unschedulable=full),
     ]
     backend.status(handles)
     clock.now = 1000.0  # a finished, b was scheduled: the queue moves
-    pods[:] = [_pod("rc2-b", "rc2-b-1", phase="Running"), pods[2]]
+    pods[:] = [_pod(_name("b"), "rc2-b-1", phase="Running"), pods[2]]
     backend.status(handles)
     clock.now = 2700.0  # c has waited 2700 s, but only 1700 s since a pod was scheduled
-    assert backend.status(handles)["rc2-prod/rc2-c"].state is JobState.PENDING
+    assert backend.status(handles)[_id("c")].state is JobState.PENDING
     clock.now = 2800.0
-    assert backend.status(handles)["rc2-prod/rc2-c"].state is JobState.FAILED
+    assert backend.status(handles)[_id("c")].state is JobState.FAILED
 
 
 def test_job_without_pod_fails_after_the_timeout_and_none_waits_forever() -> None:
@@ -378,13 +398,13 @@ def test_job_without_pod_fails_after_the_timeout_and_none_waits_forever() -> Non
     clock.now = 600.0
     failed = backend.status([handle])[handle.id]
     assert failed.state is JobState.FAILED
-    assert "no pod for 600 s (`kubectl describe job -n rc2-prod rc2-quota` says why)" in (
+    assert f"no pod for 600 s (`kubectl describe job -n rc2-prod {_name('quota')}` says why)" in (
         failed.reason or ""
     )
 
     batch, core, clock, backend = _cluster(pending_timeout_seconds=None)
     (handle,) = backend.submit([_job("big")])
-    core.pods["rc2-prod"] = [_pod("rc2-big", "rc2-big-1", unschedulable="0/4 nodes")]
+    core.pods["rc2-prod"] = [_pod(_name("big"), "rc2-big-1", unschedulable="0/4 nodes")]
     clock.now = 10.0**7
     assert backend.status([handle])[handle.id].state is JobState.PENDING
 
@@ -392,17 +412,17 @@ def test_job_without_pod_fails_after_the_timeout_and_none_waits_forever() -> Non
 def test_pods_are_listed_at_most_every_pod_check_seconds_and_only_when_needed() -> None:
     batch, core, clock, backend = _cluster(pod_check_seconds=15)
     handles = backend.submit([_job("a"), _job("b")])
-    core.pods["rc2-prod"] = [_pod("rc2-a", "rc2-a-1", waiting=("InvalidImageName", "bad"))]
-    assert backend.status(handles)["rc2-prod/rc2-a"].state is JobState.FAILED
+    core.pods["rc2-prod"] = [_pod(_name("a"), "rc2-a-1", waiting=("InvalidImageName", "bad"))]
+    assert backend.status(handles)[_id("a")].state is JobState.FAILED
     clock.now = 14.0  # decided on the listing at 0 s, not on one older than the time judged
-    core.pods["rc2-prod"] = [_pod("rc2-b", "rc2-b-1", unschedulable="0/4 nodes")]
+    core.pods["rc2-prod"] = [_pod(_name("b"), "rc2-b-1", unschedulable="0/4 nodes")]
     for _ in range(3):
-        assert backend.status(handles)["rc2-prod/rc2-b"].state is JobState.PENDING
+        assert backend.status(handles)[_id("b")].state is JobState.PENDING
     assert core.lists == 1
     clock.now = 15.0
     backend.status(handles)
     assert core.lists == 2
-    batch.jobs[("rc2-prod", "rc2-b")]["status"] = {  # finished Jobs need no pods
+    batch.jobs[("rc2-prod", _name("b"))]["status"] = {  # finished Jobs need no pods
         "succeeded": 1,
         "conditions": [{"type": "Complete", "status": "True"}],
     }
@@ -475,13 +495,12 @@ def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path:
     report = build_report(tmp_path / "repo", RUN)
     assert report.tasks["c"]["failed"] == 1 and report.tasks["c"]["retried"] == 0
     (error,) = report.errors
-    assert (
-        "cluster job step2_HSC (Kubernetes Job rc2-prod/rc2-step2-hsc, pod rc2-step2-hsc-pod)"
-        in (error["message"])
-    )
+    where = r"cluster job step2_HSC \(Kubernetes Job rc2-prod/(rc2-step2-hsc-\w{8}), pod \1-pod\)"
+    found = re.search(where, error["message"])
+    assert found is not None, error["message"]
     assert "Unschedulable for 1" in error["message"]
     assert "Insufficient memory (8192Mi asked)" in error["message"]
-    assert ("rc2-prod", "rc2-step2-hsc") not in cluster.jobs  # deleted
+    assert ("rc2-prod", found.group(1)) not in cluster.jobs  # deleted
     journal = Journal.for_run(tmp_path / "repo", RUN)
     assert not list(journal.events("retry_scheduled"))  # a new attempt would not fit either
 
@@ -491,3 +510,27 @@ def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path:
     assert summary.status == "succeeded"
     with Butler(tmp_path / "repo") as butler:
         assert len(butler.query_datasets("c_out", collections=RUN)) == 1
+
+
+def test_a_retried_cluster_gets_a_new_job_beside_the_finished_one(tmp_path: Path) -> None:
+    butler, raws = make_repo(tmp_path / "repo")
+    butler.close()
+    make_graph(tmp_path / "g.qgraph", raws, configs={"a": {"fail_on": [{"detector": 1}]}})
+    cluster = FakeCluster(memory_mb=16384)
+    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
+    summary = run_graph(
+        tmp_path / "g.qgraph",
+        tmp_path / "repo",
+        config=make_config(retries=1),
+        options=RunOptions(poll_seconds=0.001),
+        backend=backend,
+    )
+    assert summary.status == "failed" and summary.counts["succeeded"] == 4
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    names = [
+        e["handle"]["info"]["k8s_name"]
+        for e in journal.events("job_submitted")
+        if e["cluster"] == "step1_HSC_1"
+    ]
+    assert len(names) == 2 and len(set(names)) == 2  # the retry's Job did not collide
+    assert all(("rc2-prod", name) in cluster.jobs for name in names)

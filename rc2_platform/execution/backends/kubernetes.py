@@ -29,6 +29,7 @@ __all__ = [
     "POD_LABEL_SELECTOR",
     "KubernetesBackend",
     "build_job_manifest",
+    "job_object_name",
     "kubernetes_name",
     "validate_manifest",
 ]
@@ -52,6 +53,19 @@ def kubernetes_name(text: str, prefix: str = "rc2-") -> str:
         digest = hashlib.sha1(text.encode()).hexdigest()[:8]
         name = name[:54].rstrip("-") + "-" + digest
     return name
+
+
+def job_object_name(job: ClusterJob) -> str:
+    """The Kubernetes Job name of one attempt: ``rc2-<cluster>-<hash>``.
+
+    The hash (8 hex digits) is of the cluster job's name and working directory, which is
+    its attempt folder (``REPO/_runs/<run>/jobs/<cluster>/attempt<N>``): a retry of the
+    same cluster, or the same cluster in another RUN, gets its own name while the earlier
+    Job is kept (``ttlSecondsAfterFinished``), and submitting the same attempt twice is
+    refused (409).
+    """
+    digest = hashlib.sha1(f"{job.name}\0{job.working_dir}".encode()).hexdigest()[:8]
+    return kubernetes_name(job.name)[:54].rstrip("-") + "-" + digest
 
 
 def _label_value(value: str) -> str:
@@ -79,7 +93,7 @@ def build_job_manifest(
     preemption) do not count as failures.
     """
     settings = settings or KubernetesSettings()
-    name = kubernetes_name(job.name)
+    name = job_object_name(job)
     labels = {
         "app.kubernetes.io/name": APP_NAME,
         "app.kubernetes.io/component": "cluster-job",
@@ -242,7 +256,9 @@ class KubernetesBackend(Backend):
             except Exception as exc:  # ApiException and transport errors
                 status = getattr(exc, "status", None)
                 hint = (
-                    " (a Job of that name exists: delete it or use a new run)"
+                    " (a Job of that name exists: this attempt was submitted already, or by "
+                    "a removed RUN of the same name; `kubectl delete job -n "
+                    f"{namespace} {manifest['metadata']['name']}` if it is stale)"
                     if status == 409
                     else ""
                 )
