@@ -16,7 +16,10 @@ from rc2_platform_tests.execution.dagman_player import (
     node_runs,
     parse_dag,
     parse_retry,
+    parse_script,
+    parse_vars,
     play_dagman,
+    read_dag,
 )
 
 
@@ -62,7 +65,8 @@ def test_dag_file_has_job_vars_retry_and_parent_child_lines(tmp_path: Path) -> N
     jobs = [line.split()[1] for line in lines if line.startswith("JOB ")]
     assert jobs.index("step2-patch-0") > jobs.index("step1-visit-2")  # topological order
     assert sorted(jobs) == sorted(j.name for j in _jobs(tmp_path))
-    assert 'VARS step1-visit-1 rc2_node="step1-visit-1"' in lines
+    assert 'VARS step1-visit-1 rc2_node="step1-visit-1" rc2_retry="$(RETRY)"' in lines
+    assert not any(line.startswith("SCRIPT") for line in lines)  # none asked for
     assert "RETRY step2-patch-0 2" in lines
     assert not any(line.startswith("RETRY step1") for line in lines)
     assert "PARENT step1-visit-1 step1-visit-2 CHILD step2-patch-0" in lines
@@ -155,3 +159,83 @@ def test_player_retries_failed_nodes_unless_they_exit_with_the_unless_exit_value
     assert {name: node_runs(path) for name, path in nodes.items()} == {
         "no-retry": 1, "flaky": 3, "child": 0
     }  # fmt: skip
+
+
+def test_post_scripts_and_unless_exit_are_written_and_accepted_by_from_dag(
+    tmp_path: Path, fake_dagman: Path
+) -> None:
+    post = {"step2-patch-0": ["/opt/rc2/bin/rc2", "dagman-post", "$RETURN", "$RETRY"]}
+    dag = write_dag(_jobs(tmp_path), DEPS, tmp_path / "dag", post_scripts=post, retry_unless_exit=2)
+    lines = dag.read_text().splitlines()
+    assert "SCRIPT POST step2-patch-0 /opt/rc2/bin/rc2 dagman-post $RETURN $RETRY" in lines
+    assert "RETRY step2-patch-0 2 UNLESS-EXIT 2" in lines
+    htcondor2.Submit.from_dag(str(dag), {})  # condor_submit_dag's own checks accept it
+    parsed = read_dag(dag)
+    assert parsed.post == post and parsed.retries["step2-patch-0"] == Retry(2, 2)
+    assert parsed.variables["step1-visit-1"] == {
+        "rc2_node": "step1-visit-1",
+        "rc2_retry": "$(RETRY)",
+    }
+    with pytest.raises(JobSubmissionError, match="white space"):
+        write_dag(_jobs(tmp_path), DEPS, tmp_path / "d1", post_scripts={"step1-visit-1": ["a b"]})
+    with pytest.raises(JobSubmissionError, match="unknown DAG node"):
+        write_dag(_jobs(tmp_path), DEPS, tmp_path / "d2", post_scripts={"nope": ["x"]})
+
+
+def test_player_reads_vars_and_script_lines_as_dagman_documents_them() -> None:
+    assert parse_vars('VARS a rc2_node="a" x="say \\"hi\\""') == (
+        "a",
+        {"rc2_node": "a", "x": 'say "hi"'},
+    )
+    assert parse_vars('VARS a APPEND x="1"') == ("a", {"x": "1"})
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_vars("VARS a x=1")
+    assert parse_script(["SCRIPT", "DEFER", "4", "30", "POST", "a", "post.sh", "$RETURN"]) == (
+        "POST", "a", ["post.sh", "$RETURN"]
+    )  # fmt: skip
+    assert parse_script(["SCRIPT", "DEBUG", "f.txt", "ALL", "PRE", "a", "pre.sh"])[0] == "PRE"
+
+
+def test_player_runs_post_scripts_whose_exit_is_the_nodes_and_retries_job_and_script(
+    tmp_path: Path, fake_dagman: Path
+) -> None:
+    # The job records the $(RETRY) it got through VARS; the POST script records its
+    # macros and says: "flaky" fails until its second retry, "masked" succeeds although
+    # its job exited 7, "stop" fails with the UNLESS-EXIT value (no retry).
+    seen = tmp_path / "seen.txt"
+    script = tmp_path / "post.py"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "node, ret, retry, max_retries = sys.argv[1:5]\n"
+        f"open({str(seen)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "if node == 'flaky':\n    sys.exit(0 if int(retry) >= 2 else 1)\n"
+        "sys.exit({'masked': 0, 'stop': 2}.get(node, int(ret)))\n"
+    )
+    script.chmod(0o755)
+
+    def job(name: str, code: int) -> ClusterJob:
+        record = f"open({str(seen)!r}, 'a').write('job {name} ' + sys.argv[1] + '\\n')"
+        return ClusterJob(
+            name, [sys.executable, "-c", f"import sys; {record}; sys.exit({code})", "$(rc2_retry)"],
+            100, 1, working_dir=tmp_path, log_dir=tmp_path / "logs", max_retries=2,
+        )  # fmt: skip
+
+    jobs = [job("flaky", 0), job("masked", 7), job("stop", 0), job("child", 0), job("orphan", 0)]
+    post = {
+        n: [str(script), n, "$RETURN", "$RETRY", "$MAX_RETRIES"]
+        for n in ("flaky", "masked", "stop")
+    }
+    deps = {"child": {"flaky", "masked"}, "orphan": {"stop"}}
+    dag = write_dag(jobs, deps, tmp_path / "dag", post_scripts=post, retry_unless_exit=2)
+    htcondor2.Submit.from_dag(str(dag), {})
+    nodes, _parents, _retries, _final = parse_dag(dag)
+    assert play_dagman(dag) == {"flaky": 0, "masked": 0, "stop": 2, "child": 0, "orphan": None}
+    assert {name: node_runs(path) for name, path in nodes.items()} == {
+        "flaky": 3, "masked": 1, "stop": 1, "child": 1, "orphan": 0
+    }  # fmt: skip
+    lines = seen.read_text().splitlines()
+    assert [line for line in lines if "flaky" in line] == [
+        "job flaky 0", "flaky 0 0 2", "job flaky 1", "flaky 0 1 2", "job flaky 2", "flaky 0 2 2",
+    ]  # fmt: skip
+    assert "masked 7 0 2" in lines and "job child 0" in lines

@@ -102,10 +102,14 @@ class HTCondorBackend(Backend):
         dag_dir: Path,
         dag_name: str = "rc2",
         final: ClusterJob | None = None,
+        *,
+        post_scripts: Mapping[str, Sequence[str]] | None = None,
+        retry_unless_exit: int | None = None,
     ) -> JobHandle:
         """Write a DAGMan workflow for ``jobs`` and submit it as one DAGMan job.
 
-        ``final``, if given, becomes the DAG's ``FINAL`` node (see :func:`write_dag`).
+        ``final``, if given, becomes the DAG's ``FINAL`` node; ``post_scripts`` and
+        ``retry_unless_exit`` as in :func:`write_dag`.
 
         Returns the handle of the DAGMan job itself (its ``info`` holds ``dag`` and the
         DAGMan ``event_log``); node states come from :meth:`dag_node_status`.
@@ -116,8 +120,9 @@ class HTCondorBackend(Backend):
             If the dependencies are invalid, or ``condor_dagman`` is not installed.
         """
         dag_path = write_dag(
-            jobs, dependencies, dag_dir, self.settings, self.retry, dag_name, final
-        )
+            jobs, dependencies, dag_dir, self.settings, self.retry, dag_name, final,
+            post_scripts=post_scripts, retry_unless_exit=retry_unless_exit,
+        )  # fmt: skip
         try:
             description = htcondor2.Submit.from_dag(str(dag_path), {"force": True})
         except htcondor2.HTCondorException as exc:

@@ -3,8 +3,15 @@
 One DAG node per cluster job; ``PARENT ... CHILD`` lines from the job dependencies;
 ``RETRY`` from each job's ``max_retries``. Memory-killed nodes are retried inside the
 queue by the node's own ``periodic_release`` (so ``NumJobStarts`` keeps counting and the
-memory keeps escalating); ``RETRY`` covers non-zero exits, so node submit files carry no
+memory keeps escalating); ``RETRY`` covers failed nodes, so node submit files carry no
 ``max_retries`` of their own.
+
+Every node gets ``VARS <node> rc2_node="<node>" rc2_retry="$(RETRY)"``: its submit file
+may use ``$(rc2_retry)``, DAGMan's count of the node's retries so far (0 the first
+time). A node may have a ``SCRIPT POST`` (run by DAGMan after each run of the node's
+job; the node succeeds when it exits 0, and ``RETRY`` reruns job and POST script), whose
+arguments may be DAGMan's script macros as words of their own (``$RETURN``, ``$RETRY``,
+``$MAX_RETRIES``, ``$JOB``, ``$JOBID``).
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ def write_dag(
     retry: RetryPolicy | None = None,
     dag_name: str = "rc2",
     final: ClusterJob | None = None,
+    *,
+    post_scripts: Mapping[str, Sequence[str]] | None = None,
+    retry_unless_exit: int | None = None,
 ) -> Path:
     """Write ``<dag_dir>/<dag_name>.dag`` and ``<dag_dir>/jobs/<job>.sub``.
 
@@ -85,6 +95,12 @@ def write_dag(
         Base name of the ``.dag`` file.
     final : `ClusterJob`, optional
         A ``FINAL`` node, run once after all other nodes (whether they succeeded or not).
+    post_scripts : `~collections.abc.Mapping` [`str`, `~collections.abc.Sequence` [`str`]]
+        ``{job_name: command}``: the node's ``SCRIPT POST`` (executable, then arguments;
+        no word may hold white space, DAGMan splits the line at spaces).
+    retry_unless_exit : `int`, optional
+        Written as ``RETRY <node> N UNLESS-EXIT <value>``: a node that exits with this
+        value (its POST script's exit status, if it has one) is not retried.
 
     Returns
     -------
@@ -92,6 +108,11 @@ def write_dag(
         The absolute path of the ``.dag`` file.
     """
     order = check_dependencies([*jobs, *([final] if final else [])], dependencies)
+    scripts = {name: _script_words(name, cmd) for name, cmd in (post_scripts or {}).items()}
+    unknown = sorted(set(scripts) - {job.name for job in jobs})
+    if unknown:
+        raise JobSubmissionError(f"POST scripts name unknown DAG node(s) {unknown}.")
+    unless = "" if retry_unless_exit is None else f" UNLESS-EXIT {retry_unless_exit}"
     order = [name for name in order if final is None or name != final.name]
     by_name = {job.name: job for job in jobs}
     dag_dir = Path(dag_dir).absolute()
@@ -104,9 +125,11 @@ def write_dag(
         description = build_submit_description(job, settings, retry, dag_node=True)
         sub_path.write_text(str(description))
         lines.append(f"JOB {name} {sub_path}")
-        lines.append(f'VARS {name} rc2_node="{name}"')
+        lines.append(f'VARS {name} rc2_node="{name}" rc2_retry="$(RETRY)"')
+        if name in scripts:
+            lines.append(f"SCRIPT POST {name} {scripts[name]}")
         if job.max_retries:
-            lines.append(f"RETRY {name} {job.max_retries}")
+            lines.append(f"RETRY {name} {job.max_retries}{unless}")
     if final is not None:
         sub_path = dag_dir / "jobs" / f"{final.name}.sub"
         sub_path.write_text(str(build_submit_description(final, settings, retry, dag_node=True)))
@@ -119,3 +142,15 @@ def write_dag(
     dag_path = dag_dir / f"{dag_name}.dag"
     dag_path.write_text("\n".join(lines) + "\n")
     return dag_path
+
+
+def _script_words(node: str, command: Sequence[str]) -> str:
+    """A ``SCRIPT`` line's executable and arguments (DAGMan splits them at spaces)."""
+    bad = [word for word in command if not word or any(c.isspace() for c in word)]
+    if not command or bad:
+        raise JobSubmissionError(
+            f"POST script of DAG node {node!r}: {list(command)!r} is empty or has words with "
+            f"white space ({bad!r}); DAGMan splits a SCRIPT line at spaces, so move the "
+            "repository or executable to a path without spaces."
+        )
+    return " ".join(command)

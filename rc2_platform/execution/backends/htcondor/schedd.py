@@ -126,12 +126,19 @@ class _SimJob:
     memory_history: list[int] = field(default_factory=list)
 
 
+def _expanded(desc: htcondor2.Submit, key: str) -> str:
+    """A submit command's value with its macros expanded ("" if it is not set)."""
+    return desc.expand(key) if desc.get(key) else ""
+
+
 class LocalScheddDouble:
     """A schedd stand-in that runs jobs locally and writes real job event logs.
 
     Not a scheduler: every job starts at once (no slots, no matchmaking). Exit-code
     retries (``max_retries``) are not simulated; memory holds are, through
-    :meth:`report_memory_usage`.
+    :meth:`report_memory_usage`. As ``condor_submit`` does, the job's arguments,
+    environment and DAG node name are read with their ``$(macro)`` references expanded
+    (e.g. the macros a DAG's ``VARS`` give its node: set them on the description).
     """
 
     def __init__(self, first_cluster: int = 1) -> None:
@@ -148,8 +155,8 @@ class LocalScheddDouble:
             job = self._make_job(description, cluster, proc)
             with self._lock:
                 self.jobs[job.job_id] = job
-            node = description.get("My.rc2_dag_node")
-            job.log.submitted(cluster, proc, node.strip('"') if node else None)
+            node = _expanded(description, "My.rc2_dag_node").strip('"')
+            job.log.submitted(cluster, proc, node or None)
             self._start(job)
         return cluster
 
@@ -234,8 +241,8 @@ class LocalScheddDouble:
             cluster=cluster,
             proc=proc,
             ad=ad,
-            command=[desc["executable"], *split_arguments(desc.get("arguments") or "")],
-            env=split_environment(desc.get("environment") or ""),
+            command=[desc["executable"], *split_arguments(_expanded(desc, "arguments"))],
+            env=split_environment(_expanded(desc, "environment")),
             cwd=cwd,
             stdout=_path("output"),
             stderr=_path("error"),
