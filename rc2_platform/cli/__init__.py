@@ -64,6 +64,7 @@ COMMANDS: dict[str, str] = {
     "restart": "rc2_platform.cli.execution_commands:restart",
     "runs": "rc2_platform.cli.runs_commands:runs",
     "run-cluster": "rc2_platform.cli.execution_commands:run_cluster",
+    "dagman-post": "rc2_platform.cli.execution_commands:dagman_post",
     # validation and the demo
     "validate": "rc2_platform.cli.validate_commands:validate",
     "demo": "rc2_platform.cli.demo_commands:demo",

@@ -1,5 +1,5 @@
-"""``rc2 run / submit / aggregate / report / provenance / cancel / restart`` and the worker's
-``rc2 run-cluster``.
+"""``rc2 run / submit / aggregate / report / provenance / cancel / restart``, the worker's
+``rc2 run-cluster`` and the DAG nodes' POST script ``rc2 dagman-post``.
 
 Every command takes the repository first (``rc2 run REPO GRAPH``); the old ``--repo``
 is a hidden deprecated alias (see :class:`~rc2_platform.cli.common.RepoCommand`).
@@ -442,3 +442,61 @@ def run_cluster(args: tuple[str, ...]) -> None:
     from rc2_platform.execution.worker import main as worker_main
 
     raise SystemExit(worker_main(list(args)))
+
+
+@click.command("dagman-post", cls=RepoCommand, hidden=True)
+@repo_argument
+@click.argument("run_name", metavar="RUN")
+@click.argument("node", metavar="NODE")
+@click.option("--attempt", type=click.IntRange(min=1), required=True,
+              help="The attempt the node's first run ran (its job's --attempt).")  # fmt: skip
+@click.option("--return", "exit_code", type=int, required=True,
+              help="Exit status of the node's job (DAGMan's $RETURN).")  # fmt: skip
+@click.option("--retry", type=click.IntRange(min=0), required=True,
+              help="Retries of the node so far (DAGMan's $RETRY, 0 the first time).")  # fmt: skip
+@click.option("--max-retries", type=click.IntRange(min=0), required=True,
+              help="The node's RETRY count (DAGMan's $MAX_RETRIES).")  # fmt: skip
+@json_option
+def dagman_post(repo: str, run_name: str, node: str, attempt: int, exit_code: int, retry: int,
+                max_retries: int, as_json: bool) -> None:  # fmt: skip
+    """POST script of a DAGMan node of RUN: settle its job's attempt, decide on a retry.
+
+    `rc2 submit --dagman` writes it for every cluster node (SCRIPT POST NODE rc2
+    dagman-post REPO RUN NODE --attempt N --return $RETURN --retry $RETRY --max-retries
+    $MAX_RETRIES, and RETRY NODE M UNLESS-EXIT 2); DAGMan runs it after each run of the
+    node's job and takes its exit status as the node's. It settles attempt N + $RETRY
+    from the records the job wrote, as `rc2 run` settles a job (retry policy of the
+    submission: retry.max_retries, retry.tasks, retry.not_retried), and exits:
+
+    \b
+    0  done: every quantum succeeded, or the failures are final (not retried by the
+       policy, or retries used up); the node's children run, the quanta behind a
+       failure are blocked there.
+    1  retry: quanta failed with a retriable error (or the job died) and retries are
+       left; the next attempt, those quanta and the ones blocked behind them, is
+       prepared and DAGMan reruns the node.
+    2  failed for good: the job died and nothing is left to retry, or the node could
+       not be settled (message on stderr); DAGMan does not rerun it (UNLESS-EXIT 2)
+       and its children do not run.
+    """
+    from rc2_platform.execution.dagman_post import PostVerdict, settle_dag_node
+
+    try:
+        result = settle_dag_node(
+            repo, run_name, node, first_attempt=attempt, exit_code=exit_code, retry=retry,
+            max_retries=max_retries,
+        )  # fmt: skip
+    except Exception as exc:  # any failure to settle: the node fails, DAGMan stops retrying
+        click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(int(PostVerdict.FAILED)) from None
+    if as_json:
+        emit_json({
+            "cluster": result.cluster, "attempt": result.attempt,
+            "verdict": result.verdict.name.lower(), "exit_code": int(result.verdict),
+            "counts": result.counts, "died": result.died,
+            "retry": None if result.retry is None else result.retry.attempt,
+            "final_failures": result.final_failures,
+        })  # fmt: skip
+    else:
+        click.echo(result.summary())
+    raise SystemExit(int(result.verdict))

@@ -3,9 +3,12 @@
 :func:`submit_graph_dag` (``rc2 submit GRAPH --backend htcondor --dagman``) is a driver
 of the run-state machine (:class:`~rc2_platform.execution.run_state.RunState`): it
 prepares the RUN and makes every cluster's first job attempt up front (job graphs and
-worker commands, exactly as the local loop makes them), then writes ONE DAG: a node per cluster, ``PARENT/CHILD`` from the cluster
-plan, ``RETRY`` from the retry policy, and a ``FINAL`` node running
-``rc2 aggregate REPO RUN --finish``. Nothing waits: DAGMan runs the nodes.
+worker commands, exactly as the local loop makes them), then writes ONE DAG: a node per
+cluster, ``PARENT/CHILD`` from the cluster plan, ``RETRY`` from the retry policy, a
+``SCRIPT POST`` per node (``rc2 dagman-post``, :mod:`~rc2_platform.execution.dagman_post`:
+it settles the node's attempt and has DAGMan retry the node while quanta failed with a
+retriable error) and a ``FINAL`` node running ``rc2 aggregate REPO RUN --finish``.
+Nothing waits: DAGMan runs the nodes.
 
 :func:`register_results` (``rc2 aggregate --finish``; ``rc2 register-results`` is its
 old name) settles each node's attempt in the
@@ -15,6 +18,7 @@ outputs (idempotent) and appends the journal events ``rc2 report`` reads.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,8 @@ from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobState, JobStatus, make_backend
+from rc2_platform.execution.dagman_post import PostVerdict, load_dag_state, post_command
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
-from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.run_lock import release_lock
 from rc2_platform.execution.run_state import (
     JobAttempt,
@@ -137,6 +141,7 @@ def submit_graph_dag(
             jobs=None,
             backend=backend.name,
             dagman=True,
+            config=config.model_dump(mode="json"),  # what the POST scripts and FINAL use
         )
         state.prepare(
             butler, resume=options.resume, extend_run=options.extend_run,
@@ -168,11 +173,21 @@ def _write_and_submit(
     final = _final_job(state, worker.command)
     directory = Path(dag_dir) if dag_dir else state.journal.directory / "dag"
     dag_name = f"rc2-{state.journal.directory.name}"
+    post = {
+        a.cluster: post_command(worker.command, state.repo, state.run, a.cluster, a.attempt)
+        for a in attempts
+    }
+    node_options: dict[str, Any] = {
+        "post_scripts": post, "retry_unless_exit": int(PostVerdict.FAILED)
+    }  # fmt: skip
     handle: JobHandle | None = None
     if dry_run:
-        dag = write_dag(jobs, deps, directory, backend.settings, backend.retry, dag_name, final)
+        dag = write_dag(
+            jobs, deps, directory, backend.settings, backend.retry, dag_name, final,
+            **node_options,
+        )  # fmt: skip
     else:
-        handle = backend.submit_dag(jobs, deps, directory, dag_name, final)
+        handle = backend.submit_dag(jobs, deps, directory, dag_name, final, **node_options)
         dag = Path(handle.info["dag"])
     for attempt in attempts:
         node = JobHandle(
@@ -193,13 +208,20 @@ def _write_and_submit(
 
 
 def _make_attempts(state: RunState) -> list[JobAttempt]:
-    """One job per cluster with quanta to run, in stage order (nothing has failed yet)."""
+    """One job per cluster with quanta to run, in stage order (nothing has failed yet).
+
+    Each job's command ends with ``--dag-retry $(rc2_retry)``: DAGMan's retry R of the
+    node runs the attempt its POST script prepared (the first attempt + R).
+    """
     attempts = [
         state.make_job(name, quanta)
         for stage in state.plan.stages
         for name in state.plan.in_stage(stage)
         if (quanta := state.runnable(name))
     ]
+    for attempt in attempts:
+        command = [*attempt.job.command, "--dag-retry", "$(rc2_retry)"]
+        attempt.job = dataclasses.replace(attempt.job, command=command)
     if not attempts:
         raise ExecutionError(
             f"every quantum of RUN {state.run!r} already has its outputs registered; "
@@ -225,12 +247,16 @@ def _final_job(state: RunState, prefix: list[str]) -> ClusterJob:
 def register_results(repo: str | Path, run: str) -> RunSummary:
     """Finish a DAGMan run (its FINAL node): settle every node, register, journal the end.
 
-    Each submitted node attempt is settled by the run-state machine from the records
-    its job wrote, with no retry (DAGMan's ``RETRY`` already reran a node whose job died;
-    a job that recorded its quanta's failures exited 0 and was not rerun): a node that recorded nothing failed
-    if its job ran (its event log says it ended), and is left PENDING if DAGMan never
-    ran it. Then the blocking rule marks the quanta behind failures; quanta still
-    PENDING never ran. ``run_finished`` ends it, and the registration step
+    Every node attempt of this execution (since the latest ``run_started``; quanta an
+    earlier one finished are skipped), in the order they were submitted, gives its
+    quanta their states:
+    the attempts the nodes' POST scripts settled (``job_finished``; DAGMan's ``RETRY``
+    already reran what was worth it), a later attempt overriding an earlier one. An
+    attempt nobody settled (its POST script did not run) is settled here from the
+    records its job wrote, with no retry: one that recorded nothing failed if its job
+    ran (its event log says it ended), and is left PENDING if DAGMan never ran it. Then
+    the blocking rule marks the quanta behind failures; quanta still PENDING never ran.
+    ``run_finished`` ends it, and the registration step
     (:func:`~.aggregate.aggregate_run`) registers the outputs of every succeeded quantum
     (already registered ones are skipped, so running it again is harmless) and writes the
     RUN's provenance dataset.
@@ -242,31 +268,25 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
     ExecutionError
         If the journal has no ``run_started`` event.
     """
-    journal = Journal.for_run(repo, run, must_exist=True)
-    started = journal.last("run_started")
-    if started is None:
-        raise ExecutionError(f"the journal of RUN {run!r} has no run_started event; submit it")
-    options = journal.last("options") or {}
-    config = load_execution_config(options.get("config_path"))
-    worker = WorkerSettings(list(worker_command()), int(started["processes"]), "htcondor")
-    state = RunState.load(started["graph"], repo, config, worker)
+    journal, state = load_dag_state(repo, run)
     for ev in journal.events("quanta_skipped"):
         state.absorb({i: QuantumState.SUCCEEDED for i, _task in ev["quanta"]})
-    finished = {(ev["cluster"], ev["attempt"]) for ev in journal.events("job_finished")}
-    submitted = {ev["cluster"]: ev for ev in journal.events("job_submitted")}
-    for ev in submitted.values():
+    events = list(journal.events())  # this execution's: since the latest run_started
+    start = max((i for i, ev in enumerate(events) if ev["event"] == "run_started"), default=0)
+    events = events[start:]
+    finished = {(ev["cluster"], ev["attempt"]) for ev in events if ev["event"] == "job_finished"}
+    for ev in (ev for ev in events if ev["event"] == "job_submitted"):
         attempt = state.restore_attempt(ev)
+        if (attempt.cluster, attempt.attempt) in finished:  # by its POST script / a FINAL
+            outcomes, _died = state.read_outcomes(attempt, _node_status(attempt))
+            state.forget(attempt)
+            state.absorb({o.index: o.status for o in outcomes})
+            continue
         status = _node_status(attempt)
         if status is None and not attempt.result_path.exists():
             state.forget(attempt)  # DAGMan never ran the node: its quanta stay PENDING
             continue
-        status = status or JobStatus(JobState.SUCCEEDED, 0)
-        if (attempt.cluster, attempt.attempt) in finished:  # settled by an earlier FINAL
-            outcomes, _died = state.read_outcomes(attempt, status)
-            state.forget(attempt)
-            state.absorb({o.index: o.status for o in outcomes})
-            continue
-        state.settle(attempt, status, retries=False)  # DAGMan reran the node if its job died
+        state.settle(attempt, status or JobStatus(JobState.SUCCEEDED, 0), retries=False)
     state.block_pending()
     run_status = state.final_status()
     counts = state.finish(run_status)

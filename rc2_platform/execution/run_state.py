@@ -596,6 +596,13 @@ class RunState:
             }
         return retry
 
+    def note_failures(self, outcomes: Iterable[QuantumOutcome]) -> None:
+        """Count failures another process settled (a DAG node's earlier attempts) against
+        the quanta's retries, as :meth:`settle` counts its own."""
+        for o in outcomes:
+            if o.status is QuantumState.FAILED:
+                self._failures[o.index] = self._failures.get(o.index, 0) + 1
+
     def restore_attempt(self, event: Mapping[str, Any]) -> JobAttempt:
         """The running attempt a ``job_submitted`` journal event describes (another process
         submitted it, e.g. ``rc2 submit --dagman``); it becomes active again."""

@@ -19,6 +19,9 @@ Its config can make it fail on chosen data IDs, to test failure handling:
 ``only_while_exists``
     a file path: the failures above happen only while that file exists ("the fix" is
     deleting it);
+``once_marker``
+    a file path: ``fail_on`` and ``exit_on`` happen only while that file does not exist,
+    and the first of them creates it (a transient error: it happens once, a retry succeeds);
 ``sleep_seconds``
     time spent inside ``run`` (benchmarks).
 """
@@ -54,6 +57,7 @@ class StandInConfig(TaskConfig):
     memory_error_on: list[dict[str, Any]] = Field(default_factory=list)
     memory_needed_mb: int = Field(default=0, ge=0)
     only_while_exists: str | None = None
+    once_marker: str | None = None
     sleep_seconds: float = Field(default=0.0, ge=0.0)
     counter_dir: str | None = Field(
         default=None, description="If set, append one line per execution to <dir>/<label>.log"
@@ -101,6 +105,19 @@ class StandInTask(PipelineTask[StandInConfig]):
         marker = self.config.only_while_exists
         return marker is None or os.path.exists(marker)
 
+    def _once(self, patterns: list[dict[str, Any]], data_id: Mapping[str, Any]) -> bool:
+        """Whether to fail on ``patterns`` now (``once_marker``: only the first time)."""
+        if not _matches(data_id, patterns):
+            return False
+        marker = self.config.once_marker
+        if marker is None:
+            return True
+        try:
+            open(marker, "x").close()  # before failing: exit_on leaves at once
+        except FileExistsError:
+            return False
+        return True
+
     def run_quantum(self, inputs: Mapping[str, Any], data_id: Mapping[str, Any]) -> dict[str, Any]:
         """Count inputs, maybe fail as configured, and return small outputs."""
         cfg = self.config
@@ -109,9 +126,9 @@ class StandInTask(PipelineTask[StandInConfig]):
             with open(os.path.join(cfg.counter_dir, f"{self.label}.log"), "a") as f:
                 f.write(f"{sorted(data_id.items())}\n")
         if self._armed():
-            if _matches(data_id, cfg.exit_on):
+            if self._once(cfg.exit_on, data_id):
                 os._exit(3)
-            if _matches(data_id, cfg.fail_on):
+            if self._once(cfg.fail_on, data_id):
                 raise TaskError(f"stand-in {self.label} told to fail on {data_id}")
             if _matches(data_id, cfg.data_error_on):
                 raise TaskDataError(f"stand-in {self.label} given unusable data {data_id}")

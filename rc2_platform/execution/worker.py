@@ -7,9 +7,15 @@ Pipes session) and the local backend's fork server (which calls :func:`main` in 
 forked child). It parses the arguments, runs the cluster's quanta
 (:func:`~rc2_platform.execution.job.run_cluster`) and prints one summary line.
 
+A DAGMan node passes ``--dag-retry $(rc2_retry)`` (DAGMan's ``$(RETRY)`` through the
+node's ``VARS``): its retry R runs attempt ``--attempt`` + R, whose job graph the node's
+POST script (``rc2 dagman-post``) prepared in ``.../attempt<N+R>/`` beside the first
+attempt's folder, and writes its records there.
+
 Exit status: 0 once the job's records are written, whatever the quanta's outcomes
 (quantum failures are data); 1 when the job cannot start (an unreadable graph, unknown
-cluster or quanta; one line on stderr); 2 for a usage error (argparse).
+cluster or quanta, a DAG retry with no prepared attempt; one line on stderr); 2 for a
+usage error (argparse).
 """
 
 from __future__ import annotations
@@ -39,12 +45,35 @@ class WorkerArgs:
     attempt: int = 1
     quanta_file: Path | None = None
     input_records: Path | None = None
+    dag_retry: int = 0
+
+    def for_dag_retry(self) -> WorkerArgs:
+        """The arguments of the attempt a DAG retry runs (``--dag-retry R``: attempt + R).
+
+        Its folder is the first attempt's sibling ``attempt<N+R>`` (job graph
+        ``job.qgraph``, records under the same file name); R = 0 changes nothing.
+        """
+        if not self.dag_retry:
+            return self
+        attempt = self.attempt + self.dag_retry
+        folder = self.result.parent.parent / f"attempt{attempt}"
+        return WorkerArgs(
+            folder / "job.qgraph", self.cluster, self.repo, folder / self.result.name,
+            self.processes, attempt, None, self.input_records,
+        )  # fmt: skip
 
 
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
     return value
 
 
@@ -63,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--attempt", type=_positive, default=1, help="attempt number")
     parser.add_argument("--quanta-file", type=Path, help="JSON list of quantum indexes")
     parser.add_argument("--input-records", type=Path, help="overall inputs' records file")
+    parser.add_argument(
+        "--dag-retry", type=_non_negative, default=0,
+        help="DAGMan retry count of the node ($(RETRY)): run attempt ATTEMPT+R, prepared "
+        "by the node's POST script in the sibling folder attempt<ATTEMPT+R>",
+    )  # fmt: skip
     return parser
 
 
@@ -87,7 +121,7 @@ def parse_args(argv: Sequence[str]) -> WorkerArgs:
         parser.error(f"--repo {ns.repo} is not a directory")
     return WorkerArgs(
         ns.graph, ns.cluster, ns.repo, ns.result, ns.processes, ns.attempt,
-        ns.quanta_file, ns.input_records,
+        ns.quanta_file, ns.input_records, ns.dag_retry,
     )  # fmt: skip
 
 
@@ -96,6 +130,14 @@ def run(args: WorkerArgs) -> int:
     from rc2_platform.errors import Rc2Error
     from rc2_platform.execution.job import run_cluster
 
+    args = args.for_dag_retry()
+    if not args.graph.is_file():
+        print(
+            f"Error: no job graph {args.graph} for attempt {args.attempt} of cluster "
+            f"{args.cluster}: the node's POST script prepares it before DAGMan retries the node",
+            file=sys.stderr,
+        )
+        return 1
     try:
         quanta = json.loads(args.quanta_file.read_text()) if args.quanta_file else None
         result = run_cluster(

@@ -2,14 +2,16 @@
 
 A corrupt raw in one detector (its isr quantum fails) and a task that raises in one patch
 (measure on patch 1): the local runner (``rc2 run``), DAGMan (``rc2 submit --dagman``,
-its nodes run through the HTCondor schedd double) and the Dagster stages (the execution
-job on Dagster's real instance) must end with the same succeeded, failed and blocked
-quanta, and register the same outputs.
+its nodes run through the HTCondor schedd double, with their POST scripts and RETRY) and
+the Dagster stages (the execution job on Dagster's real instance) must end with the same
+succeeded, failed and blocked quanta, retry the failed ones as often, and register the
+same outputs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -24,6 +26,7 @@ from rc2_platform.execution.run_state import QuantumState
 from rc2_platform.execution.runner import RunOptions, run_graph
 from rc2_platform.graph import TaskSummary
 from rc2_platform.graph.io import load_graph
+from rc2_platform.provenance_query import query_provenance
 from rc2_platform_tests.defs.test_execution_assets import (
     VD,
     build_synthetic,
@@ -62,12 +65,15 @@ def _scenario(root: Path) -> tuple[Path, Path, str]:
     return repo, graph_path, run
 
 
-def _sets(repo: Path, run: str) -> dict[QuantumState, set[int]]:
+def _sets(repo: Path, run: str) -> dict[QuantumState | str, Any]:
     states = quantum_states(repo, run)
-    return {
+    sets: dict[QuantumState | str, Any] = {
         s: {i for i, st in states.items() if st is s}
         for s in (QuantumState.SUCCEEDED, QuantumState.FAILED, QuantumState.BLOCKED)
     }
+    rows = query_provenance(repo, run, state=["failed"])  # every attempt of every failure
+    sets["failed attempts"] = sorted((r["task"], r["data_id"], r["attempt"]) for r in rows)
+    return sets
 
 
 def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
@@ -84,7 +90,7 @@ def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
     sub = submit_graph_dag(graph_path, repo, config=config, backend=backend, dry_run=True)
     codes = play_dagman(sub.dag)
     final = codes.pop(FINAL_NODE)
-    assert set(codes.values()) == {0}  # quantum failures are data: every node exits 0
+    assert set(codes.values()) == {0}  # retried while retriable, then final: every node done
     assert final == 3  # the FINAL node (rc2 aggregate --finish): some quanta failed
     results["dagman"] = (_sets(repo, run), registered(repo, load_graph(graph_path)))
 
@@ -110,8 +116,10 @@ def test_local_dagman_and_dagster_drivers_agree(tmp_path: Path) -> None:
         *["forcedPhotCoadd"] * 5,
         "mergeMeasurements",
     ]
-    everything = set().union(*local_sets.values())
+    everything = set().union(*(local_sets[s] for s in QuantumState if s in local_sets))
     assert everything == set(range(len(graph)))
+    attempts = [attempt for _task, _data_id, attempt in local_sets["failed attempts"]]
+    assert sorted(attempts) == [1] * 6 + [2] * 6  # retry.max_retries 1: each failed twice
     for name in ("dagman", "dagster-graph", "dagster-clusters"):
         sets, n_registered = results[name]
         for state in local_sets:

@@ -22,6 +22,7 @@ from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
 from rc2_platform.graph import load_graph
 from rc2_platform.graph.clustering import plan_clusters
+from rc2_platform.provenance_query import query_provenance
 from rc2_platform_tests.execution.dagman_player import Retry, node_runs, parse_dag, play_dagman
 from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
 
@@ -82,12 +83,14 @@ def _parse_dag(dag: Path) -> tuple[dict[str, Path], dict[str, set[str]], dict[st
     return nodes, parents, retries, final
 
 
-def _command(sub: htcondor2.Submit) -> list[str]:
-    return [sub["executable"], *split_arguments(sub["arguments"])]
+def _command(sub: htcondor2.Submit, retry: int = 0) -> list[str]:
+    """The node job's command as DAGMan submits it (``VARS rc2_retry="$(RETRY)"``)."""
+    sub["rc2_retry"] = str(retry)
+    return [sub["executable"], *split_arguments(sub.expand("arguments"))]
 
 
 def _run_node(sub: htcondor2.Submit) -> str:
-    """Run a node's job as a schedd would: its command, environment and directory."""
+    """Run a node's job (first run) as a schedd would: its command, environment and directory."""
     env = {**os.environ, **split_environment(sub.get("environment", ""))}
     proc = subprocess.run(
         _command(sub), env=env, cwd=sub.get("initialdir") or None,
@@ -115,9 +118,17 @@ def test_dry_run_dag_is_accepted_and_matches_the_cluster_plan(
     assert final == FINAL_NODE
     assert {n: p for n, p in parents.items()} == {n: p for n, p in plan.parents.items() if p}
     assert retries == {name: "2" for name in plan.clusters}  # retry policy max_retries=2
+    lines = dag.read_text().splitlines()
+    repo = str((tmp / "repo").resolve())
     for name in plan.clusters:
         sub = htcondor2.Submit(nodes[name].read_text())
         command = _command(sub)
+        assert command[command.index("--dag-retry") :] == ["--dag-retry", "0"]
+        assert command[command.index("--attempt") + 1] == "1"
+        assert f"RETRY {name} 2 UNLESS-EXIT 2" in lines  # 2: the POST script's "failed for good"
+        assert f'VARS {name} rc2_node="{name}" rc2_retry="$(RETRY)"' in lines
+        post = f"SCRIPT POST {name} {command[0]} dagman-post {repo} {RUN} {name} --attempt 1"
+        assert f"{post} --return $RETURN --retry $RETRY --max-retries $MAX_RETRIES" in lines
         assert command[1] == "run-cluster"
         assert command[command.index("--cluster") + 1] == name
         assert Path(command[2]).name == "job.qgraph" and Path(command[2]).exists()
@@ -126,7 +137,8 @@ def test_dry_run_dag_is_accepted_and_matches_the_cluster_plan(
         assert sub["request_cpus"] == "1"
         assert sub["request_memory"].startswith("int(min({ifThenElse(isUndefined(MemoryUsage)")
     final_cmd = _command(htcondor2.Submit(nodes[FINAL_NODE].read_text()))
-    assert final_cmd[1:] == ["aggregate", str((tmp / "repo").resolve()), RUN, "--finish"]
+    assert final_cmd[1:] == ["aggregate", repo, RUN, "--finish"]
+    assert not any(line.startswith(f"SCRIPT POST {FINAL_NODE} ") for line in lines)
 
 
 def test_being_dagman_registers_everything_and_report_shows_success(setup: Path) -> None:
@@ -217,56 +229,149 @@ def test_dagman_needs_htcondor_backend(setup: Path) -> None:
     assert "--dagman needs --backend htcondor" in result.output
 
 
-def _failing_dag(tmp: Path, **a_config: object) -> tuple[Path, dict[str, Path]]:
-    """Submit (dry) the a -> b -> c graph with task ``a`` configured by ``a_config``."""
+def _failing_dag(
+    tmp: Path, b_config: dict[str, object] | None = None, **a_config: object
+) -> tuple[Path, dict[str, Path]]:
+    """Submit (dry) the a -> b -> c graph with tasks ``a`` and ``b`` configured so."""
     butler, raws = make_repo(tmp / "repo")
     butler.close()
     (tmp / "counts").mkdir()
+    counter = {"counter_dir": str(tmp / "counts")}
     make_graph(
-        tmp / "g.qgraph", raws, configs={"a": {"counter_dir": str(tmp / "counts"), **a_config}}
-    )
+        tmp / "g.qgraph", raws,
+        configs={"a": {**counter, **a_config}, "b": {**counter, **(b_config or {})}, "c": counter},
+    )  # fmt: skip
     config = make_config(retries=2)
     backend = HTCondorBackend(LocalScheddDouble(), config.backends.htcondor, config.retry)
     sub = submit_graph_dag(tmp / "g.qgraph", tmp / "repo", config=config, backend=backend,
                            dry_run=True)  # fmt: skip
     nodes, _parents, retries, _final = parse_dag(sub.dag)
-    assert retries == {job.name: Retry(2) for job in sub.jobs}
+    assert retries == {job.name: Retry(2, 2) for job in sub.jobs}
     return sub.dag, nodes
 
 
+def _runs(tmp: Path, task: str, detector: int | None = None) -> int:
+    path = tmp / "counts" / f"{task}.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(detector is None or f"('detector', {detector})" in line for line in lines)
+
+
 def _a_runs(tmp: Path, detector: int) -> int:
-    lines = (tmp / "counts" / "a.log").read_text().splitlines()
-    return sum(f"('detector', {detector})" in line for line in lines)
+    return _runs(tmp, "a", detector)
 
 
-def test_quantum_failures_exit_0_so_dagman_runs_their_node_once(tmp_path: Path) -> None:
-    # Detector 0: unusable data (TaskDataError, in retry.not_retried); detector 1: a
-    # retriable TaskError. The worker records both and exits 0 ("quantum failures are
-    # data"), so the DAG's RETRY 2 never reruns their nodes: no job attempt is spent on
-    # the deterministic failure. (Nor on the retriable one: a DAGMan run does not retry
-    # quantum failures, docs/execution.md "Limits".)
+def _node(nodes: dict[str, Path], detector: int) -> str:
+    return next(
+        name for name in nodes if name.startswith("step1") and name.endswith(f"_{detector}")
+    )
+
+
+def test_a_retriable_failure_is_retried_by_the_dag_and_its_downstream_runs(
+    tmp_path: Path,
+) -> None:
+    # a[1] fails once with a retriable TaskError (the stand-in's once_marker): the node's
+    # POST script sees it, prepares attempt 2 (a[1] and b[1], blocked behind it) and
+    # exits 1, so DAGMan reruns the node: attempt 2 runs only those two quanta and
+    # succeeds; the POST script exits 0 and step2 (c) runs on every b.
+    dag, nodes = _failing_dag(
+        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
+    )
+    codes = play_dagman(dag)
+    assert codes.pop(FINAL_NODE) == 0  # rc2 aggregate --finish: every quantum succeeded
+    assert set(codes.values()) == {0}
+    flaky = _node(nodes, 1)
+    assert {name: node_runs(path) for name, path in nodes.items() if name != FINAL_NODE} == {
+        name: 2 if name == flaky else 1 for name in codes
+    }
+    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 2, 1]
+    assert [_runs(tmp_path, "b", d) for d in (0, 1, 2)] == [1, 1, 1]  # b[1] only in attempt 2
+    assert _runs(tmp_path, "c") == 1
+    for dt, n in (("a_out", 3), ("b_out", 3), ("c_out", 1)):
+        assert _registered(tmp_path / "repo", dt) == n
+
+    rep = build_report(tmp_path / "repo", RUN)
+    assert rep.status == "succeeded" and rep.errors == []
+    assert rep.tasks["a"]["succeeded"] == 3 and rep.tasks["a"]["retried"] == 1
+    assert rep.tasks["b"]["succeeded"] == 3 and rep.tasks["c"]["succeeded"] == 1
+    rows = query_provenance(tmp_path / "repo", RUN, task=["a"], where="detector = 1")
+    assert [(r["attempt"], r["state"], r["exception_type"]) for r in rows] == [
+        (1, "failed", "TaskError"), (2, "succeeded", None)
+    ]  # fmt: skip
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    (scheduled,) = journal.events("retry_scheduled")
+    assert scheduled["cluster"] == flaky and scheduled["attempt"] == 2
+    assert len(scheduled["quanta"]) == 2  # a[1] and b[1]; a[1]'s neighbours are not redone
+    out = CliRunner().invoke(main, ["report", str(tmp_path / "repo"), RUN])
+    assert out.exit_code == 0, out.output
+
+    # DAGMan may run a POST script again (recovery after a DAGMan restart): it settles
+    # nothing twice and gives the same verdict. An attempt the journal does not have
+    # fails the node for good (2, the UNLESS-EXIT value), whatever went wrong.
+    finished = len(list(journal.events("job_finished")))
+    post = ["dagman-post", str(tmp_path / "repo"), RUN, flaky, "--attempt", "1"]
+    again = CliRunner().invoke(
+        main, [*post, "--return", "0", "--retry", "0", "--max-retries", "2", "--json"]
+    )
+    assert again.exit_code == 1, again.output
+    assert json.loads(again.stdout)["retry"] == 2 and json.loads(again.stdout)["verdict"] == "retry"
+    assert len(list(journal.events("job_finished"))) == finished
+    lost = CliRunner().invoke(main, [*post, "--return", "-9", "--retry", "5", "--max-retries", "2"])
+    assert lost.exit_code == 2 and "no attempt 6" in lost.stderr
+
+
+def test_final_failures_run_once_and_only_the_quanta_behind_them_are_blocked(
+    tmp_path: Path,
+) -> None:
+    # Detector 0: unusable data (TaskDataError, in retry.not_retried): final at once, the
+    # node runs once. Detector 1: a TaskError every time: retried as the policy says
+    # (RETRY 2), then final. Both nodes then exit 0, so step2 runs: c is blocked (it
+    # needs every b), b[0] and b[1] are blocked, detector 2 succeeds.
     dag, nodes = _failing_dag(tmp_path, data_error_on=[{"detector": 0}], fail_on=[{"detector": 1}])
     codes = play_dagman(dag)
     assert codes.pop(FINAL_NODE) == 3  # rc2 aggregate --finish: some quanta failed
-    assert set(codes.values()) == {0}
-    assert {name: node_runs(nodes[name]) for name in codes} == {name: 1 for name in codes}
-    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 1, 1]
+    assert set(codes.values()) == {0}  # every node done, step2 included
+    runs = {name: node_runs(path) for name, path in nodes.items() if name != FINAL_NODE}
+    assert runs == {name: 3 if name == _node(nodes, 1) else 1 for name in codes}
+    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 3, 1]
+    assert [_runs(tmp_path, "b", d) for d in (0, 1, 2)] == [0, 0, 1]
+    assert _runs(tmp_path, "c") == 0  # its job ran and found b[0], b[1] missing: blocked
 
     rep = build_report(tmp_path / "repo", RUN)
     assert rep.status == "failed"
-    assert rep.tasks["a"]["failed"] == 2 and rep.tasks["a"]["retried"] == 0
+    assert rep.tasks["a"]["failed"] == 2 and rep.tasks["a"]["retried"] == 1
+    assert rep.tasks["a"]["succeeded"] == 1 and rep.tasks["b"]["succeeded"] == 1
     assert rep.tasks["b"]["blocked"] == 2 and rep.tasks["c"]["blocked"] == 1
     assert sorted(e["exception_type"] for e in rep.errors) == ["TaskDataError", "TaskError"]
+    rows = query_provenance(tmp_path / "repo", RUN, task=["a"], state=["failed"], latest=True)
+    assert sorted((json.loads(r["data_id"])["detector"], r["attempt"]) for r in rows) == [
+        (0, 1), (1, 3)
+    ]  # fmt: skip
+    assert _registered(tmp_path / "repo", "b_out") == 1
 
 
 def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None:
-    # Detector 1's job dies (the stand-in's os._exit(3)): a non-zero exit, so DAGMan
-    # reruns the node RETRY (2) more times; its child never runs.
-    dag, nodes = _failing_dag(tmp_path, exit_on=[{"detector": 1}])
+    # Detector 1's job dies every time at a[1] (the stand-in's os._exit(3)): the POST
+    # script retries it while RETRY allows (the quanta it did not record), then exits 2,
+    # the UNLESS-EXIT value: the node failed for good and its child never runs.
+    # Detector 2's job dies once, at b[2], after a[2] recorded its success: its retry
+    # runs b[2] only, and the node is done.
+    die_once = {"exit_on": [{"detector": 2}], "once_marker": str(tmp_path / "died")}
+    dag, nodes = _failing_dag(tmp_path, exit_on=[{"detector": 1}], b_config=die_once)
     codes = play_dagman(dag)
     assert codes.pop(FINAL_NODE) == 3
-    died = next(name for name, code in codes.items() if code == 3)
-    assert node_runs(nodes[died]) == 3 and _a_runs(tmp_path, 1) == 3
+    died, once = _node(nodes, 1), _node(nodes, 2)
+    assert codes[died] == 2 and node_runs(nodes[died]) == 3 and _a_runs(tmp_path, 1) == 3
+    assert codes[once] == 0 and node_runs(nodes[once]) == 2
     assert [code for name, code in codes.items() if name.startswith("step2")] == [None]
+    assert (_runs(tmp_path, "a", 2), _runs(tmp_path, "b", 2)) == (1, 2)  # a[2] not redone
+
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    finished = [e for e in journal.events("job_finished") if e["cluster"] == once]
+    # Attempt 1 recorded a[2] (so it did not die without a trace) but not b[2].
+    assert [(e["attempt"], e["status"]["exit_code"], e["unrecorded"] != []) for e in finished] == [
+        (1, 3, True), (2, 0, False)
+    ]  # fmt: skip
     rep = build_report(tmp_path / "repo", RUN)
     assert rep.tasks["a"]["failed"] == 1 and rep.tasks["c"]["blocked"] == 1
+    assert rep.tasks["b"]["succeeded"] == 2  # b[2] by its retry (its death left no record)
+    assert rep.errors[0]["message"].startswith("job died")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rc2_platform.execution.execution_config import RetryPolicy
-from rc2_platform.execution.job import JobResult
+from rc2_platform.execution.job import JobResult, write_job_graph
 from rc2_platform.execution.quantum_state import QuantumState
 from rc2_platform.execution.worker import main
 from rc2_platform_tests.execution.helpers import make_graph, make_repo
@@ -26,7 +26,7 @@ def test_worker_exits_0_once_records_are_written_whatever_the_failures(
     tmp_path: Path, case: str
 ) -> None:
     # Quantum failures are data: the exit status says only whether the job ran to its
-    # end. DAGMan's RETRY (non-zero exits) therefore never reruns a job for them.
+    # end. In a DAG, the node's POST script (rc2 dagman-post) decides on retries.
     butler, raws = make_repo(tmp_path / "repo")
     butler.close()
     graph = make_graph(tmp_path / "g.qgraph", raws, configs={"a": FAILURES[case]})
@@ -61,3 +61,30 @@ def test_worker_exits_1_when_the_job_cannot_start(tmp_path: Path) -> None:
          str(tmp_path / "repo"), "--result", str(tmp_path / "r.jsonl")]
     )  # fmt: skip
     assert code == 1
+
+
+def test_a_dag_retry_runs_the_prepared_attempt_or_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    butler, raws = make_repo(tmp_path / "repo")
+    butler.close()
+    graph = make_graph(tmp_path / "g.qgraph", raws)
+    first = tmp_path / "jobs" / "a" / "attempt3"
+    first.mkdir(parents=True)
+    (tmp_path / "quanta.json").write_text(json.dumps([q.index for q in graph.quanta[:1]]))
+    args = ["run-cluster", str(tmp_path / "g.qgraph"), "--cluster", "a", "--repo",
+            str(tmp_path / "repo"), "--result", str(first / "quanta.jsonl"), "--attempt", "3",
+            "--quanta-file", str(tmp_path / "quanta.json")]  # fmt: skip
+    assert main([*args, "--dag-retry", "2"]) == 1  # nobody prepared attempt 5
+    assert "no job graph" in capsys.readouterr().err
+    assert not (tmp_path / "jobs" / "a" / "attempt5").exists()
+    assert main([*args, "--dag-retry", "-1"]) == 2  # a usage error
+
+    prepared = tmp_path / "jobs" / "a" / "attempt5"
+    prepared.mkdir()
+    write_job_graph(prepared / "job.qgraph", graph, [0], {}, "a")  # as the POST script does
+    assert main([*args, "--dag-retry", "2"]) == 0
+    assert "attempt 5" in capsys.readouterr().out
+    assert not (first / "quanta.jsonl").exists()  # attempt 3's records are not touched
+    (outcome,) = JobResult.read(prepared / "quanta.jsonl").outcomes
+    assert outcome.status is QuantumState.SUCCEEDED

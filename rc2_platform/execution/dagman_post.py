@@ -1,0 +1,270 @@
+"""The POST script of a DAGMan cluster node: settle the attempt its job ran, decide on a retry.
+
+``rc2 submit --dagman`` gives every cluster node a POST script and a ``RETRY`` line::
+
+    SCRIPT POST <node> rc2 dagman-post REPO RUN <node> --attempt N --return $RETURN \\
+        --retry $RETRY --max-retries $MAX_RETRIES
+    RETRY <node> M UNLESS-EXIT 2
+
+(one line; ``M`` is the retry policy's count for the node's tasks, the largest). DAGMan
+runs the script after every run of the node's job and takes its exit status as the
+node's; ``RETRY`` reruns job and script. Run R of the node (``$RETRY`` = R, 0 the first
+time) runs attempt N + R of the cluster: its job is started with ``--dag-retry
+$(rc2_retry)`` (``VARS``) and finds that attempt's job graph where the previous run's
+POST script prepared it.
+
+:func:`settle_dag_node` settles that attempt in the run-state machine exactly as the
+local loop settles a finished job (journal ``job_finished``; failures counted against
+each task's ``retry.tasks`` / ``retry.max_retries``; ``retry.not_retried`` errors final)
+and returns the node's verdict, the script's exit status:
+
+* :attr:`PostVerdict.RETRY` (1): some quanta failed with a retriable error, or the job
+  died, and the node has DAG retries left. The next attempt (those quanta and the ones
+  blocked behind them in the cluster, nothing that succeeded) is prepared and journaled
+  (``retry_scheduled``, ``job_submitted``); DAGMan reruns the node.
+* :attr:`PostVerdict.DONE` (0): every quantum succeeded, or the failures are final (not
+  retried by the policy, or retries used up). The node succeeds and its children run;
+  the quanta behind a failure are blocked there (their job finds an upstream output
+  missing), as in the other drivers.
+* :attr:`PostVerdict.FAILED` (2): the job died (quanta without a record) and nothing is
+  left to retry. The node fails (``UNLESS-EXIT 2``: no further retry) and its children
+  do not run, as before POST scripts existed; the FINAL node settles the RUN.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rc2_platform.errors import ExecutionError
+from rc2_platform.execution.attempts import JOB_DIED, JobAttempt, Settlement, WorkerSettings
+from rc2_platform.execution.backends import JobState, JobStatus
+from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
+from rc2_platform.execution.journal import Journal
+from rc2_platform.execution.quantum_state import QuantumState
+from rc2_platform.execution.run_state import RunState
+from rc2_platform.execution.runner import worker_command
+
+__all__ = [
+    "NodeSettlement",
+    "PostVerdict",
+    "load_dag_state",
+    "post_command",
+    "settle_dag_node",
+]
+
+#: What DAGMan's ``$RETURN`` says of a job that never ran to an exit status.
+_SPECIAL_RETURNS = {
+    -1001: (JobState.FAILED, "the node job's batch submission failed"),
+    -1002: (JobState.REMOVED, "the node job was removed from the queue"),
+    -1004: (JobState.FAILED, "the node's PRE script failed"),
+}
+
+
+class PostVerdict(enum.IntEnum):
+    """The exit status of a node's POST script: what DAGMan does with the node."""
+
+    DONE = 0
+    """The node succeeded: its children run."""
+    RETRY = 1
+    """The node failed and is retried: its next attempt is prepared."""
+    FAILED = 2
+    """The node failed for good (the DAG's ``RETRY ... UNLESS-EXIT 2``)."""
+
+
+@dataclass
+class NodeSettlement:
+    """What the POST script of one node run concluded.
+
+    Attributes
+    ----------
+    cluster : str
+        The node (cluster) name.
+    attempt : int
+        The attempt its job ran.
+    verdict : PostVerdict
+        The script's exit status.
+    counts : dict
+        Quanta of the attempt per outcome (``succeeded``, ``failed``, ``blocked``).
+    died : bool
+        The job ended without recording some of its quanta.
+    retry : JobAttempt or None
+        The prepared next attempt (with :attr:`PostVerdict.RETRY`).
+    final_failures : list of dict
+        The failed quanta that are not retried (task, data ID, error, type, attempt).
+    """
+
+    cluster: str
+    attempt: int
+    verdict: PostVerdict
+    counts: dict[str, int]
+    died: bool
+    retry: JobAttempt | None = None
+    final_failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the script's output (DAGMan's node log)."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v)
+        text = f"cluster {self.cluster} attempt {self.attempt}: {counts or 'no quanta'}"
+        if self.verdict is PostVerdict.RETRY and self.retry is not None:
+            return f"{text}; retry: attempt {self.retry.attempt} ({len(self.retry.quanta)} quanta)"
+        if self.verdict is PostVerdict.FAILED:
+            return f"{text}; the job died and nothing is left to retry: node failed"
+        return f"{text}; done"
+
+
+def post_command(
+    prefix: Sequence[str], repo: str | Path, run: str, cluster: str, first_attempt: int
+) -> list[str]:
+    """The ``SCRIPT POST`` command of a cluster node (DAGMan's macros as words)."""
+    return [
+        *prefix, "dagman-post", str(repo), run, cluster,
+        "--attempt", str(first_attempt),
+        "--return", "$RETURN", "--retry", "$RETRY", "--max-retries", "$MAX_RETRIES",
+    ]  # fmt: skip
+
+
+def load_dag_state(repo: str | Path, run: str) -> tuple[Journal, RunState]:
+    """The journal and a fresh run state of a DAGMan run, with the config it was submitted with.
+
+    Raises
+    ------
+    RunNotFoundError
+        If ``run`` has no journal in ``repo``.
+    ExecutionError
+        If the journal has no ``run_started`` event.
+    """
+    journal = Journal.for_run(repo, run, must_exist=True)
+    started = journal.last("run_started")
+    if started is None:
+        raise ExecutionError(f"the journal of RUN {run!r} has no run_started event; submit it")
+    options = journal.last("options") or {}
+    if options.get("config"):
+        config = ExecutionConfig.model_validate(options["config"])
+    else:  # journals written before the submission recorded its config
+        config = load_execution_config(options.get("config_path"))
+    worker = WorkerSettings(list(worker_command()), int(started["processes"]), "htcondor")
+    return journal, RunState.load(started["graph"], repo, config, worker)
+
+
+def settle_dag_node(
+    repo: str | Path,
+    run: str,
+    cluster: str,
+    *,
+    first_attempt: int,
+    exit_code: int,
+    retry: int,
+    max_retries: int,
+) -> NodeSettlement:
+    """Settle the attempt a DAG node's job ran and decide the node's fate (module docstring).
+
+    Parameters
+    ----------
+    repo : str or Path
+        Repository root.
+    run : str
+        The RUN.
+    cluster : str
+        The node's cluster.
+    first_attempt : int
+        The attempt the node's first run ran (its job's ``--attempt``).
+    exit_code : int
+        The node job's exit status (DAGMan's ``$RETURN``; negative: a signal, -1001 /
+        -1002: submission failed / removed).
+    retry : int
+        The node's retries so far (``$RETRY``): the attempt settled is
+        ``first_attempt + retry``.
+    max_retries : int
+        The node's ``RETRY`` count (``$MAX_RETRIES``).
+
+    Raises
+    ------
+    ExecutionError
+        If the journal has no such attempt of ``cluster``, or the next attempt would not
+        be ``first_attempt + retry + 1`` (the folder the node's job looks in).
+    """
+    journal, state = load_dag_state(repo, run)
+    number = first_attempt + retry
+    events = {
+        int(ev["attempt"]): ev
+        for ev in journal.events("job_submitted")
+        if ev["cluster"] == cluster and int(ev["attempt"]) >= first_attempt
+    }
+    if number not in events:
+        raise ExecutionError(
+            f"RUN {run!r} has no attempt {number} of cluster {cluster!r} in its journal "
+            f"(first attempt {first_attempt}, DAG retry {retry}); was the DAG submitted "
+            "by `rc2 submit --dagman`?"
+        )
+    finished = any(
+        ev["cluster"] == cluster and int(ev["attempt"]) == number
+        for ev in journal.events("job_finished")
+    )
+    if finished:  # DAGMan ran this POST script again (recovery): settle nothing twice
+        return _recalled(state, state.restore_attempt(events[number]), events.get(number + 1))
+    for earlier in range(first_attempt, number):
+        if earlier in events:  # failures of the node's earlier runs count against retries
+            _count_failures(state, events[earlier])
+    attempt = state.restore_attempt(events[number])
+    settlement = state.settle(attempt, _job_status(exit_code), retries=retry < max_retries)
+    if settlement.retry is not None:
+        if settlement.retry.attempt != number + 1:
+            raise ExecutionError(
+                f"the retry of cluster {cluster!r} became attempt {settlement.retry.attempt}, "
+                f"not {number + 1}: the node's job would not find it; remove the stray "
+                f"attempt folders of the cluster and resubmit"
+            )
+        assert attempt.handle is not None  # restored from its job_submitted event
+        state.submitted(settlement.retry, attempt.handle)
+    return _node_settlement(settlement)
+
+
+def _count_failures(state: RunState, event: dict[str, Any]) -> None:
+    earlier = state.restore_attempt(event)
+    outcomes, _died = state.read_outcomes(earlier, None)
+    state.forget(earlier)
+    state.note_failures(outcomes)
+
+
+def _job_status(exit_code: int) -> JobStatus:
+    if exit_code == 0:
+        return JobStatus(JobState.SUCCEEDED, 0)
+    if exit_code in _SPECIAL_RETURNS:
+        job_state, reason = _SPECIAL_RETURNS[exit_code]
+        return JobStatus(job_state, None, f"{reason} (DAGMan $RETURN {exit_code})")
+    if exit_code < 0:
+        return JobStatus(JobState.FAILED, exit_code, f"killed by signal {-exit_code}")
+    return JobStatus(JobState.FAILED, exit_code, f"exit code {exit_code}")
+
+
+def _node_settlement(settlement: Settlement) -> NodeSettlement:
+    attempt = settlement.attempt
+    died = any(o.error_type == JOB_DIED for o in settlement.outcomes)
+    if settlement.retry is not None:
+        verdict = PostVerdict.RETRY
+    else:
+        verdict = PostVerdict.FAILED if died else PostVerdict.DONE
+    counts = {s.value: 0 for s in (QuantumState.SUCCEEDED, QuantumState.FAILED,
+                                   QuantumState.BLOCKED)}  # fmt: skip
+    for o in settlement.outcomes:
+        counts[o.status.value] = counts.get(o.status.value, 0) + 1
+    return NodeSettlement(
+        attempt.cluster, attempt.attempt, verdict, counts, died, settlement.retry,
+        settlement.final_failures(),
+    )  # fmt: skip
+
+
+def _recalled(
+    state: RunState, attempt: JobAttempt, retry_event: dict[str, Any] | None
+) -> NodeSettlement:
+    """The verdict an earlier run of this POST script reached (from the journal)."""
+    outcomes, _died = state.read_outcomes(attempt, None)
+    state.forget(attempt)
+    settlement = Settlement(attempt, outcomes, False)
+    if retry_event is not None:
+        settlement.retry = state.restore_attempt(retry_event)
+    return _node_settlement(settlement)
