@@ -44,6 +44,7 @@ from rc2_platform.butler_transfer._format import (
     write_file,
 )
 from rc2_platform.butler_transfer._load import load
+from rc2_platform.butler_transfer._records_check import drop_duplicate_records
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import ExportFormatError, FileNotInDatastoreError
 
@@ -189,8 +190,9 @@ def import_datasets(
     """Import an export file into ``butler`` (checked first, one transaction, idempotent).
 
     A file of another dimension universe, registry schema or format version is refused,
-    as are conflicting dataset types, dimension records existing with other values and
-    missing files; nothing is written then. With ``skip_differing_records`` such records
+    as are conflicting dataset types, dimension records existing with other values, a
+    record the file holds twice with different values and missing files; nothing is
+    written then. With ``skip_differing_records`` such records
     keep the repository's values instead (listed in ``TransferReport.kept_records``).
     """
     path = Path(path)
@@ -199,6 +201,8 @@ def import_datasets(
     tag = UniverseTag.of(butler.registry.universe)
     check_compatible(doc, path, tag, _schema_version())
     bundle = from_document(doc, tag)
+    universe = butler.registry.universe
+    drop_duplicate_records(bundle.records, lambda e: universe[e].required, str(path))
     format_seconds = time.perf_counter() - t0
     files_root = doc.get("files_root")
     source = None

@@ -6,23 +6,30 @@ another observation than in their source. :func:`check_records` refuses that bef
 anything is written: one line naming the element, the data ID and the differing fields
 with both values (the repository's first), and how many other records differ. With
 ``skip_differing`` the repository's records are kept instead and each difference is
-returned, so the caller can report what it kept.
+returned, so the caller can report what it kept. :func:`drop_duplicate_records` refuses
+an export file naming one record twice with different values (it would load the last).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.core import Timespan
-from rc2_platform.errors import ConflictingDefinitionError
+from rc2_platform.errors import ConflictingDefinitionError, ExportFormatError
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
 
-__all__ = ["MAX_FIELDS_SHOWN", "RecordDifference", "check_records", "key_filter"]
+__all__ = [
+    "MAX_FIELDS_SHOWN",
+    "RecordDifference",
+    "check_records",
+    "drop_duplicate_records",
+    "key_filter",
+]
 
 #: At most this many distinct values of a dimension go into one ``IN`` filter.
 MAX_IN = 1_000
@@ -82,6 +89,61 @@ def key_filter(dims: Sequence[str], keys: set[tuple[Any, ...]]) -> str:
             continue
         parts.append(f"{dim} IN ({listed})")
     return " AND ".join(parts)
+
+
+def drop_duplicate_records(
+    records: dict[str, list[dict[str, Any]]],
+    required: Callable[[str], Sequence[str]],
+    source: str,
+) -> None:
+    """Keep one of each record ``records`` holds more than once; refuse contradictions.
+
+    An export file may name a record twice (two exports concatenated by hand, an edit);
+    identical copies are dropped in place. Two copies with other values would make the
+    load keep whichever came last, so they are refused before anything is written.
+
+    Parameters
+    ----------
+    records : dict
+        Incoming records by element; changed in place (duplicates removed).
+    required : callable
+        The required dimensions of an element (its record key).
+    source : str
+        Where the records come from, for the message (the export file).
+
+    Raises
+    ------
+    ExportFormatError
+        If one record appears twice with different values: one line naming the element,
+        the data ID and the differing fields (first copy's value first).
+    """
+    for element, rows in records.items():
+        dims = required(element)
+        seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            try:
+                key = tuple(row[d] for d in dims)
+            except KeyError as exc:
+                raise ExportFormatError(
+                    f"{source}: {element} records have no column {exc.args[0]!r}, which "
+                    f"identifies a {element} (columns {sorted(row)}); export them again"
+                ) from None
+            first = seen.setdefault(key, row)
+            if first is row:
+                continue
+            columns = list(first) + [c for c in row if c not in first]
+            diffs = tuple(
+                (c, first.get(c), row.get(c)) for c in columns if _differs(first.get(c), row.get(c))
+            )
+            if diffs:
+                diff = RecordDifference(element, dict(zip(dims, key, strict=True)), diffs)
+                raise ExportFormatError(
+                    f"{source} holds {element} record {diff.data_id} twice with different "
+                    f"values ({diff.fields_text()}; first copy first); keep one of them in "
+                    "the file (nothing was written)"
+                )
+        if len(seen) < len(rows):
+            rows[:] = list(seen.values())
 
 
 def check_records(

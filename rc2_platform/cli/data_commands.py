@@ -214,7 +214,8 @@ def import_command(
     Refused, with nothing written: a FILE of another dimension universe, schema or
     format version, a dataset type or collection defined otherwise in REPO, a
     dimension record existing in REPO with other values (unless
-    --skip-differing-records: REPO's are kept and listed), a missing file.
+    --skip-differing-records: REPO's are kept and listed), a record FILE holds twice
+    with different values, a missing file.
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import import_datasets

@@ -454,3 +454,44 @@ def test_identical_existing_records_are_a_no_op(source: Butler, dest: Butler) ->
     again = transfer_datasets(source, dest, ALL)
     assert again.new_datasets == 0 and again.kept_records == []
     assert (_visits(dest), snapshot(dest.registry)) == before
+
+
+def _duplicate_record(doc: dict[str, Any], element: str, key: int, changes: dict[str, Any]) -> None:
+    """Append a second copy of the ``element`` record whose second key column is ``key``,
+    with ``changes`` applied (no changes: an identical copy)."""
+    group = doc["dimension_records"][element]
+    rows = [json.loads(line) for line in group["rows"].splitlines() if line]
+    (copy,) = [list(r) for r in rows if r[1] == key]
+    for column, value in changes.items():
+        copy[group["columns"].index(column)] = value
+    group["rows"] = "".join(json.dumps(r) + "\n" for r in [*rows, copy])
+
+
+def test_file_holding_a_record_twice_with_different_values_is_refused(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """The same visit twice in one file with another exposure time and filter: refused
+    with one line naming the file, element, data ID and both fields (exit 1, also with
+    --skip-differing-records and --dry-run), nothing written. An identical copy loads."""
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    changes = {"exposure_time": 31.5, "physical_filter": "HSC-R"}
+    _edit(out, lambda d: _duplicate_record(d, "visit", 1, changes))
+    with pytest.raises(ExportFormatError, match="twice with different values"):
+        import_datasets(dest, out)
+    for extra in ([], ["--skip-differing-records"], ["--dry-run"]):
+        refused = CliRunner().invoke(main, ["import", str(dest.root), str(out), *extra])
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.count("\n") == 1, refused.output
+        assert f"{out} holds visit record {{'instrument': 'HSC', 'visit': 1}} twice" in (
+            refused.output
+        )
+        assert "exposure_time: 30.0 != 31.5" in refused.output
+        assert "physical_filter: 'HSC-G' != 'HSC-R'" in refused.output
+    assert_empty(dest)
+    assert dest.registry.query_dimension_records("visit") == []
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    _edit(out, lambda d: _duplicate_record(d, "visit", 1, {}))
+    loaded = import_datasets(dest, out)
+    assert loaded.new_datasets == 11 and loaded.counts["dimension_records"] == 18
+    assert sorted(r["visit"] for r in dest.registry.query_dimension_records("visit")) == [1, 2]
