@@ -17,6 +17,9 @@ from rc2_platform.registry._wal_checkpoint import AUTO_CHECKPOINT_PAGES, WalChec
 
 __all__ = ["SqliteBackend"]
 
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
 
 class SqliteBackend(Backend):
     """SQLite: the embedded default (one file inside the repository)."""
@@ -72,6 +75,13 @@ class SqliteBackend(Backend):
             raise SchemaVersionError(
                 f"the registry database {path} is empty (0 bytes): it holds no rc2 registry; "
                 "restore it from a backup or create a new repository"
+            )
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise SchemaVersionError(
+                f"the registry database {path} is not an SQLite database (it does not start "
+                f"with {_SQLITE_HEADER!r}); restore it from a backup or create a new repository"
             )
         if not read_only:
             return url

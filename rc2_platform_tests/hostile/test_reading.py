@@ -1,7 +1,7 @@
 """Reading changes nothing: no registry created or converted, read-only SQLite, read-only folders.
 
-Query commands open the repository read-only: a missing or empty registry file is an
-error (never created, never converted to WAL), the files of a repository are byte-for-
+Query commands open the repository read-only: a missing or empty registry file, or one
+that is not an SQLite database, is an error (never created, never converted to WAL), the files of a repository are byte-for-
 byte and time-for-time the same after a series of queries, and a repository in a
 folder the reader cannot write is queried all the same.
 """
@@ -56,8 +56,8 @@ def sqlite_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "command", READ_COMMANDS, ids=lambda c: c[0] + (c[1] if c[0] == "collections" else "")
 )
-@pytest.mark.parametrize("registry", ["missing", "empty"])
-def test_missing_or_empty_registry_is_an_error_and_stays_so(
+@pytest.mark.parametrize("registry", ["missing", "empty", "not_sqlite"])
+def test_missing_empty_or_non_sqlite_registry_is_an_error_and_stays_so(
     tmp_path: Path, command: list[str], registry: str
 ) -> None:
     repo = tmp_path / "repo"
@@ -67,9 +67,13 @@ def test_missing_or_empty_registry_is_an_error_and_stays_so(
     )
     if registry == "empty":
         (repo / "registry.sqlite3").touch()
+    if registry == "not_sqlite":  # a file copied over it, not a database: exit 1, not 4
+        (repo / "registry.sqlite3").write_text("registry: {url: sqlite:///x}\n")
     before = _state(repo)
     result = expect_cli_refusal(_args(command, repo))
     assert "registry.sqlite3" in result.output
+    if registry == "not_sqlite":
+        assert "is not an SQLite database" in result.output
     assert _state(repo) == before, "a read command created or changed a file"
 
 
@@ -126,3 +130,22 @@ def test_a_read_only_open_of_postgresql_cannot_write(tmp_path: Path) -> None:
         with Butler(tmp_path / "repo") as butler:
             assert "u/reader/attempt" not in butler.registry.query_collections()
     tally("clean")
+
+
+@pytest.mark.parametrize(
+    "command", [["fsck", "{repo}", "--remove"], ["remove-runs", "{repo}", "x"]]
+)
+def test_writing_command_refuses_a_registry_that_is_not_sqlite(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A writable open checks the file too: exit 1 naming it, the file untouched."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "butler.yaml").write_text(
+        "registry: {url: 'sqlite:///<butlerRoot>/registry.sqlite3'}\n"
+    )
+    (repo / "registry.sqlite3").write_bytes(b"\x00" * 4096)
+    before = _state(repo)
+    result = expect_cli_refusal(_args(command, repo), match="is not an SQLite database")
+    assert "registry.sqlite3" in result.output
+    assert _state(repo) == before
