@@ -25,8 +25,10 @@ from rc2_platform.butler_transfer._bundle import (
     DatasetGroup,
     UniverseTag,
 )
+from rc2_platform.butler_transfer._schema import check_document, check_rows
 from rc2_platform.core import CollectionType, DatasetType, Timespan
 from rc2_platform.core.yaml_safe import YamlError, load_yaml
+from rc2_platform.datastore.formatters import FORMATTERS
 from rc2_platform.errors import ExportFormatError
 
 #: Version of the file format this code writes and reads.
@@ -209,6 +211,7 @@ def read_file(path: Path) -> dict[str, Any]:
             f"{path} has export format version {doc[FORMAT_KEY]}, this software reads "
             f"version {FORMAT_VERSION}; export it again with a matching rc2_platform release"
         )
+    check_document(doc, path)
     return doc
 
 
@@ -245,9 +248,10 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
     bundle = Bundle(universe, doc["schema_version"])
     for element, group in (doc.get("dimension_records") or {}).items():
         columns = group["columns"]
+        rows = _parse_rows(group["rows"], f"dimension_records.{element}")
+        check_rows(rows, len(columns), f"dimension_records.{element}")
         bundle.records[element] = [
-            {c: _decode_value(c, v) for c, v in zip(columns, row, strict=True)}
-            for row in _parse_rows(group["rows"], f"dimension_records.{element}")
+            {c: _decode_value(c, v) for c, v in zip(columns, row, strict=True)} for row in rows
         ]
     types = {
         t["name"]: DatasetType(
@@ -274,26 +278,74 @@ def from_document(doc: dict[str, Any], universe: UniverseTag) -> Bundle:
                 f"{list(dt.dimensions)} of {dt.name}"
             )
         rows = _parse_rows(group["rows"], where)
-        if any(len(r) != n_dims + 4 for r in rows):
-            raise ExportFormatError(f"{where}: a row has not {n_dims + 4} values")
+        check_rows(rows, n_dims + 4, where)
         ids = hex_ids([r[0] for r in rows], where)
         path_at = 1 + n_dims
         dims = slice(1, path_at)
         g = DatasetGroup(dt, run, ids, [tuple(r[dims]) for r in rows])
+        _check_file_columns(rows, path_at, where)
         paths = [r[path_at] for r in rows]
         if paths.count(None) != len(paths):
             g.paths = paths
             g.formatters = [r[path_at + 1] for r in rows]
             g.file_sizes = [r[path_at + 2] for r in rows]
         bundle.groups.append(g)
-    bundle.tagged = {
-        g["collection"]: hex_ids(
-            [r[0] for r in _parse_rows(g["rows"], g["collection"])], g["collection"]
+    known = {i for g in bundle.groups for i in g.ids}
+    for g in doc.get("tagged") or []:
+        where = f"tagged.{g['collection']}"
+        rows = _parse_rows(g["rows"], where)
+        check_rows(rows, 1, where)
+        bundle.tagged[g["collection"]] = _members(
+            hex_ids([r[0] for r in rows], where), known, where
         )
-        for g in doc.get("tagged") or []
-    }
     for g in doc.get("calibrations") or []:
-        rows = _parse_rows(g["rows"], g["collection"])
-        ids = hex_ids([r[0] for r in rows], g["collection"])
+        where = f"calibrations.{g['collection']}"
+        rows = _parse_rows(g["rows"], where)
+        check_rows(rows, 3, where)
+        ids = _members(hex_ids([r[0] for r in rows], where), known, where)
+        for n, r in enumerate(rows, 1):
+            if not all(_is_int(v) for v in r[1:]):
+                raise ExportFormatError(
+                    f"{where}: row {n}: validity range {r[1:]} is not two integers "
+                    "(TAI nanoseconds); export it again (nothing was written)"
+                )
         bundle.validity[g["collection"]] = [(i, r[1], r[2]) for i, r in zip(ids, rows, strict=True)]
     return bundle
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: The largest value a registry's BIGINT column holds.
+_MAX_INT64 = 2**63 - 1
+
+
+def _check_file_columns(rows: list[Any], path_at: int, where: str) -> None:
+    """Paths and formatters are text, file sizes integers 0 .. 2**63-1 (each or None)."""
+    for n, r in enumerate(rows, 1):
+        path, formatter, size = r[path_at : path_at + 3]
+        if not all(v is None or isinstance(v, str) for v in (path, formatter)) or not (
+            size is None or (_is_int(size) and 0 <= size <= _MAX_INT64)
+        ):
+            raise ExportFormatError(
+                f"{where}: row {n}: path {path!r}, formatter {formatter!r}, file size {size!r} "
+                "must be text, text and an integer from 0 to 2**63-1; export it again "
+                "(nothing was written)"
+            )
+        if formatter is not None and formatter not in FORMATTERS:
+            raise ExportFormatError(
+                f"{where}: row {n}: unknown formatter {formatter!r} (known: "
+                f"{', '.join(sorted(FORMATTERS))}); export it again (nothing was written)"
+            )
+
+
+def _members(ids: list[str], known: set[str], where: str) -> list[str]:
+    """``ids``, each of which must be a dataset of the file."""
+    for i in ids:
+        if i not in known:
+            raise ExportFormatError(
+                f"{where}: dataset {dashed(i)} is not among the file's datasets; "
+                "export it again (nothing was written)"
+            )
+    return ids

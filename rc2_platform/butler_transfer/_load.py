@@ -74,6 +74,7 @@ def check(
     """
     reg = butler.registry
     for dt in bundle.dataset_types:
+        butler.datastore.formatter_for(dt.storage_class)  # a storage class it cannot write
         try:
             existing = reg.get_dataset_type(dt.name)
         except MissingDatasetTypeError:
