@@ -39,12 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rc2_platform.errors import ExecutionError
+from rc2_platform.errors import ClusterJobError, ExecutionError
 from rc2_platform.execution.attempts import JOB_DIED, JobAttempt, Settlement, WorkerSettings
 from rc2_platform.execution.backends import JobState, JobStatus
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.quantum_state import QuantumState
+from rc2_platform.execution.records import RECORDS_FILE, JobResult
 from rc2_platform.execution.run_state import RunState
 from rc2_platform.execution.runner import worker_command
 
@@ -187,8 +188,12 @@ def settle_dag_node(
         If the journal has no such attempt of ``cluster``, or the next attempt would not
         be ``first_attempt + retry + 1`` (the folder the node's job looks in).
     """
-    journal, state = load_dag_state(repo, run)
     number = first_attempt + retry
+    if exit_code == 0:
+        done = _all_succeeded(Journal.for_run(repo, run, must_exist=True), cluster, number)
+        if done is not None:
+            return done
+    journal, state = load_dag_state(repo, run)
     events = {
         int(ev["attempt"]): ev
         for ev in journal.events("job_submitted")
@@ -221,6 +226,49 @@ def settle_dag_node(
         assert attempt.handle is not None  # restored from its job_submitted event
         state.submitted(settlement.retry, attempt.handle)
     return _node_settlement(settlement)
+
+
+def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlement | None:
+    """The common case without loading the graph: attempt ``number`` of ``cluster``, not
+    settled yet, whose job exited 0 and recorded every one of its quanta as succeeded.
+
+    Journals the ``job_finished`` event :meth:`RunState.settle` would write and returns
+    the node's DONE; None when the attempt needs the run-state machine (a failure, a
+    quantum not recorded, already settled, not in the journal). Loading the graph is most
+    of a POST script's cost (3.5 CPU-s for tract 9615's 20,727 quanta), paid once per
+    node without this.
+    """
+    submitted, settled = None, False
+    for ev in journal.events():
+        if ev["event"] == "run_started":  # only this execution's events count
+            submitted, settled = None, False
+        elif ev.get("cluster") != cluster or int(ev.get("attempt") or 0) != number:
+            continue
+        elif ev["event"] == "job_finished":
+            settled = True
+        elif ev["event"] == "job_submitted":
+            submitted = ev
+    if submitted is None or settled:  # settled already: a POST script run again
+        return None
+    quanta = [int(q[0]) for q in submitted["quanta"]]
+    path = Path(submitted["directory"]) / RECORDS_FILE
+    try:
+        recorded = {o.index: o.status for o in JobResult.read(path).outcomes}
+    except (ClusterJobError, OSError):
+        return None
+    if not quanta or any(recorded.get(i) is not QuantumState.SUCCEEDED for i in quanta):
+        return None
+    journal.append(
+        "job_finished",
+        cluster=cluster,
+        attempt=number,
+        status=JobStatus(JobState.SUCCEEDED, 0).to_dict(),
+        result=str(path),
+        died=False,
+        unrecorded=[],
+    )
+    counts = {QuantumState.SUCCEEDED.value: len(quanta)}
+    return NodeSettlement(cluster, number, PostVerdict.DONE, counts, False)
 
 
 def _count_failures(state: RunState, event: dict[str, Any]) -> None:

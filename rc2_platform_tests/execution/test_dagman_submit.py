@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from rc2_platform.butler import Butler
 from rc2_platform.cli import main
+from rc2_platform.execution import dagman_post
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
 from rc2_platform.execution.backends.htcondor.event_log import EventLogWriter
 from rc2_platform.execution.backends.htcondor.submit import split_arguments, split_environment
@@ -375,3 +376,40 @@ def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None
     assert rep.tasks["a"]["failed"] == 1 and rep.tasks["c"]["blocked"] == 1
     assert rep.tasks["b"]["succeeded"] == 2  # b[2] by its retry (its death left no record)
     assert rep.errors[0]["message"].startswith("job died")
+
+
+def test_a_node_whose_quanta_all_succeeded_is_settled_without_loading_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a DAG that succeeded everywhere, one node's job_finished event is taken out
+    # of the journal (as if its POST script had not run yet): settling it again must
+    # write the same event and say DONE without the run-state machine (no graph load).
+    dag, nodes = _failing_dag(tmp_path)
+    codes = play_dagman(dag)
+    assert set(codes.values()) == {0}
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    node = _node(nodes, 1)
+    lines = journal.path.read_text().splitlines(keepends=True)
+    ours = [line for line in lines if '"job_finished"' in line and f'"{node}"' in line]
+    assert len(ours) == 1
+    journal.path.write_text("".join(line for line in lines if line not in ours))
+
+    def no_graph(*_args: object) -> None:
+        raise AssertionError("the graph was loaded")
+
+    monkeypatch.setattr(dagman_post, "load_dag_state", no_graph)
+    settled = dagman_post.settle_dag_node(
+        tmp_path / "repo", RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
+    )
+    assert settled.verdict is dagman_post.PostVerdict.DONE
+    assert settled.counts == {"succeeded": 2} and not settled.died
+    (again,) = [e for e in journal.events("job_finished") if e["cluster"] == node]
+    (before,) = [json.loads(line) for line in ours]
+    assert {k: v for k, v in again.items() if k != "time"} == {
+        k: v for k, v in before.items() if k != "time"
+    }
+    # A job that exited non-zero, or a node already settled, takes the full path.
+    with pytest.raises(AssertionError, match="graph was loaded"):
+        dagman_post.settle_dag_node(
+            tmp_path / "repo", RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
+        )
