@@ -267,7 +267,8 @@ def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlemen
         died=False,
         unrecorded=[],
     )
-    counts = {QuantumState.SUCCEEDED.value: len(quanta)}
+    counts = {s.value: 0 for s in (QuantumState.FAILED, QuantumState.BLOCKED)}
+    counts = {QuantumState.SUCCEEDED.value: len(quanta), **counts}  # as the full path's
     return NodeSettlement(cluster, number, PostVerdict.DONE, counts, False)
 
 

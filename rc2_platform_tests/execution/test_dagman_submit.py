@@ -402,7 +402,8 @@ def test_a_node_whose_quanta_all_succeeded_is_settled_without_loading_the_graph(
         tmp_path / "repo", RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
     )
     assert settled.verdict is dagman_post.PostVerdict.DONE
-    assert settled.counts == {"succeeded": 2} and not settled.died
+    assert settled.counts == {"succeeded": 2, "failed": 0, "blocked": 0}
+    assert not settled.died
     (again,) = [e for e in journal.events("job_finished") if e["cluster"] == node]
     (before,) = [json.loads(line) for line in ours]
     assert {k: v for k, v in again.items() if k != "time"} == {
