@@ -82,9 +82,13 @@ class Journal:
         record = {"event": event, "time": time.time(), **fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode())
+            size = os.fstat(fd).st_size
+            # A short write (full disk) may have left a line without its end: start a new
+            # one, so this event is not glued to the torn one and lost with it.
+            torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+            os.write(fd, (b"\n" if torn else b"") + line.encode())
         finally:
             os.close(fd)
         crash_point(f"journal.{event}")
@@ -94,12 +98,14 @@ class Journal:
         """Iterate over the events (of one ``kind``, if given), oldest first."""
         if not self.path.exists():
             return
-        with self.path.open() as stream:
+        with self.path.open("rb") as stream:  # bytes: a damaged line may not be UTF-8
             for line in stream:
                 try:
                     record = json.loads(line)
-                except ValueError:
-                    continue  # a truncated last line of a crashed writer
+                except ValueError:  # also UnicodeDecodeError
+                    continue  # a truncated last line of a crashed writer, a damaged line
+                if not isinstance(record, dict):
+                    continue
                 if kind is None or record.get("event") == kind:
                     yield record
 
