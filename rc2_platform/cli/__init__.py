@@ -97,7 +97,8 @@ SECTIONS: dict[str, str] = {
     sections=SECTIONS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: 0 success, 1 bad input or refused, 2 usage error, "
-    "3 partial failure, 4 failure. `rc2 COMMAND --help` for a command; docs/cli.md.",
+    "3 partial failure, 4 failure, 130 interrupted (Ctrl-C). `rc2 COMMAND --help` for a "
+    "command; docs/cli.md.",
 )
 @click.version_option(__version__, prog_name="rc2")
 @click.option(

@@ -84,6 +84,15 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # click would print "Aborted!" and exit 1, which means "bad input, nothing
+            # changed": untrue of an interrupted run, ingest or transfer.
+            common.print_error(
+                "interrupted (Ctrl-C): what finished is kept, the rest was not done; run "
+                "the command again to finish (`rc2 run ... --resume` for a RUN; `rc2 fsck "
+                "REPO` checks the files)"
+            )
+            sys.exit(common.EXIT_INTERRUPTED)
         except Exception as exc:
             _exit_for_exception(exc)
 

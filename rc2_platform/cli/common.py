@@ -35,6 +35,9 @@ EXIT_PARTIAL = 3
 #: Failure of the whole operation (nothing succeeded, the database or backend failed,
 #: or an unexpected internal error).
 EXIT_FAILURE = 4
+#: Interrupted (Ctrl-C, SIGINT): what finished is kept, the rest was not done; the shell's
+#: 128 + signal number. Running the command again finishes it (``rc2 run``: ``--resume``).
+EXIT_INTERRUPTED = 130
 
 
 def exit_code_for_counts(succeeded: int, failed: int) -> int:

@@ -19,6 +19,7 @@ from rc2_platform.cli._group import LazyGroup
 from rc2_platform.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
@@ -169,6 +170,30 @@ def test_errors_become_one_line_and_the_documented_exit_code() -> None:
     refused = runner.invoke(_GROUP, ["refuse"])
     assert refused.exit_code == EXIT_BAD_INPUT
     assert refused.stderr == "Error: value 'x' breaks rule y; do z\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130_not_abort_and_1(tmp_path: Path) -> None:
+    """SIGINT during a long command (a real process: `rc2 simulate rc2`, ~25 s): one
+    line saying what to do and 130, not click's "Aborted!" and 1 ("nothing changed")."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [Path(sys.executable).parent / "rc2", "simulate", "rc2", str(tmp_path / "sim")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(5)  # started (about 1 s), far from done
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.wait(timeout=60) == EXIT_INTERRUPTED == 130, err
+    assert "Traceback" not in err and "Aborted!" not in err
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: interrupted (Ctrl-C): what finished is kept, the rest was not done; run the "
+        "command again to finish (`rc2 run ... --resume` for a RUN; `rc2 fsck REPO` checks "
+        "the files)"
+    ]
 
 
 def test_tables_are_whole_when_captured_and_sorted_numerically() -> None:
