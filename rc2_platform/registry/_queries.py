@@ -75,16 +75,16 @@ class QueryBuilder:
         dimensions: Iterable[str],
         elements: Iterable[str] = (),
         relations: Sequence[sa.FromClause] = (),
-        *,
-        relate: bool = False,
     ) -> JoinPlan:
         """Join the tables that provide ``dimensions`` (expanded), ``elements`` and ``relations``.
 
-        An element's table is left out when the others provide its columns. With
-        ``relate`` only when a single relation or table provides them all: a dataset
-        relation giving ``band`` and the visit table giving ``physical_filter`` then
-        still join the physical_filter table, which relates the two (without it every
-        band matches every visit).
+        An element's table is left out when the others provide its columns, unless a
+        relation gives a column the element implies without giving them all: a dataset
+        relation giving ``band`` and the visit table giving ``physical_filter`` still join
+        the physical_filter table, which relates the two (without it every band matches
+        every visit), as LSST's queries do. A relation giving only an element's key (raw's
+        exposure) beside the visit table giving its implied columns does not join the
+        exposure table: visit_definition (always joined) relates the two.
         """
         elements = set(elements)
         full = self.universe.expand(
@@ -99,11 +99,10 @@ class QueryBuilder:
             if not el.has_table:
                 continue
             cols = set(el.required) | set(el.implied)
-            covered = any(cols <= s for s in sources) if relate else cols <= provided
-            if name in elements or not covered:
+            unrelated = any(s & set(el.implied) and not cols <= s for s in sources)
+            if name in elements or not cols <= provided or unrelated:
                 chosen.append(name)
                 provided |= cols
-                sources.append(cols)
         for name in sorted(elements - set(chosen)):
             chosen.append(name)
         for el in self.universe.elements:
@@ -124,10 +123,15 @@ class QueryBuilder:
             for el in self.universe.elements
             if (el.has_region or el.skypix_level is not None) and set(el.required) <= wanted
         ]
-        families: dict[str, str] = {}
+        # The finest element of each family in the query (visit_detector_region over
+        # visit when detector is there, patch over tract), as LSST's automatic joins.
+        finest: dict[str, set[str]] = {}
         for name in spatial:
-            families.setdefault(self.universe.spatial_family(name), name)
-        fams = sorted(families)
+            req = set(self.universe[name].required)
+            fam = self.universe.spatial_family(name)
+            if fam not in finest or finest[fam] < req:
+                finest[fam] = req
+        fams = sorted(finest)
         out, distinct = [], False
         for i, f1 in enumerate(fams):
             for f2 in fams[i + 1 :]:
@@ -137,12 +141,16 @@ class QueryBuilder:
                     if pair != {f1, f2}:
                         continue
                     table = self.schema.overlaps[ov.table]
-                    extra = {c.name for c in table.columns} - wanted
-                    if best is None or len(extra) < best[0]:
-                        best = (len(extra), table)
+                    cols = {c.name for c in table.columns}
+                    # A table coarser than a family's finest element (visit x tract for a
+                    # query with patch) relates too much: a finer one (visit_detector_region
+                    # x patch, projected) is preferred even with columns the query lacks.
+                    rank = (sum(not finest[f] <= cols for f in (f1, f2)), len(cols - wanted))
+                    if best is None or rank < best[0]:
+                        best = (rank, table)
                 if best is not None:
                     out.append(best[1])
-                    distinct = distinct or best[0] > 0
+                    distinct = distinct or best[0][1] > 0
         return out, distinct
 
     @staticmethod

@@ -234,7 +234,7 @@ class DatasetSearch:
         wdims, elements = self.queries.referenced(expr)
         sub = stmt.subquery("found")
         dims = stored.dataset_type.dimensions
-        plan = self.queries.plan(set(dims) | wdims, elements, [sub], relate=True)
+        plan = self.queries.plan(set(dims) | wdims, elements, [sub])
         stmt = (
             sa.select(*sub.c)
             .select_from(plan.from_)
