@@ -3,7 +3,8 @@
 Everything that can be refused is checked before anything is written: dataset types
 defined otherwise in the destination, collections of another type, chains with other
 children, existing dimension records with other values (unless told to keep the
-destination's: ``skip_differing_records``), files missing from the source. Then the files are placed (at their source
+destination's: ``skip_differing_records``), files missing from the source or of another
+size than recorded (truncated). Then the files are placed (at their source
 datastore paths; one already there is kept) and, inside one butler transaction, the
 rows: dataset types, dimension records, collections, datasets with their datastore
 records (column-wise, :meth:`Registry.import_dataset_columns`; identical existing ones
@@ -29,6 +30,7 @@ from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import (
     CollectionTypeError,
     ConflictingDefinitionError,
+    DatastoreError,
     FileNotInDatastoreError,
     MissingCollectionError,
     MissingDatasetTypeError,
@@ -109,6 +111,12 @@ def check(
             if not (path := source(rec)).is_file():
                 raise FileNotInDatastoreError(
                     f"dataset {g.describe(k)} has no file at {path}; nothing was written"
+                )
+            if rec.file_size and (size := path.stat().st_size) != rec.file_size:
+                raise DatastoreError(
+                    f"dataset {g.describe(k)}: its file {path} has {size:,} bytes, but "
+                    f"{rec.file_size:,} were recorded: truncated or changed since it was "
+                    "written; copy it again (nothing was written)"
                 )
     return missing, differing
 

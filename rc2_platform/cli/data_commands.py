@@ -215,7 +215,7 @@ def import_command(
     format version, a dataset type or collection defined otherwise in REPO, a
     dimension record existing in REPO with other values (unless
     --skip-differing-records: REPO's are kept and listed), a record FILE holds twice
-    with different values, a missing file.
+    with different values, a missing or truncated file (size other than recorded).
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import import_datasets

@@ -189,6 +189,23 @@ def test_missing_file_is_refused_before_anything_is_written(
     assert_empty(dest)
 
 
+def test_truncated_file_is_refused_before_anything_is_written(
+    source: Butler, dest: Butler, tmp_path: Path
+) -> None:
+    """A file of the export folder shorter than its recorded size (a copy cut short):
+    one line naming dataset, file and both sizes, exit 1, nothing written. Before, it was
+    imported and `rc2 fsck` called the repository clean."""
+    out = tmp_path / "export.yaml"
+    export_datasets(source, out, ALL, with_files=tmp_path / "files")
+    victim = sorted((tmp_path / "files").rglob("*.fits"))[0]
+    victim.write_bytes(victim.read_bytes()[:4])
+    refused = CliRunner().invoke(main, ["import", str(dest.root), str(out)])
+    assert refused.exit_code == 1, refused.output
+    assert refused.output.count("\n") == 1, refused.output
+    assert f"its file {victim} has 4 bytes, but 10 were recorded: truncated" in refused.output
+    assert_empty(dest)
+
+
 def test_missing_file_in_source_stops_export(source: Butler, tmp_path: Path) -> None:
     files_in(source)[0].unlink()
     with pytest.raises(FileNotInDatastoreError, match="nothing was exported"):
