@@ -189,10 +189,16 @@ def to_document(bundle: Bundle, files_root: str | None) -> dict[str, Any]:
 def write_file(doc: dict[str, Any], path: Path) -> None:
     """Write the document to ``path`` atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(f"# rc2 export file, format version {FORMAT_VERSION} (docs/data-management.md)\n")
-        yaml.dump(doc, fh, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=1000)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(
+                f"# rc2 export file, format version {FORMAT_VERSION} (docs/data-management.md)\n"
+            )
+            yaml.dump(doc, fh, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=1000)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: leave no half-written temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_file(path: Path) -> dict[str, Any]:

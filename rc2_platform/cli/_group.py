@@ -97,6 +97,10 @@ class LazyGroup(click.Group):
             _exit_for_exception(exc)
 
 
+#: Errors of a write that found no room: full disk, quota, file size limit, read-only.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
 def _exit_for_exception(exc: Exception) -> None:
     """Print ``exc`` as one line on stderr and exit with the matching code."""
     from rc2_platform.errors import Rc2Error
@@ -109,6 +113,14 @@ def _exit_for_exception(exc: Exception) -> None:
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         common.print_error(str(exc))
         sys.exit(common.EXIT_BAD_INPUT)
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        where = f" writing {exc.filename2 or exc.filename}" if exc.filename else ""
+        common.print_error(
+            f"{exc.strerror or exc}{where}: make room (free disk space, raise the quota or "
+            "`ulimit -f`, or write elsewhere) and run the command again (`rc2 fsck REPO` "
+            "checks a repository)"
+        )
+        sys.exit(common.EXIT_FAILURE)
     database_error = common.database_error_line(exc)
     if database_error is not None:
         common.print_error(database_error)

@@ -137,6 +137,12 @@ def refuse() -> None:
     raise ConfigError("value 'x' breaks rule y; do z")
 
 
+@click.command("full")
+def full() -> None:
+    """Fail as a write to a full disk does."""
+    raise OSError(28, "No space left on device", "/data/out/export.yaml")
+
+
 LONG = "characterizeImage_" + "x" * 150
 
 
@@ -154,6 +160,7 @@ _GROUP = LazyGroup(
     commands_table={
         "boom": f"{__name__}:boom",
         "refuse": f"{__name__}:refuse",
+        "full": f"{__name__}:full",
         "rows": f"{__name__}:rows",
     },
 )
@@ -170,6 +177,14 @@ def test_errors_become_one_line_and_the_documented_exit_code() -> None:
     refused = runner.invoke(_GROUP, ["refuse"])
     assert refused.exit_code == EXIT_BAD_INPUT
     assert refused.stderr == "Error: value 'x' breaks rule y; do z\n"
+    # A full disk is a failure (4) with what to do, not "unexpected OSError (a bug)".
+    full_disk = runner.invoke(_GROUP, ["full"])
+    assert full_disk.exit_code == EXIT_FAILURE
+    assert full_disk.stderr.splitlines() == [
+        "Error: No space left on device writing /data/out/export.yaml: make room (free disk "
+        "space, raise the quota or `ulimit -f`, or write elsewhere) and run the command "
+        "again (`rc2 fsck REPO` checks a repository)"
+    ]
 
 
 def test_ctrl_c_is_one_line_and_exit_130_not_abort_and_1(tmp_path: Path) -> None:

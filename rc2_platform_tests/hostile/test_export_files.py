@@ -10,7 +10,10 @@ file size or an unknown formatter or storage class was imported.
 
 from __future__ import annotations
 
+import errno
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,3 +154,25 @@ def test_damaged_export_file_is_refused_with_one_line(
         assert dest.registry.query_collections() == before == []
         assert dest.registry.query_dimension_records("instrument") == []
     assert not [p for p in (tmp_path / "dest").rglob("*.fits")]
+
+
+def test_export_file_not_written_whole_leaves_no_temporary(tmp_path: Path) -> None:
+    """A file size limit (as a full disk) stops the YAML write: the error is raised and
+    neither the file nor its temporary ``.NAME.tmp`` is left (before, the temporary
+    stayed, half-written)."""
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from rc2_platform.butler_transfer._format import write_file\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "try:\n"
+        "    write_file({'rows': 'x' * 100_000}, Path(sys.argv[1]))\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    out = tmp_path / "export.yaml"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(errno.EFBIG), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
