@@ -166,10 +166,24 @@ def connecting(url: str) -> Iterator[None]:
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
         reason = scrub(lines[0] if lines else type(exc).__name__, url)
+        if not _names_a_server(url):  # a file: the server advice would mislead
+            raise RegistryConnectionError(
+                f"cannot use the registry database {safe_url(url)}: {reason}; check that the "
+                "file and its folder are readable and writable, the disk has room and no "
+                "file-size limit (ulimit -f) applies"
+            ) from None
         raise RegistryConnectionError(
             f"cannot connect to the registry at {safe_url(url)}: {reason}; check that the "
             "server runs, the URL is right and RC2_DB_PASSWORD holds the password"
         ) from None
+
+
+def _names_a_server(url: str) -> bool:
+    """Whether ``url`` names a database server (not a file); True when it cannot be parsed."""
+    try:
+        return backend_for_url(parse_url(url)).is_server
+    except Exception:  # an unparsable URL fails with its own message elsewhere
+        return True
 
 
 def existing_database_url(url: Any, read_only: bool = False) -> sa.URL:

@@ -194,6 +194,19 @@ def test_unreachable_or_malformed_registry_url(tmp_path: Path) -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_a_registry_file_that_cannot_be_opened_gets_file_advice_not_server_advice(
+    tmp_path: Path,
+) -> None:
+    # SQLite cannot create a file in a missing folder (a real OperationalError); the
+    # message names the file and what to check, not a server, URL or password.
+    with pytest.raises(RegistryConnectionError, match="cannot use the registry database") as info:
+        Butler.create(tmp_path / "a", registry_url=f"sqlite:///{tmp_path}/missing/x.sqlite3")
+    message = str(info.value)
+    assert f"{tmp_path}/missing/x.sqlite3" in message and "unable to open" in message
+    assert "server" not in message and "RC2_DB_PASSWORD" not in message
+    assert not (tmp_path / "a").exists()
+
+
 def test_put_without_data_files_outside_root(butler: Butler) -> None:
     """Sanity: a normal put writes exactly one file, inside the root."""
     butler.put({"a": 1}, "summary", DID)
