@@ -16,6 +16,9 @@ What a killed process can leave, and what this finds (the registry is the truth)
   (a removal killed before manifests existed): removed with ``remove`` unless held by a
   live orchestrator or changed within ``min_age`` (then their files count as outputs);
 - missing files: datasets whose record names a file that is not there (reported only);
+- files of the wrong size: a recorded file whose size differs from its record's
+  ``file_size`` (truncated or replaced after it was written; reported only: restore the
+  file, or remove the dataset with ``rc2 prune-datasets`` and re-run what made it);
 - live runs: RUNs whose orchestrator lock (``_runs/<run>/lock``) a live process holds
   (the ``flock`` ``rc2 run`` keeps for its life, asked through the butler's
   :func:`~rc2_platform.butler.run_in_use`; a crashed orchestrator's lock is free).
@@ -74,6 +77,9 @@ class FsckReport:
         RUN -> number of files awaiting ``rc2 aggregate`` (never removed).
     missing : list of str
         Recorded paths whose file is not there.
+    wrong_size : list of dict
+        ``{path, recorded, actual}`` of recorded files whose size on disk differs from
+        the record's ``file_size`` (damaged or replaced; reported, never repaired).
     run_folders : list of dict
         ``{path, age_s, action}`` of each ``_runs/<run>`` folder whose RUN is not
         registered (journal and job folders a removal left, or a run never registered).
@@ -88,6 +94,7 @@ class FsckReport:
     orphans: list[dict[str, Any]] = field(default_factory=list)
     unregistered: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    wrong_size: list[dict[str, Any]] = field(default_factory=list)
     run_folders: list[dict[str, Any]] = field(default_factory=list)
     live_runs: list[dict[str, str]] = field(default_factory=list)
 
@@ -96,7 +103,7 @@ class FsckReport:
         """Nothing left to repair or report (after what this call removed)."""
         left = [o for o in self.orphans + self.run_folders if o["action"] != "removed"]
         pending = [p for p in self.pending_removals if p.dry_run or p.errors]
-        return not (left or self.missing or pending)
+        return not (left or self.missing or self.wrong_size or pending)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -108,6 +115,7 @@ class FsckReport:
             "orphans": self.orphans,
             "unregistered": self.unregistered,
             "missing": self.missing,
+            "wrong_size": self.wrong_size,
             "run_folders": self.run_folders,
             "live_runs": self.live_runs,
         }
@@ -146,13 +154,14 @@ def check_repository(
     now = time.time()
     report.run_folders = _run_folders(butler, now, remove=remove, min_age=min_age)
     stale = {f["path"].split("/", 1)[1] for f in report.run_folders if "remove" in f["action"]}
-    recorded = butler.registry.all_datastore_paths()
+    recorded = butler.registry.datastore_file_sizes()
     seen: set[str] = set()
     executed: dict[str, str | None] = {}
     unregistered: Counter[str] = Counter()
     for rel, path in _dataset_files(root):
         if rel in recorded:
             seen.add(rel)
+            _check_size(path, rel, recorded[rel], report)
             continue
         run = _executed_run(butler, rel, executed)
         if run is not None and safe_run_name(run) not in stale:
@@ -162,9 +171,23 @@ def check_repository(
     report.files = len(seen)
     report.unregistered = dict(sorted(unregistered.items()))
     report.missing = sorted(
-        p for p in recorded - seen if not os.path.lexists(p if os.path.isabs(p) else root / p)
+        p
+        for p in recorded.keys() - seen
+        if not os.path.lexists(p if os.path.isabs(p) else root / p)
     )
     return report
+
+
+def _check_size(path: Path, rel: str, recorded: int | None, report: FsckReport) -> None:
+    """Note a recorded file whose size on disk is not the record's."""
+    if recorded is None:
+        return
+    try:
+        actual = path.stat().st_size
+    except OSError:
+        return  # gone meanwhile, or a dangling link: the missing-file check sees it
+    if actual != recorded:
+        report.wrong_size.append({"path": rel, "recorded": recorded, "actual": actual})
 
 
 def live_runs(butler: Butler) -> list[dict[str, str]]:

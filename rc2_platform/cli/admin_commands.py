@@ -408,8 +408,8 @@ def fsck(repo: str, remove: bool, min_age: float, as_json: bool) -> None:
 
     Reports pending removals (killed after their commit), files no dataset names
     (orphans, temporaries), _runs/<run> folders of RUNs not registered, outputs
-    awaiting `rc2 aggregate` (never removed), datasets whose file is missing and RUNs a
-    live orchestrator executes. Exit 0 when nothing is left to repair or report, 3
+    awaiting `rc2 aggregate` (never removed), datasets whose file is missing or not of
+    its recorded size, and RUNs a live orchestrator executes. Exit 0 when nothing is left to repair or report, 3
     otherwise. --remove is refused (exit 1, one line naming the RUN and its holder) while
     a live orchestrator (`rc2 run`) holds a RUN's lock; a crashed one does not stop it.
     Stop other writers (ingest, import) before --remove.
@@ -457,6 +457,14 @@ def _print_fsck(report: Any) -> None:
         click.echo(f"{len(report.missing)} dataset file(s) missing (recorded, not on disk):")
         for path in report.missing[:1000]:
             click.echo(f"  {path}")
+    if report.wrong_size:
+        click.echo(
+            f"{len(report.wrong_size)} dataset file(s) whose size differs from the record "
+            "(damaged or replaced; restore them, or remove the datasets with "
+            "`rc2 prune-datasets` and re-run what made them):"
+        )
+        for w in report.wrong_size[:1000]:
+            click.echo(f"  {w['path']}: {w['actual']} bytes, recorded {w['recorded']}")
     removed = sum(o["action"] == "removed" for o in report.orphans + report.run_folders)
     if report.clean:
         click.echo(f"removed {removed} file(s); clean" if removed else "clean")

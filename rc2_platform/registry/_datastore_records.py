@@ -96,6 +96,14 @@ class DatastoreRecordManager:
         """Every path a record names."""
         return set(conn.execute(sa.select(self.table.c.path)).scalars())
 
+    def all_sizes(self, conn: sa.Connection) -> dict[str, int | None]:
+        """Every path a record names -> its recorded size (None: unknown, or records of
+        one path that disagree)."""
+        sizes: dict[str, int | None] = {}
+        for path, size in conn.execute(sa.select(self.table.c.path, self.table.c.file_size)):
+            sizes[path] = size if sizes.get(path, size) == size else None
+        return sizes
+
     def delete(self, conn: sa.Connection, ids: Iterable[uuid.UUID]) -> None:
         """Delete the records of datasets ``ids`` (the datasets stay registered)."""
         t = self.table

@@ -184,6 +184,12 @@ class RegistryRecords:
         with self._db.read() as conn:
             return self.datastore_records.all_paths(conn)
 
+    def datastore_file_sizes(self) -> dict[str, int | None]:
+        """Every path the datastore records name -> its recorded size in bytes (None when
+        unknown); ``rc2 fsck`` compares both with the disk."""
+        with self._db.read() as conn:
+            return self.datastore_records.all_sizes(conn)
+
     def query_datastore_record_columns(
         self, ids: Sequence[str]
     ) -> dict[str, tuple[str, str, str, int | None]]:

@@ -1,7 +1,8 @@
 """``rc2 fsck``: files no record names are reported (dry run) and removed (--remove).
 
 On SQLite, PostgreSQL and MariaDB: an orphan, a temporary of a dead writer, a young
-orphan, outputs awaiting ``rc2 aggregate``, a missing file, and a pending-removal
+orphan, outputs awaiting ``rc2 aggregate``, a missing file, a file of the wrong size,
+and a pending-removal
 manifest left by a removal killed after its commit.
 """
 
@@ -103,6 +104,27 @@ def test_fsck_reports_a_missing_file(butler: Butler) -> None:
     result, report = _fsck(butler.root, "--remove")
     assert result.exit_code == 3 and len(report["missing"]) == 1
     assert report["missing"][0].endswith(".yaml") and report["orphans"] == []
+
+
+def test_fsck_reports_a_file_whose_size_differs_from_its_record(butler: Butler) -> None:
+    _summaries(butler)
+    (path,) = butler.get_uris(
+        butler.query_datasets("summary", where="visit = 2 and detector = 1")
+    ).values()
+    butler.close()
+    assert _fsck(butler.root)[0].exit_code == 0  # every file as recorded
+    file = Path(path.removeprefix("file://"))
+    size = file.stat().st_size
+    file.write_bytes(file.read_bytes()[: size // 2])  # truncated after it was registered
+    result, report = _fsck(butler.root, "--remove")
+    assert result.exit_code == 3
+    (wrong,) = report["wrong_size"]
+    assert file.as_posix().endswith(wrong["path"])
+    assert (wrong["recorded"], wrong["actual"]) == (size, size // 2)
+    assert file.exists() and report["orphans"] == report["missing"] == []  # never repaired
+    text = CliRunner().invoke(main, ["fsck", str(butler.root)])
+    assert text.exit_code == 3
+    assert f"{wrong['path']}: {size // 2} bytes, recorded {size}" in text.output
 
 
 def test_fsck_finishes_a_removal_killed_after_its_commit(butler: Butler) -> None:
