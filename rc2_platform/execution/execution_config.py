@@ -131,6 +131,13 @@ class HTCondorSettings(_Model):
     accounting_group: str | None = None
     accounting_group_user: str | None = None
     extra_submit: dict[str, str] = Field(default_factory=dict)
+    hold_grace_seconds: float | None = Field(
+        default=600.0,
+        ge=0,
+        description="a job held for another reason than memory (a file transfer failure, a "
+        "missing working directory, a user's condor_hold, a site's periodic_hold) is removed "
+        "and fails, not retried, after this many seconds held; 0 = at once, null = wait forever",
+    )
 
 
 class DatastoreVolume(_Model):

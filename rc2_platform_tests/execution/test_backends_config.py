@@ -10,7 +10,11 @@ from rc2_platform.errors import ConfigError
 from rc2_platform.execution.backends import LocalBackend, make_backend
 from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble
 from rc2_platform.execution.backends.kubernetes import KubernetesBackend
-from rc2_platform.execution.execution_config import KubernetesSettings, load_execution_config
+from rc2_platform.execution.execution_config import (
+    HTCondorSettings,
+    KubernetesSettings,
+    load_execution_config,
+)
 
 
 def test_default_config_has_rc2_steps_and_per_task_memory() -> None:
@@ -85,3 +89,19 @@ def test_kubernetes_stuck_pod_settings_default_override_and_wiring(tmp_path: Pat
     )
     assert isinstance(backend, KubernetesBackend)
     assert backend.api is batch and backend.core_api is core
+
+
+def test_htcondor_hold_grace_default_override_and_null(tmp_path: Path) -> None:
+    packaged = load_execution_config().backends.htcondor
+    assert packaged == HTCondorSettings()  # the YAML file and the model agree
+    assert packaged.hold_grace_seconds == 600
+    file = tmp_path / "exec.yaml"
+    for text, value in (("0", 0), ("null", None), ("3600", 3600)):
+        file.write_text(f"backends:\n  htcondor:\n    hold_grace_seconds: {text}\n")
+        assert load_execution_config(file).backends.htcondor.hold_grace_seconds == value
+    file.write_text("backends:\n  htcondor:\n    hold_grace_seconds: -1\n")
+    with pytest.raises(ConfigError, match="hold_grace_seconds"):
+        load_execution_config(file)
+    backend = make_backend(load_execution_config(), "htcondor", schedd=LocalScheddDouble())
+    assert isinstance(backend, HTCondorBackend)
+    assert backend.settings.hold_grace_seconds == 600

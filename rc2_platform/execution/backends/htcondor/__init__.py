@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .backend import HTCondorBackend
 from .dagman import check_dependencies, write_dag
-from .event_log import EventLogWriter, read_event_log
+from .event_log import EventLogWriter, Hold, read_event_log, read_event_log_holds
 from .schedd import HTCondorSchedd, LocalScheddDouble, ScheddClient
 from .submit import (
     build_submit_description,
@@ -18,6 +18,7 @@ __all__ = [
     "EventLogWriter",
     "HTCondorBackend",
     "HTCondorSchedd",
+    "Hold",
     "LocalScheddDouble",
     "ScheddClient",
     "build_submit_description",
@@ -27,5 +28,6 @@ __all__ = [
     "periodic_release_expression",
     "periodic_remove_expression",
     "read_event_log",
+    "read_event_log_holds",
     "write_dag",
 ]

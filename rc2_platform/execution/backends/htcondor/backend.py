@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,11 +16,14 @@ from rc2_platform.execution.execution_config import HTCondorSettings, RetryPolic
 
 from ..base import Backend, ClusterJob, JobHandle, JobState, JobStatus
 from .dagman import check_dependencies, write_dag
-from .event_log import read_event_log
+from .event_log import Hold, read_event_log, read_event_log_holds
+from .holds import REMOVED_HELD_PREFIX, HoldWatch, held_line
 from .schedd import HTCondorSchedd, ScheddClient
 from .submit import build_submit_description
 
 __all__ = ["HTCondorBackend"]
+
+_log = logging.getLogger(__name__)
 
 
 class HTCondorBackend(Backend):
@@ -30,9 +35,12 @@ class HTCondorBackend(Backend):
         Where jobs go; an :class:`HTCondorSchedd` for ``settings.schedd_name`` if omitted
         (use :class:`LocalScheddDouble` where no HTCondor daemons run).
     settings : `HTCondorSettings`, optional
-        Universe, requirements, accounting group, extra submit commands.
+        Universe, requirements, accounting group, extra submit commands, and how long a
+        job held for another reason than memory may stay held (``hold_grace_seconds``).
     retry : `RetryPolicy`, optional
         Memory multiplier and cap of the memory-escalating retry.
+    clock : callable, optional
+        Seconds, monotonic (``time.monotonic``); the hold timers run on it.
     """
 
     name: ClassVar[str] = "htcondor"
@@ -42,10 +50,14 @@ class HTCondorBackend(Backend):
         schedd: ScheddClient | None = None,
         settings: HTCondorSettings | None = None,
         retry: RetryPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or HTCondorSettings()
         self.retry = retry or RetryPolicy()
         self.schedd: ScheddClient = schedd or HTCondorSchedd(self.settings.schedd_name)
+        self._holds = HoldWatch(self.settings.hold_grace_seconds, clock)
+        self._held_failed: dict[str, JobStatus] = {}  # job id -> FAILED (removed by us)
 
     def submit(self, jobs: Sequence[ClusterJob]) -> list[JobHandle]:
         """Write ``<log_dir>/<name>.sub`` for each job and submit it (one cluster per job)."""
@@ -73,7 +85,11 @@ class HTCondorBackend(Backend):
         return handles
 
     def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
-        """Read each job's event log (``htcondor2.JobEventLog``); no event yet = PENDING."""
+        """Read each job's event log (``htcondor2.JobEventLog``); no event yet = PENDING.
+
+        A job held for another reason than memory longer than ``hold_grace_seconds`` is
+        removed (``condor_rm``) and FAILED, not retried (:mod:`.holds`).
+        """
         self._check_handles(handles)
         by_log: dict[str, list[JobHandle]] = defaultdict(list)
         for handle in handles:
@@ -84,10 +100,46 @@ class HTCondorBackend(Backend):
             by_log[handle.info["event_log"]].append(handle)
         result: dict[str, JobStatus] = {}
         for log, group in by_log.items():
-            statuses = read_event_log(Path(log))
+            statuses, holds = read_event_log_holds(Path(log))
             for handle in group:
-                result[handle.id] = statuses.get(handle.id, JobStatus(JobState.PENDING))
+                status = statuses.get(handle.id, JobStatus(JobState.PENDING))
+                hold = holds.get(handle.id)
+                if handle.id in self._held_failed:
+                    status = self._held_failed[handle.id]
+                elif status.state is JobState.REMOVED and (status.reason or "").startswith(
+                    REMOVED_HELD_PREFIX
+                ):  # removed for its hold by an earlier orchestrator
+                    reason = (status.reason or "").removeprefix(REMOVED_HELD_PREFIX)
+                    status = JobStatus(
+                        JobState.FAILED,
+                        None,
+                        reason + "; job removed",
+                        status.attempts,
+                        retryable=False,
+                    )
+                elif hold is not None:
+                    status = self._held_status(handle, status, hold)
+                else:
+                    self._holds.forget(handle.id)
+                result[handle.id] = status
         return result
+
+    def _held_status(self, handle: JobHandle, status: JobStatus, hold: Hold) -> JobStatus:
+        """``status`` of a held job, or FAILED (the job removed) once its grace is over."""
+        held_for = self._holds.overdue(handle.id, hold)
+        if held_for is None:
+            return status
+        line = held_line(handle.job_name, handle.id, hold, held_for)
+        try:
+            self.schedd.act("remove", [handle.id], REMOVED_HELD_PREFIX + line)
+            line += "; job removed"
+        except Exception as exc:  # BackendError, htcondor2.HTCondorException, transport
+            line += f"; removing it failed ({exc}): condor_rm {handle.id}"
+        self._holds.forget(handle.id)
+        failed = JobStatus(JobState.FAILED, None, line, status.attempts, retryable=False)
+        self._held_failed[handle.id] = failed
+        _log.warning("%s", line)
+        return failed
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         """Remove the jobs from the queue (``condor_rm``)."""

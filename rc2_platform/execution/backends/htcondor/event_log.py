@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import htcondor2
 
 from ..base import JobState, JobStatus
 
-__all__ = ["EventLogWriter", "read_event_log"]
+__all__ = ["EventLogWriter", "Hold", "read_event_log", "read_event_log_holds"]
 
 _USAGE = (
     "\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage\n"
@@ -113,6 +114,59 @@ def _apply(event: htcondor2.JobEvent, previous: JobStatus | None) -> JobStatus:
     return previous or JobStatus(JobState.PENDING)
 
 
+@dataclass(frozen=True)
+class Hold:
+    """The hold a job is in, from its last job-held event (012).
+
+    ``number`` counts the job's holds (1 for its first): a job released and held again
+    is in a new hold.
+    """
+
+    code: int | None
+    subcode: int | None
+    reason: str
+    number: int
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int) else None
+
+
+def read_event_log_holds(path: Path) -> tuple[dict[str, JobStatus], dict[str, Hold]]:
+    """Read a job event log into every job's status and the hold of each held job.
+
+    Returns
+    -------
+    statuses : `dict` [`str`, `JobStatus`]
+        As :func:`read_event_log`.
+    holds : `dict` [`str`, `Hold`]
+        The jobs whose status is HELD, with their ``HoldReasonCode``,
+        ``HoldReasonSubCode`` and ``HoldReason`` (one line).
+    """
+    path = Path(path)
+    statuses: dict[str, JobStatus] = {}
+    holds: dict[str, Hold] = {}
+    if not path.exists():
+        return statuses, holds
+    log = htcondor2.JobEventLog(str(path))
+    try:
+        for event in log.events(stop_after=0):
+            key = f"{event.cluster}.{event.proc}"
+            statuses[key] = _apply(event, statuses.get(key))
+            if event.type == htcondor2.JobEventType.JOB_HELD:
+                previous = holds.get(key)
+                holds[key] = Hold(
+                    _int(event.get("HoldReasonCode")),
+                    _int(event.get("HoldReasonSubCode")),
+                    " ".join(str(event.get("HoldReason", "held")).split()),
+                    (previous.number if previous else 0) + 1,
+                )
+    finally:
+        log.close()
+    held = {k: h for k, h in holds.items() if statuses[k].state is JobState.HELD}
+    return statuses, held
+
+
 def read_event_log(path: Path) -> dict[str, JobStatus]:
     """Read a job event log into the current status of every job in it.
 
@@ -126,15 +180,4 @@ def read_event_log(path: Path) -> dict[str, JobStatus]:
     statuses : `dict` [`str`, `JobStatus`]
         Keyed by ``"<cluster>.<proc>"``; empty if the log does not exist yet.
     """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    statuses: dict[str, JobStatus] = {}
-    log = htcondor2.JobEventLog(str(path))
-    try:
-        for event in log.events(stop_after=0):
-            key = f"{event.cluster}.{event.proc}"
-            statuses[key] = _apply(event, statuses.get(key))
-    finally:
-        log.close()
-    return statuses
+    return read_event_log_holds(path)[0]

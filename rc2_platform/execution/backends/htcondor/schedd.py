@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -136,15 +136,30 @@ class LocalScheddDouble:
 
     Not a scheduler: every job starts at once (no slots, no matchmaking). Exit-code
     retries (``max_retries``) are not simulated; memory holds are, through
-    :meth:`report_memory_usage`. As ``condor_submit`` does, the job's arguments,
+    :meth:`report_memory_usage`, and other holds through :meth:`hold` and
+    ``hold_on_start``. As ``condor_submit`` does, the job's arguments,
     environment and DAG node name are read with their ``$(macro)`` references expanded
     (e.g. the macros a DAG's ``VARS`` give its node: set them on the description).
+
+    Parameters
+    ----------
+    first_cluster : `int`
+        The first cluster id.
+    hold_on_start : `~collections.abc.Mapping` [`str`, `tuple` [`int`, `int`, `str`]]
+        Cluster job name (the job ad's ``rc2_cluster``) -> ``(HoldReasonCode,
+        HoldReasonSubCode, HoldReason)``: such a job is held each time it would start,
+        as one whose input files cannot be transferred is.
     """
 
-    def __init__(self, first_cluster: int = 1) -> None:
+    def __init__(
+        self,
+        first_cluster: int = 1,
+        hold_on_start: Mapping[str, tuple[int, int, str]] | None = None,
+    ) -> None:
         self._ids = itertools.count(first_cluster)
         self._lock = threading.RLock()
         self.jobs: dict[str, _SimJob] = {}
+        self.hold_on_start = dict(hold_on_start or {})
 
     # -- ScheddClient ------------------------------------------------------------------
 
@@ -199,6 +214,14 @@ class LocalScheddDouble:
         subcode = job.ad.eval("PeriodicHoldSubCode")
         self._hold(job, str(reason), 3, int(subcode) if isinstance(subcode, int) else 0)
         return self._periodic_held(job)
+
+    def hold(self, job_id: str, reason: str, code: int, subcode: int = 0) -> None:
+        """Hold a job as HTCondor does for ``code`` (event 012), stopping it if it runs.
+
+        E.g. ``12`` / ``13`` (a failed output / input file transfer, subcode the errno),
+        ``14`` (the initial working directory cannot be read), ``26`` (a system policy).
+        """
+        self._hold(self.jobs[job_id], reason, code, subcode)
 
     def wait_all(self, timeout: float = 60.0) -> None:
         """Join every job thread (tests)."""
@@ -263,6 +286,12 @@ class LocalScheddDouble:
 
     def _run_once(self, job: _SimJob) -> None:
         with self._lock:
+            cluster = job.ad.eval("rc2_cluster") if "rc2_cluster" in job.ad else None
+            planned = self.hold_on_start.get(str(cluster))
+            if planned is not None:
+                code, subcode, reason = planned
+                self._hold(job, reason, code, subcode)
+                return
             # Matchmaking evaluates RequestMemory before the start is counted.
             provisioned = int(job.ad.eval("RequestMemory"))
             job.ad["NumJobStarts"] = int(job.ad.eval("NumJobStarts")) + 1
