@@ -468,5 +468,10 @@ def _print_fsck(report: Any) -> None:
     removed = sum(o["action"] == "removed" for o in report.orphans + report.run_folders)
     if report.clean:
         click.echo(f"removed {removed} file(s); clean" if removed else "clean")
-    elif report.dry_run:
+    elif report.dry_run and (
+        any(o["action"] == "would remove" for o in report.orphans + report.run_folders)
+        or any(p.dry_run for p in report.pending_removals)
+    ):
         click.echo("dry run: nothing changed; --remove repairs what is marked 'would remove'")
+    elif report.missing or report.wrong_size:
+        click.echo("not clean: missing or damaged files are never repaired by rc2 fsck")

@@ -125,6 +125,7 @@ def test_fsck_reports_a_file_whose_size_differs_from_its_record(butler: Butler) 
     text = CliRunner().invoke(main, ["fsck", str(butler.root)])
     assert text.exit_code == 3
     assert f"{wrong['path']}: {size // 2} bytes, recorded {size}" in text.output
+    assert "never repaired" in text.output and "would remove" not in text.output
 
 
 def test_fsck_finishes_a_removal_killed_after_its_commit(butler: Butler) -> None:
