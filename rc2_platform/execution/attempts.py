@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rc2_platform.execution.backends import ClusterJob, JobHandle
+from rc2_platform.execution.backends import ClusterJob, JobHandle, JobStatus
 from rc2_platform.execution.executor import QuantumOutcome
 from rc2_platform.execution.job import error_summary
 from rc2_platform.execution.quantum_state import QuantumState
@@ -26,6 +26,7 @@ __all__ = [
     "RunStatus",
     "Settlement",
     "WorkerSettings",
+    "job_finished_fields",
 ]
 
 #: ``error_type`` of a quantum whose job ended without recording it.
@@ -151,3 +152,34 @@ class Settlement:
             for o in self.outcomes
             if o.status is QuantumState.FAILED and o.index not in retried
         ]
+
+
+def job_finished_fields(
+    cluster: str, attempt: int, status: JobStatus, result: Path | None, unrecorded: list[int]
+) -> dict[str, Any]:
+    """The fields of the ``job_finished`` journal event of one settled attempt.
+
+    The one definition :meth:`RunState.settle` and the DAGMan POST script's fast path
+    (:mod:`~rc2_platform.execution.dagman_post`) both journal.
+
+    Parameters
+    ----------
+    cluster : str
+        The cluster.
+    attempt : int
+        The attempt number.
+    status : JobStatus
+        How the job ended.
+    result : Path or None
+        Its records file; None when the job recorded nothing (it died).
+    unrecorded : list of int
+        The attempt's quanta the job did not record (failed as ``JobDied``).
+    """
+    return {
+        "cluster": cluster,
+        "attempt": attempt,
+        "status": status.to_dict(),
+        "result": None if result is None else str(result),
+        "died": result is None,
+        "unrecorded": unrecorded,
+    }

@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from rc2_platform.errors import ClusterJobError, ExecutionError
-from rc2_platform.execution.attempts import JOB_DIED, JobAttempt, Settlement, WorkerSettings
+from rc2_platform.execution.attempts import (
+    JOB_DIED,
+    JobAttempt,
+    Settlement,
+    WorkerSettings,
+    job_finished_fields,
+)
 from rc2_platform.execution.backends import JobState, JobStatus
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import Journal
@@ -258,15 +264,8 @@ def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlemen
         return None
     if not quanta or any(recorded.get(i) is not QuantumState.SUCCEEDED for i in quanta):
         return None
-    journal.append(
-        "job_finished",
-        cluster=cluster,
-        attempt=number,
-        status=JobStatus(JobState.SUCCEEDED, 0).to_dict(),
-        result=str(path),
-        died=False,
-        unrecorded=[],
-    )
+    status = JobStatus(JobState.SUCCEEDED, 0)
+    journal.append("job_finished", **job_finished_fields(cluster, number, status, path, []))
     counts = {s.value: 0 for s in (QuantumState.FAILED, QuantumState.BLOCKED)}
     counts = {QuantumState.SUCCEEDED.value: len(quanta), **counts}  # as the full path's
     return NodeSettlement(cluster, number, PostVerdict.DONE, counts, False)

@@ -39,12 +39,7 @@ from typing import Any
 
 from rc2_platform.butler import Butler
 from rc2_platform.core.dataset_types import DatasetRef
-from rc2_platform.errors import (
-    ClusterJobError,
-    MissingCollectionError,
-    MissingInputsError,
-    RunConflictError,
-)
+from rc2_platform.errors import ClusterJobError
 from rc2_platform.execution.attempts import (
     JOB_DIED,
     MEMORY_KILL_CODES,
@@ -52,10 +47,11 @@ from rc2_platform.execution.attempts import (
     RunStatus,
     Settlement,
     WorkerSettings,
+    job_finished_fields,
 )
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobStatus
 from rc2_platform.execution.execution_config import ExecutionConfig
-from rc2_platform.execution.executor import PreparedTask, QuantumOutcome
+from rc2_platform.execution.executor import QuantumOutcome
 from rc2_platform.execution.job import (
     load_input_records,
     write_input_records,
@@ -64,12 +60,17 @@ from rc2_platform.execution.job import (
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.quantum_state import QuantumState, blocking_upstream
 from rc2_platform.execution.records import RECORDS_FILE, JobResult
-from rc2_platform.execution.registration import output_refs_by_id, registered_output_ids
+from rc2_platform.execution.registration import output_refs_by_id
 from rc2_platform.execution.run_lock import LockHolder, RunLock
+from rc2_platform.execution.run_prepare import (
+    check_fresh,
+    check_inputs,
+    registered_quanta,
+    write_init_outputs,
+)
 from rc2_platform.graph.clustering import ClusterPlan, plan_clusters
 from rc2_platform.graph.io import load_graph
 from rc2_platform.graph.model import QuantumGraph
-from rc2_platform.pipeline import CONFIG_CONNECTION, ConnectionKind
 
 __all__ = [
     "JobAttempt",
@@ -210,9 +211,9 @@ class RunState:
         RunLockedError
             If another orchestrator holds the RUN.
         """
-        records = self._check_inputs(butler)
+        records = check_inputs(self.graph, self.graph_path, butler)
         if not (resume or extend_run):
-            self._check_fresh(butler)
+            check_fresh(self.graph, butler, earlier=self.journal.last("run_started") is not None)
         self.lock, taken = RunLock.acquire(
             self.journal.directory, self.run, command=command or " ".join(sys.argv),
             owner=owner, takeover=takeover, process=owner is None,
@@ -249,7 +250,7 @@ class RunState:
             tasks=graph.counts_by_task(),
             clusters=len(self.plan.clusters),
         )
-        self._write_init_outputs(butler)
+        write_init_outputs(self.graph, butler)
         write_input_records(self.journal.input_records_path, records.values())
         if resume:
             from rc2_platform.execution.aggregate import aggregate_run
@@ -257,24 +258,6 @@ class RunState:
             # Outputs earlier jobs recorded but nobody registered (the orchestrator died).
             aggregate_run(self.repo, self.run, provenance=False, butler=butler)
             self._skip_existing(butler)
-
-    def _check_fresh(self, butler: Butler) -> None:
-        """Refuse to run into a RUN that already holds this graph's outputs."""
-        try:
-            butler.registry.get_collection_type(self.run)
-        except MissingCollectionError:
-            return
-        refs = [r for q in self.graph.quanta for r in q.all_outputs()]
-        refs += [r for rs in self.graph.init_outputs.values() for r in rs]
-        existing = registered_output_ids(butler, refs)
-        earlier = self.journal.last("run_started") is not None
-        if existing or earlier:
-            what = f"{len(existing)} outputs of this graph" if existing else "an earlier execution"
-            raise RunConflictError(
-                f"RUN {self.run!r} already holds {what}; add --resume to finish it (quanta "
-                "whose outputs exist are skipped), --extend-run to add this graph's outputs "
-                f"to it, or remove it first (`rc2 collections remove {self.repo} {self.run}`)"
-            )
 
     def heartbeat(self) -> None:
         """Refresh the RUN lock's heartbeat (cheap; the local loop calls it every poll)."""
@@ -287,58 +270,8 @@ class RunState:
             self.lock.release()
             self.lock = None
 
-    def _check_inputs(self, butler: Butler) -> dict[Any, Any]:
-        graph = self.graph
-        overall = {
-            r.id: r for q in graph.quanta for r in q.all_inputs() if r.id not in graph.producers
-        }
-        records = butler.datastore_records(overall.values())
-        missing = [r for i, r in overall.items() if i not in records]
-        if missing:
-            example = missing[0]
-            raise MissingInputsError(
-                f"{len(missing)} of the {len(overall)} inputs of graph {self.graph_path} are not "
-                f"in repository {butler.root} (e.g. {example.dataset_type.name} "
-                f"{dict(example.data_id.to_dict())} in {example.run!r}, id {example.id}); "
-                "nothing was registered: run the graph against the repository it was built "
-                "from, or rebuild it with `rc2 qgraph build` here"
-            )
-        return records
-
-    def _write_init_outputs(self, butler: Butler) -> None:
-        refs = [r for rs in self.graph.init_outputs.values() for r in rs]
-        if not refs:
-            return
-        existing = registered_output_ids(butler, refs)
-        stored = []
-        for label, label_refs in self.graph.init_outputs.items():
-            todo = [r for r in label_refs if r.id not in existing]
-            if not todo:
-                continue
-            prepared = PreparedTask(self.graph.task(label))
-            names = {
-                c.dataset_type_name: n
-                for n, c in prepared.connections.items()
-                if c.kind is ConnectionKind.INIT_OUTPUT
-            }
-            instance = prepared.make()
-            for ref in todo:
-                conn = names.get(ref.dataset_type.name)
-                if ref.dataset_type.name == f"{label}_config" or conn == CONFIG_CONNECTION:
-                    obj: Any = prepared.config.model_dump(mode="json")
-                else:
-                    obj = getattr(instance, conn or "", None)
-                    if obj is None:
-                        obj = {"note": f"task {label!r} provides no object for {conn!r}"}
-                stored.append((ref, butler.datastore.put(obj, ref, overwrite=True)))
-        butler.register_outputs(stored)
-
     def _skip_existing(self, butler: Butler) -> None:
-        refs = (r for q in self.graph.quanta for r in q.all_outputs())
-        existing = registered_output_ids(butler, refs)
-        skipped = [
-            q.index for q in self.graph.quanta if all(r.id in existing for r in q.all_outputs())
-        ]
+        skipped = registered_quanta(self.graph, butler)
         for i in skipped:
             self.states[i] = QuantumState.SUCCEEDED
         self.journal.append(
@@ -542,14 +475,11 @@ class RunState:
         """
         self.active.pop(attempt.cluster, None)
         outcomes, died = self.read_outcomes(attempt, status)
+        unrecorded = [o.index for o in outcomes if o.error_type == JOB_DIED]
+        result = None if died else attempt.result_path
         self.journal.append(
             "job_finished",
-            cluster=attempt.cluster,
-            attempt=attempt.attempt,
-            status=status.to_dict(),
-            result=None if died else str(attempt.result_path),
-            died=died,
-            unrecorded=[o.index for o in outcomes if o.error_type == JOB_DIED],
+            **job_finished_fields(attempt.cluster, attempt.attempt, status, result, unrecorded),
         )
         memory_killed = status.exit_code in MEMORY_KILL_CODES or any(
             o.error_type == "MemoryError" for o in outcomes
