@@ -187,6 +187,14 @@ class KubernetesSettings(_Model):
         "this many seconds in which no other rc2 pod of the namespace was scheduled; "
         "null = wait forever",
     )
+    container_creating_timeout_seconds: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="a pod on a node whose containers are not created after this many seconds "
+        "(ContainerCreating: a volume that cannot attach or mount, a missing Secret volume) "
+        "fails with its latest warning event, unless its image is still being pulled; "
+        "null = wait forever",
+    )
     pod_check_seconds: float = Field(
         default=15.0,
         ge=0,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import subprocess
 from pathlib import Path
-from typing import Any
 
-import kubernetes  # type: ignore[import-untyped]
 import pytest
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ConfigError, JobSubmissionError
-from rc2_platform.execution.backends import ClusterJob, JobState
+from rc2_platform.execution.backends import JobState
 from rc2_platform.execution.backends.kubernetes import (
     KubernetesBackend,
     build_job_manifest,
@@ -22,48 +18,17 @@ from rc2_platform.execution.backends.kubernetes import (
     kubernetes_name,
     validate_manifest,
 )
-from rc2_platform.execution.execution_config import (
-    DatastoreVolume,
-    KubernetesSettings,
-    ResourceRequest,
-    ResourcesConfig,
-)
+from rc2_platform.execution.execution_config import ResourceRequest, ResourcesConfig
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
 from rc2_platform.execution.runner import RunOptions, restart_run, run_graph
 from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
-
-SETTINGS = KubernetesSettings(
-    namespace="rc2-prod",
-    image="registry.example.org/rc2-platform:0.1.0",
-    image_pull_policy="Always",
-    service_account="rc2-runner",
-    datastore_volume=DatastoreVolume(pvc_name="rc2-repo", mount_path="/repo"),
-    node_selector={"pool": "batch"},
-    memory_limit_factor=1.5,
-)
-
-
-def _job(name: str = "step1-visit-1228", retries: int = 2) -> ClusterJob:
-    return ClusterJob(
-        name=name,
-        command=[
-            "rc2",
-            "run-cluster",
-            "/repo/graphs/t9615.qg",
-            "--cluster",
-            name,
-            "--repo",
-            "/repo",
-        ],
-        request_memory_mb=4096,
-        request_cpus=2,
-        env={"RC2_LOG_LEVEL": "INFO"},
-        labels={"step": "step1", "tract": "9615", "run": "HSC/runs/RC2/2025-01"},
-        working_dir=Path("/repo/work"),
-        log_dir=Path("/repo/logs"),
-        max_retries=retries,
-    )
+from rc2_platform_tests.execution.k8s_double import SETTINGS, FakeBatchApi, FakeCluster
+from rc2_platform_tests.execution.k8s_double import cluster_job as _job
+from rc2_platform_tests.execution.k8s_double import fake_cluster as _cluster
+from rc2_platform_tests.execution.k8s_double import job_id as _id
+from rc2_platform_tests.execution.k8s_double import job_name as _name
+from rc2_platform_tests.execution.k8s_double import pod as _pod
 
 
 @pytest.mark.parametrize("version", ["1.30", "1.37"])
@@ -119,49 +84,6 @@ def test_each_attempt_and_run_gets_its_own_job_name() -> None:
     assert job_object_name(first) != job_object_name(_job("step1-visit-1229"))
 
 
-def _name(cluster: str) -> str:
-    """The Kubernetes Job name of ``_job(cluster)``."""
-    return job_object_name(_job(cluster))
-
-
-def _id(cluster: str) -> str:
-    return f"rc2-prod/{_name(cluster)}"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"({status})")
-        self.status = status
-
-
-class FakeBatchApi:
-    """Records calls like kubernetes.client.BatchV1Api; serves job statuses from a dict."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("create", {"namespace": namespace, "body": body}))
-        key = (namespace, body["metadata"]["name"])
-        if key in self.jobs:
-            raise ApiError(409)
-        self.jobs[key] = {**body, "status": {}}
-        return body
-
-    def read_namespaced_job_status(self, name: str, namespace: str) -> dict[str, Any]:
-        self.calls.append(("read", {"name": name, "namespace": namespace}))
-        if (namespace, name) not in self.jobs:
-            raise ApiError(404)
-        return self.jobs[(namespace, name)]
-
-    def delete_namespaced_job(self, name: str, namespace: str, propagation_policy: str) -> None:
-        self.calls.append(
-            ("delete", {"name": name, "namespace": namespace, "policy": propagation_policy})
-        )
-        self.jobs.pop((namespace, name), None)
-
-
 def test_submit_status_cancel_against_fake_api() -> None:
     api = FakeBatchApi()
     backend = KubernetesBackend(api, SETTINGS)
@@ -210,93 +132,6 @@ def test_existing_job_name_gives_clear_error() -> None:
 
 
 # --- Pods that can never start -------------------------------------------------------
-
-
-def _pod(
-    job: str,
-    name: str,
-    *,
-    phase: str = "Pending",
-    waiting: tuple[str, str] | None = None,
-    unschedulable: str | None = None,
-) -> Any:
-    """A ``V1Pod`` of the Job ``job`` as the API server reports it (official model classes)."""
-    m = kubernetes.client
-    scheduled = m.V1PodCondition(type="PodScheduled", status="True")
-    if unschedulable is not None:
-        scheduled = m.V1PodCondition(
-            type="PodScheduled", status="False", reason="Unschedulable", message=unschedulable
-        )
-    if waiting is not None:
-        state = m.V1ContainerState(
-            waiting=m.V1ContainerStateWaiting(reason=waiting[0], message=waiting[1])
-        )
-    elif phase == "Running":
-        state = m.V1ContainerState(running=m.V1ContainerStateRunning())
-    else:
-        state = m.V1ContainerState(waiting=m.V1ContainerStateWaiting(reason="ContainerCreating"))
-    containers = None
-    if unschedulable is None:
-        containers = [
-            m.V1ContainerStatus(
-                name="rc2", image=SETTINGS.image, image_id="", ready=phase == "Running",
-                restart_count=0, state=state,
-            )
-        ]  # fmt: skip
-    labels = {
-        "app.kubernetes.io/name": "rc2-platform",
-        "app.kubernetes.io/component": "cluster-job",
-        "batch.kubernetes.io/job-name": job,
-        "job-name": job,
-    }
-    return m.V1Pod(
-        metadata=m.V1ObjectMeta(name=name, uid=f"uid-{name}", labels=labels),
-        status=m.V1PodStatus(phase=phase, conditions=[scheduled], container_statuses=containers),
-    )
-
-
-def _matches(pod: Any, label_selector: str, field_selector: str) -> bool:
-    labels = pod.metadata.labels or {}
-    wanted = dict(term.split("=", 1) for term in label_selector.split(","))
-    refused = {term.split("!=", 1)[1] for term in field_selector.split(",")}
-    assert all(t.startswith("status.phase!=") for t in field_selector.split(","))
-    return all(labels.get(k) == v for k, v in wanted.items()) and pod.status.phase not in refused
-
-
-class FakeCoreApi:
-    """Serves pods like ``kubernetes.client.CoreV1Api.list_namespaced_pod``."""
-
-    def __init__(self, batch: FakeBatchApi) -> None:
-        self.batch = batch
-        self.pods: dict[str, list[Any]] = {}
-        self.lists = 0
-
-    def list_namespaced_pod(self, namespace: str, label_selector: str, field_selector: str) -> Any:
-        self.lists += 1
-        jobs = {name for ns, name in self.batch.jobs if ns == namespace}
-        items = [
-            pod
-            for pod in self.pods.get(namespace, [])
-            if pod.metadata.labels["job-name"] in jobs
-            and _matches(pod, label_selector, field_selector)
-        ]
-        return kubernetes.client.V1PodList(items=items)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _cluster(**settings: Any) -> tuple[FakeBatchApi, FakeCoreApi, Clock, KubernetesBackend]:
-    batch = FakeBatchApi()
-    core = FakeCoreApi(batch)
-    clock = Clock()
-    config = SETTINGS.model_copy(update=settings)
-    return batch, core, clock, KubernetesBackend(batch, config, core_api=core, clock=clock)
 
 
 def test_image_pull_backoff_fails_naming_pod_and_reason_and_deletes_the_job() -> None:
@@ -431,50 +266,13 @@ def test_pods_are_listed_at_most_every_pod_check_seconds_and_only_when_needed() 
     assert [s.state for s in statuses.values()] == [JobState.FAILED, JobState.SUCCEEDED]
     assert core.lists == 2
 
-    batch, core, clock, backend = _cluster(fatal_waiting_reasons={}, pending_timeout_seconds=None)
+    batch, core, clock, backend = _cluster(
+        fatal_waiting_reasons={},
+        pending_timeout_seconds=None,
+        container_creating_timeout_seconds=None,
+    )
     backend.status(backend.submit([_job("a")]))
-    assert core.lists == 0  # both checks switched off: pods are never read
-
-
-class FakeCluster(FakeBatchApi):
-    """One node of ``memory_mb``: a Job whose pod fits runs its command here at once (with
-    the pod's environment and working directory); a larger one stays Unschedulable. Each
-    pod listing advances the clock by a minute."""
-
-    def __init__(self, memory_mb: int) -> None:
-        super().__init__()
-        self.memory_mb = memory_mb
-        self.core = FakeCoreApi(self)
-        self.clock = Clock()
-        list_pods = self.core.list_namespaced_pod
-
-        def ticking(namespace: str, label_selector: str, field_selector: str) -> Any:
-            self.clock.now += 60.0
-            return list_pods(namespace, label_selector, field_selector)
-
-        self.core.list_namespaced_pod = ticking  # type: ignore[method-assign]
-
-    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        super().create_namespaced_job(namespace, body)
-        name = body["metadata"]["name"]
-        (container,) = body["spec"]["template"]["spec"]["containers"]
-        request = int(container["resources"]["requests"]["memory"].removesuffix("Mi"))
-        job = self.jobs[(namespace, name)]
-        if request > self.memory_mb:
-            job["status"] = {"active": 1}
-            message = f"0/1 nodes are available: 1 Insufficient memory ({request}Mi asked)."
-            self.core.pods.setdefault(namespace, []).append(
-                _pod(name, f"{name}-pod", unschedulable=message)
-            )
-            return body
-        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-        proc = subprocess.run(container["command"], env=env, cwd=container["workingDir"])
-        done = "Complete" if proc.returncode == 0 else "Failed"
-        job["status"] = {
-            "succeeded" if done == "Complete" else "failed": 1,
-            "conditions": [{"type": done, "status": "True"}],
-        }
-        return body
+    assert core.lists == 0  # all checks switched off: pods are never read
 
 
 def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ The API client is duck-typed like ``kubernetes.client.BatchV1Api``
 (``create_namespaced_job``, ``read_namespaced_job_status``, ``delete_namespaced_job``),
 so tests drive the backend with a recording fake and production passes the real
 client (or the Dagster layer wraps the same manifest in ``PipesK8sClient``). A
-``CoreV1Api`` (``list_namespaced_pod``) lets it see pods that can never start
-(:mod:`.kubernetes_pods`).
+``CoreV1Api`` (``list_namespaced_pod``, ``list_namespaced_event``) lets it see pods that
+can never start (:mod:`.kubernetes_pods`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rc2_platform.errors import BackendError, ConfigError, JobSubmissionError
 
 from ..execution_config import KubernetesSettings
 from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
-from .kubernetes_pods import PodView, PodWatch, api_field, pod_view
+from .kubernetes_pods import PodEvent, PodView, PodWatch, api_field, pod_events, pod_view
 
 __all__ = [
     "APP_NAME",
@@ -215,10 +215,12 @@ class KubernetesBackend(Backend):
     settings : `KubernetesSettings`, optional
         Namespace, image, service account, datastore volume, node selector, and when a
         pod that cannot start fails its Job (``fatal_waiting_reasons``,
-        ``pending_timeout_seconds``, ``pod_check_seconds``).
+        ``pending_timeout_seconds``, ``container_creating_timeout_seconds``,
+        ``pod_check_seconds``).
     core_api : `object`, optional
-        A ``kubernetes.client.CoreV1Api`` (``list_namespaced_pod``); without it pods are
-        not read, and a Job whose pod can never start stays PENDING/RUNNING.
+        A ``kubernetes.client.CoreV1Api`` (``list_namespaced_pod``, and
+        ``list_namespaced_event`` for a pod stuck creating its containers); without it
+        pods are not read, and a Job whose pod can never start stays PENDING/RUNNING.
     clock : callable, optional
         Seconds, monotonic (``time.monotonic``); the pod timers run on it.
     """
@@ -316,7 +318,14 @@ class KubernetesBackend(Backend):
         """The status of an unfinished Job refined by its pods; FAILED when stuck."""
         namespace, name = handle.id.split("/", 1)
         listed_at, pods = self._list_pods(namespace)
-        verdict = self._pods.verdict(namespace, name, status, pods.get(name, []), listed_at)
+        verdict = self._pods.verdict(
+            namespace,
+            name,
+            status,
+            pods.get(name, []),
+            listed_at,
+            lambda pod: self._pod_events(namespace, pod),
+        )
         if isinstance(verdict, JobStatus):
             return verdict
         pod = f", pod {verdict.pod}" if verdict.pod else ""
@@ -335,7 +344,7 @@ class KubernetesBackend(Backend):
             if getattr(exc, "status", None) != 404:
                 line += f"; deleting the Job failed ({exc}): delete it by hand"
         self._pods.forget(namespace, name)
-        failed = JobStatus(JobState.FAILED, None, line, status.attempts, retryable=False)
+        failed = JobStatus(JobState.FAILED, None, line, status.attempts, verdict.retryable)
         self._stuck[handle.id] = failed
         _log.warning("%s", line)
         return failed
@@ -357,8 +366,8 @@ class KubernetesBackend(Backend):
             raise BackendError(
                 f"Could not list the pods of rc2 Jobs in Kubernetes namespace {namespace!r}: "
                 f"{exc} (the orchestrator needs 'list' on pods there; or set "
-                "backends.kubernetes.fatal_waiting_reasons: {} and pending_timeout_seconds: "
-                "null to stop reading pods)"
+                "backends.kubernetes.fatal_waiting_reasons: {}, pending_timeout_seconds: null "
+                "and container_creating_timeout_seconds: null to stop reading pods)"
             ) from None
         views = [v for pod in api_field(answer, "items") or [] if (v := pod_view(pod)) is not None]
         self._pods.observe(namespace, views, now)
@@ -367,6 +376,19 @@ class KubernetesBackend(Backend):
             by_job.setdefault(view.job, []).append(view)
         self._listed[namespace] = (now, by_job)
         return now, by_job
+
+    def _pod_events(self, namespace: str, pod: str) -> list[PodEvent]:
+        """The events of one pod, oldest first; one ``Warning`` saying why when they
+        cannot be read (the pod is judged on that)."""
+        try:
+            answer = self.core_api.list_namespaced_event(
+                namespace=namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+            )
+        except Exception as exc:
+            cause = f"its events could not be read ({exc}; the orchestrator needs 'list' on events)"
+            return [PodEvent("Warning", "EventsUnreadable", cause, 1, "")]
+        return pod_events(answer)
 
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         """Delete the Jobs and their pods (foreground propagation)."""

@@ -1,0 +1,257 @@
+"""A double of the Kubernetes API for the backend's tests: ``BatchV1Api`` and ``CoreV1Api``.
+
+Jobs are plain dicts (manifests as submitted, plus ``status``); pods and events are the
+official client's model objects (``V1Pod``, ``CoreV1Event``), as the API server returns
+them, so the backend reads the same shapes as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes  # type: ignore[import-untyped]
+
+from rc2_platform.execution.backends import ClusterJob
+from rc2_platform.execution.backends.kubernetes import KubernetesBackend, job_object_name
+from rc2_platform.execution.execution_config import DatastoreVolume, KubernetesSettings
+
+SETTINGS = KubernetesSettings(
+    namespace="rc2-prod",
+    image="registry.example.org/rc2-platform:0.1.0",
+    image_pull_policy="Always",
+    service_account="rc2-runner",
+    datastore_volume=DatastoreVolume(pvc_name="rc2-repo", mount_path="/repo"),
+    node_selector={"pool": "batch"},
+    memory_limit_factor=1.5,
+)
+
+
+def cluster_job(name: str = "step1-visit-1228", retries: int = 2) -> ClusterJob:
+    return ClusterJob(
+        name=name,
+        command=[
+            "rc2",
+            "run-cluster",
+            "/repo/graphs/t9615.qg",
+            "--cluster",
+            name,
+            "--repo",
+            "/repo",
+        ],
+        request_memory_mb=4096,
+        request_cpus=2,
+        env={"RC2_LOG_LEVEL": "INFO"},
+        labels={"step": "step1", "tract": "9615", "run": "HSC/runs/RC2/2025-01"},
+        working_dir=Path("/repo/work"),
+        log_dir=Path("/repo/logs"),
+        max_retries=retries,
+    )
+
+
+def job_name(cluster: str) -> str:
+    """The Kubernetes Job name of ``_job(cluster)``."""
+    return job_object_name(cluster_job(cluster))
+
+
+def job_id(cluster: str) -> str:
+    return f"rc2-prod/{job_name(cluster)}"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"({status})")
+        self.status = status
+
+
+class FakeBatchApi:
+    """Records calls like kubernetes.client.BatchV1Api; serves job statuses from a dict."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", {"namespace": namespace, "body": body}))
+        key = (namespace, body["metadata"]["name"])
+        if key in self.jobs:
+            raise ApiError(409)
+        self.jobs[key] = {**body, "status": {}}
+        return body
+
+    def read_namespaced_job_status(self, name: str, namespace: str) -> dict[str, Any]:
+        self.calls.append(("read", {"name": name, "namespace": namespace}))
+        if (namespace, name) not in self.jobs:
+            raise ApiError(404)
+        return self.jobs[(namespace, name)]
+
+    def delete_namespaced_job(self, name: str, namespace: str, propagation_policy: str) -> None:
+        self.calls.append(
+            ("delete", {"name": name, "namespace": namespace, "policy": propagation_policy})
+        )
+        self.jobs.pop((namespace, name), None)
+
+
+def pod(
+    job: str,
+    name: str,
+    *,
+    phase: str = "Pending",
+    waiting: tuple[str, str] | None = None,
+    unschedulable: str | None = None,
+) -> Any:
+    """A ``V1Pod`` of the Job ``job`` as the API server reports it (official model classes)."""
+    m = kubernetes.client
+    scheduled = m.V1PodCondition(type="PodScheduled", status="True")
+    if unschedulable is not None:
+        scheduled = m.V1PodCondition(
+            type="PodScheduled", status="False", reason="Unschedulable", message=unschedulable
+        )
+    if waiting is not None:
+        state = m.V1ContainerState(
+            waiting=m.V1ContainerStateWaiting(reason=waiting[0], message=waiting[1])
+        )
+    elif phase == "Running":
+        state = m.V1ContainerState(running=m.V1ContainerStateRunning())
+    else:
+        state = m.V1ContainerState(waiting=m.V1ContainerStateWaiting(reason="ContainerCreating"))
+    containers = None
+    if unschedulable is None:
+        containers = [
+            m.V1ContainerStatus(
+                name="rc2", image=SETTINGS.image, image_id="", ready=phase == "Running",
+                restart_count=0, state=state,
+            )
+        ]  # fmt: skip
+    labels = {
+        "app.kubernetes.io/name": "rc2-platform",
+        "app.kubernetes.io/component": "cluster-job",
+        "batch.kubernetes.io/job-name": job,
+        "job-name": job,
+    }
+    return m.V1Pod(
+        metadata=m.V1ObjectMeta(name=name, uid=f"uid-{name}", labels=labels),
+        status=m.V1PodStatus(phase=phase, conditions=[scheduled], container_statuses=containers),
+    )
+
+
+def _matches(pod: Any, label_selector: str, field_selector: str) -> bool:
+    labels = pod.metadata.labels or {}
+    wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+    refused = {term.split("!=", 1)[1] for term in field_selector.split(",")}
+    assert all(t.startswith("status.phase!=") for t in field_selector.split(","))
+    return all(labels.get(k) == v for k, v in wanted.items()) and pod.status.phase not in refused
+
+
+#: The time of the double's event at 0 s.
+EPOCH = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
+
+
+def event(
+    pod_name: str, kind: str, reason: str, message: str, *, count: int = 1, at: int = 0
+) -> Any:
+    """A ``CoreV1Event`` about the pod ``pod_name``, ``at`` seconds after :data:`EPOCH`,
+    as kubelet and the attach-detach controller record them."""
+    m = kubernetes.client
+    when = EPOCH + timedelta(seconds=at)
+    return m.CoreV1Event(
+        metadata=m.V1ObjectMeta(name=f"{pod_name}.{at:x}{reason.lower()}", namespace="rc2-prod"),
+        involved_object=m.V1ObjectReference(kind="Pod", name=pod_name, namespace="rc2-prod"),
+        type=kind, reason=reason, message=message, count=count,
+        first_timestamp=when, last_timestamp=when,
+    )  # fmt: skip
+
+
+class FakeCoreApi:
+    """Serves pods like ``kubernetes.client.CoreV1Api.list_namespaced_pod`` and their
+    events like ``list_namespaced_event`` (``events[namespace]``, any order)."""
+
+    def __init__(self, batch: FakeBatchApi) -> None:
+        self.batch = batch
+        self.pods: dict[str, list[Any]] = {}
+        self.events: dict[str, list[Any]] = {}
+        self.lists = 0
+        self.event_lists: list[str] = []  # the pod of each list_namespaced_event
+
+    def list_namespaced_event(self, namespace: str, field_selector: str) -> Any:
+        terms = dict(term.split("=", 1) for term in field_selector.split(","))
+        assert set(terms) == {"involvedObject.kind", "involvedObject.name"}, field_selector
+        self.event_lists.append(terms["involvedObject.name"])
+        items = [
+            e
+            for e in self.events.get(namespace, [])
+            if e.involved_object.kind == terms["involvedObject.kind"]
+            and e.involved_object.name == terms["involvedObject.name"]
+        ]
+        return kubernetes.client.CoreV1EventList(items=items)
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str, field_selector: str) -> Any:
+        self.lists += 1
+        jobs = {name for ns, name in self.batch.jobs if ns == namespace}
+        items = [
+            pod
+            for pod in self.pods.get(namespace, [])
+            if pod.metadata.labels["job-name"] in jobs
+            and _matches(pod, label_selector, field_selector)
+        ]
+        return kubernetes.client.V1PodList(items=items)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_cluster(**settings: Any) -> tuple[FakeBatchApi, FakeCoreApi, Clock, KubernetesBackend]:
+    batch = FakeBatchApi()
+    core = FakeCoreApi(batch)
+    clock = Clock()
+    config = SETTINGS.model_copy(update=settings)
+    return batch, core, clock, KubernetesBackend(batch, config, core_api=core, clock=clock)
+
+
+class FakeCluster(FakeBatchApi):
+    """One node of ``memory_mb``: a Job whose pod fits runs its command here at once (with
+    the pod's environment and working directory); a larger one stays Unschedulable. Each
+    pod listing advances the clock by a minute."""
+
+    def __init__(self, memory_mb: int) -> None:
+        super().__init__()
+        self.memory_mb = memory_mb
+        self.core = FakeCoreApi(self)
+        self.clock = Clock()
+        list_pods = self.core.list_namespaced_pod
+
+        def ticking(namespace: str, label_selector: str, field_selector: str) -> Any:
+            self.clock.now += 60.0
+            return list_pods(namespace, label_selector, field_selector)
+
+        self.core.list_namespaced_pod = ticking  # type: ignore[method-assign]
+
+    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        super().create_namespaced_job(namespace, body)
+        name = body["metadata"]["name"]
+        (container,) = body["spec"]["template"]["spec"]["containers"]
+        request = int(container["resources"]["requests"]["memory"].removesuffix("Mi"))
+        job = self.jobs[(namespace, name)]
+        if request > self.memory_mb:
+            job["status"] = {"active": 1}
+            message = f"0/1 nodes are available: 1 Insufficient memory ({request}Mi asked)."
+            self.core.pods.setdefault(namespace, []).append(
+                pod(name, f"{name}-pod", unschedulable=message)
+            )
+            return body
+        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+        proc = subprocess.run(container["command"], env=env, cwd=container["workingDir"])
+        done = "Complete" if proc.returncode == 0 else "Failed"
+        job["status"] = {
+            "succeeded" if done == "Complete" else "failed": 1,
+            "conditions": [{"type": done, "status": "True"}],
+        }
+        return body
