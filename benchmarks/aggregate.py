@@ -17,8 +17,12 @@ workers write them (every quantum succeeded, one record line per quantum, real d
 paths). For each backend a repository holding the tract's inputs but not the outputs is
 prepared (SQLite: a copy of ``--repo``'s registry; PostgreSQL: ``rc2 bootstrap`` of
 ``--survey`` into a fresh database), the RUN and its dataset types are registered, and
-``aggregate_run(provenance=False)`` is timed in a fresh subprocess with the butler already
-open (opening it is reported apart); then a re-run with its checkpoint, an idempotent
+that prepared registry is kept. ``aggregate_run(provenance=False)`` is then timed
+``--repeat`` times (default 3), each into a fresh copy of it (PostgreSQL: ``CREATE
+DATABASE ... TEMPLATE``, then a ``CHECKPOINT`` so that no repetition pays for writing out
+the bootstrap's pages) and in a fresh subprocess with the butler already open (opening it
+is reported apart); the repetition of median wall time is reported, with every
+repetition's figures beside it (``repetitions``). Each is followed by a re-run with its checkpoint, an idempotent
 re-run without it (every dataset found registered), and the provenance write are timed.
 Prints JSON: datasets, wall and CPU seconds, datasets/s (wall and per CPU second of the
 aggregating process; on PostgreSQL also the CPU seconds of the database's server backend
@@ -208,7 +212,7 @@ def _postgres_target(survey: Path, work: Path, name: str) -> Path:
 
 
 def _keep_before(backend: str, target: Path, pg_database: str) -> str:
-    """A copy of the prepared registry, before the registration (for the floor)."""
+    """A copy of the prepared registry, before the registration (repetitions, the floor)."""
     if backend == "sqlite":
         kept = target.parent / "sqlite_before.sqlite3"
         shutil.copy2(target / "registry.sqlite3", kept)
@@ -216,6 +220,43 @@ def _keep_before(backend: str, target: Path, pg_database: str) -> str:
     _pg_admin(f"DROP DATABASE IF EXISTS {pg_database}_before")
     _pg_admin(f"CREATE DATABASE {pg_database}_before TEMPLATE {pg_database}")
     return f"{pg_database}_before"
+
+
+def _restore_before(backend: str, before: str, target: Path, pg_database: str) -> None:
+    """Put the prepared registry back (the next repetition registers into the same state).
+
+    PostgreSQL also gets a ``CHECKPOINT``: every repetition (and the floor, whose
+    ``CREATE DATABASE ... TEMPLATE`` checkpoints too) starts from a settled server, not
+    one still writing out the pages of the bootstrap or of the previous repetition.
+    """
+    if backend == "sqlite":
+        for leftover in target.glob("registry.sqlite3*"):
+            leftover.unlink()
+        shutil.copy2(before, target / "registry.sqlite3")
+        return
+    _pg_admin(f"DROP DATABASE IF EXISTS {pg_database}")
+    _pg_admin(f"CREATE DATABASE {pg_database} TEMPLATE {before}")
+    _pg_admin("CHECKPOINT")
+
+
+def _copy_records(source: Path, target: Path, run: str) -> None:
+    """The jobs' records into ``target``'s run folder, without a previous registration's state."""
+    shutil.rmtree(run_directory(target, run), ignore_errors=True)
+    shutil.copytree(run_directory(source, run), run_directory(target, run))
+    for leftover in ("aggregated.json", "aggregate.lock", "lock"):
+        (run_directory(target, run) / leftover).unlink(missing_ok=True)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repetition of median wall time, with every repetition's figures beside it."""
+    ranked = sorted(runs, key=lambda r: r["seconds"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["repetitions"] = [
+        {k: r.get(k) for k in ("seconds", "cpu_seconds", "server_cpu_seconds",
+                               "datasets_per_second", "load_average_before_after")}
+        for r in runs
+    ]  # fmt: skip
+    return chosen
 
 
 def _floor(backend: str, before: str, target: Path, pg_database: str, run: str) -> dict[str, Any]:
@@ -244,6 +285,9 @@ def main() -> None:
     parser.add_argument("--records-from", type=Path, help="repository of a finished run")
     parser.add_argument("--pg-database", default=f"rc2_agg_bench_{os.getpid()}",
                         help="scratch PostgreSQL database (dropped at the end)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="registrations per backend, each into the same prepared registry; "
+                        "the median's figures are reported, every one's beside")  # fmt: skip
     parser.add_argument("--floor", action="store_true",
                         help="also time the database's floor (registration_floor.py)")  # fmt: skip
     args = parser.parse_args()
@@ -273,13 +317,14 @@ def main() -> None:
         )
         try:
             _prepare_target(target, args.graph)
-            shutil.copytree(run_directory(source, run), run_directory(target, run))
-            for leftover in ("aggregated.json", "aggregate.lock", "lock"):
-                (run_directory(target, run) / leftover).unlink(missing_ok=True)
-            before = _keep_before(backend, target, args.pg_database) if args.floor else None
-            results[backend] = measure(target, run)
-            if before is not None:
-                found = results[backend]
+            before = _keep_before(backend, target, args.pg_database)
+            runs = []
+            for _ in range(args.repeat):
+                _restore_before(backend, before, target, args.pg_database)
+                _copy_records(source, target, run)
+                runs.append(measure(target, run))
+            results[backend] = found = _median_run(runs)
+            if args.floor:
                 found.update(_floor(backend, before, target, args.pg_database, run))
                 found["floor_datasets_per_second"] = round(
                     found["registered"] / found["floor_seconds"]
