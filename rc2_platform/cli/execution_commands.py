@@ -474,7 +474,9 @@ def dagman_post(repo: str, run_name: str, node: str, attempt: int, exit_code: in
        failure are blocked there.
     1  retry: quanta failed with a retriable error (or the job died) and retries are
        left; the next attempt, those quanta and the ones blocked behind them, is
-       prepared and DAGMan reruns the node.
+       prepared (with more memory after a memory failure: SIGKILL, MemoryError, or
+       removed after memory holds), the node's submit file is rewritten for it, and
+       DAGMan reruns the node.
     2  failed for good: the job died and nothing is left to retry, or the node could
        not be settled (message on stderr); DAGMan does not rerun it (UNLESS-EXIT 2)
        and its children do not run.

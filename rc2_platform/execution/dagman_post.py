@@ -37,7 +37,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rc2_platform.errors import ClusterJobError, ExecutionError
 from rc2_platform.execution.attempts import (
@@ -55,6 +55,9 @@ from rc2_platform.execution.records import RECORDS_FILE, JobResult
 from rc2_platform.execution.run_state import RunState
 from rc2_platform.execution.runner import worker_command
 
+if TYPE_CHECKING:
+    from rc2_platform.execution.backends.htcondor import Hold
+
 __all__ = [
     "NodeSettlement",
     "PostVerdict",
@@ -63,10 +66,13 @@ __all__ = [
     "settle_dag_node",
 ]
 
+#: DAGMan's ``$RETURN`` of a node job removed from the queue.
+_REMOVED = -1002
+
 #: What DAGMan's ``$RETURN`` says of a job that never ran to an exit status.
 _SPECIAL_RETURNS = {
     -1001: (JobState.FAILED, "the node job's batch submission failed"),
-    -1002: (JobState.REMOVED, "the node job was removed from the queue"),
+    _REMOVED: (JobState.REMOVED, "the node job was removed from the queue"),
     -1004: (JobState.FAILED, "the node's PRE script failed"),
 }
 
@@ -216,12 +222,16 @@ def settle_dag_node(
         for ev in journal.events("job_finished")
     )
     if finished:  # DAGMan ran this POST script again (recovery): settle nothing twice
-        return _recalled(state, state.restore_attempt(events[number]), events.get(number + 1))
+        recalled = _recalled(state, state.restore_attempt(events[number]), events.get(number + 1))
+        if recalled.retry is not None:  # the earlier run may have died before writing it
+            _prepare_submit_file(state, recalled.retry)
+        return recalled
     for earlier in range(first_attempt, number):
         if earlier in events:  # failures of the node's earlier runs count against retries
             _count_failures(state, events[earlier])
     attempt = state.restore_attempt(events[number])
-    settlement = state.settle(attempt, _job_status(exit_code), retries=retry < max_retries)
+    status = _job_status(exit_code, *_node_job(attempt))
+    settlement = state.settle(attempt, status, retries=retry < max_retries)
     if settlement.retry is not None:
         if settlement.retry.attempt != number + 1:
             raise ExecutionError(
@@ -231,7 +241,44 @@ def settle_dag_node(
             )
         assert attempt.handle is not None  # restored from its job_submitted event
         state.submitted(settlement.retry, attempt.handle)
+        _prepare_submit_file(state, settlement.retry)
     return _node_settlement(settlement)
+
+
+def _submit_file(attempt: JobAttempt) -> Path | None:
+    """The node's submit file (None for an attempt not submitted as a DAG node)."""
+    from rc2_platform.execution.backends.htcondor import node_submit_file
+
+    dag = attempt.handle.info.get("dag") if attempt.handle else None
+    return node_submit_file(Path(dag), attempt.cluster) if dag else None
+
+
+def _prepare_submit_file(state: RunState, retry: JobAttempt) -> None:
+    """Point the node's submit file at the retry: its memory, its stdout/stderr files."""
+    from rc2_platform.execution.backends.htcondor import prepare_node_retry
+
+    path = _submit_file(retry)
+    if path is not None and path.exists():
+        prepare_node_retry(
+            path, memory_mb=retry.memory_mb, directory=retry.directory, retry=state.config.retry
+        )
+
+
+def _node_job(attempt: JobAttempt) -> tuple[JobStatus | None, Hold | None]:
+    """The status and last hold of the node's latest job, from the node's job event log."""
+    import htcondor2
+
+    from rc2_platform.execution.backends.htcondor import read_event_log_holds
+
+    path = _submit_file(attempt)
+    if path is None or not path.exists():
+        return None, None
+    log = Path(htcondor2.Submit(path.read_text())["log"])
+    statuses, holds = read_event_log_holds(log, held_only=False)
+    if not statuses:
+        return None, None
+    latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
+    return statuses[latest], holds.get(latest)
 
 
 def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlement | None:
@@ -278,9 +325,22 @@ def _count_failures(state: RunState, event: dict[str, Any]) -> None:
     state.note_failures(outcomes)
 
 
-def _job_status(exit_code: int) -> JobStatus:
+def _job_status(
+    exit_code: int, job: JobStatus | None = None, hold: Hold | None = None
+) -> JobStatus:
+    """How the node's job ended: DAGMan's ``$RETURN``, and its event log for a removed job."""
+    from rc2_platform.execution.backends.htcondor.holds import is_memory_hold
+
     if exit_code == 0:
         return JobStatus(JobState.SUCCEEDED, 0)
+    starts = job.attempts if job is not None else 0
+    if exit_code == _REMOVED and hold is not None and is_memory_hold(hold):
+        return JobStatus(
+            JobState.FAILED, None,
+            f"held for memory at its start {starts} and removed, its in-queue memory "
+            f"retries used up: {hold.reason} (DAGMan $RETURN {exit_code})",
+            starts, memory_exceeded=True,
+        )  # fmt: skip
     if exit_code in _SPECIAL_RETURNS:
         job_state, reason = _SPECIAL_RETURNS[exit_code]
         return JobStatus(job_state, None, f"{reason} (DAGMan $RETURN {exit_code})")

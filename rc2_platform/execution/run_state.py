@@ -470,7 +470,9 @@ class RunState:
         Failed quanta with retries left (per task, ``retry.tasks``), and the quanta the
         job blocked behind them, go into a new attempt of the cluster, with
         ``memory × retry.memory_multiplier`` (capped) when the job was killed for memory
-        (SIGKILL) or a quantum raised ``MemoryError``. The new attempt is returned in the
+        (SIGKILL) or a quantum raised ``MemoryError``, ``memory × multiplier ** starts``
+        when the batch system stopped it for memory after ``starts`` starts
+        (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). The new attempt is returned in the
         settlement for the driver to submit; otherwise the cluster is finished.
         """
         self.active.pop(attempt.cluster, None)
@@ -481,8 +483,10 @@ class RunState:
             "job_finished",
             **job_finished_fields(attempt.cluster, attempt.attempt, status, result, unrecorded),
         )
-        memory_killed = status.exit_code in MEMORY_KILL_CODES or any(
-            o.error_type == "MemoryError" for o in outcomes
+        memory_killed = (
+            status.memory_exceeded
+            or status.exit_code in MEMORY_KILL_CODES
+            or any(o.error_type == "MemoryError" for o in outcomes)
         )
         retry = self._retry_set(outcomes) if retries and status.retryable else set()
         for o in outcomes:
@@ -493,8 +497,11 @@ class RunState:
             self.finished.add(attempt.cluster)
             return settlement
         if memory_killed:
+            # A job the batch system held for memory ran ``attempts`` times, its memory
+            # escalated in the queue at each start: the retry asks for the next step.
+            steps = max(status.attempts, 1) if status.memory_exceeded else 1
             self._memory[attempt.cluster] = min(
-                max(int(attempt.memory_mb * self.config.retry.memory_multiplier), 1),
+                max(int(attempt.memory_mb * self.config.retry.memory_multiplier**steps), 1),
                 max(self.config.retry.max_memory_mb, attempt.memory_mb),
             )
         quanta = [i for i in attempt.quanta if i in retry]

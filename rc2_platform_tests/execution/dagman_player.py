@@ -17,7 +17,8 @@ Node success, scripts and retries follow DAGMan's documented rules (HTCondor man
   the DAG file's directory); the words ``$JOB``, ``$RETRY``, ``$MAX_RETRIES``,
   ``$RETURN`` (the job's exit status; -1002 if it was removed), ``$JOBID``,
   ``$PRE_SCRIPT_RETURN`` (-1: no PRE script), ``$DAG_STATUS`` and ``$FAILED_COUNT``
-  are replaced by their values. The exit value of whatever ran last (the POST script
+  are replaced by their values (``$RETURN``: minus the signal number for a job killed
+  by a signal). The exit value of whatever ran last (the POST script
   if there is one, else the job) is the node's: non-zero = failed. PRE scripts are not
   played (the DAGs here have none; a DAG with one is refused).
 * ``RETRY <node> N [UNLESS-EXIT v]`` reruns a failed node (job and POST script) up to
@@ -141,12 +142,15 @@ def node_runs(submit: Path) -> int:
 
 
 def _latest(submit: htcondor2.Submit) -> tuple[str, int | None]:
-    """The job id and exit code of the node's latest job (its last rerun)."""
+    """The job id and ``$RETURN`` of the node's latest job (its last rerun): its exit
+    code, minus the signal that killed it, None if it has none (removed)."""
     statuses = read_event_log(Path(submit["log"]))
     if not statuses:
         return "", None
     latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
-    return latest, statuses[latest].exit_code
+    status = statuses[latest]
+    killed = re.fullmatch(r"killed by signal (\d+)", status.reason or "")
+    return latest, -int(killed.group(1)) if killed else status.exit_code
 
 
 class _Player:

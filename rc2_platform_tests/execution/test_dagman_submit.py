@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import classad2
 import htcondor2
 import pytest
 import yaml
@@ -414,3 +415,69 @@ def test_a_node_whose_quanta_all_succeeded_is_settled_without_loading_the_graph(
         dagman_post.settle_dag_node(
             tmp_path / "repo", RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
         )
+
+
+def _node_jobs(schedd: LocalScheddDouble, node: str) -> list[list[int]]:
+    """The memory each job of a node's runs was given at each start (RequestMemory)."""
+    return [
+        job.memory_history
+        for job in schedd.jobs.values()
+        if "rc2_cluster" in job.ad and job.ad.eval("rc2_cluster") == node
+    ]
+
+
+def test_a_node_retried_after_a_memory_error_gets_more_memory(tmp_path: Path) -> None:
+    # a[1] needs 4096 MB: with the base 2048 it raises MemoryError. The node's POST script
+    # escalates the next attempt's memory (x2) and rewrites the node's submit file, which
+    # DAGMan reads again for the retry: the retry's job requests 4096 MB and sees it in
+    # RC2_JOB_MEMORY_MB, so a[1] succeeds (before, the retry ran with 2048 again).
+    dag, nodes = _failing_dag(tmp_path, memory_error_on=[{"detector": 1}], memory_needed_mb=4096)
+    schedd = LocalScheddDouble()
+    codes = play_dagman(dag, schedd)
+    assert set(codes.values()) == {0}
+    node = _node(nodes, 1)
+    assert _node_jobs(schedd, node) == [[2048], [4096]]
+    assert _node_jobs(schedd, _node(nodes, 0)) == [[2048]]
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    (scheduled,) = journal.events("retry_scheduled")
+    assert (scheduled["memory_mb"], scheduled["memory_escalated"]) == (4096, True)
+    sub = htcondor2.Submit(nodes[node].read_text())
+    assert split_environment(sub["environment"])["RC2_JOB_MEMORY_MB"] == "4096"
+    rows = query_provenance(tmp_path / "repo", RUN, task=["a"], where="detector = 1")
+    assert [(r["attempt"], r["state"], r["exception_type"]) for r in rows] == [
+        (1, "failed", "MemoryError"), (2, "succeeded", None)
+    ]  # fmt: skip
+    assert build_report(tmp_path / "repo", RUN).status == "succeeded"
+
+
+def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
+    tmp_path: Path,
+) -> None:
+    # The node's job was held for memory at each of its 3 starts (its periodic_release
+    # escalated it in the queue: 2048, 4096, 8192) and then removed by its
+    # periodic_remove: DAGMan gives the POST script $RETURN -1002. The retry asks for
+    # the next step, 2048 * 2**3, not the base again.
+    dag, nodes = _failing_dag(tmp_path)
+    node = _node(nodes, 1)
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    first = next(e for e in journal.events("job_submitted") if e["cluster"] == node)
+    log = EventLogWriter(Path(first["directory"]) / f"{node}.log")
+    log.submitted(9, 0, node)
+    for _start in range(3):
+        log.executing(9, 0)
+        log.held(9, 0, "rc2: memory usage exceeded request_memory", 3, 34)
+        log.released(9, 0, "The job attribute PeriodicRelease expression evaluated to TRUE")
+    log.aborted(9, 0, "The job attribute PeriodicRemove expression evaluated to TRUE")
+    settled = dagman_post.settle_dag_node(
+        tmp_path / "repo", RUN, node, first_attempt=1, exit_code=-1002, retry=0, max_retries=2
+    )
+    assert settled.verdict is dagman_post.PostVerdict.RETRY
+    assert settled.retry is not None and settled.retry.memory_mb == 16384
+    (finished,) = journal.events("job_finished")
+    assert finished["status"]["memory_exceeded"] is True
+    assert "held for memory" in finished["status"]["reason"]
+    sub = htcondor2.Submit(nodes[node].read_text())
+    assert split_environment(sub["environment"])["RC2_JOB_MEMORY_MB"] == "16384"
+    ad = classad2.ClassAd({"NumJobStarts": 0})
+    ad["RequestMemory"] = classad2.ExprTree(sub["request_memory"])
+    assert ad.eval("RequestMemory") == 16384

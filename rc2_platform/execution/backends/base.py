@@ -67,6 +67,10 @@ class JobStatus:
     retryable : `bool`
         False when a new attempt would fail the same way (a Kubernetes pod whose image
         cannot be pulled, or that no node can take): the orchestrator does not retry it.
+    memory_exceeded : `bool`
+        The batch system stopped the job for its memory use (HTCondor: held for memory
+        until its in-queue retries ran out, then removed); the orchestrator's retry asks
+        for more memory, as after a SIGKILL or a ``MemoryError``.
     """
 
     state: JobState
@@ -74,6 +78,7 @@ class JobStatus:
     reason: str | None = None
     attempts: int = 0
     retryable: bool = True
+    memory_exceeded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -85,6 +90,8 @@ class JobStatus:
         }
         if not self.retryable:
             data["retryable"] = False
+        if self.memory_exceeded:
+            data["memory_exceeded"] = True
         return data
 
 

@@ -11,21 +11,67 @@ may use ``$(rc2_retry)``, DAGMan's count of the node's retries so far (0 the fir
 time). A node may have a ``SCRIPT POST`` (run by DAGMan after each run of the node's
 job; the node succeeds when it exits 0, and ``RETRY`` reruns job and POST script), whose
 arguments may be DAGMan's script macros as words of their own (``$RETURN``, ``$RETRY``,
-``$MAX_RETRIES``, ``$JOB``, ``$JOBID``).
+``$MAX_RETRIES``, ``$JOB``, ``$JOBID``). DAGMan reads a node's submit file again for
+each run of the node, so a POST script that decides on a retry rewrites it for the next
+run (:func:`prepare_node_retry`: memory, stdout/stderr files).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import htcondor2
 
 from rc2_platform.errors import JobSubmissionError
 from rc2_platform.execution.execution_config import HTCondorSettings, RetryPolicy
 
 from ..base import ClusterJob
-from .submit import build_submit_description
+from .submit import (
+    build_submit_description,
+    join_environment,
+    memory_request_expression,
+    split_environment,
+)
 
-__all__ = ["check_dependencies", "write_dag"]
+__all__ = ["check_dependencies", "node_submit_file", "prepare_node_retry", "write_dag"]
+
+
+def node_submit_file(dag_path: Path, node: str) -> Path:
+    """The submit file :func:`write_dag` writes for ``node`` of the DAG ``dag_path``."""
+    return Path(dag_path).parent / "jobs" / f"{node}.sub"
+
+
+def prepare_node_retry(
+    submit_file: Path, *, memory_mb: int, directory: Path, retry: RetryPolicy
+) -> None:
+    """Rewrite a node's submit file for the node's next run (DAGMan's next ``RETRY``).
+
+    DAGMan reads a node's submit file each time it submits the node's job, so what the
+    node's POST script writes here is what the retry runs with: ``request_memory``
+    escalating from ``memory_mb`` (the next attempt's memory: more after a job killed or
+    held for memory), ``RC2_JOB_MEMORY_MB`` in its environment, and ``output`` /
+    ``error`` (same file names) and ``initialdir`` in the next attempt's folder
+    ``directory``, so that every attempt has its own stdout and stderr. The job event log
+    (``log``) stays where it is: one log for every run of the node. The file is replaced
+    atomically (a script killed half-way leaves the old or the new one), and writing it
+    twice with the same values gives the same file.
+    """
+    description = htcondor2.Submit(submit_file.read_text())
+    description["request_memory"] = memory_request_expression(memory_mb, retry)
+    env = split_environment(description.get("environment") or "")
+    if "RC2_JOB_MEMORY_MB" in env:
+        env["RC2_JOB_MEMORY_MB"] = str(memory_mb)
+        description["environment"] = join_environment(env)
+    for key in ("output", "error"):
+        if description.get(key):
+            description[key] = str(Path(directory) / Path(description[key]).name)
+    description["initialdir"] = str(directory)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    temporary = submit_file.with_name(f".{submit_file.name}.tmp{os.getpid()}")
+    temporary.write_text(str(description))
+    os.replace(temporary, submit_file)
 
 
 def check_dependencies(
@@ -121,7 +167,7 @@ def write_dag(
     (dag_dir / "dagman.config").write_text("DAGMAN_MAX_JOBS_IDLE = 1000\n")
     for name in order:
         job = by_name[name]
-        sub_path = dag_dir / "jobs" / f"{name}.sub"
+        sub_path = node_submit_file(dag_dir / f"{dag_name}.dag", name)
         description = build_submit_description(job, settings, retry, dag_node=True)
         sub_path.write_text(str(description))
         lines.append(f"JOB {name} {sub_path}")

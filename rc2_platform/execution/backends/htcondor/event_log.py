@@ -132,8 +132,18 @@ def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def read_event_log_holds(path: Path) -> tuple[dict[str, JobStatus], dict[str, Hold]]:
+def read_event_log_holds(
+    path: Path, *, held_only: bool = True
+) -> tuple[dict[str, JobStatus], dict[str, Hold]]:
     """Read a job event log into every job's status and the hold of each held job.
+
+    Parameters
+    ----------
+    path : `pathlib.Path`
+        The user job event log.
+    held_only : `bool`
+        Only the holds of jobs still HELD; False: the last hold of every job ever held
+        (e.g. of a job removed while held).
 
     Returns
     -------
@@ -163,6 +173,8 @@ def read_event_log_holds(path: Path) -> tuple[dict[str, JobStatus], dict[str, Ho
                 )
     finally:
         log.close()
+    if not held_only:
+        return statuses, holds
     held = {k: h for k, h in holds.items() if statuses[k].state is JobState.HELD}
     return statuses, held
 

@@ -22,6 +22,7 @@ __all__ = [
     "REMOVED_HELD_PREFIX",
     "HoldWatch",
     "held_line",
+    "is_memory_hold",
     "is_waited_hold",
 ]
 
@@ -62,12 +63,18 @@ SPOOLING_INPUT = 16
 REMOVED_HELD_PREFIX = "rc2 removed the held job: "
 
 
-def is_waited_hold(hold: Hold) -> bool:
-    """Whether HTCondor itself ends this hold: a memory hold (HoldReasonCode 34, or 3 / 26
-    with rc2's subcode 34; released or removed by the job's policy) or input spooling."""
-    if hold.code in (34, SPOOLING_INPUT):
+def is_memory_hold(hold: Hold) -> bool:
+    """Whether the job was held for its memory use: HoldReasonCode 34 (HTCondor's own), or
+    3 / 26 (a job / system policy) with rc2's subcode 34 (the job's ``periodic_hold``)."""
+    if hold.code == 34:
         return True
     return hold.code in (3, 26) and hold.subcode == MEMORY_HOLD_SUBCODE
+
+
+def is_waited_hold(hold: Hold) -> bool:
+    """Whether HTCondor itself ends this hold: a memory hold (released or removed by the
+    job's policy, :func:`is_memory_hold`) or input spooling."""
+    return hold.code == SPOOLING_INPUT or is_memory_hold(hold)
 
 
 def held_line(job_name: str, job_id: str, hold: Hold, held_for: float) -> str:
