@@ -136,6 +136,12 @@ class PathTraversalError(DatastoreError):
     """A data ID value would make a path that leaves the datastore root."""
 
 
+class OutsideFilesError(PathTraversalError):
+    """An export file or source repository names a file outside its folder (absolute, ``..``
+    or a symlink leading out) and reading such files was not allowed
+    (``--allow-outside-files``)."""
+
+
 class FormatterError(DatastoreError):
     """An object could not be written or read with the storage class's formatter."""
 

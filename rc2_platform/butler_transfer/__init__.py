@@ -45,13 +45,14 @@ from rc2_platform.butler_transfer._format import (
 )
 from rc2_platform.butler_transfer._load import load
 from rc2_platform.butler_transfer._records_check import drop_duplicate_records
-from rc2_platform.core.datastore_record import DatastoreRecord
+from rc2_platform.butler_transfer._sources import ALLOW_OUTSIDE_FLAG, ExportFiles, RepositoryFiles
 from rc2_platform.errors import ExportFormatError, FileNotInDatastoreError
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
 
 __all__ = [
+    "ALLOW_OUTSIDE_FLAG",
     "FORMAT_VERSION",
     "TRANSFER_MODES",
     "Bundle",
@@ -87,6 +88,9 @@ class TransferReport:
     #: Existing dimension records kept with the destination's values although the
     #: load's differ (only with ``skip_differing_records``), one line each.
     kept_records: list[str] = field(default_factory=list)
+    #: An export whose files lie outside its folder (written without ``with_files``, into
+    #: a folder beside it, or as symlinks): importing it needs ``allow_outside_files``.
+    outside_files: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -102,6 +106,7 @@ class TransferReport:
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "cpu_phases": {k: round(v, 3) for k, v in self.cpu_phases.items()},
             "kept_records": list(self.kept_records),
+            "outside_files": self.outside_files,
         }
 
 
@@ -128,6 +133,11 @@ def export_datasets(
     folder, and the file names them relative to itself; without, the file names the
     source datastore's absolute root, so an import on the same machine can read them
     there. A dataset whose file is missing stops the export; nothing is left behind.
+
+    An import reads files outside the export's folder (the folder holding ``path``) only
+    when allowed (``allow_outside_files``): ``TransferReport.outside_files`` says whether
+    this export needs it (no ``with_files``, ``with_files`` outside that folder, or
+    ``transfer="symlink"``).
     """
     bundle = collect(butler, collections, where=where, dataset_types=dataset_types)
     report = TransferReport(
@@ -147,8 +157,11 @@ def export_datasets(
         report.files_transferred = _copy_files(butler, bundle, files_dir, transfer)
         report.file_seconds = time.perf_counter() - t0
         files_root = os.path.relpath(files_dir.resolve(), path.resolve().parent)
+        outside = transfer == "symlink" or files_root.split(os.sep)[0] == os.pardir
     else:
         files_root = str(butler.datastore.root)
+        outside = True
+    report.outside_files = outside and report.counts["files"] > 0
     t0 = time.perf_counter()
     write_file(to_document(bundle, files_root), path)
     report.format_seconds = time.perf_counter() - t0
@@ -186,6 +199,7 @@ def import_datasets(
     transfer: str = "copy",
     dry_run: bool = False,
     skip_differing_records: bool = False,
+    allow_outside_files: bool = False,
 ) -> TransferReport:
     """Import an export file into ``butler`` (checked first, one transaction, idempotent).
 
@@ -194,6 +208,11 @@ def import_datasets(
     record the file holds twice with different values and missing files; nothing is
     written then. With ``skip_differing_records`` such records
     keep the repository's values instead (listed in ``TransferReport.kept_records``).
+
+    The files must be inside the export's folder (the folder holding ``path``): an
+    absolute path or ``files_root``, a ``..`` or a symlink leading out of it is refused
+    (:class:`~rc2_platform.errors.OutsideFilesError`, nothing written) unless
+    ``allow_outside_files`` (an export you trust, e.g. one made without ``with_files``).
     """
     path = Path(path)
     t0 = time.perf_counter()
@@ -207,11 +226,7 @@ def import_datasets(
     files_root = doc.get("files_root")
     source = None
     if files_root is not None and bundle.counts()["files"]:
-        root = (path.parent / files_root).resolve()
-
-        def source(rec: DatastoreRecord) -> Path:
-            return Path(rec.path) if os.path.isabs(rec.path) else root / rec.path
-
+        source = ExportFiles(path, files_root, allow_outside=allow_outside_files)
     loaded = load(
         butler,
         bundle,
@@ -245,6 +260,7 @@ def transfer_datasets(
     transfer: str = "copy",
     dry_run: bool = False,
     skip_differing_records: bool = False,
+    allow_outside_files: bool = False,
 ) -> TransferReport:
     """Copy the datasets of ``collections`` with their files and records to ``dest``.
 
@@ -252,6 +268,8 @@ def transfer_datasets(
     records the datasets need come along; running it again transfers nothing new. A
     record existing in ``dest`` with other values is refused (nothing written) unless
     ``skip_differing_records``: then ``dest``'s is kept (``TransferReport.kept_records``).
+    A file outside ``source``'s datastore root (ingested in place with ``direct``) is
+    refused (nothing written) unless ``allow_outside_files``.
     """
     src_tag = UniverseTag.of(source.registry.universe)
     dest_tag = UniverseTag.of(dest.registry.universe)
@@ -264,7 +282,7 @@ def transfer_datasets(
     loaded = load(
         dest,
         bundle,
-        source.datastore.absolute,
+        RepositoryFiles(source, allow_outside=allow_outside_files),
         transfer=transfer,
         dry_run=dry_run,
         skip_differing_records=skip_differing_records,

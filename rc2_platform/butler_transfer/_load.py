@@ -4,7 +4,8 @@ Everything that can be refused is checked before anything is written: dataset ty
 defined otherwise in the destination, collections of another type, chains with other
 children, existing dimension records with other values (unless told to keep the
 destination's: ``skip_differing_records``), files missing from the source or of another
-size than recorded (truncated). Then the files are placed (at their source
+size than recorded (truncated), files outside the export's folder or the source
+datastore unless allowed (``_sources``). Then the files are placed (at their source
 datastore paths; one already there is kept) and, inside one butler transaction, the
 rows: dataset types, dimension records, collections, datasets with their datastore
 records (column-wise, :meth:`Registry.import_dataset_columns`; identical existing ones
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rc2_platform.butler_transfer._bundle import Bundle, DatasetGroup
 from rc2_platform.butler_transfer._files import PlacedFiles, check_mode, relative_path
 from rc2_platform.butler_transfer._records_check import RecordDifference, check_records
+from rc2_platform.butler_transfer._sources import FileSource
 from rc2_platform.core import CollectionType, DatasetRef, Timespan
 from rc2_platform.core.datastore_record import DatastoreRecord
 from rc2_platform.errors import (
@@ -34,12 +36,11 @@ from rc2_platform.errors import (
     FileNotInDatastoreError,
     MissingCollectionError,
     MissingDatasetTypeError,
+    OutsideFilesError,
 )
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
-
-FileSource = Callable[[DatastoreRecord], Path]
 
 
 @dataclass
@@ -108,6 +109,9 @@ def check(
     )
     if source is not None:
         for g, k, rec in bundle.file_records():
+            if (why := source.refusal(rec)) is not None:
+                raise OutsideFilesError(f"{source.origin}: dataset {g.describe(k)} {why}")
+            _target(butler, rec)  # refuses a path leading out of the destination's root
             if not (path := source(rec)).is_file():
                 raise FileNotInDatastoreError(
                     f"dataset {g.describe(k)} has no file at {path}; nothing was written"
@@ -143,8 +147,10 @@ def load(
         The destination repository.
     bundle : Bundle
         What to write (already checked for universe and schema version).
-    source : callable, optional
-        Where the file of a datastore record is; None: datasets without files.
+    source : FileSource, optional
+        Where the file of a datastore record is, and which files may be read (one
+        outside the export's folder or the source datastore is refused before anything
+        is written); None: datasets without files.
     transfer : str
         ``copy``, ``link`` (hard link, else copy), ``symlink`` or ``hardlink``.
     dry_run : bool
@@ -229,13 +235,17 @@ def _place_files(
     butler: Butler, bundle: Bundle, source: FileSource, mode: str, placed: PlacedFiles
 ) -> None:
     """Place every dataset's file at its datastore path unless a file is already there."""
-    store = butler.datastore
     for _, _, rec in bundle.file_records():
-        target = store.absolute(
-            DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
-        )
+        target = _target(butler, rec)
         if not os.path.lexists(target):  # a file (or a symlink, even dangling) is kept
             placed.add(source(rec), target, mode)
+
+
+def _target(butler: Butler, rec: DatastoreRecord) -> Path:
+    """Where ``rec``'s file goes in ``butler``'s datastore (PathTraversalError if out)."""
+    return butler.datastore.absolute(
+        DatastoreRecord(rec.dataset_id, relative_path(rec), rec.formatter, "", 0)
+    )
 
 
 def _register_datasets(butler: Butler, bundle: Bundle, with_files: bool) -> int:

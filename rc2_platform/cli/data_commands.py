@@ -100,6 +100,15 @@ def _print_report(report: TransferReport, what: str, as_json: bool) -> None:
         )
 
 
+def _allow_outside_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--allow-outside-files",
+        "allow_outside_files",
+        is_flag=True,
+        help=f"Also read files {what}. Only for data you trust.",
+    )
+
+
 def _collections_option(func: F) -> F:
     return click.option(
         "--collections",
@@ -148,7 +157,8 @@ def _selection_options(func: F) -> F:
     "--with-files",
     "with_files",
     type=click.Path(file_okay=False),
-    help="Copy the datasets' files into this folder (else the file names the source root).",
+    help="Copy the datasets' files into this folder, best inside FILE's folder (else FILE "
+    "names the source root, and `rc2 import` needs --allow-outside-files).",
 )
 @click.option(
     "--transfer",
@@ -186,6 +196,12 @@ def export_command(
             dry_run=dry_run,
         )
     _print_report(report, f"{repo} to {file}", as_json)
+    if report.outside_files and not as_json:
+        print_note(
+            f"{file} names files outside its folder (no --with-files, a --with-files folder "
+            "beside it, or --transfer symlink): `rc2 import` reads them only with "
+            "--allow-outside-files"
+        )
 
 
 @click.command("import")
@@ -200,6 +216,10 @@ def export_command(
 )
 @click.option("--dry-run", is_flag=True, help="Check the file against REPO; write nothing.")
 @_skip_differing_option
+@_allow_outside_option(
+    "outside FILE's folder: absolute paths or files_root (an export made without "
+    "--with-files, `direct`-ingested files), '..' or symlinks leading out"
+)
 @json_option
 def import_command(
     repo: str,
@@ -207,6 +227,7 @@ def import_command(
     transfer: str,
     dry_run: bool,
     skip_differing_records: bool,
+    allow_outside_files: bool,
     as_json: bool,
 ) -> None:
     """Import an export FILE into REPO (checked first, one transaction, idempotent).
@@ -215,7 +236,9 @@ def import_command(
     format version, a dataset type or collection defined otherwise in REPO, a
     dimension record existing in REPO with other values (unless
     --skip-differing-records: REPO's are kept and listed), a record FILE holds twice
-    with different values, a missing or truncated file (size other than recorded).
+    with different values, a missing or truncated file (size other than recorded), a
+    file outside FILE's folder (an absolute path, '..' or a symlink leading out; FILE may
+    be someone else's) unless --allow-outside-files.
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import import_datasets
@@ -227,6 +250,7 @@ def import_command(
             transfer=transfer,
             dry_run=dry_run,
             skip_differing_records=skip_differing_records,
+            allow_outside_files=allow_outside_files,
         )
     _print_report(report, f"{file} into {repo}", as_json)
 
@@ -245,6 +269,7 @@ def import_command(
 )
 @click.option("--dry-run", is_flag=True, help="Check and count; write nothing.")
 @_skip_differing_option
+@_allow_outside_option("outside REPO's datastore root (ingested in place with `direct`)")
 @json_option
 def transfer_datasets_command(
     repo: str,
@@ -255,6 +280,7 @@ def transfer_datasets_command(
     transfer: str,
     dry_run: bool,
     skip_differing_records: bool,
+    allow_outside_files: bool,
     as_json: bool,
 ) -> None:
     """Copy datasets from REPO to DEST with their files and dimension records (idempotent).
@@ -262,7 +288,8 @@ def transfer_datasets_command(
     REPO and DEST may use any registry (SQLite, PostgreSQL, MariaDB). Refused, with
     nothing written: another dimension universe, a dataset type or collection defined
     otherwise in DEST, a dimension record existing in DEST with other values (unless
-    --skip-differing-records: DEST's are kept and listed).
+    --skip-differing-records: DEST's are kept and listed), a file outside REPO's
+    datastore root (ingested with `direct`) unless --allow-outside-files.
     """
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import transfer_datasets
@@ -277,5 +304,6 @@ def transfer_datasets_command(
             transfer=transfer,
             dry_run=dry_run,
             skip_differing_records=skip_differing_records,
+            allow_outside_files=allow_outside_files,
         )
     _print_report(report, f"{repo} to {dest}", as_json)

@@ -28,6 +28,7 @@ from rc2_platform.errors import (
     ExpressionError,
     FileNotInDatastoreError,
     MissingCollectionError,
+    OutsideFilesError,
 )
 from rc2_platform_tests.hostile.crash_support import check_consistency
 from rc2_platform_tests.move_fixtures import populate, snapshot, write_files
@@ -343,8 +344,9 @@ def test_file_ingested_in_place_and_datasets_without_files_in_one_run(
     source: Butler, dest: Butler, tmp_path: Path
 ) -> None:
     """A calexp ingested with ``direct`` (absolute path) beside one without a file in the
-    same RUN: its file lands at ``_direct/<id>.fits`` in the destination, the other stays
-    without a record; the same through an export file."""
+    same RUN: its file lands at ``_direct/<id>.fits`` in the destination (read only with
+    ``allow_outside_files``), the other stays without a record; the same through an
+    export file with the files (no flag needed)."""
     import uuid
 
     from rc2_platform.butler import FileDataset
@@ -358,7 +360,9 @@ def test_file_ingested_in_place_and_datasets_without_files_in_one_run(
     ref = DatasetRef(calexp, data_id, "HSC/runs/b", uuid.uuid4())
     source.ingest([FileDataset(outside, ref)], transfer="direct")
     assert source.datastore_records([ref])[ref.id].path == str(outside.resolve())
-    assert transfer_datasets(source, dest, ALL).new_datasets == 12
+    with pytest.raises(OutsideFilesError, match="--allow-outside-files"):
+        transfer_datasets(source, dest, ALL)  # a file outside the source datastore
+    assert transfer_datasets(source, dest, ALL, allow_outside_files=True).new_datasets == 12
     runs_b = {r.id: r for r in dest.registry.query_datasets("calexp", "HSC/runs/b")}
     records = dest.datastore_records(list(runs_b.values()))
     assert list(records) == [ref.id]
