@@ -200,6 +200,17 @@ class KubernetesSettings(_Model):
         ge=0,
         description="the pods of a namespace are listed at most this often (one call for all jobs)",
     )
+    status_poll_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Job statuses are read from the API server this long after a submission "
+        "or a change of state; the pause doubles while nothing changes (0 = at every poll)",
+    )
+    status_poll_max_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="the longest pause between two reads of the Job statuses",
+    )
 
 
 class BackendsConfig(_Model):

@@ -332,3 +332,33 @@ def test_a_retried_cluster_gets_a_new_job_beside_the_finished_one(tmp_path: Path
     ]
     assert len(names) == 2 and len(set(names)) == 2  # the retry's Job did not collide
     assert all(("rc2-prod", name) in cluster.jobs for name in names)
+
+
+def test_job_statuses_are_read_ever_less_often_while_nothing_changes() -> None:
+    batch, core, clock, backend = _cluster(status_poll_seconds=1, status_poll_max_seconds=4)
+    handles = backend.submit([_job("a"), _job("b")])
+
+    def reads() -> int:
+        return sum(1 for call in batch.calls if call[0] == "read")
+
+    expected = {0.0: 2, 0.9: 2, 1.0: 4, 2.9: 4, 3.0: 6, 6.9: 6, 7.0: 8, 10.9: 8, 11.0: 10}
+    for now, count in expected.items():  # pauses 1, 2, 4, then 4 (the cap)
+        clock.now = now
+        assert all(s.state is JobState.PENDING for s in backend.status(handles).values())
+        assert reads() == count, now
+    batch.jobs[("rc2-prod", _name("a"))]["status"] = {
+        "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
+    clock.now = 14.9  # the change is seen at the next read, due at 15
+    assert backend.status(handles)[_id("a")].state is JobState.PENDING
+    clock.now = 15.0
+    assert backend.status(handles)[_id("a")].state is JobState.SUCCEEDED
+    clock.now = 15.9  # after a change the pause is back to 1 s
+    backend.status(handles)
+    assert reads() == 12
+    (c,) = backend.submit([_job("c")])  # a new Job is read at once
+    assert backend.status([handles[1], c])[c.id].state is JobState.PENDING
+    assert reads() == 14
+    backend.cancel([c])  # and so is a cancelled one
+    assert backend.status([handles[1], c])[c.id].state is JobState.REMOVED

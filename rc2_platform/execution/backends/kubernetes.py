@@ -21,7 +21,8 @@ from rc2_platform.errors import BackendError, ConfigError, JobSubmissionError
 
 from ..execution_config import KubernetesSettings
 from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
-from .kubernetes_pods import PodEvent, PodView, PodWatch, api_field, pod_events, pod_view
+from .kubernetes_pods import PodView, PodWatch, api_field, pod_view, read_pod_events
+from .polling import Backoff
 
 __all__ = [
     "APP_NAME",
@@ -243,6 +244,11 @@ class KubernetesBackend(Backend):
         self._stuck: dict[str, JobStatus] = {}  # handle id -> FAILED (its Job deleted by us)
         self._pods = PodWatch(self.settings)
         self._listed: dict[str, tuple[float, dict[str, list[PodView]]]] = {}
+        self._backoff = Backoff(
+            self.settings.status_poll_seconds, self.settings.status_poll_max_seconds
+        )
+        self._known: dict[str, JobStatus] = {}  # handle id -> status at the last read
+        self._next_read = float("-inf")
 
     def submit(self, jobs: Sequence[ClusterJob]) -> list[JobHandle]:
         """Create one Job per cluster job in ``settings.namespace``."""
@@ -268,6 +274,7 @@ class KubernetesBackend(Backend):
                     f"Could not create Kubernetes Job {manifest['metadata']['name']!r} for cluster "
                     f"job {job.name!r} in namespace {namespace!r}: {exc}{hint}"
                 ) from None
+            self._backoff.reset()
             handles.append(
                 JobHandle(
                     id=f"{namespace}/{manifest['metadata']['name']}",
@@ -279,13 +286,29 @@ class KubernetesBackend(Backend):
         return handles
 
     def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
-        """Read each Job's status; a deleted (404) Job is REMOVED.
+        """Each Job's status; a deleted (404) Job is REMOVED.
 
-        A Job that is not finished has its pods read too (one ``list_namespaced_pod`` per
-        namespace, at most every ``pod_check_seconds``): it is RUNNING when a pod runs,
-        and FAILED (not retried, the Job deleted) when its pod can never start.
+        The API server is read (one ``read_namespaced_job_status`` per unfinished Job)
+        ``status_poll_seconds`` after a submission, a cancel or a change of state, then
+        ever less often while nothing changes (the pause doubles up to
+        ``status_poll_max_seconds``); in between, and for a handle already read, the
+        statuses of the last read are returned. A Job that is not finished has its pods
+        read too (one ``list_namespaced_pod`` per namespace, at most every
+        ``pod_check_seconds``): it is RUNNING when a pod runs, and FAILED (the Job
+        deleted) when its pod can never start.
         """
         self._check_handles(handles)
+        now = self.clock()
+        if now < self._next_read and all(h.id in self._known for h in handles):
+            return {h.id: self._known[h.id] for h in handles}
+        result = self._read(handles)
+        changed = any(self._known.get(k) != status for k, status in result.items())
+        self._known.update(result)
+        self._next_read = now + self._backoff.next(changed)
+        return result
+
+    def _read(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        """Read the Jobs (and, for unfinished ones, their pods) from the API server."""
         result: dict[str, JobStatus] = {}
         unfinished: list[JobHandle] = []
         for handle in handles:
@@ -324,7 +347,7 @@ class KubernetesBackend(Backend):
             status,
             pods.get(name, []),
             listed_at,
-            lambda pod: self._pod_events(namespace, pod),
+            lambda pod: read_pod_events(self.core_api, namespace, pod),
         )
         if isinstance(verdict, JobStatus):
             return verdict
@@ -377,19 +400,6 @@ class KubernetesBackend(Backend):
         self._listed[namespace] = (now, by_job)
         return now, by_job
 
-    def _pod_events(self, namespace: str, pod: str) -> list[PodEvent]:
-        """The events of one pod, oldest first; one ``Warning`` saying why when they
-        cannot be read (the pod is judged on that)."""
-        try:
-            answer = self.core_api.list_namespaced_event(
-                namespace=namespace,
-                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
-            )
-        except Exception as exc:
-            cause = f"its events could not be read ({exc}; the orchestrator needs 'list' on events)"
-            return [PodEvent("Warning", "EventsUnreadable", cause, 1, "")]
-        return pod_events(answer)
-
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         """Delete the Jobs and their pods (foreground propagation)."""
         self._check_handles(handles)
@@ -405,3 +415,5 @@ class KubernetesBackend(Backend):
                         f"Could not delete Kubernetes Job {handle.id!r}: {exc}"
                     ) from None
             self._deleted.add(handle.id)
+        self._next_read = float("-inf")  # the next status() reads the Jobs again
+        self._backoff.reset()

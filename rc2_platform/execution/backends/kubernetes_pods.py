@@ -47,6 +47,7 @@ __all__ = [
     "creating_cause",
     "pod_events",
     "pod_view",
+    "read_pod_events",
 ]
 
 #: Labels the Job controller puts on its pods naming the Job (new name first).
@@ -202,6 +203,20 @@ def pod_events(answer: Any) -> list[PodEvent]:
         for e in api_field(answer, "items") or []
     ]
     return sorted(events, key=lambda e: e.time)
+
+
+def read_pod_events(core_api: Any, namespace: str, pod: str) -> list[PodEvent]:
+    """The events of one pod (``CoreV1Api.list_namespaced_event``), oldest first; one
+    ``Warning`` saying why when they cannot be read (the pod is judged on that)."""
+    try:
+        answer = core_api.list_namespaced_event(
+            namespace=namespace,
+            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+        )
+    except Exception as exc:
+        cause = f"its events could not be read ({exc}; the orchestrator needs 'list' on events)"
+        return [PodEvent("Warning", "EventsUnreadable", cause, 1, "")]
+    return pod_events(answer)
 
 
 def creating_cause(events: Sequence[PodEvent]) -> tuple[str, bool] | None:
