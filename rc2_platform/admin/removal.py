@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rc2_platform.core import CollectionType, DatasetRef
-from rc2_platform.errors import CollectionInUseError, DatasetTypeInUseError, MissingCollectionError
+from rc2_platform.errors import (
+    CollectionError,
+    CollectionInUseError,
+    DatasetTypeInUseError,
+    MissingCollectionError,
+)
 
 if TYPE_CHECKING:
     from rc2_platform.butler import Butler
@@ -197,6 +202,9 @@ def prune_datasets(
 
     Raises
     ------
+    CollectionError
+        ``collections`` is empty: a removal acts only on collections named explicitly
+        (an empty list is neither "none" nor "every collection" here).
     CollectionInUseError
         Other collections use some of the datasets; the message lists them.
     ExpressionError
@@ -204,6 +212,12 @@ def prune_datasets(
         instead of selecting data IDs, pruning every dataset of the type); nothing is
         removed.
     """
+    if not [c for c in collections if c.strip()]:
+        raise CollectionError(
+            f"prune_datasets: collections={list(collections)!r} names no collection; name the "
+            "collections to prune explicitly (an empty list is not every collection); "
+            "nothing was removed"
+        )
     reg = butler.registry
     types = (
         [reg.get_dataset_type(t) for t in dataset_types]

@@ -24,6 +24,7 @@ from rc2_platform.cli.common import (
     emit_rows,
     format_option,
     json_option,
+    named_collections,
     print_note,
     repo_argument,
 )
@@ -129,7 +130,10 @@ def remove_runs(
 
 @click.command("prune-datasets")
 @repo_argument
-@_collections("Collections whose datasets go (every match; comma-separated or repeated).")
+@_collections(
+    "Collections whose datasets go (every match; comma-separated or repeated). Name them "
+    "explicitly: an empty value (-c '') is refused, there is no all-collections form."
+)
 @_datasets_option
 @where_options
 @click.option(
@@ -161,10 +165,11 @@ def prune_datasets(
     """
     from rc2_platform.admin import prune_datasets as prune
 
+    names = named_collections(collections, "prune-datasets", "nothing was removed")
     with open_butler(repo) as butler:
         result = prune(
             butler,
-            split_collections(collections),
+            names,
             dataset_types=split_collections(dataset_types) or None,
             where=where,
             bind=parse_bind(bind),
@@ -321,7 +326,7 @@ def decertify(
 @click.command("retrieve-artifacts")
 @repo_argument
 @click.argument("destination", metavar="DEST")
-@_collections("Collections to search (comma-separated or repeated).")
+@_collections("Collections to search (comma-separated or repeated; an empty -c '' is refused).")
 @_datasets_option
 @where_options
 @click.option("--find-first", is_flag=True, help="Only the first dataset per data ID.")
@@ -359,11 +364,12 @@ def retrieve_artifacts(
     """
     from rc2_platform.admin import retrieve_artifacts as retrieve
 
+    names = named_collections(collections, "retrieve-artifacts", "nothing was written")
     with open_butler(repo) as butler:
         result = retrieve(
             butler,
             destination,
-            split_collections(collections),
+            names,
             dataset_types=split_collections(dataset_types) or None,
             where=where,
             bind=parse_bind(bind),

@@ -252,7 +252,9 @@ def dataset_types(repo: str, pattern: str | None, as_json: bool) -> None:
 @repo_argument
 @click.argument("dataset_type", required=False)
 @collections_option(
-    False, "Collections to search, in order (comma-separated or repeated); default: all."
+    False,
+    "Collections to search, in order (comma-separated or repeated); default, and with an "
+    "empty value (-c ''): every collection, every match.",
 )
 @where_options
 @click.option("--find-all", is_flag=True, help="Every match, not only the first per data ID.")
@@ -272,7 +274,9 @@ def query_datasets(
 ) -> None:
     """List datasets of DATASET_TYPE (default: every registered type).
 
-    Without --collections every collection is searched and every match is listed.
+    Without --collections (or with an empty one, -c '') every collection is searched
+    and every match is listed. Commands that remove, copy or move data refuse an
+    empty -c instead.
     REPO may be a butler server URL (http://HOST:PORT/NAME; token from RC2_TOKEN),
     except with --show-uri.
     """

@@ -18,7 +18,14 @@ from rc2_platform.cli.butler_commands import (
     split_collections,
     where_options,
 )
-from rc2_platform.cli.common import emit_json, emit_rows, format_option, json_option, repo_argument
+from rc2_platform.cli.common import (
+    emit_json,
+    emit_rows,
+    format_option,
+    json_option,
+    named_collections,
+    repo_argument,
+)
 from rc2_platform.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -142,7 +149,9 @@ def collections_chain(
 @repo_argument
 @click.argument("tagged")
 @click.argument("dataset_type")
-@collections_option(True, "Collections to search for the datasets to tag.")
+@collections_option(
+    True, "Collections to search for the datasets to tag (an empty -c '' is refused)."
+)
 @where_options
 @json_option
 def collections_tag(
@@ -162,14 +171,13 @@ def collections_tag(
     from rc2_platform.core import CollectionType
 
     bind_values = parse_bind(bind)
+    names = named_collections(collections, "collections tag", "nothing was tagged")
     with open_butler(repo) as butler:
         if where:
             butler.registry.check_where_dimensions(
                 where, [butler.registry.get_dataset_type(dataset_type)]
             )
-        refs = butler.query_datasets(
-            dataset_type, collections=split_collections(collections), where=where, bind=bind_values
-        )
+        refs = butler.query_datasets(dataset_type, collections=names, where=where, bind=bind_values)
         with butler.registry.transaction():
             butler.registry.register_collection(tagged, CollectionType.TAGGED)
             butler.registry.associate(tagged, refs)

@@ -212,6 +212,29 @@ _FORMAT_KEY = "rc2_output_format"
 FORMATS = ("table", "json", "csv")
 
 
+def named_collections(values: Sequence[str], command: str, unchanged: str) -> list[str]:
+    """The collections of a required ``--collections`` (comma-separated or repeated).
+
+    An empty value (``-c ''``, ``-c ,``) names no collection. The queries read no
+    collections as every collection (``rc2 query-datasets``); a command that removes,
+    copies or moves data acts only on collections named explicitly, so it is refused
+    here (:class:`~rc2_platform.errors.ConfigError`, exit 1) rather than read as "none"
+    or "all". ``unchanged`` ends the line (e.g. ``nothing was removed``).
+    """
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not names:
+        from rc2_platform.errors import ConfigError
+
+        given = " ".join(f"-c {v!r}" for v in values)
+        raise ConfigError(
+            f"{given} names no collection: rc2 {command} acts only on collections named "
+            "explicitly (an empty list means every collection only to the queries, e.g. "
+            "rc2 query-datasets); name them, comma-separated or repeated "
+            f"(`rc2 collections list REPO` lists them); {unchanged}"
+        )
+    return names
+
+
 def json_option(func: F) -> F:
     """Add ``--json`` (machine-readable output); the command receives ``as_json``."""
     return click.option(

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from rc2_platform.cli.common import emit_json, json_option, print_note, repo_argument
+from rc2_platform.cli.common import (
+    emit_json,
+    json_option,
+    named_collections,
+    print_note,
+    repo_argument,
+)
 
 if TYPE_CHECKING:
     from rc2_platform.butler_transfer import TransferReport
@@ -117,7 +123,8 @@ def _collections_option(func: F) -> F:
         multiple=True,
         required=True,
         metavar="NAMES",
-        help="Collections to move (comma-separated or repeated); chains bring their children.",
+        help="Collections to move (comma-separated or repeated); chains bring their children. "
+        "An empty -c '' is refused.",
     )(func)
 
 
@@ -184,11 +191,12 @@ def export_command(
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import export_datasets
 
+    names = named_collections(collections, "export", "nothing was written")
     with Butler(repo) as butler:
         report = export_datasets(
             butler,
             file,
-            _split(collections),
+            names,
             where=where,
             dataset_types=_split(dataset_types),
             with_files=with_files,
@@ -294,11 +302,12 @@ def transfer_datasets_command(
     from rc2_platform.butler import Butler
     from rc2_platform.butler_transfer import transfer_datasets
 
+    names = named_collections(collections, "transfer-datasets", "nothing was written")
     with Butler(repo) as source, Butler(dest) as target:
         report = transfer_datasets(
             source,
             target,
-            _split(collections),
+            names,
             where=where,
             dataset_types=_split(dataset_types),
             transfer=transfer,

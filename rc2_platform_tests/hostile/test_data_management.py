@@ -49,6 +49,10 @@ BAD_DATES = ["yesterday", "2020-13-01", "2020-02-30", "nan", "inf", "99999-01-01
              "2020-01-01T25:00:00", "\x1b[31m2020", "", "  ", "2020-01-01; DROP TABLE dataset"]  # fmt: skip
 BAD_DATES = [d for d in BAD_DATES if d.strip()]  # empty means unbounded: not an error
 
+NAMED = "only on collections named explicitly"
+#: A path nothing may create (the refusal comes first).
+_NOWHERE = "/nonexistent/rc2_hostile_out"
+
 #: (arguments after REPO, text the one-line error must contain).
 CASES: list[tuple[str, list[str], str]] = [
     # removals of what is still used
@@ -100,6 +104,14 @@ CASES: list[tuple[str, list[str], str]] = [
     ("collections chain", [RUN, CALIB_RUN], "RUN"),
     ("collections chain", ["no/such/chain", "0", "--mode", "pop"], "does not exist"),
     ("collections chain", [CHAIN, "no/such/child", "--mode", "extend"], "does not exist"),
+    # an empty collection list: every collection to a query, refused by what acts on data
+    ("prune-datasets", ["-c", ""], f"-c '' names no collection: rc2 prune-datasets acts {NAMED}"),
+    ("prune-datasets", ["-c", " , ", "-c", "", "--dry-run"], "-c ' , ' -c '' names no"),
+    ("prune-datasets", ["--collections=", "-d", "summary"], "nothing was removed"),
+    ("retrieve-artifacts", [_NOWHERE, "-c", ""], f"rc2 retrieve-artifacts acts {NAMED}"),
+    ("collections tag", [TAGGED, "summary", "-c", ""], "nothing was tagged"),
+    ("export", [f"{_NOWHERE}.yaml", "-c", ","], f"rc2 export acts {NAMED}"),
+    ("transfer-datasets", [_NOWHERE, "-c", ""], f"rc2 transfer-datasets acts {NAMED}"),
 ]
 CASES += [
     ("certify-calibrations", [CALIB_RUN, "y", "bias", "--begin-date", d], "") for d in BAD_DATES
@@ -136,3 +148,28 @@ def test_retrieve_artifacts_never_overwrites(repo: Path, tmp_path: Path) -> None
     assert run_cli(["retrieve-artifacts", str(repo), str(out), "-c", RUN]).exit_code == 0
     first(["retrieve-artifacts", str(repo), str(out), "-c", RUN], match="already exist")
     assert taken.read_text() == "mine"
+
+
+def test_empty_collection_list_means_every_collection_only_to_queries(repo: Path) -> None:
+    """`rc2 query-datasets -c ''` is `rc2 query-datasets` (every collection, every match);
+    the library's prune refuses an empty list as the command does."""
+    import json
+
+    from rc2_platform.admin import prune_datasets
+    from rc2_platform.errors import CollectionError
+    from rc2_platform_tests.hostile.conftest import expect_refusal, run_cli
+
+    everything = run_cli(["query-datasets", str(repo), "summary", "--json"])
+    empty = run_cli(["query-datasets", str(repo), "summary", "-c", "", "--json"])
+    assert everything.exit_code == empty.exit_code == 0, empty.output
+    found = json.loads(empty.stdout)
+    assert found == json.loads(everything.stdout) and len(found) >= 3
+    with Butler(repo) as b:
+        for empty_list in ([], ["", " "]):
+            expect_refusal(
+                b,
+                lambda e=empty_list: prune_datasets(b, e),
+                CollectionError,
+                "names no collection; name the collections to prune explicitly",
+            )
+    assert not Path(_NOWHERE).exists()
