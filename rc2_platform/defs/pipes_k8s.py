@@ -8,26 +8,32 @@ variables. Messages come back through a file in the job's folder on the datastor
 (``PipesFileMessageReader``), so the repository must be mounted at the same path in the
 pods as on the orchestrating side (``backends.kubernetes.datastore_volume.mount_path``).
 
-With ``core_api`` given (tests, or a caller holding its own ``CoreV1Api``), the client
-creates, waits for and deletes the pod through that object, following the same steps as
-``PipesK8sClient.run``; otherwise it calls ``PipesK8sClient.run`` itself.
+The client creates, waits for and deletes the pod itself, following the steps of
+``PipesK8sClient.run``, through ``core_api`` when given (tests, or a caller holding its
+own ``CoreV1Api``), else a ``CoreV1Api`` from the client's kube config (in-cluster or
+kubeconfig, as ``PipesK8sClient`` loads it). The wait is the backend's
+(:class:`~rc2_platform.execution.backends.kubernetes_pod_wait.PodWaiter`), not
+``dagster_k8s``'s ``wait_for_pod`` (which fails on the first ``ErrImagePull`` and waits
+up to a day on a missing Secret, a pod no node can take or a volume that cannot mount):
+a pod that can never start fails after the same graces as on the backend, naming the
+cluster job, the pod and the cause; the step then fails naming each quantum's task and
+data ID with that cause, retried or not as on the backend.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
 import kubernetes  # type: ignore[import-untyped]
 from dagster_k8s import PipesK8sClient
-from dagster_k8s.client import DagsterKubernetesClient, WaitForPodState
 from dagster_k8s.pipes import build_pod_body, get_pod_name
 
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobState, JobStatus
 from rc2_platform.execution.backends.kubernetes import build_job_manifest
+from rc2_platform.execution.backends.kubernetes_pod_wait import PodWaiter
 from rc2_platform.execution.execution_config import KubernetesSettings
 
 __all__ = ["Rc2PipesK8sClient", "pod_manifest"]
@@ -64,7 +70,8 @@ class Rc2PipesK8sClient(PipesK8sClient):
     python : str
         Python inside the image, running ``-m rc2_platform.execution.pipes_worker``.
     poll_interval : float
-        Seconds between pod status reads.
+        Kept for ``PipesK8sClient``; the pod is read as the settings say
+        (``status_poll_seconds`` growing to ``status_poll_max_seconds``).
     """
 
     def __init__(
@@ -108,37 +115,40 @@ class Rc2PipesK8sClient(PipesK8sClient):
         try:
             if on_submitted is not None:
                 on_submitted(handle)
-            if self.core_api is None:
-                invocation = self.run(
-                    context=context, extras=dict(extras or {}), namespace=settings.namespace,
-                    base_pod_meta=meta, base_pod_spec=spec,
-                )  # fmt: skip
-            else:
-                invocation = self._run_with_api(
-                    context, settings.namespace, pod_name, meta, spec, extras
-                )
-            status = JobStatus(JobState.SUCCEEDED, 0, None, 1)
-        except Exception as exc:  # DagsterK8sError: non-zero exit, image pull errors, timeouts
-            context.log.error(f"cluster {job.name}: pod {pod_name} failed: {exc}")
-            return handle, JobStatus(JobState.FAILED, None, str(exc).splitlines()[0], 1), []
+            invocation, status = self._run_pod(context, settings, job, pod_name, meta, spec, extras)
+        except Exception as exc:  # the API refused the pod (403, 409, quota), transport errors
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = (
+                f"cluster job {job.name} (Kubernetes pod {settings.namespace}/{pod_name}) "
+                f"could not run: {line}"
+            )
+            context.log.error(reason)
+            return handle, JobStatus(JobState.FAILED, None, reason, 1), []
         finally:
             self.message_reader = original
+        if status.state is not JobState.SUCCEEDED:
+            context.log.error(status.reason or f"cluster job {job.name}: pod {pod_name} failed")
         reports = [m for m in invocation.get_custom_messages() if isinstance(m, dict)]
         return handle, status, reports
 
-    def _run_with_api(
+    def _api(self) -> Any:
+        if self.core_api is not None:
+            return self.core_api
+        self._load_k8s_config()  # PipesK8sClient's: in-cluster, kubeconfig file or context
+        return kubernetes.client.CoreV1Api()
+
+    def _run_pod(
         self,
         context: dg.OpExecutionContext,
-        namespace: str,
+        settings: KubernetesSettings,
+        job: ClusterJob,
         pod_name: str,
         meta: dict[str, Any],
         spec: dict[str, Any],
         extras: Mapping[str, Any] | None,
-    ) -> dg.PipesClientCompletedInvocation:
-        client = DagsterKubernetesClient.production_client(
-            batch_api_override=object(), core_api_override=self.core_api
-        )
-        client.sleeper = lambda seconds: time.sleep(min(seconds, self.poll_interval))
+    ) -> tuple[dg.PipesClientCompletedInvocation, JobStatus]:
+        core_api = self._api()
+        namespace = settings.namespace
         with dg.open_pipes_session(
             context=context,
             extras=dict(extras or {}),
@@ -151,15 +161,19 @@ class Rc2PipesK8sClient(PipesK8sClient):
                 base_pod_meta=meta, base_pod_spec=spec,
             )  # fmt: skip
             self.created.append(pod)
-            self.core_api.create_namespaced_pod(namespace, pod)
+            core_api.create_namespaced_pod(namespace, pod)
             try:
-                client.wait_for_pod(
-                    pod_name, namespace, wait_for_state=WaitForPodState.Terminated,
-                    wait_time_between_attempts=self.poll_interval,
-                )  # fmt: skip
+                status = PodWaiter(core_api, settings).wait(namespace, pod_name, job.name)
             finally:
-                self.core_api.delete_namespaced_pod(pod_name, namespace)
-        return dg.PipesClientCompletedInvocation(session)
+                try:
+                    core_api.delete_namespaced_pod(pod_name, namespace)
+                except Exception as exc:
+                    if getattr(exc, "status", None) != 404:
+                        context.log.warning(
+                            f"could not delete Kubernetes pod {namespace}/{pod_name}: {exc}; "
+                            f"`kubectl delete pod -n {namespace} {pod_name}`"
+                        )
+        return dg.PipesClientCompletedInvocation(session), status
 
     def launcher(
         self,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -66,35 +66,64 @@ def test_htcondor_cluster_jobs_report_through_pipes_and_register(tmp_path: Path)
 
 
 class FakeCoreApi:
-    """Runs each created pod's first container command locally, with the pod's environment."""
+    """Runs each created pod's first container command locally, with the pod's environment,
+    and serves the pod as the API server would (``V1Pod`` with phase and terminated
+    container). A cluster named in ``stuck`` gets, at its first pod only, that pod
+    status and those events instead (``(V1PodStatus, [CoreV1Event])``): its command
+    does not run."""
 
-    def __init__(self) -> None:
+    def __init__(self, stuck: Mapping[str, tuple[Any, list[Any]]] | None = None) -> None:
         self.pods: dict[str, Any] = {}
-        self.exit_codes: dict[str, int] = {}
+        self.statuses: dict[str, Any] = {}
+        self.events: dict[str, list[Any]] = {}
         self.deleted: list[str] = []
+        self.stuck = dict(stuck or {})
+        self.clusters: list[str] = []  # the cluster of each created pod
 
     def create_namespaced_pod(self, namespace: str, body: Any) -> Any:
+        name = body.metadata.name
+        cluster = body.metadata.labels["rc2/cluster"]
+        self.clusters.append(cluster)
+        self.pods[name] = body
+        if cluster in self.stuck:
+            self.statuses[name], events = self.stuck.pop(cluster)
+            self.events[name] = [_about(e, name) for e in events]
+            return body
         container = body.spec.containers[0]
         env = {**os.environ, **{e.name: e.value for e in container.env or []}}
         proc = subprocess.run(container.command, env=env, cwd=container.working_dir, check=False)
-        self.pods[body.metadata.name] = body
-        self.exit_codes[body.metadata.name] = proc.returncode
+        m = kubernetes.client
+        terminated = m.V1ContainerStateTerminated(exit_code=proc.returncode)
+        status = m.V1ContainerStatus(
+            name=container.name, ready=False, restart_count=0, image=container.image,
+            image_id="", state=m.V1ContainerState(terminated=terminated),
+        )  # fmt: skip
+        phase = "Succeeded" if proc.returncode == 0 else "Failed"
+        self.statuses[name] = m.V1PodStatus(phase=phase, container_statuses=[status])
         return body
 
     def list_namespaced_pod(self, namespace: str, field_selector: str) -> Any:
         name = field_selector.split("=", 1)[1]
-        if name not in self.pods:
-            return SimpleNamespace(items=[])
-        m = kubernetes.client
-        terminated = m.V1ContainerStateTerminated(exit_code=self.exit_codes[name])
-        status = m.V1ContainerStatus(
-            name="rc2", ready=False, restart_count=0, image="img", image_id="",
-            state=m.V1ContainerState(terminated=terminated),
-        )  # fmt: skip
-        return SimpleNamespace(items=[m.V1Pod(status=m.V1PodStatus(container_statuses=[status]))])
+        if name not in self.pods or name in self.deleted:
+            return kubernetes.client.V1PodList(items=[])
+        pod = kubernetes.client.V1Pod(metadata=self.pods[name].metadata, status=self.statuses[name])
+        return kubernetes.client.V1PodList(items=[pod])
+
+    def list_namespaced_event(self, namespace: str, field_selector: str) -> Any:
+        terms = dict(t.split("=", 1) for t in field_selector.split(","))
+        assert terms["involvedObject.kind"] == "Pod", field_selector
+        return kubernetes.client.CoreV1EventList(
+            items=self.events.get(terms["involvedObject.name"], [])
+        )
 
     def delete_namespaced_pod(self, name: str, namespace: str) -> None:
         self.deleted.append(name)
+
+
+def _about(event: Any, pod_name: str) -> Any:
+    """``event`` as an event of the pod ``pod_name`` (named once the pod exists)."""
+    event.involved_object = kubernetes.client.V1ObjectReference(kind="Pod", name=pod_name)
+    return event
 
 
 def test_kubernetes_pods_carry_backend_spec_validate_strictly_and_report(tmp_path: Path) -> None:
