@@ -81,6 +81,7 @@ class FakeCoreApi:
         self.clusters: list[str] = []  # the cluster of each created pod
 
     def create_namespaced_pod(self, namespace: str, body: Any) -> Any:
+        validate_manifest(pod_manifest(body))  # kubernetes-validate, strict
         name = body.metadata.name
         cluster = body.metadata.labels["rc2/cluster"]
         self.clusters.append(cluster)

@@ -7,6 +7,7 @@ them, so the backend reads the same shapes as in production.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,11 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 
 from rc2_platform.execution.backends import ClusterJob
-from rc2_platform.execution.backends.kubernetes import KubernetesBackend, job_object_name
+from rc2_platform.execution.backends.kubernetes import (
+    KubernetesBackend,
+    job_object_name,
+    validate_manifest,
+)
 from rc2_platform.execution.execution_config import DatastoreVolume, KubernetesSettings
 
 SETTINGS = KubernetesSettings(
@@ -61,6 +66,19 @@ def job_id(cluster: str) -> str:
     return f"rc2-prod/{job_name(cluster)}"
 
 
+class _Response:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.data = json.dumps(body)
+
+
+def as_model(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``body`` read into the official client's model ``kind`` (``V1Job``; required fields
+    checked by the models) and written back: a key the models do not know is lost."""
+    api = kubernetes.client.ApiClient()
+    result: dict[str, Any] = api.sanitize_for_serialization(api.deserialize(_Response(body), kind))
+    return result
+
+
 class ApiError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"({status})")
@@ -76,6 +94,8 @@ class FakeBatchApi:
 
     def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("create", {"namespace": namespace, "body": body}))
+        assert as_model(body, "V1Job") == body  # nothing the client's models do not know
+        validate_manifest(body)  # kubernetes-validate, strict
         key = (namespace, body["metadata"]["name"])
         if key in self.jobs:
             raise ApiError(409)
