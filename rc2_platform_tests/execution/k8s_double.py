@@ -102,6 +102,17 @@ class FakeBatchApi:
         self.jobs[key] = {**body, "status": {}}
         return body
 
+    def list_namespaced_job(self, namespace: str, label_selector: str) -> dict[str, Any]:
+        self.calls.append(("list", {"namespace": namespace, "label_selector": label_selector}))
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        items = [
+            job
+            for (ns, _name), job in self.jobs.items()
+            if ns == namespace
+            and all(job["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+        ]
+        return {"apiVersion": "batch/v1", "kind": "JobList", "items": items}
+
     def read_namespaced_job_status(self, name: str, namespace: str) -> dict[str, Any]:
         self.calls.append(("read", {"name": name, "namespace": namespace}))
         if (namespace, name) not in self.jobs:

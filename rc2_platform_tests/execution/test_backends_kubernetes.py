@@ -10,8 +10,9 @@ import pytest
 
 from rc2_platform.butler import Butler
 from rc2_platform.errors import ConfigError, JobSubmissionError
-from rc2_platform.execution.backends import JobState
+from rc2_platform.execution.backends import JobState, JobStatus
 from rc2_platform.execution.backends.kubernetes import (
+    LIST_FROM,
     KubernetesBackend,
     build_job_manifest,
     job_object_name,
@@ -362,3 +363,39 @@ def test_job_statuses_are_read_ever_less_often_while_nothing_changes() -> None:
     assert reads() == 14
     backend.cancel([c])  # and so is a cancelled one
     assert backend.status([handles[1], c])[c.id].state is JobState.REMOVED
+
+
+def test_the_jobs_of_a_run_are_read_by_one_list_from_list_from_jobs_on() -> None:
+    batch, core, clock, backend = _cluster(status_poll_seconds=0)
+    names = [f"j{i}" for i in range(LIST_FROM)]
+    handles = backend.submit([_job(n) for n in names])
+    other_run = dataclasses.replace(_job("x"), labels={"run": "u/someone/else"})
+    (other,) = backend.submit([other_run])
+    batch.calls.clear()
+    batch.jobs[("rc2-prod", _name("j0"))]["status"] = {
+        "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
+    del batch.jobs[("rc2-prod", _name("j1"))]  # deleted by someone
+    backend.cancel([handles[2]])
+    batch.calls.clear()
+    statuses = backend.status([*handles, other])
+    assert batch.calls == [
+        (
+            "list",
+            {
+                "namespace": "rc2-prod",
+                "label_selector": "app.kubernetes.io/name=rc2-platform,"
+                "app.kubernetes.io/component=cluster-job,rc2/run=HSC-runs-RC2-2025-01",
+            },
+        ),
+        ("read", {"name": job_object_name(other_run), "namespace": "rc2-prod"}),
+    ]
+    assert statuses[_id("j0")].state is JobState.SUCCEEDED
+    assert statuses[_id("j1")] == JobStatus(JobState.REMOVED, None, "Job no longer exists")
+    assert statuses[_id("j2")] == JobStatus(JobState.REMOVED, None, "cancelled")
+    assert {statuses[_id(n)].state for n in names[3:]} == {JobState.PENDING}
+    assert statuses[other.id].state is JobState.PENDING
+    batch.calls.clear()
+    backend.status(handles[: LIST_FROM - 1])  # fewer: one read each
+    assert [c[0] for c in batch.calls] == ["read"] * (LIST_FROM - 1)

@@ -1,7 +1,8 @@
 """The Kubernetes backend: one ``batch/v1 Job`` per cluster job, through an injected API client.
 
 The API client is duck-typed like ``kubernetes.client.BatchV1Api``
-(``create_namespaced_job``, ``read_namespaced_job_status``, ``delete_namespaced_job``),
+(``create_namespaced_job``, ``read_namespaced_job_status``, ``list_namespaced_job``,
+``delete_namespaced_job``),
 so tests drive the backend with a recording fake and production passes the real
 client (or the Dagster layer wraps the same manifest in ``PipesK8sClient``). A
 ``CoreV1Api`` (``list_namespaced_pod``, ``list_namespaced_event``) lets it see pods that
@@ -27,6 +28,7 @@ from .polling import Backoff
 __all__ = [
     "APP_NAME",
     "DEFAULT_SCHEMA_VERSION",
+    "LIST_FROM",
     "POD_LABEL_SELECTOR",
     "KubernetesBackend",
     "build_job_manifest",
@@ -43,6 +45,9 @@ DEFAULT_SCHEMA_VERSION = "1.30"
 OOM_EXIT_CODE = 137
 #: Selects the pods of rc2's cluster jobs (the labels of every Job's pod template).
 POD_LABEL_SELECTOR = f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/component=cluster-job"
+#: Unfinished Jobs of one RUN read at once: from this many on, one ``list_namespaced_job``
+#: (label selector of the RUN) instead of one ``read_namespaced_job_status`` per Job.
+LIST_FROM = 10
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +85,15 @@ def _label_key(key: str) -> str:
     if not name:
         raise ConfigError(f"Label key {key!r} has no usable characters for a Kubernetes label.")
     return f"rc2/{name}"
+
+
+def _handle_info(namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A handle's ``info``: namespace, Job name and the label selector of its RUN's Jobs."""
+    info: dict[str, Any] = {"namespace": namespace, "k8s_name": manifest["metadata"]["name"]}
+    run = manifest["metadata"]["labels"].get("rc2/run")
+    if run:
+        info["selector"] = f"{POD_LABEL_SELECTOR},rc2/run={run}"
+    return info
 
 
 def build_job_manifest(
@@ -212,7 +226,7 @@ class KubernetesBackend(Backend):
     Parameters
     ----------
     api : `object`
-        A ``kubernetes.client.BatchV1Api`` or anything with the same three methods.
+        A ``kubernetes.client.BatchV1Api`` or anything with the same four methods.
     settings : `KubernetesSettings`, optional
         Namespace, image, service account, datastore volume, node selector, and when a
         pod that cannot start fails its Job (``fatal_waiting_reasons``,
@@ -280,7 +294,7 @@ class KubernetesBackend(Backend):
                     id=f"{namespace}/{manifest['metadata']['name']}",
                     job_name=job.name,
                     backend=self.name,
-                    info={"namespace": namespace, "k8s_name": manifest["metadata"]["name"]},
+                    info=_handle_info(namespace, manifest),
                 )
             )
         return handles
@@ -288,8 +302,9 @@ class KubernetesBackend(Backend):
     def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
         """Each Job's status; a deleted (404) Job is REMOVED.
 
-        The API server is read (one ``read_namespaced_job_status`` per unfinished Job)
-        ``status_poll_seconds`` after a submission, a cancel or a change of state, then
+        The API server is read (one ``list_namespaced_job`` for the Jobs of a RUN when
+        there are at least :data:`LIST_FROM`, else one ``read_namespaced_job_status`` per
+        Job) ``status_poll_seconds`` after a submission, a cancel or a change of state, then
         ever less often while nothing changes (the pause doubles up to
         ``status_poll_max_seconds``); in between, and for a handle already read, the
         statuses of the last read are returned. A Job that is not finished has its pods
@@ -311,19 +326,17 @@ class KubernetesBackend(Backend):
         """Read the Jobs (and, for unfinished ones, their pods) from the API server."""
         result: dict[str, JobStatus] = {}
         unfinished: list[JobHandle] = []
+        objects = self._job_objects([h for h in handles if h.id not in self._stuck])
         for handle in handles:
             if handle.id in self._stuck:
                 result[handle.id] = self._stuck[handle.id]
                 continue
             namespace, name = handle.id.split("/", 1)
-            try:
-                job_object = self.api.read_namespaced_job_status(name=name, namespace=namespace)
-            except Exception as exc:
-                if getattr(exc, "status", None) == 404:
-                    reason = "cancelled" if handle.id in self._deleted else "Job no longer exists"
-                    result[handle.id] = JobStatus(JobState.REMOVED, None, reason)
-                    continue
-                raise BackendError(f"Could not read Kubernetes Job {handle.id!r}: {exc}") from None
+            job_object = objects[handle.id]
+            if job_object is None:  # 404
+                reason = "cancelled" if handle.id in self._deleted else "Job no longer exists"
+                result[handle.id] = JobStatus(JobState.REMOVED, None, reason)
+                continue
             status = job_status_from_api(job_object)
             if handle.id in self._deleted and not status.state.is_terminal:
                 status = JobStatus(JobState.REMOVED, None, "cancelled", status.attempts)
@@ -336,6 +349,53 @@ class KubernetesBackend(Backend):
             for handle in unfinished:
                 result[handle.id] = self._pod_status(handle, result[handle.id])
         return result
+
+    def _job_objects(self, handles: Sequence[JobHandle]) -> dict[str, Any]:
+        """The Job object of each handle (None: it does not exist).
+
+        Handles of one RUN in one namespace (``info["selector"]``, set at submission) are
+        read by one ``list_namespaced_job`` with that label selector when there are at
+        least :data:`LIST_FROM` of them; the others one ``read_namespaced_job_status``
+        each.
+        """
+        groups: dict[tuple[str, str], list[JobHandle]] = {}
+        objects: dict[str, Any] = {}
+        for handle in handles:
+            selector = handle.info.get("selector")
+            namespace, name = handle.id.split("/", 1)
+            if isinstance(selector, str):
+                groups.setdefault((namespace, selector), []).append(handle)
+            else:
+                objects[handle.id] = self._read_job(namespace, name)
+        for (namespace, selector), members in groups.items():
+            if len(members) < LIST_FROM:
+                for handle in members:
+                    objects[handle.id] = self._read_job(*handle.id.split("/", 1))
+                continue
+            try:
+                answer = self.api.list_namespaced_job(namespace=namespace, label_selector=selector)
+            except Exception as exc:
+                raise BackendError(
+                    f"Could not list the Kubernetes Jobs {selector!r} in namespace "
+                    f"{namespace!r}: {exc}"
+                ) from None
+            listed = {
+                api_field(api_field(j, "metadata"), "name"): j
+                for j in api_field(answer, "items") or []
+            }
+            for handle in members:
+                objects[handle.id] = listed.get(handle.id.split("/", 1)[1])
+        return objects
+
+    def _read_job(self, namespace: str, name: str) -> Any:
+        try:
+            return self.api.read_namespaced_job_status(name=name, namespace=namespace)
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise BackendError(
+                f"Could not read Kubernetes Job {namespace}/{name!r}: {exc}"
+            ) from None
 
     def _pod_status(self, handle: JobHandle, status: JobStatus) -> JobStatus:
         """The status of an unfinished Job refined by its pods; FAILED when stuck."""
