@@ -181,8 +181,10 @@ def submit(repo: str, graph: str, backend: str, config: str | None, processes: i
     help="Also settle the RUN from its job records, journal its end and free its lock "
     "(DAGMan's FINAL node).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="Datasets per registry transaction.")  # fmt: skip
+# The default is aggregate.DEFAULT_BATCH_SIZE (that module is imported lazily).
+@click.option("--batch-size", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Datasets per registry transaction (one closes at the first job that "
+              "reaches it: a job's outputs are never split).")  # fmt: skip
 @click.option("--no-provenance", is_flag=True, help="Do not rewrite the run_provenance dataset.")
 @json_option
 @handles_errors

@@ -5,7 +5,7 @@ the registry. :func:`aggregate_run` reads the records files of a RUN's job folde
 registers the outputs of every succeeded quantum:
 
 - **batched and columnar**: one registry transaction per ``batch_size`` datasets
-  (default 50,000); the records' ids, data-ID values and file records go to
+  (default 100,000: a tract's ~52,000 outputs in one); the records' ids, data-ID values and file records go to
   :meth:`Butler.register_output_columns` as columns per dataset type, with no ref,
   data-ID or UUID object built per dataset;
 - **idempotent**: output ids are deterministic and already registered datasets are
@@ -49,6 +49,8 @@ __all__ = ["AggregateSummary", "aggregate_run"]
 
 #: Checkpoint and lock files in the RUN's folder.
 CHECKPOINT_FILE = "aggregated.json"
+#: Datasets per registry transaction: a tract's outputs (~52,000) in one.
+DEFAULT_BATCH_SIZE = 100_000
 LOCK_FILE = "aggregate.lock"
 
 _SUCCEEDED = QuantumState.SUCCEEDED.value
@@ -295,7 +297,7 @@ def aggregate_run(
     *,
     clusters: set[str] | None = None,
     provenance: bool = True,
-    batch_size: int = 50_000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     butler: Butler | None = None,
 ) -> AggregateSummary:
     """Register the outputs of every quantum the RUN's finished jobs recorded as succeeded.

@@ -24,9 +24,10 @@ import sqlalchemy as sa
 
 from rc2_platform.core.data_id import DataCoordinate
 from rc2_platform.core.dataset_types import DatasetRef
-from rc2_platform.errors import DatasetConflictError
+from rc2_platform.errors import DatasetConflictError, DimensionValueError
 from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
 from rc2_platform.registry._dialect import backend, insert_rows, savepoint
+from rc2_platform.registry._write_pipeline import WritePipeline
 from rc2_platform.registry.schema import RegistrySchema
 
 __all__ = ["DatasetColumns", "import_dataset_columns"]
@@ -134,54 +135,49 @@ def import_dataset_columns(
         seen: set[str] = set()
         dup = next(i for i in all_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
         raise DatasetConflictError(f"dataset {uuid.UUID(dup)} is given twice in one registration")
-    # Most registrations are of new datasets only: insert every dataset row at once, in
-    # a savepoint. Only if some id exists already (a repeated or interrupted
-    # registration, or a conflict) is it rolled back and every id looked up.
-    found: dict[str, tuple[int, int]] = {}
-    inserted = _insert_datasets(conn, schema, run_id, [(s.id, ids) for s, ids, _ in prepared])
-    if not inserted:
-        found = {
-            r[0]: (r[1], r[2])
-            for r in be.select_by_uuid_text(
-                conn, schema.dataset, "dataset_id", all_ids, ("dataset_type_id", "run_id")
-            )
-        }
+    verified: dict[str, set[tuple[Any, ...]]] = {}
+    try:
+        # Data IDs first, so that the writes of the common case follow without a query.
+        for stored, _, batch in prepared:
+            datasets.checks.check_data_ids(conn, stored, batch.data_ids, verified)
+    except DimensionValueError:
+        pass  # the path below checks only the datasets not yet registered, and names them
+    else:
+        try:
+            return _insert_all_new(conn, schema, datasets, run, run_id, prepared)
+        except _SomeRegistered:
+            pass  # a repeated or interrupted registration, or a conflict: look every id up
+    found = {
+        r[0]: (r[1], r[2])
+        for r in be.select_by_uuid_text(
+            conn, schema.dataset, "dataset_id", all_ids, ("dataset_type_id", "run_id")
+        )
+    }
     ds_ids: list[tuple[int, list[str]]] = []
     new = 0
     record_rows: list[tuple[Any, ...]] = []
     tag_batches: list[tuple[StoredDatasetType, list[str], list[tuple[Any, ...]]]] = []
-    repeat = itertools.repeat
-    verified: dict[str, set[tuple[Any, ...]]] = {}
     for stored, ids, batch in prepared:
         keys = batch.data_ids
         keep: list[int] | None = None
-        if found:
-            old = [k for k, i in enumerate(ids) if i in found]
-            if old:
-                _check_existing(conn, stored, run_id, [ids[k] for k in old],
-                                [keys[k] for k in old], found)  # fmt: skip
-                old_set = set(old)
-                keep = [k for k in range(len(ids)) if k not in old_set]
-                ids = [ids[k] for k in keep]
-                keys = [keys[k] for k in keep]
+        old = [k for k, i in enumerate(ids) if i in found]
+        if old:
+            _check_existing(conn, stored, run_id, [ids[k] for k in old],
+                            [keys[k] for k in old], found)  # fmt: skip
+            old_set = set(old)
+            keep = [k for k in range(len(ids)) if k not in old_set]
+            ids = [ids[k] for k in keep]
+            keys = [keys[k] for k in keep]
         if not ids:
             continue
         datasets.checks.check_data_ids(conn, stored, keys, verified)
-        type_id = stored.id
-        ds_ids.append((type_id, ids))
+        ds_ids.append((stored.id, ids))
         new += len(ids)
-        heads = zip(repeat(type_id), repeat(run_id), ids, strict=False)
-        tag_batches.append((stored, ids, list(map(tuple.__add__, heads, keys))))
-        if batch.paths is not None:
-            assert batch.formatters is not None and batch.storage_classes is not None
-            sizes: list[Any] = batch.file_sizes or [None] * len(batch.paths)
-            cols: list[list[Any]] = [batch.paths, batch.storage_classes, batch.formatters, sizes]
-            if keep is not None:
-                cols = [[c[k] for k in keep] for c in cols]
-            record_rows += zip(ids, *cols, strict=True)
+        tag_batches.append((stored, ids, _tag_rows(stored, run_id, ids, keys)))
+        record_rows += _record_rows(ids, batch, keep)
     if not new:
         return 0
-    if not inserted and not _insert_datasets(conn, schema, run_id, ds_ids):
+    if not _insert_datasets(conn, schema, run_id, ds_ids):
         raise DatasetConflictError(
             f"registering {new} datasets into {run!r}: some dataset id was registered "
             "meanwhile by another process; run the registration again"
@@ -190,6 +186,69 @@ def import_dataset_columns(
     record_rows.sort(key=_first)  # by id: a key sort is ~2.5x faster than comparing tuples
     insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
     return new
+
+
+class _SomeRegistered(Exception):
+    """Some dataset id of a registration is in the ``dataset`` table already."""
+
+
+def _insert_all_new(
+    conn: sa.Connection,
+    schema: RegistrySchema,
+    datasets: DatasetManager,
+    run: str,
+    run_id: int,
+    prepared: list[tuple[StoredDatasetType, list[str], DatasetColumns]],
+) -> int:
+    """Register datasets that are all new (data IDs checked); _SomeRegistered if not.
+
+    Most registrations are of new datasets only: every ``dataset`` row goes in at once,
+    in a savepoint, and only if some id exists already is that rolled back (the caller
+    then looks every id up). The inserts run on a worker thread (:class:`WritePipeline`)
+    while this thread builds the next table's rows: the database inserts the ``dataset``
+    rows while the tags rows are built, the tags rows while the file records are.
+    """
+    with WritePipeline() as pipeline:
+        ds_ids = [(stored.id, ids) for stored, ids, _ in prepared]
+
+        def insert_datasets() -> None:
+            if not _insert_datasets(conn, schema, run_id, ds_ids):
+                raise _SomeRegistered
+
+        pipeline.submit(insert_datasets)
+        tag_batches = [
+            (stored, ids, _tag_rows(stored, run_id, ids, batch.data_ids))
+            for stored, ids, batch in prepared
+        ]
+        pipeline.submit(lambda: _insert_tags(conn, datasets, run, run_id, tag_batches))
+        record_rows = [row for _, ids, batch in prepared for row in _record_rows(ids, batch)]
+        record_rows.sort(key=_first)  # by id: a key sort is ~2.5x faster than comparing tuples
+        pipeline.submit(
+            lambda: insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
+        )
+    return sum(len(ids) for _, ids in ds_ids)
+
+
+def _tag_rows(
+    stored: StoredDatasetType, run_id: int, ids: list[str], keys: Sequence[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Tags rows ``(type id, run id, dataset id, *data-ID values)``."""
+    heads = zip(itertools.repeat(stored.id), itertools.repeat(run_id), ids, strict=False)
+    return list(map(tuple.__add__, heads, keys))
+
+
+def _record_rows(
+    ids: list[str], batch: DatasetColumns, keep: list[int] | None = None
+) -> list[tuple[Any, ...]]:
+    """File-record rows of ``ids`` (the batch's rows at positions ``keep``, or all)."""
+    if batch.paths is None:
+        return []
+    assert batch.formatters is not None and batch.storage_classes is not None
+    sizes: list[Any] = batch.file_sizes or [None] * len(batch.paths)
+    cols: list[list[Any]] = [batch.paths, batch.storage_classes, batch.formatters, sizes]
+    if keep is not None:
+        cols = [[c[k] for k in keep] for c in cols]
+    return list(zip(ids, *cols, strict=True))
 
 
 def _insert_tags(
@@ -231,8 +290,7 @@ def _insert_tags(
                     refs = _refs(one, run, ids, [row[3:] for row in tag_rows])
                     datasets.checks.explain_integrity_error(conn, one, refs, run_id, exc)
             raise  # a conflict between the types' rows themselves (not possible: ids differ)
-        for one, _, _ in group:
-            datasets.note_summary(conn, run_id, one.id)
+    datasets.note_summaries(conn, run_id, [batch[0].id for batch in batches])
 
 
 def _insert_datasets(

@@ -6,7 +6,7 @@ Data-ID checks and conflict explanations are in ``_dataset_checks.py``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ class DatasetManager:
         self.checks = DatasetChecks(schema)
         self._types: dict[str, StoredDatasetType] = {}
         self._types_by_id: dict[int, StoredDatasetType] = {}
+        self._loaded_all = False
         self._summary: set[tuple[int, int]] = set()
         #: Bumped whenever a collection summary row is added (cached search paths expire).
         self.summary_generation = 0
@@ -57,6 +58,7 @@ class DatasetManager:
         """Forget cached dataset types and collection summaries."""
         self._types.clear()
         self._types_by_id.clear()
+        self._loaded_all = False
         self._summary.clear()
         self.summary_generation += 1
 
@@ -83,11 +85,22 @@ class DatasetManager:
         return out
 
     def get(self, conn: sa.Connection, name: str | DatasetType) -> StoredDatasetType:
-        """A registered dataset type (MissingDatasetTypeError if not registered)."""
+        """A registered dataset type (MissingDatasetTypeError if not registered).
+
+        The first miss loads every registered type in one query (a registration of a
+        pipeline's outputs asks for a few dozen in turn), then, if still missing, the
+        name itself (the database's own comparison, e.g. a case-insensitive collation).
+        """
         key = name.name if isinstance(name, DatasetType) else name
         stored = self._types.get(key)
         if stored is None:
             # A NUL cannot be stored (PostgreSQL refuses it in a query): not registered.
+            if "\x00" not in key and not self._loaded_all:
+                self._load(conn, sa.true())
+                self._loaded_all = True
+                stored = self._types.get(key)
+                if stored is not None:
+                    return stored
             where = sa.false() if "\x00" in key else self.schema.dataset_type.c.name == key
             found = self._load(conn, where)
             if not found:
@@ -165,18 +178,35 @@ class DatasetManager:
 
     def note_summary(self, conn: sa.Connection, collection_id: int, type_id: int) -> None:
         """Record that ``collection_id`` may hold datasets of ``type_id``."""
-        if (collection_id, type_id) in self._summary:
+        self.note_summaries(conn, collection_id, [type_id])
+
+    def note_summaries(
+        self, conn: sa.Connection, collection_id: int, type_ids: Iterable[int]
+    ) -> None:
+        """Record that ``collection_id`` may hold datasets of each of ``type_ids``.
+
+        One query for the pairs not yet known to this process and one insert of the
+        missing ones (not two statements per dataset type).
+        """
+        wanted = sorted({t for t in type_ids if (collection_id, t) not in self._summary})
+        if not wanted:
             return
         t = self.schema.collection_summary
-        exists = conn.execute(
-            sa.select(t.c.collection_id).where(
-                t.c.collection_id == collection_id, t.c.dataset_type_id == type_id
+        have = set(
+            conn.execute(
+                sa.select(t.c.dataset_type_id).where(
+                    t.c.collection_id == collection_id, t.c.dataset_type_id.in_(wanted)
+                )
+            ).scalars()
+        )
+        missing = [type_id for type_id in wanted if type_id not in have]
+        if missing:
+            conn.execute(
+                t.insert(),
+                [{"collection_id": collection_id, "dataset_type_id": i} for i in missing],
             )
-        ).first()
-        if exists is None:
-            conn.execute(t.insert().values(collection_id=collection_id, dataset_type_id=type_id))
             self.summary_generation += 1
-        self._summary.add((collection_id, type_id))
+        self._summary.update((collection_id, type_id) for type_id in wanted)
 
     def remove_tagged(self, conn: sa.Connection, collection_id: int) -> None:
         """Delete the tags rows of TAGGED ``collection_id`` (before removing it)."""
