@@ -27,6 +27,7 @@ __all__ = [
     "Settlement",
     "WorkerSettings",
     "job_finished_fields",
+    "job_output_files",
 ]
 
 #: ``error_type`` of a quantum whose job ended without recording it.
@@ -155,7 +156,12 @@ class Settlement:
 
 
 def job_finished_fields(
-    cluster: str, attempt: int, status: JobStatus, result: Path | None, unrecorded: list[int]
+    cluster: str,
+    attempt: int,
+    status: JobStatus,
+    result: Path | None,
+    unrecorded: list[int],
+    directory: Path | None = None,
 ) -> dict[str, Any]:
     """The fields of the ``job_finished`` journal event of one settled attempt.
 
@@ -174,8 +180,12 @@ def job_finished_fields(
         Its records file; None when the job recorded nothing (it died).
     unrecorded : list of int
         The attempt's quanta the job did not record (failed as ``JobDied``).
+    directory : Path, optional
+        The attempt's folder: its job's stdout and stderr files there
+        (``<cluster>.out`` / ``.err``, the local and HTCondor backends write them; a
+        DAGMan node's retry too) are named as ``stdout`` / ``stderr`` when they exist.
     """
-    return {
+    fields: dict[str, Any] = {
         "cluster": cluster,
         "attempt": attempt,
         "status": status.to_dict(),
@@ -183,3 +193,13 @@ def job_finished_fields(
         "died": result is None,
         "unrecorded": unrecorded,
     }
+    fields.update(job_output_files(cluster, directory))
+    return fields
+
+
+def job_output_files(cluster: str, directory: Path | None) -> dict[str, str]:
+    """``{"stdout": path, "stderr": path}`` of an attempt's job, those that exist."""
+    if directory is None:
+        return {}
+    files = {"stdout": directory / f"{cluster}.out", "stderr": directory / f"{cluster}.err"}
+    return {key: str(path) for key, path in files.items() if path.is_file()}

@@ -312,7 +312,8 @@ def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlemen
     if not quanta or any(recorded.get(i) is not QuantumState.SUCCEEDED for i in quanta):
         return None
     status = JobStatus(JobState.SUCCEEDED, 0)
-    journal.append("job_finished", **job_finished_fields(cluster, number, status, path, []))
+    fields = job_finished_fields(cluster, number, status, path, [], path.parent)
+    journal.append("job_finished", **fields)
     counts = {s.value: 0 for s in (QuantumState.FAILED, QuantumState.BLOCKED)}
     counts = {QuantumState.SUCCEEDED.value: len(quanta), **counts}  # as the full path's
     return NodeSettlement(cluster, number, PostVerdict.DONE, counts, False)

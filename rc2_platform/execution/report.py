@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rc2_platform.execution.attempts import RunStatus
+from rc2_platform.execution.attempts import RunStatus, job_output_files
 from rc2_platform.execution.journal import Journal, run_directory
 from rc2_platform.execution.provenance_table import load_provenance
 from rc2_platform.execution.quantum_state import QuantumState
@@ -119,7 +119,9 @@ def _latest(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 def _journal_view(journal: Journal) -> dict[str, Any]:
     """What only the journal says: skipped quanta, running attempts, cancelled jobs."""
-    view: dict[str, Any] = {"skipped": {}, "open": {}, "cancelled": set(), "sessions": []}
+    view: dict[str, Any] = {
+        "skipped": {}, "open": {}, "cancelled": set(), "sessions": [], "folders": {}
+    }  # fmt: skip
     for ev in journal.events():
         kind = ev["event"]
         key = (ev.get("cluster"), ev.get("attempt"))
@@ -129,6 +131,7 @@ def _journal_view(journal: Journal) -> dict[str, Any]:
             view["skipped"].update({int(i): task for i, task in ev["quanta"]})
         elif kind == "job_submitted":
             view["open"][key] = ev
+            view["folders"][key] = Path(ev["directory"])
         elif kind == "job_finished":
             view["open"].pop(key, None)
             if ev.get("cancelled"):
@@ -191,8 +194,14 @@ def error_pattern(message: str) -> str:
 
 
 def _errors(
-    rows: list[dict[str, Any]], states: dict[int, tuple[str, str, Any]]
+    rows: list[dict[str, Any]],
+    states: dict[int, tuple[str, str, Any]],
+    folders: dict[tuple[Any, Any], Path],
 ) -> list[dict[str, Any]]:
+    def logs(row: dict[str, Any]) -> dict[str, str]:
+        folder = folders.get((row["cluster"], row["attempt"]))
+        return job_output_files(row["cluster"], folder) if row["cluster"] else {}
+
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for i, row in _latest(rows).items():
         if states.get(i, ("", "", None))[1] == QuantumState.FAILED.value:
@@ -213,6 +222,7 @@ def _errors(
                     "quantum": r["quantum"],
                     "cluster": r["cluster"],
                     "attempt": r["attempt"],
+                    **logs(r),
                 }
                 for r in items[:10]
             ],
@@ -353,7 +363,7 @@ def build_report(repo: str | Path, run: str) -> RunReport:
         status=status,
         orchestrator=orchestrator,
         tasks=tasks,
-        errors=_errors(rows, states),
+        errors=_errors(rows, states, view["folders"]),
         workflow_wall_seconds=max(0.0, last - origin),
         job_wall_seconds=sum(s.end - s.start for s in spans),
         badput_seconds=badput,

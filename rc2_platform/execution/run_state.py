@@ -481,7 +481,9 @@ class RunState:
         result = None if died else attempt.result_path
         self.journal.append(
             "job_finished",
-            **job_finished_fields(attempt.cluster, attempt.attempt, status, result, unrecorded),
+            **job_finished_fields(
+                attempt.cluster, attempt.attempt, status, result, unrecorded, attempt.directory
+            ),
         )
         memory_killed = (
             status.memory_exceeded

@@ -303,6 +303,17 @@ def test_a_retriable_failure_is_retried_by_the_dag_and_its_downstream_runs(
     (scheduled,) = journal.events("retry_scheduled")
     assert scheduled["cluster"] == flaky and scheduled["attempt"] == 2
     assert len(scheduled["quanta"]) == 2  # a[1] and b[1]; a[1]'s neighbours are not redone
+    # Each attempt has its own stdout/stderr, in its folder, named by its job_finished.
+    finished = [e for e in journal.events("job_finished") if e["cluster"] == flaky]
+    assert [(e["attempt"], Path(e["stdout"]).parent.name) for e in finished] == [
+        (1, "attempt1"), (2, "attempt2")
+    ]  # fmt: skip
+    assert [Path(e["stderr"]).parent for e in finished] == [
+        Path(e["stdout"]).parent for e in finished
+    ]
+    first, second = (Path(e["stdout"]).read_text() for e in finished)
+    assert f"cluster {flaky} attempt 1:" in first and "attempt 2" not in first
+    assert f"cluster {flaky} attempt 2:" in second and "attempt 1" not in second
     out = CliRunner().invoke(main, ["report", str(tmp_path / "repo"), RUN])
     assert out.exit_code == 0, out.output
 
@@ -349,6 +360,12 @@ def test_final_failures_run_once_and_only_the_quanta_behind_them_are_blocked(
         (0, 1), (1, 3)
     ]  # fmt: skip
     assert _registered(tmp_path / "repo", "b_out") == 1
+    # The report points at the stderr of the attempt that failed last (attempt 3).
+    (retried,) = [e for e in rep.errors if e["exception_type"] == "TaskError"]
+    (example,) = retried["quanta"]
+    assert example["attempt"] == 3
+    assert Path(example["stderr"]) == Path(example["stdout"]).with_suffix(".err")
+    assert Path(example["stderr"]).parent.name == "attempt3"
 
 
 def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None:
