@@ -230,7 +230,7 @@ def settle_dag_node(
         if earlier in events:  # failures of the node's earlier runs count against retries
             _count_failures(state, events[earlier])
     attempt = state.restore_attempt(events[number])
-    status = _job_status(exit_code, *_node_job(attempt))
+    status = _job_status(exit_code, cluster, *_node_job(attempt))
     settlement = state.settle(attempt, status, retries=retry < max_retries)
     if settlement.retry is not None:
         if settlement.retry.attempt != number + 1:
@@ -264,21 +264,21 @@ def _prepare_submit_file(state: RunState, retry: JobAttempt) -> None:
         )
 
 
-def _node_job(attempt: JobAttempt) -> tuple[JobStatus | None, Hold | None]:
-    """The status and last hold of the node's latest job, from the node's job event log."""
+def _node_job(attempt: JobAttempt) -> tuple[str, JobStatus | None, Hold | None]:
+    """The id, status and last hold of the node's latest job, from its job event log."""
     import htcondor2
 
     from rc2_platform.execution.backends.htcondor import read_event_log_holds
 
     path = _submit_file(attempt)
     if path is None or not path.exists():
-        return None, None
+        return "", None, None
     log = Path(htcondor2.Submit(path.read_text())["log"])
     statuses, holds = read_event_log_holds(log, held_only=False)
     if not statuses:
-        return None, None
+        return "", None, None
     latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
-    return statuses[latest], holds.get(latest)
+    return latest, statuses[latest], holds.get(latest)
 
 
 def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlement | None:
@@ -327,10 +327,15 @@ def _count_failures(state: RunState, event: dict[str, Any]) -> None:
 
 
 def _job_status(
-    exit_code: int, job: JobStatus | None = None, hold: Hold | None = None
+    exit_code: int,
+    cluster: str = "",
+    job_id: str = "",
+    job: JobStatus | None = None,
+    hold: Hold | None = None,
 ) -> JobStatus:
-    """How the node's job ended: DAGMan's ``$RETURN``, and its event log for a removed job."""
-    from rc2_platform.execution.backends.htcondor.holds import is_memory_hold
+    """How the node's job ended: DAGMan's ``$RETURN``, and its event log for a removed job
+    (the hold it was removed in: for memory, or for good)."""
+    from rc2_platform.execution.backends.htcondor.holds import held_line, is_memory_hold
 
     if exit_code == 0:
         return JobStatus(JobState.SUCCEEDED, 0)
@@ -341,6 +346,14 @@ def _job_status(
             f"held for memory at its start {starts} and removed, its in-queue memory "
             f"retries used up: {hold.reason} (DAGMan $RETURN {exit_code})",
             starts, memory_exceeded=True,
+        )  # fmt: skip
+    if exit_code == _REMOVED and hold is not None:  # its periodic_remove after the grace
+        line = held_line(cluster, job_id, hold, None)
+        return JobStatus(
+            JobState.FAILED, None,
+            f"{line}; job removed, nobody released it within "
+            "backends.htcondor.hold_grace_seconds: fix the cause, then `rc2 restart`",
+            starts, retryable=False,
         )  # fmt: skip
     if exit_code in _SPECIAL_RETURNS:
         job_state, reason = _SPECIAL_RETURNS[exit_code]

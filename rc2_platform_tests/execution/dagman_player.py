@@ -21,6 +21,10 @@ Node success, scripts and retries follow DAGMan's documented rules (HTCondor man
   by a signal). The exit value of whatever ran last (the POST script
   if there is one, else the job) is the node's: non-zero = failed. PRE scripts are not
   played (the DAGs here have none; a DAG with one is refused).
+* A node's job that is held stays in the queue: after the jobs ran, the schedd's
+  periodic policy (``periodic_release`` / ``periodic_remove``) is applied to held jobs,
+  as the schedd does every ``PERIODIC_EXPR_INTERVAL``; a removed job ends its node run
+  (``$RETURN`` -1002), and a job left held is an error (DAGMan would wait forever).
 * ``RETRY <node> N [UNLESS-EXIT v]`` reruns a failed node (job and POST script) up to
   N more times, unless the node exited with ``v``, in which case it fails at once. A
   rerun is a new job of the same submit file, so its events go to the same log.
@@ -159,6 +163,22 @@ class _Player:
         self.codes: dict[str, int | None] = {}
         self.failed = 0
 
+    def wait(self) -> None:
+        """Wait for the running jobs, then let the schedd's periodic policy act on the held
+        ones (release: wait again; remove: the node's job ended). A job left held keeps
+        its node, so the DAG and its FINAL node, waiting forever: that is an error."""
+        while True:
+            self.schedd.wait_all(timeout=300)
+            outcome = self.schedd.apply_periodic_policy()
+            if "released" in outcome.values():
+                continue
+            held = sorted(job for job, what in outcome.items() if what == "held")
+            if held:
+                raise AssertionError(
+                    f"jobs {held} stay held: DAGMan would wait for them, and FINAL, forever"
+                )
+            return
+
     def submit(self, name: str, retry: int) -> htcondor2.Submit:
         sub = htcondor2.Submit(self.dag.nodes[name].read_text())
         for key, value in self.dag.variables.get(name, {}).items():
@@ -191,7 +211,7 @@ class _Player:
         code, runs = self.finish(name, sub, 0), 1
         while retry.again(runs, code):
             sub = self.submit(name, runs)
-            self.schedd.wait_all(timeout=300)
+            self.wait()
             code, runs = self.finish(name, sub, runs), runs + 1
         self.codes[name] = code
         self.failed += code != 0
@@ -209,12 +229,12 @@ class _Player:
                     self.codes[name] = None  # DAGMan does not run children of failed nodes
                     continue
                 submits[name] = self.submit(name, 0)
-            self.schedd.wait_all(timeout=300)
+            self.wait()
             for name, sub in submits.items():
                 self.run_node(name, sub)
         if self.dag.final:
             sub = self.submit(self.dag.final, 0)
-            self.schedd.wait_all(timeout=300)
+            self.wait()
             self.run_node(self.dag.final, sub)
         return self.codes
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+import classad2
 import htcondor2
 import pytest
 
 from rc2_platform.errors import JobSubmissionError
 from rc2_platform.execution.backends import ClusterJob, JobState
-from rc2_platform.execution.backends.htcondor import HTCondorBackend, LocalScheddDouble, write_dag
+from rc2_platform.execution.backends.htcondor import (
+    HTCondorBackend,
+    LocalScheddDouble,
+    build_submit_description,
+    write_dag,
+)
+from rc2_platform.execution.execution_config import HTCondorSettings
 from rc2_platform_tests.execution.dagman_player import (
     Retry,
     node_runs,
@@ -239,3 +247,33 @@ def test_player_runs_post_scripts_whose_exit_is_the_nodes_and_retries_job_and_sc
         "job flaky 0", "flaky 0 0 2", "job flaky 1", "flaky 0 1 2", "job flaky 2", "flaky 0 2 2",
     ]  # fmt: skip
     assert "masked 7 0 2" in lines and "job child 0" in lines
+
+
+def _removes(sub: htcondor2.Submit, **ad: object) -> bool:
+    """What the submit file's periodic_remove says of a job ad (evaluated by classad2)."""
+    job = classad2.ClassAd({"NumJobStarts": 1, **ad})
+    job["PeriodicRemove"] = classad2.ExprTree(sub["periodic_remove"])
+    return job.eval("PeriodicRemove") is True
+
+
+def test_dag_nodes_held_for_good_are_removed_after_the_grace(tmp_path: Path) -> None:
+    settings = HTCondorSettings(hold_grace_seconds=600)
+    dag = write_dag(_jobs(tmp_path), DEPS, tmp_path / "dag", settings)
+    sub = htcondor2.Submit((dag.parent / "jobs" / "step2-patch-0.sub").read_text())
+    now = int(time.time())
+    held = {"JobStatus": 5, "HoldReasonSubCode": 2}
+    assert _removes(sub, **held, HoldReasonCode=13, EnteredCurrentStatus=now - 700)
+    assert not _removes(sub, **held, HoldReasonCode=13, EnteredCurrentStatus=now - 10)
+    assert not _removes(sub, **held, HoldReasonCode=16, EnteredCurrentStatus=now - 700)
+    assert not _removes(sub, JobStatus=2, HoldReasonCode=13, EnteredCurrentStatus=now - 700)
+    # Memory holds keep their own rule: removed once NumJobStarts > max_retries (2).
+    memory = {"JobStatus": 5, "HoldReasonCode": 3, "HoldReasonSubCode": 34}
+    assert not _removes(sub, **memory, EnteredCurrentStatus=now - 700)
+    assert _removes(sub, **memory, EnteredCurrentStatus=now, NumJobStarts=3)
+    # Jobs an orchestrator watches (not DAG nodes), and a grace of null: no time rule.
+    job = _jobs(tmp_path)[2]
+    plain = build_submit_description(job, settings)
+    assert not _removes(plain, **held, HoldReasonCode=13, EnteredCurrentStatus=now - 700)
+    forever = HTCondorSettings(hold_grace_seconds=None)
+    node = build_submit_description(job, forever, dag_node=True)
+    assert not _removes(node, **held, HoldReasonCode=13, EnteredCurrentStatus=now - 700)

@@ -232,7 +232,10 @@ def test_dagman_needs_htcondor_backend(setup: Path) -> None:
 
 
 def _failing_dag(
-    tmp: Path, b_config: dict[str, object] | None = None, **a_config: object
+    tmp: Path,
+    b_config: dict[str, object] | None = None,
+    hold_grace_seconds: float | None = 600.0,
+    **a_config: object,
 ) -> tuple[Path, dict[str, Path]]:
     """Submit (dry) the a -> b -> c graph with tasks ``a`` and ``b`` configured so."""
     butler, raws = make_repo(tmp / "repo")
@@ -244,6 +247,12 @@ def _failing_dag(
         configs={"a": {**counter, **a_config}, "b": {**counter, **(b_config or {})}, "c": counter},
     )  # fmt: skip
     config = make_config(retries=2)
+    settings = config.backends.htcondor.model_copy(
+        update={"hold_grace_seconds": hold_grace_seconds}
+    )
+    config = config.model_copy(
+        update={"backends": config.backends.model_copy(update={"htcondor": settings})}
+    )
     backend = HTCondorBackend(LocalScheddDouble(), config.backends.htcondor, config.retry)
     sub = submit_graph_dag(tmp / "g.qgraph", tmp / "repo", config=config, backend=backend,
                            dry_run=True)  # fmt: skip
@@ -480,10 +489,11 @@ def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
     first = next(e for e in journal.events("job_submitted") if e["cluster"] == node)
     log = EventLogWriter(Path(first["directory"]) / f"{node}.log")
     log.submitted(9, 0, node)
-    for _start in range(3):
+    for start in range(3):
         log.executing(9, 0)
         log.held(9, 0, "rc2: memory usage exceeded request_memory", 3, 34)
-        log.released(9, 0, "The job attribute PeriodicRelease expression evaluated to TRUE")
+        if start < 2:
+            log.released(9, 0, "The job attribute PeriodicRelease expression evaluated to TRUE")
     log.aborted(9, 0, "The job attribute PeriodicRemove expression evaluated to TRUE")
     settled = dagman_post.settle_dag_node(
         tmp_path / "repo", RUN, node, first_attempt=1, exit_code=-1002, retry=0, max_retries=2
@@ -498,3 +508,36 @@ def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
     ad = classad2.ClassAd({"NumJobStarts": 0})
     ad["RequestMemory"] = classad2.ExprTree(sub["request_memory"])
     assert ad.eval("RequestMemory") == 16384
+
+
+def test_a_node_held_for_good_leaves_the_queue_and_final_runs(tmp_path: Path) -> None:
+    # Detector 1's job is held at every start for an input transfer failure (code 13)
+    # that no operator releases. Its node's periodic_remove removes it once held for
+    # hold_grace_seconds (0 here), so DAGMan runs its POST script ($RETURN -1002): the
+    # node fails for good (2, not retried), its quanta fail with the hold as cause, the
+    # child never runs and FINAL settles the RUN with c blocked. Before, the job stayed
+    # held and the DAG, FINAL included, waited forever.
+    dag, nodes = _failing_dag(tmp_path, hold_grace_seconds=0)
+    held = _node(nodes, 1)
+    reason = "Transfer input files failure at access point ap1: job.qgraph: No such file"
+    schedd = LocalScheddDouble(hold_on_start={held: (13, 2, reason)})
+    codes = play_dagman(dag, schedd)
+    assert codes.pop(FINAL_NODE) == 3
+    assert codes[held] == 2 and node_runs(nodes[held]) == 1
+    assert [code for name, code in codes.items() if name.startswith("step2")] == [None]
+    assert {code for name, code in codes.items() if name.startswith("step1") and name != held} == {
+        0
+    }
+    journal = Journal.for_run(tmp_path / "repo", RUN)
+    (finished,) = [e for e in journal.events("job_finished") if e["cluster"] == held]
+    assert finished["status"]["retryable"] is False and finished["died"] is True
+    assert list(journal.events("retry_scheduled")) == []
+    rep = build_report(tmp_path / "repo", RUN)
+    assert rep.status == "failed"
+    assert rep.tasks["a"]["failed"] == 1 and rep.tasks["b"]["failed"] == 1
+    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["succeeded"] == 2
+    (error,) = rep.errors
+    assert error["count"] == 2 and error["exception_type"] == "JobDied"
+    for text in (reason, "HoldReasonCode 13 [TransferInputError]", "job removed"):
+        assert text in error["message"]
+    assert sorted(q["data_id"]["detector"] for q in error["quanta"]) == [1, 1]

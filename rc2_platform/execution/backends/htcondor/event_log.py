@@ -142,8 +142,8 @@ def read_event_log_holds(
     path : `pathlib.Path`
         The user job event log.
     held_only : `bool`
-        Only the holds of jobs still HELD; False: the last hold of every job ever held
-        (e.g. of a job removed while held).
+        Only the holds of jobs still HELD; False: also the hold a job was in when it
+        left the queue (removed while held; a release ends a hold).
 
     Returns
     -------
@@ -156,6 +156,7 @@ def read_event_log_holds(
     path = Path(path)
     statuses: dict[str, JobStatus] = {}
     holds: dict[str, Hold] = {}
+    numbers: dict[str, int] = {}
     if not path.exists():
         return statuses, holds
     log = htcondor2.JobEventLog(str(path))
@@ -164,13 +165,15 @@ def read_event_log_holds(
             key = f"{event.cluster}.{event.proc}"
             statuses[key] = _apply(event, statuses.get(key))
             if event.type == htcondor2.JobEventType.JOB_HELD:
-                previous = holds.get(key)
+                numbers[key] = numbers.get(key, 0) + 1
                 holds[key] = Hold(
                     _int(event.get("HoldReasonCode")),
                     _int(event.get("HoldReasonSubCode")),
                     " ".join(str(event.get("HoldReason", "held")).split()),
-                    (previous.number if previous else 0) + 1,
+                    numbers[key],
                 )
+            elif event.type == htcondor2.JobEventType.JOB_RELEASED:
+                holds.pop(key, None)
     finally:
         log.close()
     if not held_only:

@@ -77,12 +77,14 @@ def is_waited_hold(hold: Hold) -> bool:
     return hold.code == SPOOLING_INPUT or is_memory_hold(hold)
 
 
-def held_line(job_name: str, job_id: str, hold: Hold, held_for: float) -> str:
-    """One line naming the cluster job, the HTCondor job id, and the hold's code and text."""
+def held_line(job_name: str, job_id: str, hold: Hold, held_for: float | None) -> str:
+    """One line naming the cluster job, the HTCondor job id, and the hold's code and text
+    (and how long it was held, if known)."""
     name = HOLD_CODE_NAMES.get(hold.code) if hold.code is not None else None
     code = f"HoldReasonCode {hold.code}" + (f" [{name}]" if name else "")
+    held = "held" if held_for is None else f"held for {held_for:.0f} s"
     return (
-        f"cluster job {job_name} (HTCondor job {job_id}) held for {held_for:.0f} s: "
+        f"cluster job {job_name} (HTCondor job {job_id}) {held}: "
         f"{hold.reason} ({code}, HoldReasonSubCode {hold.subcode})"
     )
 

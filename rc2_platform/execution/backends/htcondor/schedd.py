@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,12 @@ class _SimJob:
     memory_history: list[int] = field(default_factory=list)
 
 
+def _set_status(job: _SimJob, status: int) -> None:
+    """Change a job's ``JobStatus`` and, as the schedd does, its ``EnteredCurrentStatus``."""
+    job.ad["JobStatus"] = status
+    job.ad["EnteredCurrentStatus"] = int(time.time())
+
+
 def _expanded(desc: htcondor2.Submit, key: str) -> str:
     """A submit command's value with its macros expanded ("" if it is not set)."""
     return desc.expand(key) if desc.get(key) else ""
@@ -189,7 +196,7 @@ class LocalScheddDouble:
             status = job.ad.eval("JobStatus")
             if action == "remove" and status not in (REMOVED, COMPLETED):
                 self._interrupt(job)
-                job.ad["JobStatus"] = REMOVED
+                _set_status(job, REMOVED)
                 job.log.aborted(job.cluster, job.proc, reason or "via condor_rm (by user rc2)")
             elif action == "hold" and status in (IDLE, RUNNING):
                 self._hold(job, reason or "via condor_hold (by user rc2)", 1, 0)
@@ -223,12 +230,25 @@ class LocalScheddDouble:
         """
         self._hold(self.jobs[job_id], reason, code, subcode)
 
+    def apply_periodic_policy(self) -> dict[str, str]:
+        """Evaluate every held job's ``periodic_release`` / ``periodic_remove`` now, as the
+        schedd does every ``PERIODIC_EXPR_INTERVAL``; return ``{job id: "released" |
+        "removed" | "held"}`` for the jobs that were held."""
+        with self._lock:
+            held = [job for job in self.jobs.values() if job.ad.eval("JobStatus") == HELD]
+        return {job.job_id: self._periodic_held(job) for job in held}
+
     def wait_all(self, timeout: float = 60.0) -> None:
-        """Join every job thread (tests)."""
-        for job in list(self.jobs.values()):
-            thread = job.thread
-            if thread is not None:
+        """Join every job thread, also those started while waiting (a release) (tests)."""
+        joined: set[threading.Thread] = set()
+        while True:
+            threads = [job.thread for job in list(self.jobs.values()) if job.thread]
+            todo = [t for t in threads if t.is_alive() and t not in joined]
+            if not todo:
+                return
+            for thread in todo:
                 thread.join(timeout)
+                joined.add(thread)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -240,8 +260,9 @@ class LocalScheddDouble:
             return value if value.is_absolute() else cwd / value
 
         ad = classad2.ClassAd(
-            {"ClusterId": cluster, "ProcId": proc, "JobStatus": IDLE, "NumJobStarts": 0}
-        )
+            {"ClusterId": cluster, "ProcId": proc, "JobStatus": IDLE, "NumJobStarts": 0,
+             "EnteredCurrentStatus": int(time.time())}
+        )  # fmt: skip
         ad["RequestCpus"] = int(desc.get("request_cpus") or 1)
         ad["RequestMemory"] = 128  # condor_submit's default when none is given
         for key, attr in (
@@ -297,7 +318,7 @@ class LocalScheddDouble:
             job.ad["NumJobStarts"] = int(job.ad.eval("NumJobStarts")) + 1
             job.memory_history.append(provisioned)
             job.ad["MemoryProvisioned"] = provisioned
-            job.ad["JobStatus"] = RUNNING
+            _set_status(job, RUNNING)
             job.log.executing(job.cluster, job.proc)
             try:
                 with open(job.stdout, "ab") as out, open(job.stderr, "ab") as err:
@@ -324,7 +345,7 @@ class LocalScheddDouble:
         with self._lock:
             if job.interrupted or job.process is not process:  # held/removed, maybe restarted
                 return
-            job.ad["JobStatus"] = COMPLETED
+            _set_status(job, COMPLETED)
             job.ad["ExitCode"] = code
             job.log.terminated(job.cluster, job.proc, code)
 
@@ -340,7 +361,7 @@ class LocalScheddDouble:
     def _hold(self, job: _SimJob, reason: str, code: int, subcode: int) -> None:
         self._interrupt(job)
         with self._lock:
-            job.ad["JobStatus"] = HELD
+            _set_status(job, HELD)
             job.ad["HoldReason"] = reason
             job.ad["HoldReasonCode"] = code
             job.ad["HoldReasonSubCode"] = subcode
@@ -348,7 +369,7 @@ class LocalScheddDouble:
 
     def _release(self, job: _SimJob, reason: str) -> None:
         with self._lock:
-            job.ad["JobStatus"] = IDLE
+            _set_status(job, IDLE)
             job.log.released(job.cluster, job.proc, reason)
         self._start(job)
 
@@ -359,7 +380,7 @@ class LocalScheddDouble:
             return "released"
         if job.ad.eval("PeriodicRemove") is True:
             with self._lock:
-                job.ad["JobStatus"] = REMOVED
+                _set_status(job, REMOVED)
                 job.log.aborted(
                     job.cluster,
                     job.proc,

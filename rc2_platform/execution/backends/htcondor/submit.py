@@ -78,9 +78,22 @@ def periodic_release_expression(max_retries: int) -> str:
     return f"{MEMORY_HOLD} && (NumJobStarts <= {max_retries})"
 
 
-def periodic_remove_expression(max_retries: int) -> str:
-    """Remove a memory-held job that has used up its retries (instead of staying held)."""
-    return f"(JobStatus == 5) && {MEMORY_HOLD} && (NumJobStarts > {max_retries})"
+def periodic_remove_expression(max_retries: int, held_for_good_after: float | None = None) -> str:
+    """Remove a memory-held job that has used up its retries (instead of staying held).
+
+    With ``held_for_good_after`` (seconds; a DAG node's ``hold_grace_seconds``), also a
+    job held for another reason (not memory, not input spooling, code 16) that has stayed
+    held that long (``time() - EnteredCurrentStatus``): nobody released it, so it leaves
+    the queue and its DAG node fails instead of waiting forever.
+    """
+    memory = f"(JobStatus == 5) && {MEMORY_HOLD} && (NumJobStarts > {max_retries})"
+    if held_for_good_after is None:
+        return memory
+    other = (
+        f"(JobStatus == 5) && !{MEMORY_HOLD} && (HoldReasonCode =!= 16) && "
+        f"(time() - EnteredCurrentStatus >= {int(held_for_good_after)})"
+    )
+    return f"({memory}) || ({other})"
 
 
 # -- argument / environment quoting (HTCondor's "new" syntax) ---------------------------
@@ -177,7 +190,10 @@ def build_submit_description(
     dag_node : `bool`
         Write a DAG node: record the node name (``$(rc2_node)``, set by ``VARS`` in
         the DAG) and leave exit-code retries to the DAG's ``RETRY`` (no
-        ``max_retries``); the memory hold/release policy stays.
+        ``max_retries``); the memory hold/release policy stays, and a job held for
+        another reason longer than ``settings.hold_grace_seconds`` is removed by its
+        ``periodic_remove`` (no orchestrator watches a DAG's jobs; DAGMan would wait for
+        it, and the DAG's FINAL node with it, forever).
 
     Returns
     -------
@@ -206,7 +222,9 @@ def build_submit_description(
         "periodic_hold_reason": '"rc2: memory usage exceeded request_memory"',
         "periodic_hold_subcode": str(MEMORY_HOLD_SUBCODE),
         "periodic_release": periodic_release_expression(job.max_retries),
-        "periodic_remove": periodic_remove_expression(job.max_retries),
+        "periodic_remove": periodic_remove_expression(
+            job.max_retries, settings.hold_grace_seconds if dag_node else None
+        ),
         "My.rc2_cluster": classad2.quote(job.name),
         "batch_name": job.labels.get("run", "rc2"),
     }
