@@ -194,11 +194,14 @@ def settle_dag_node(
     max_retries : int
         The node's ``RETRY`` count (``$MAX_RETRIES``).
 
+    Running it again settles nothing twice (DAGMan's recovery): it returns the verdict
+    already journaled; and it completes what a run of it that died half-way left undone
+    (an attempt settled but its retry not journaled): see :func:`_settle_attempt`.
+
     Raises
     ------
     ExecutionError
-        If the journal has no such attempt of ``cluster``, or the next attempt would not
-        be ``first_attempt + retry + 1`` (the folder the node's job looks in).
+        If the journal has no such attempt of ``cluster``.
     """
     number = first_attempt + retry
     if exit_code == 0:
@@ -206,43 +209,97 @@ def settle_dag_node(
         if done is not None:
             return done
     journal, state = load_dag_state(repo, run)
-    events = {
-        int(ev["attempt"]): ev
-        for ev in journal.events("job_submitted")
-        if ev["cluster"] == cluster and int(ev["attempt"]) >= first_attempt
-    }
+    events = _node_events(journal, "job_submitted", cluster, first_attempt)
+    finished = _node_events(journal, "job_finished", cluster, first_attempt)
+    for earlier in range(first_attempt, number):
+        if earlier not in events:
+            break
+        if earlier + 1 in events:  # failures of the node's earlier runs count against retries
+            _count_failures(state, events[earlier])
+            continue
+        if earlier != number - 1:
+            break
+        # The previous run's POST script died before journaling the retry (DAGMan counted
+        # the node as failed and reran it): settle that attempt again, prepare its retry.
+        lost = JobStatus(JobState.FAILED, None, "its POST script did not finish")
+        redone = _settle_attempt(
+            state, events[earlier], finished.get(earlier), lost,
+            retries=earlier - first_attempt < max_retries,
+        )  # fmt: skip
+        if redone.retry is None:  # that attempt's verdict is the node's
+            return _node_settlement(redone)
+        events[earlier + 1] = {"attempt": earlier + 1, "restored": redone.retry}
     if number not in events:
         raise ExecutionError(
             f"RUN {run!r} has no attempt {number} of cluster {cluster!r} in its journal "
             f"(first attempt {first_attempt}, DAG retry {retry}); was the DAG submitted "
             "by `rc2 submit --dagman`?"
         )
-    finished = any(
-        ev["cluster"] == cluster and int(ev["attempt"]) == number
-        for ev in journal.events("job_finished")
-    )
-    if finished:  # DAGMan ran this POST script again (recovery): settle nothing twice
-        recalled = _recalled(state, state.restore_attempt(events[number]), events.get(number + 1))
+    if number in finished and number + 1 in events:  # DAGMan ran this script again
+        recalled = _recalled(state, _event_attempt(state, events[number]), events[number + 1])
         if recalled.retry is not None:  # the earlier run may have died before writing it
             _prepare_submit_file(state, recalled.retry)
         return recalled
-    for earlier in range(first_attempt, number):
-        if earlier in events:  # failures of the node's earlier runs count against retries
-            _count_failures(state, events[earlier])
-    attempt = state.restore_attempt(events[number])
-    status = _job_status(exit_code, cluster, *_node_job(attempt))
-    settlement = state.settle(attempt, status, retries=retry < max_retries)
+    status = _job_status(exit_code, cluster, *_node_job(_event_attempt(state, events[number])))
+    settlement = _settle_attempt(
+        state, events[number], finished.get(number), status, retries=retry < max_retries
+    )
+    return _node_settlement(settlement)
+
+
+def _node_events(
+    journal: Journal, kind: str, cluster: str, first_attempt: int
+) -> dict[int, dict[str, Any]]:
+    """The node's ``kind`` events by attempt (attempts from ``first_attempt`` on)."""
+    return {
+        int(ev["attempt"]): ev
+        for ev in journal.events(kind)
+        if ev["cluster"] == cluster and int(ev["attempt"]) >= first_attempt
+    }
+
+
+def _event_attempt(state: RunState, event: dict[str, Any]) -> JobAttempt:
+    """The attempt a ``job_submitted`` event describes (or a retry prepared just now)."""
+    restored = event.get("restored")
+    return restored if isinstance(restored, JobAttempt) else state.restore_attempt(event)
+
+
+def _settle_attempt(
+    state: RunState,
+    event: dict[str, Any],
+    finished: dict[str, Any] | None,
+    status: JobStatus,
+    *,
+    retries: bool,
+) -> Settlement:
+    """Settle one attempt of the node and, for a retry, journal and prepare the next one.
+
+    Idempotent: an attempt whose ``job_finished`` is journaled already (its POST script
+    died before journaling the retry) is settled again from its records and that event's
+    status without journaling it twice, and its retry gets the number the node's next
+    run looks for (its folder written again if the dead script had written it).
+    """
+    attempt = _event_attempt(state, event)
+    if finished is not None:
+        status = _status_of(finished["status"])
+    settlement = state.settle(
+        attempt, status, retries=retries, next_attempt=attempt.attempt + 1,
+        journaled=finished is not None,
+    )  # fmt: skip
     if settlement.retry is not None:
-        if settlement.retry.attempt != number + 1:
-            raise ExecutionError(
-                f"the retry of cluster {cluster!r} became attempt {settlement.retry.attempt}, "
-                f"not {number + 1}: the node's job would not find it; remove the stray "
-                f"attempt folders of the cluster and resubmit"
-            )
         assert attempt.handle is not None  # restored from its job_submitted event
         state.submitted(settlement.retry, attempt.handle)
         _prepare_submit_file(state, settlement.retry)
-    return _node_settlement(settlement)
+    return settlement
+
+
+def _status_of(data: dict[str, Any]) -> JobStatus:
+    """The :class:`JobStatus` a ``job_finished`` event recorded."""
+    return JobStatus(
+        JobState(data["state"]), data.get("exit_code"), data.get("reason"),
+        int(data.get("attempts") or 0), bool(data.get("retryable", True)),
+        bool(data.get("memory_exceeded", False)),
+    )  # fmt: skip
 
 
 def _submit_file(attempt: JobAttempt) -> Path | None:

@@ -358,13 +358,19 @@ class RunState:
             self.finished.add(cluster)
         return todo
 
-    def make_job(self, cluster: str, quanta: Sequence[int]) -> JobAttempt:
+    def make_job(
+        self, cluster: str, quanta: Sequence[int], *, number: int | None = None
+    ) -> JobAttempt:
         """The next attempt of ``cluster`` running ``quanta``: job graph and worker command.
 
         The quanta become RUNNING. Attempt numbers continue after the attempt folders
-        already in the RUN's job folder (a resumed RUN never reuses one).
+        already in the RUN's job folder (a resumed RUN never reuses one), unless
+        ``number`` is given: a DAG node's next attempt is the one its next run looks for,
+        and a POST script killed after writing its folder writes it again.
         """
-        number = self._next_attempt(cluster)
+        if number is None:
+            number = self._next_attempt(cluster)
+        self._attempts[cluster] = max(self._attempts.get(cluster, 0), number)
         labels = sorted({self.graph.quanta[i].task_label for i in quanta})
         base_memory, cpus = self.config.job_resources(labels)
         memory = self._memory.setdefault(cluster, base_memory)
@@ -464,7 +470,15 @@ class RunState:
             outcomes.append(outcome)
         return outcomes, not recorded
 
-    def settle(self, attempt: JobAttempt, status: JobStatus, *, retries: bool = True) -> Settlement:
+    def settle(
+        self,
+        attempt: JobAttempt,
+        status: JobStatus,
+        *,
+        retries: bool = True,
+        next_attempt: int | None = None,
+        journaled: bool = False,
+    ) -> Settlement:
         """Fold a finished attempt in: quantum states, retries and memory escalation.
 
         Failed quanta with retries left (per task, ``retry.tasks``), and the quanta the
@@ -474,17 +488,21 @@ class RunState:
         when the batch system stopped it for memory after ``starts`` starts
         (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). The new attempt is returned in the
         settlement for the driver to submit; otherwise the cluster is finished.
+        ``next_attempt`` fixes the retry's attempt number (:meth:`make_job`);
+        ``journaled``: the ``job_finished`` event of this attempt is in the journal
+        already (a DAG POST script run again after dying half-way), do not append it again.
         """
         self.active.pop(attempt.cluster, None)
         outcomes, died = self.read_outcomes(attempt, status)
         unrecorded = [o.index for o in outcomes if o.error_type == JOB_DIED]
         result = None if died else attempt.result_path
-        self.journal.append(
-            "job_finished",
-            **job_finished_fields(
-                attempt.cluster, attempt.attempt, status, result, unrecorded, attempt.directory
-            ),
-        )
+        if not journaled:
+            self.journal.append(
+                "job_finished",
+                **job_finished_fields(
+                    attempt.cluster, attempt.attempt, status, result, unrecorded, attempt.directory
+                ),
+            )
         memory_killed = (
             status.memory_exceeded
             or status.exit_code in MEMORY_KILL_CODES
@@ -507,7 +525,7 @@ class RunState:
                 max(self.config.retry.max_memory_mb, attempt.memory_mb),
             )
         quanta = [i for i in attempt.quanta if i in retry]
-        settlement.retry = self.make_job(attempt.cluster, quanta)
+        settlement.retry = self.make_job(attempt.cluster, quanta, number=next_attempt)
         self.journal.append(
             "retry_scheduled",
             cluster=attempt.cluster,

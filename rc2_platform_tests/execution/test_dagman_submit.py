@@ -541,3 +541,69 @@ def test_a_node_held_for_good_leaves_the_queue_and_final_runs(tmp_path: Path) ->
     for text in (reason, "HoldReasonCode 13 [TransferInputError]", "job removed"):
         assert text in error["message"]
     assert sorted(q["data_id"]["detector"] for q in error["quanta"]) == [1, 1]
+
+
+class _Killed(BaseException):
+    """The POST script's process killed (SIGKILL) at that point."""
+
+
+@pytest.mark.parametrize("rerun", ["same_retry", "next_retry"])
+def test_a_post_script_killed_before_journaling_the_retry_settles_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rerun: str
+) -> None:
+    # a[1] fails once (retriable). The node's POST script settles attempt 1 (job_finished),
+    # writes attempt 2's job graph and journals retry_scheduled, and is killed before it
+    # journals job_submitted of attempt 2. DAGMan then either runs the script again for
+    # the same run (recovery: $RETRY 0) or counts the node as failed and reruns it
+    # ($RETRY 1: the job finds attempt 2's job graph and runs it). Either way the script
+    # must settle correctly: not "done" with a[1] failed, not "no attempt 2".
+    dag, nodes = _failing_dag(
+        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
+    )
+    node = _node(nodes, 1)
+    sub = htcondor2.Submit(nodes[node].read_text())
+    _run_node(sub)
+    repo = tmp_path / "repo"
+    journal = Journal.for_run(repo, RUN)
+
+    def killed(*_args: object) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dagman_post.RunState, "submitted", killed)
+        with pytest.raises(_Killed):
+            dagman_post.settle_dag_node(
+                repo, RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
+            )
+    first = next(e for e in journal.events("job_submitted") if e["cluster"] == node)
+    folders = Path(first["directory"]).parent
+    assert (folders / "attempt2" / "job.qgraph").exists()  # prepared, not journaled
+
+    def post(retry: int) -> dagman_post.NodeSettlement:
+        return dagman_post.settle_dag_node(
+            repo, RUN, node, first_attempt=1, exit_code=0, retry=retry, max_retries=2
+        )
+
+    if rerun == "same_retry":
+        settled = post(0)
+        assert settled.verdict is dagman_post.PostVerdict.RETRY
+        assert settled.retry is not None and settled.retry.attempt == 2
+        assert post(0).verdict is dagman_post.PostVerdict.RETRY  # and again: same verdict
+        rerun_sub = htcondor2.Submit(nodes[node].read_text())
+        assert Path(rerun_sub["output"]).parent.name == "attempt2"
+    else:
+        command = _command(htcondor2.Submit(nodes[node].read_text()), retry=1)
+        subprocess.run(command, check=True, capture_output=True)  # runs attempt 2
+        settled = post(1)
+        assert settled.verdict is dagman_post.PostVerdict.DONE
+        assert (settled.attempt, settled.counts["succeeded"]) == (2, 2)
+    ours = [e for e in journal.events() if e.get("cluster") == node]
+    submitted = [e["attempt"] for e in ours if e["event"] == "job_submitted"]
+    finished = [e["attempt"] for e in ours if e["event"] == "job_finished"]
+    assert submitted == [1, 2]
+    assert finished == ([1] if rerun == "same_retry" else [1, 2])
+    rows = query_provenance(repo, RUN, task=["a"], where="detector = 1")
+    states = [(r["attempt"], r["state"]) for r in rows]
+    assert states == (
+        [(1, "failed")] if rerun == "same_retry" else [(1, "failed"), (2, "succeeded")]
+    )
