@@ -280,7 +280,9 @@ def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> N
     Reads RUN's provenance (the job records, or the run_provenance dataset once the job
     folders are gone) and journal; says whether the orchestrator is running, ended, or
     died (its process is gone). Wall time runs from the first start to the last end.
-    Without RUN, reports the RUN started last in REPO (`rc2 runs REPO` lists them).
+    Each example failure names its attempt's job stderr file (the attempt's own: a
+    retry writes its own files). Without RUN, reports the RUN started last in REPO
+    (`rc2 runs REPO` lists them).
     """
     from rc2_platform.execution.report import STATES, build_report, write_timeline_png
 
@@ -322,6 +324,8 @@ def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> N
         for q in err["quanta"][:3]:
             click.echo(f"    {q['task']} {q['data_id']} (cluster {q['cluster']}, attempt "
                        f"{q['attempt']})")  # fmt: skip
+            if q.get("stderr"):
+                click.echo(f"      job stderr: {q['stderr']}")
     if rep.errors:
         click.echo(f"details: rc2 provenance {repo} {run_name} --state failed")
 

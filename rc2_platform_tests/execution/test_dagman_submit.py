@@ -375,6 +375,8 @@ def test_final_failures_run_once_and_only_the_quanta_behind_them_are_blocked(
     assert example["attempt"] == 3
     assert Path(example["stderr"]) == Path(example["stdout"]).with_suffix(".err")
     assert Path(example["stderr"]).parent.name == "attempt3"
+    text = CliRunner().invoke(main, ["report", str(tmp_path / "repo"), RUN])
+    assert f"job stderr: {example['stderr']}" in text.output
 
 
 def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None:
