@@ -237,8 +237,8 @@ def settle_dag_node(
         )
     if number in finished and number + 1 in events:  # DAGMan ran this script again
         recalled = _recalled(state, _event_attempt(state, events[number]), events[number + 1])
-        if recalled.retry is not None:  # the earlier run may have died before writing it
-            _prepare_submit_file(state, recalled.retry)
+        if recalled.retry is not None and number + 2 not in events:
+            _prepare_submit_file(state, recalled.retry)  # the earlier run may have died first
         return recalled
     status = _job_status(exit_code, cluster, *_node_job(_event_attempt(state, events[number])))
     settlement = _settle_attempt(

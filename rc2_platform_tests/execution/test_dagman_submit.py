@@ -405,6 +405,15 @@ def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None
     assert rep.tasks["a"]["failed"] == 1 and rep.tasks["c"]["blocked"] == 1
     assert rep.tasks["b"]["succeeded"] == 2  # b[2] by its retry (its death left no record)
     assert rep.errors[0]["message"].startswith("job died")
+    # The node's submit file is set for its last attempt (3); running the POST script of
+    # its first run again (recalled: retry) leaves it so.
+    last = nodes[died].read_text()
+    assert Path(htcondor2.Submit(last)["output"]).parent.name == "attempt3"
+    again = dagman_post.settle_dag_node(
+        tmp_path / "repo", RUN, died, first_attempt=1, exit_code=3, retry=0, max_retries=2
+    )
+    assert again.verdict is dagman_post.PostVerdict.RETRY
+    assert nodes[died].read_text() == last
 
 
 def test_a_node_whose_quanta_all_succeeded_is_settled_without_loading_the_graph(
