@@ -397,14 +397,16 @@ def _job_status(
     if exit_code == 0:
         return JobStatus(JobState.SUCCEEDED, 0)
     starts = job.attempts if job is not None else 0
-    if exit_code == _REMOVED and hold is not None and is_memory_hold(hold):
+    # A job that left the queue in a hold: DAGMan's $RETURN for it, or its event log.
+    removed = exit_code == _REMOVED or (job is not None and job.state is JobState.REMOVED)
+    if removed and hold is not None and is_memory_hold(hold):
         return JobStatus(
             JobState.FAILED, None,
             f"held for memory at its start {starts} and removed, its in-queue memory "
             f"retries used up: {hold.reason} (DAGMan $RETURN {exit_code})",
             starts, memory_exceeded=True,
         )  # fmt: skip
-    if exit_code == _REMOVED and hold is not None:  # its periodic_remove after the grace
+    if removed and hold is not None:  # its periodic_remove after the grace
         line = held_line(cluster, job_id, hold, None)
         return JobStatus(
             JobState.FAILED, None,

@@ -487,8 +487,9 @@ def test_a_node_retried_after_a_memory_error_gets_more_memory(tmp_path: Path) ->
     assert build_report(tmp_path / "repo", RUN).status == "succeeded"
 
 
+@pytest.mark.parametrize("returned", [-1002, -1])  # DAGMan's value; or only the log says it
 def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
-    tmp_path: Path,
+    tmp_path: Path, returned: int
 ) -> None:
     # The node's job was held for memory at each of its 3 starts (its periodic_release
     # escalated it in the queue: 2048, 4096, 8192) and then removed by its
@@ -507,7 +508,7 @@ def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
             log.released(9, 0, "The job attribute PeriodicRelease expression evaluated to TRUE")
     log.aborted(9, 0, "The job attribute PeriodicRemove expression evaluated to TRUE")
     settled = dagman_post.settle_dag_node(
-        tmp_path / "repo", RUN, node, first_attempt=1, exit_code=-1002, retry=0, max_retries=2
+        tmp_path / "repo", RUN, node, first_attempt=1, exit_code=returned, retry=0, max_retries=2
     )
     assert settled.verdict is dagman_post.PostVerdict.RETRY
     assert settled.retry is not None and settled.retry.memory_mb == 16384
