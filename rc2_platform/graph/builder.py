@@ -17,6 +17,10 @@ Algorithm (see ``docs/qgraph.md``):
    propagates downstream; the reasons are counted in ``graph.metadata['pruned']``;
 6. outputs get deterministic refs in the output run (:func:`output_ref`).
 
+This module runs the queries (steps 1, 3, 4 and the existing-output lookup) and checks
+the arguments; the in-memory steps live beside it: step 2 in
+:mod:`rc2_platform.graph.task_plan`, steps 5 and 6 in
+:mod:`rc2_platform.graph.quantum_assembly`, the prerequisite queries in ``_prereq``.
 Nothing is written to the registry.
 """
 
@@ -25,9 +29,7 @@ from __future__ import annotations
 import datetime
 import getpass
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from operator import itemgetter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rc2_platform.core.data_id import DataCoordinate
@@ -42,35 +44,16 @@ from rc2_platform.graph import _prereq
 from rc2_platform.graph._report import BuildReport
 from rc2_platform.graph.io import output_ref
 from rc2_platform.graph.model import Quantum, QuantumGraph, TaskSummary
-from rc2_platform.pipeline.connections import BaseConnection, ConnectionKind, LookupKind
+from rc2_platform.graph.quantum_assembly import QuantumAssembler
+from rc2_platform.graph.task_plan import Key, TaskPlan, connections_of, key_getter, plan_task
+from rc2_platform.pipeline.connections import ConnectionKind, LookupKind
 from rc2_platform.pipeline.graph import PipelineGraph
 from rc2_platform.pipeline.task_def import TaskDef
 from rc2_platform.registry.registry import Registry
 
-Key = tuple[Any, ...]
 ProgressCallback = Callable[[str], None]
 
 __all__ = ["QuantumGraphBuilder", "build_quantum_graph"]
-
-
-def _getter(indexes: Sequence[int]) -> Callable[[Sequence[Any]], Key]:
-    """Like ``itemgetter`` but always returning a tuple."""
-    if len(indexes) == 0:
-        return lambda row: ()
-    if len(indexes) == 1:
-        i = indexes[0]
-        return lambda row: (row[i],)
-    return itemgetter(*indexes)  # type: ignore[return-value]
-
-
-@dataclass
-class _TaskPlan:
-    """Candidate quanta of one task: full quantum key -> connection -> dataset keys."""
-
-    task: TaskDef
-    qdims: tuple[str, ...]  # expanded (required + implied) quantum dimensions
-    quanta: dict[Key, dict[str, set[Key]]] = field(default_factory=dict)
-    prereqs: dict[str, dict[Key, _prereq.Lookup]] = field(default_factory=dict)
 
 
 class QuantumGraphBuilder:
@@ -170,7 +153,7 @@ class QuantumGraphBuilder:
         self._progress("querying data IDs")
         names, rows = self._query_rows()
         self._progress(f"planning quanta from {len(rows)} data ID rows")
-        plans = [self._plan_task(task, names, rows) for task in self.pipeline.tasks]
+        plans = [plan_task(self.universe, task, names, rows) for task in self.pipeline.tasks]
         self._progress("finding overall inputs")
         available = self._find_overall_inputs(plans)
         self._progress("finding prerequisites")
@@ -179,9 +162,18 @@ class QuantumGraphBuilder:
         self._progress("checking existing outputs")
         skip_refs, run_refs = self._find_existing_outputs(plans)
         self._progress("assembling quanta")
+        assembler = QuantumAssembler(
+            self.pipeline,
+            self._types,
+            self.output_run,
+            self.report,
+            skip_existing_in=self.skip_existing_in,
+            clobber=self.clobber,
+            extend_run=self.extend_run,
+        )
         quanta: list[Quantum] = []
         for plan in plans:
-            self._assemble(plan, available, skip_refs, run_refs, quanta)
+            assembler.assemble(plan, available, skip_refs, run_refs, quanta)
         if not quanta and not any(self.report.skipped.values()):
             self._fail_empty(len(rows))
         graph = QuantumGraph(
@@ -250,13 +242,13 @@ class QuantumGraphBuilder:
             and not self.pipeline.dataset_types[name].is_init
         ]
 
-    # --- step 1 + 2: the big query and its projections ---------------------------------
+    # --- step 1: the big query (step 2, its projections: task_plan.plan_task) ---------
 
     def _query_rows(self) -> tuple[tuple[str, ...], list[Key]]:
         dims: set[str] = set()
         for task in self.pipeline.tasks:
             dims.update(task.dimensions)
-            for conn in self._regular(task, ConnectionKind.INPUT, ConnectionKind.OUTPUT):
+            for conn in connections_of(task, ConnectionKind.INPUT, ConnectionKind.OUTPUT):
                 dims.update(conn.dimensions)
         inputs = [
             self._registered[n] for n in self._overall_regular_inputs() if self._types[n].dimensions
@@ -266,37 +258,13 @@ class QuantumGraphBuilder:
         )
         return tuple(names), rows
 
-    @staticmethod
-    def _regular(task: TaskDef, *kinds: ConnectionKind) -> list[BaseConnection]:
-        return [c for c in task.connections.values() if c.kind in kinds]
-
-    def _plan_task(self, task: TaskDef, names: tuple[str, ...], rows: list[Key]) -> _TaskPlan:
-        qdims = tuple(d for d in self.universe.expand(task.dimensions) if d in names)
-        conns = self._regular(task, ConnectionKind.INPUT)
-        union = list(qdims)
-        for conn in conns:
-            union.extend(d for d in conn.dimensions if d not in union)
-        projected = set(map(_getter([names.index(d) for d in union]), rows))
-        qget = _getter(list(range(len(qdims))))
-        cgets = [(c.name, _getter([union.index(d) for d in c.dimensions])) for c in conns]
-        plan = _TaskPlan(task, qdims)
-        quanta = plan.quanta
-        for row in projected:
-            qkey = qget(row)
-            entry = quanta.get(qkey)
-            if entry is None:
-                entry = quanta[qkey] = {name: set() for name, _ in cgets}
-            for name, get in cgets:
-                entry[name].add(get(row))
-        return plan
-
     # --- step 3: overall inputs ---------------------------------------------------------
 
-    def _find_overall_inputs(self, plans: list[_TaskPlan]) -> dict[str, dict[Key, DatasetRef]]:
+    def _find_overall_inputs(self, plans: list[TaskPlan]) -> dict[str, dict[Key, DatasetRef]]:
         needed: dict[str, set[Key]] = defaultdict(set)
         overall = set(self._overall_regular_inputs())
         for plan in plans:
-            for conn in self._regular(plan.task, ConnectionKind.INPUT):
+            for conn in connections_of(plan.task, ConnectionKind.INPUT):
                 if conn.dataset_type_name in overall:
                     for entry in plan.quanta.values():
                         needed[conn.dataset_type_name].update(entry[conn.name])
@@ -310,8 +278,8 @@ class QuantumGraphBuilder:
 
     # --- step 4: prerequisites ----------------------------------------------------------
 
-    def _find_prerequisites(self, plan: _TaskPlan) -> None:
-        conns = self._regular(plan.task, ConnectionKind.PREREQUISITE_INPUT)
+    def _find_prerequisites(self, plan: TaskPlan) -> None:
+        conns = connections_of(plan.task, ConnectionKind.PREREQUISITE_INPUT)
         if not conns or not plan.quanta:
             return
         timespans = None
@@ -341,14 +309,14 @@ class QuantumGraphBuilder:
     # --- step 7 (lookups): existing outputs ---------------------------------------------
 
     def _find_existing_outputs(
-        self, plans: list[_TaskPlan]
+        self, plans: list[TaskPlan]
     ) -> tuple[dict[str, dict[Key, DatasetRef]], dict[str, dict[Key, DatasetRef]]]:
         wanted: dict[str, set[Key]] = defaultdict(set)
         for plan in plans:
-            for conn in self._regular(plan.task, ConnectionKind.OUTPUT):
+            for conn in connections_of(plan.task, ConnectionKind.OUTPUT):
                 if conn.dataset_type_name not in self._registered:
                     continue
-                get = _getter([plan.qdims.index(d) for d in conn.dimensions])
+                get = key_getter([plan.qdims.index(d) for d in conn.dimensions])
                 wanted[conn.dataset_type_name].update(map(get, plan.quanta))
         skip = self._existing(wanted, self.skip_existing_in) if self.skip_existing_in else {}
         if not self._run_exists:
@@ -368,109 +336,7 @@ class QuantumGraphBuilder:
             out[name] = {c.values_tuple: r for c, r in found.items()}
         return out
 
-    # --- step 5 + 6: assemble, prune, outputs -------------------------------------------
-
-    def _assemble(
-        self,
-        plan: _TaskPlan,
-        available: dict[str, dict[Key, DatasetRef]],
-        skip_refs: Mapping[str, Mapping[Key, DatasetRef]],
-        run_refs: Mapping[str, Mapping[Key, DatasetRef]],
-        quanta: list[Quantum],
-    ) -> None:
-        task = plan.task
-        label = task.label
-        data_id_get = _getter([plan.qdims.index(d) for d in task.dimensions])
-        outputs = [
-            (
-                c,
-                self._types[c.dataset_type_name],
-                _getter([plan.qdims.index(d) for d in c.dimensions]),
-            )
-            for c in self._regular(task, ConnectionKind.OUTPUT)
-        ]
-        inputs = self._regular(task, ConnectionKind.INPUT)
-        for qkey in _sorted(plan.quanta):
-            data_id = DataCoordinate(task.dimensions, data_id_get(qkey))
-            resolved = self._resolve_inputs(plan, qkey, data_id, inputs, available)
-            if resolved is None:
-                continue
-            out_keys = [(c, dt, get(qkey)) for c, dt, get in outputs]
-            if self.skip_existing_in and all(
-                k in skip_refs.get(dt.name, {}) for _, dt, k in out_keys
-            ):
-                self.report.skipped[label] += 1
-                for _, dt, k in out_keys:
-                    available[dt.name][k] = skip_refs[dt.name][k]
-                continue
-            clashes = [(dt.name, k) for _, dt, k in out_keys if k in run_refs.get(dt.name, {})]
-            if clashes:
-                self._output_clash(label, data_id, clashes)
-            outs: dict[str, tuple[DatasetRef, ...]] = {}
-            for c, dt, k in out_keys:
-                ref = output_ref(dt, DataCoordinate(dt.dimensions, k), self.output_run)
-                outs[c.name] = (ref,)
-                available[dt.name][k] = ref
-            quanta.append(Quantum(len(quanta), label, data_id, resolved, outs))
-
-    def _resolve_inputs(
-        self,
-        plan: _TaskPlan,
-        qkey: Key,
-        data_id: DataCoordinate,
-        inputs: list[BaseConnection],
-        available: Mapping[str, Mapping[Key, DatasetRef]],
-    ) -> dict[str, tuple[DatasetRef, ...]] | None:
-        label = plan.task.label
-        resolved: dict[str, tuple[DatasetRef, ...]] = {}
-        entry = plan.quanta[qkey]
-        for conn in inputs:
-            name = conn.dataset_type_name
-            pool = available.get(name, {})
-            refs = tuple(pool[k] for k in _sorted(entry[conn.name]) if k in pool)
-            if len(refs) < conn.minimum:
-                producer = self.pipeline.producers.get(name)
-                reason = (
-                    f"input {name} missing: the {producer} quanta producing it were pruned"
-                    if producer is not None
-                    else f"no {name} found in the input collections"
-                )
-                self.report.prune(label, reason, repr(data_id))
-                return None
-            if len(refs) > 1 and not conn.multiple:
-                raise GraphError(
-                    f"task {label!r} quantum {data_id}: connection {conn.name!r} ({name}) takes one "
-                    f"dataset but {len(refs)} match: {[r.data_id for r in refs]}; make the "
-                    "connection multiple or constrain the query"
-                )
-            resolved[conn.name] = refs
-        for conn_name, lookups in plan.prereqs.items():
-            conn = plan.task.connections[conn_name]
-            found = lookups[qkey]
-            if len(found.refs) < conn.minimum:
-                self.report.prune(label, found.reason, f"{data_id}: {found.detail}")
-                return None
-            resolved[conn_name] = found.refs if conn.multiple else found.refs[:1]
-        return resolved
-
-    def _output_clash(
-        self, label: str, data_id: DataCoordinate, clashes: list[tuple[str, Key]]
-    ) -> None:
-        if self.clobber:
-            self.report.clobbered[label] += 1
-            return
-        names = sorted({n for n, _ in clashes})
-        if not self.extend_run and not self.skip_existing_in:
-            raise GraphError(
-                f"output run {self.output_run!r} already holds outputs of this graph ({names} "
-                f"of {label} {data_id}); pass --skip-existing-in {self.output_run} to resume, "
-                "--clobber to replace them, or choose a new --output run"
-            )
-        raise GraphError(
-            f"quantum {label} {data_id} would overwrite {names} that already exist in output "
-            f"run {self.output_run!r} (its outputs are only partly there, so it cannot be "
-            "skipped); pass --clobber to replace them"
-        )
+    # --- an empty graph -----------------------------------------------------------------
 
     def _fail_empty(self, n_rows: int) -> None:
         if n_rows == 0:
@@ -505,7 +371,7 @@ class QuantumGraphBuilder:
         return {
             task.label: [
                 output_ref(self._types[c.dataset_type_name], empty, self.output_run)
-                for c in self._regular(task, ConnectionKind.INIT_OUTPUT)
+                for c in connections_of(task, ConnectionKind.INIT_OUTPUT)
             ]
             for task in self.pipeline.tasks
         }
@@ -537,14 +403,6 @@ class QuantumGraphBuilder:
 def _describe(dt: DatasetType) -> str:
     cal = ", calibration" if dt.is_calibration else ""
     return f"{dt.name}({', '.join(dt.dimensions)}) [{dt.storage_class}{cal}]"
-
-
-def _sorted(keys: Iterable[Key]) -> list[Key]:
-    """Keys in value order (columns hold one type each, so plain tuples compare)."""
-    try:
-        return sorted(keys)
-    except TypeError:
-        return sorted(keys, key=lambda k: tuple((type(v).__name__, v) for v in k))
 
 
 def build_quantum_graph(
