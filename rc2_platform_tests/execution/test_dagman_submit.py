@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import classad2
@@ -277,41 +278,65 @@ def _node(nodes: dict[str, Path], detector: int) -> str:
     )
 
 
-def test_a_retriable_failure_is_retried_by_the_dag_and_its_downstream_runs(
-    tmp_path: Path,
-) -> None:
-    # a[1] fails once with a retriable TaskError (the stand-in's once_marker): the node's
-    # POST script sees it, prepares attempt 2 (a[1] and b[1], blocked behind it) and
-    # exits 1, so DAGMan reruns the node: attempt 2 runs only those two quanta and
-    # succeeds; the POST script exits 0 and step2 (c) runs on every b.
+@dataclass
+class _Played:
+    """A DAG played through a schedd double: folder, DAG, nodes, exit values, schedd."""
+
+    tmp: Path
+    dag: Path
+    nodes: dict[str, Path]
+    codes: dict[str, int | None]
+    schedd: LocalScheddDouble
+
+
+@pytest.fixture(scope="module")
+def retried(tmp_path_factory: pytest.TempPathFactory) -> _Played:
+    """One played DAG for the tests that only read its results: a[1] fails once with a
+    retriable TaskError (the stand-in's once_marker), a[2] raises MemoryError unless its
+    job has 4096 MB (the base is 2048), detector 0 succeeds."""
+    tmp = tmp_path_factory.mktemp("retried")
     dag, nodes = _failing_dag(
-        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
-    )
-    codes = play_dagman(dag)
+        tmp, fail_on=[{"detector": 1}], once_marker=str(tmp / "failed-once"),
+        memory_error_on=[{"detector": 2}], memory_needed_mb=4096,
+    )  # fmt: skip
+    schedd = LocalScheddDouble()
+    return _Played(tmp, dag, nodes, play_dagman(dag, schedd), schedd)
+
+
+def test_a_retriable_failure_is_retried_by_the_dag_and_its_downstream_runs(
+    retried: _Played,
+) -> None:
+    # a[1]'s node's POST script sees its retriable failure, prepares attempt 2 (a[1] and
+    # b[1], blocked behind it) and exits 1, so DAGMan reruns the node: attempt 2 runs
+    # only those two quanta and succeeds; the POST script exits 0 and step2 (c) runs on
+    # every b. (a[2]'s node is retried likewise, for memory: the next test.)
+    tmp_path, nodes, codes = retried.tmp, retried.nodes, dict(retried.codes)
     assert codes.pop(FINAL_NODE) == 0  # rc2 aggregate --finish: every quantum succeeded
     assert set(codes.values()) == {0}
-    flaky = _node(nodes, 1)
+    flaky, memory = _node(nodes, 1), _node(nodes, 2)
     assert {name: node_runs(path) for name, path in nodes.items() if name != FINAL_NODE} == {
-        name: 2 if name == flaky else 1 for name in codes
+        name: 2 if name in (flaky, memory) else 1 for name in codes
     }
-    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 2, 1]
-    assert [_runs(tmp_path, "b", d) for d in (0, 1, 2)] == [1, 1, 1]  # b[1] only in attempt 2
+    assert [_a_runs(tmp_path, d) for d in (0, 1, 2)] == [1, 2, 2]
+    assert [_runs(tmp_path, "b", d) for d in (0, 1, 2)] == [1, 1, 1]  # b[1], b[2] in attempt 2
     assert _runs(tmp_path, "c") == 1
     for dt, n in (("a_out", 3), ("b_out", 3), ("c_out", 1)):
         assert _registered(tmp_path / "repo", dt) == n
 
     rep = build_report(tmp_path / "repo", RUN)
     assert rep.status == "succeeded" and rep.errors == []
-    assert rep.tasks["a"]["succeeded"] == 3 and rep.tasks["a"]["retried"] == 1
+    assert rep.tasks["a"]["succeeded"] == 3 and rep.tasks["a"]["retried"] == 2  # a[1], a[2]
     assert rep.tasks["b"]["succeeded"] == 3 and rep.tasks["c"]["succeeded"] == 1
     rows = query_provenance(tmp_path / "repo", RUN, task=["a"], where="detector = 1")
     assert [(r["attempt"], r["state"], r["exception_type"]) for r in rows] == [
         (1, "failed", "TaskError"), (2, "succeeded", None)
     ]  # fmt: skip
     journal = Journal.for_run(tmp_path / "repo", RUN)
-    (scheduled,) = journal.events("retry_scheduled")
-    assert scheduled["cluster"] == flaky and scheduled["attempt"] == 2
-    assert len(scheduled["quanta"]) == 2  # a[1] and b[1]; a[1]'s neighbours are not redone
+    scheduled = {e["cluster"]: e for e in journal.events("retry_scheduled")}
+    assert sorted(scheduled) == sorted([flaky, memory])
+    assert scheduled[flaky]["attempt"] == 2 and not scheduled[flaky]["memory_escalated"]
+    # a[1] and b[1]; a[1]'s neighbours are not redone
+    assert len(scheduled[flaky]["quanta"]) == 2
     # Each attempt has its own stdout/stderr, in its folder, named by its job_finished.
     finished = [e for e in journal.events("job_finished") if e["cluster"] == flaky]
     assert [(e["attempt"], Path(e["stdout"]).parent.name) for e in finished] == [
@@ -379,15 +404,31 @@ def test_final_failures_run_once_and_only_the_quanta_behind_them_are_blocked(
     assert f"job stderr: {example['stderr']}" in text.output
 
 
-def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None:
+#: The HoldReason of the node job ``failing`` holds at every start (HoldReasonCode 13).
+TRANSFER_FAILURE = "Transfer input files failure at access point ap1: job.qgraph: No such file"
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> _Played:
+    """One played DAG for the tests that only read its results: detector 0's job is held
+    at every start for an input transfer failure nobody releases (hold_grace_seconds 0),
+    detector 1's job dies every time at a[1], detector 2's dies once at b[2]."""
+    tmp = tmp_path_factory.mktemp("failing")
+    die_once = {"exit_on": [{"detector": 2}], "once_marker": str(tmp / "died")}
+    dag, nodes = _failing_dag(
+        tmp, exit_on=[{"detector": 1}], b_config=die_once, hold_grace_seconds=0
+    )
+    schedd = LocalScheddDouble(hold_on_start={_node(nodes, 0): (13, 2, TRANSFER_FAILURE)})
+    return _Played(tmp, dag, nodes, play_dagman(dag, schedd), schedd)
+
+
+def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(failing: _Played) -> None:
     # Detector 1's job dies every time at a[1] (the stand-in's os._exit(3)): the POST
     # script retries it while RETRY allows (the quanta it did not record), then exits 2,
     # the UNLESS-EXIT value: the node failed for good and its child never runs.
     # Detector 2's job dies once, at b[2], after a[2] recorded its success: its retry
-    # runs b[2] only, and the node is done.
-    die_once = {"exit_on": [{"detector": 2}], "once_marker": str(tmp_path / "died")}
-    dag, nodes = _failing_dag(tmp_path, exit_on=[{"detector": 1}], b_config=die_once)
-    codes = play_dagman(dag)
+    # runs b[2] only, and the node is done. (Detector 0 is held for good: a later test.)
+    tmp_path, nodes, codes = failing.tmp, failing.nodes, dict(failing.codes)
     assert codes.pop(FINAL_NODE) == 3
     died, once = _node(nodes, 1), _node(nodes, 2)
     assert codes[died] == 2 and node_runs(nodes[died]) == 3 and _a_runs(tmp_path, 1) == 3
@@ -402,9 +443,13 @@ def test_a_node_whose_job_dies_is_rerun_by_the_dag_retry(tmp_path: Path) -> None
         (1, 3, True), (2, 0, False)
     ]  # fmt: skip
     rep = build_report(tmp_path / "repo", RUN)
-    assert rep.tasks["a"]["failed"] == 1 and rep.tasks["c"]["blocked"] == 1
-    assert rep.tasks["b"]["succeeded"] == 2  # b[2] by its retry (its death left no record)
-    assert rep.errors[0]["message"].startswith("job died")
+    assert rep.tasks["a"]["failed"] == 2 and rep.tasks["c"]["blocked"] == 1  # a[0] held
+    assert rep.tasks["b"]["succeeded"] == 1  # b[2] by its retry (its death left no record)
+    assert rep.errors and all(e["message"].startswith("job died") for e in rep.errors)
+    rows = query_provenance(tmp_path / "repo", RUN, task=["a"], state=["failed"], latest=True)
+    assert sorted((json.loads(r["data_id"])["detector"], r["attempt"]) for r in rows) == [
+        (0, 1), (1, 3)
+    ]  # fmt: skip
     # The node's submit file is set for its last attempt (3); running the POST script of
     # its first run again (recalled: retry) leaves it so.
     last = nodes[died].read_text()
@@ -463,28 +508,29 @@ def _node_jobs(schedd: LocalScheddDouble, node: str) -> list[list[int]]:
     ]
 
 
-def test_a_node_retried_after_a_memory_error_gets_more_memory(tmp_path: Path) -> None:
-    # a[1] needs 4096 MB: with the base 2048 it raises MemoryError. The node's POST script
+def test_a_node_retried_after_a_memory_error_gets_more_memory(retried: _Played) -> None:
+    # a[2] needs 4096 MB: with the base 2048 it raises MemoryError. The node's POST script
     # escalates the next attempt's memory (x2) and rewrites the node's submit file, which
     # DAGMan reads again for the retry: the retry's job requests 4096 MB and sees it in
-    # RC2_JOB_MEMORY_MB, so a[1] succeeds (before, the retry ran with 2048 again).
-    dag, nodes = _failing_dag(tmp_path, memory_error_on=[{"detector": 1}], memory_needed_mb=4096)
-    schedd = LocalScheddDouble()
-    codes = play_dagman(dag, schedd)
-    assert set(codes.values()) == {0}
-    node = _node(nodes, 1)
+    # RC2_JOB_MEMORY_MB, so a[2] succeeds (before, the retry ran with 2048 again). The
+    # retry of a[1]'s node (a TaskError) keeps its memory.
+    nodes, schedd = retried.nodes, retried.schedd
+    assert set(retried.codes.values()) == {0}
+    node = _node(nodes, 2)
     assert _node_jobs(schedd, node) == [[2048], [4096]]
+    assert _node_jobs(schedd, _node(nodes, 1)) == [[2048], [2048]]
     assert _node_jobs(schedd, _node(nodes, 0)) == [[2048]]
-    journal = Journal.for_run(tmp_path / "repo", RUN)
-    (scheduled,) = journal.events("retry_scheduled")
-    assert (scheduled["memory_mb"], scheduled["memory_escalated"]) == (4096, True)
+    journal = Journal.for_run(retried.tmp / "repo", RUN)
+    scheduled = {e["cluster"]: e for e in journal.events("retry_scheduled")}
+    assert (scheduled[node]["memory_mb"], scheduled[node]["memory_escalated"]) == (4096, True)
+    assert scheduled[_node(nodes, 1)]["memory_mb"] == 2048
     sub = htcondor2.Submit(nodes[node].read_text())
     assert split_environment(sub["environment"])["RC2_JOB_MEMORY_MB"] == "4096"
-    rows = query_provenance(tmp_path / "repo", RUN, task=["a"], where="detector = 1")
+    rows = query_provenance(retried.tmp / "repo", RUN, task=["a"], where="detector = 2")
     assert [(r["attempt"], r["state"], r["exception_type"]) for r in rows] == [
         (1, "failed", "MemoryError"), (2, "succeeded", None)
     ]  # fmt: skip
-    assert build_report(tmp_path / "repo", RUN).status == "succeeded"
+    assert build_report(retried.tmp / "repo", RUN).status == "succeeded"
 
 
 @pytest.mark.parametrize("returned", [-1002, -1])  # DAGMan's value; or only the log says it
@@ -522,37 +568,32 @@ def test_a_node_removed_after_its_memory_holds_is_retried_with_more_memory(
     assert ad.eval("RequestMemory") == 16384
 
 
-def test_a_node_held_for_good_leaves_the_queue_and_final_runs(tmp_path: Path) -> None:
-    # Detector 1's job is held at every start for an input transfer failure (code 13)
+def test_a_node_held_for_good_leaves_the_queue_and_final_runs(failing: _Played) -> None:
+    # Detector 0's job is held at every start for an input transfer failure (code 13)
     # that no operator releases. Its node's periodic_remove removes it once held for
     # hold_grace_seconds (0 here), so DAGMan runs its POST script ($RETURN -1002): the
     # node fails for good (2, not retried), its quanta fail with the hold as cause, the
     # child never runs and FINAL settles the RUN with c blocked. Before, the job stayed
     # held and the DAG, FINAL included, waited forever.
-    dag, nodes = _failing_dag(tmp_path, hold_grace_seconds=0)
-    held = _node(nodes, 1)
-    reason = "Transfer input files failure at access point ap1: job.qgraph: No such file"
-    schedd = LocalScheddDouble(hold_on_start={held: (13, 2, reason)})
-    codes = play_dagman(dag, schedd)
+    nodes, codes = failing.nodes, dict(failing.codes)
+    held = _node(nodes, 0)
     assert codes.pop(FINAL_NODE) == 3
     assert codes[held] == 2 and node_runs(nodes[held]) == 1
     assert [code for name, code in codes.items() if name.startswith("step2")] == [None]
-    assert {code for name, code in codes.items() if name.startswith("step1") and name != held} == {
-        0
-    }
-    journal = Journal.for_run(tmp_path / "repo", RUN)
+    journal = Journal.for_run(failing.tmp / "repo", RUN)
     (finished,) = [e for e in journal.events("job_finished") if e["cluster"] == held]
     assert finished["status"]["retryable"] is False and finished["died"] is True
-    assert list(journal.events("retry_scheduled")) == []
-    rep = build_report(tmp_path / "repo", RUN)
+    assert [e for e in journal.events("retry_scheduled") if e["cluster"] == held] == []
+    rep = build_report(failing.tmp / "repo", RUN)
     assert rep.status == "failed"
-    assert rep.tasks["a"]["failed"] == 1 and rep.tasks["b"]["failed"] == 1
-    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["succeeded"] == 2
-    (error,) = rep.errors
+    # a[0], b[0] (held) and a[1], b[1] (died) failed; detector 2 succeeded; c blocked.
+    assert rep.tasks["a"]["failed"] == 2 and rep.tasks["b"]["failed"] == 2
+    assert rep.tasks["c"]["blocked"] == 1 and rep.tasks["a"]["succeeded"] == 1
+    (error,) = [e for e in rep.errors if TRANSFER_FAILURE in e["message"]]
     assert error["count"] == 2 and error["exception_type"] == "JobDied"
-    for text in (reason, "HoldReasonCode 13 [TransferInputError]", "job removed"):
+    for text in ("HoldReasonCode 13 [TransferInputError]", "job removed"):
         assert text in error["message"]
-    assert sorted(q["data_id"]["detector"] for q in error["quanta"]) == [1, 1]
+    assert sorted(q["data_id"]["detector"] for q in error["quanta"]) == [0, 0]
 
 
 class _Killed(BaseException):
