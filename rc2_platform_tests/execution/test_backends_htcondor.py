@@ -187,6 +187,7 @@ def test_memory_killed_job_is_released_with_more_memory_then_removed(tmp_path: P
     assert schedd.report_memory_usage(handle.id, 5000) == "removed"  # retries used up
     status = backend.status([handle])[handle.id]
     assert status.state is JobState.REMOVED and "PeriodicRemove" in (status.reason or "")
+    assert status.memory_exceeded and status.attempts == 2  # a retry escalates from here
     assert schedd.jobs[handle.id].memory_history == [2048, 4096]
     log = str(tmp_path / "logs" / "greedy.log")
     codes = [int(e.type) for e in htcondor2.JobEventLog(log).events(stop_after=0)]
@@ -201,4 +202,5 @@ def test_cancel_removes_running_jobs(tmp_path: Path) -> None:
     backend.cancel([handle])
     status = backend.status([handle])[handle.id]
     assert status.state is JobState.REMOVED and status.reason == "removed by rc2 cancel"
+    assert not status.memory_exceeded
     assert schedd.query("JobStatus == 3")[0].eval("rc2_cluster") == "sleepy"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -17,7 +18,7 @@ from rc2_platform.execution.execution_config import HTCondorSettings, RetryPolic
 from ..base import Backend, ClusterJob, JobHandle, JobState, JobStatus
 from .dagman import check_dependencies, write_dag
 from .event_log import Hold, read_event_log, read_event_log_holds
-from .holds import REMOVED_HELD_PREFIX, HoldWatch, held_line
+from .holds import REMOVED_HELD_PREFIX, HoldWatch, held_line, is_memory_hold
 from .schedd import HTCondorSchedd, ScheddClient
 from .submit import build_submit_description
 
@@ -88,7 +89,9 @@ class HTCondorBackend(Backend):
         """Read each job's event log (``htcondor2.JobEventLog``); no event yet = PENDING.
 
         A job held for another reason than memory longer than ``hold_grace_seconds`` is
-        removed (``condor_rm``) and FAILED, not retried (:mod:`.holds`).
+        removed (``condor_rm``) and FAILED, not retried (:mod:`.holds`). A job its
+        ``periodic_remove`` removed while held for memory (its in-queue retries used up)
+        is REMOVED with ``memory_exceeded`` (the run-state machine's retry escalates).
         """
         self._check_handles(handles)
         by_log: dict[str, list[JobHandle]] = defaultdict(list)
@@ -100,10 +103,10 @@ class HTCondorBackend(Backend):
             by_log[handle.info["event_log"]].append(handle)
         result: dict[str, JobStatus] = {}
         for log, group in by_log.items():
-            statuses, holds = read_event_log_holds(Path(log))
+            statuses, holds = read_event_log_holds(Path(log), held_only=False)
             for handle in group:
                 status = statuses.get(handle.id, JobStatus(JobState.PENDING))
-                hold = holds.get(handle.id)
+                hold = holds.get(handle.id)  # the hold it is in, or was removed in
                 if handle.id in self._held_failed:
                     status = self._held_failed[handle.id]
                 elif status.state is JobState.REMOVED and (status.reason or "").startswith(
@@ -117,7 +120,11 @@ class HTCondorBackend(Backend):
                         status.attempts,
                         retryable=False,
                     )
-                elif hold is not None:
+                elif status.state is JobState.REMOVED and hold and is_memory_hold(hold):
+                    # its periodic_remove: held for memory with its in-queue retries used
+                    # up; the orchestrator's retry of its quanta asks for more memory.
+                    status = dataclasses.replace(status, memory_exceeded=True)
+                elif status.state is JobState.HELD and hold is not None:
                     status = self._held_status(handle, status, hold)
                 else:
                     self._holds.forget(handle.id)
