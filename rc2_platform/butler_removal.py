@@ -185,14 +185,20 @@ class ButlerRemoval:
         if problems:
             raise CollectionInUseError(f"RUN {run!r} " + " and ".join(problems))
 
-    def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> None:
-        """Remove datasets from the registry and (with ``unstore``) their files."""
+    def remove(self, refs: Iterable[DatasetRef], *, unstore: bool = True) -> list[DatasetRef]:
+        """Remove datasets from the registry and (with ``unstore``) their files.
+
+        Returns the refs this call removed. A dataset already gone — removed before, or
+        by a concurrent removal that committed first — is skipped, not an error, and its
+        file is left to the removal that deleted its rows.
+        """
         self.finish_pending_removals(quiet=True)
         refs = list(refs)
         records = self.datastore_records(refs) if unstore else {}
         with self.transaction():
-            self.registry.remove_datasets(refs)
-            for ref in refs:
+            removed = self.registry.remove_datasets(refs)
+            for ref in removed:
                 rec = records.get(ref.id)
                 if rec is not None:
                     self.datastore.remove(ref, rec)
+        return removed

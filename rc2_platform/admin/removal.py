@@ -163,20 +163,28 @@ def remove_runs(
 
 @dataclass
 class PruneResult:
-    """Datasets removed by ``prune_datasets`` (in a dry run: that would be removed)."""
+    """Datasets removed by ``prune_datasets`` (in a dry run: that would be removed).
+
+    ``refs`` are the datasets this call's transaction deleted; ``already_removed`` the
+    ones it found but another removal (a concurrent ``rc2 prune-datasets``) deleted
+    first, after they were found.
+    """
 
     refs: list[DatasetRef] = field(default_factory=list)
     unlinked_from: list[str] = field(default_factory=list)
     dry_run: bool = False
+    already_removed: list[DatasetRef] = field(default_factory=list)
 
     def counts(self) -> list[dict[str, Any]]:
-        """One row per (dataset type, RUN): how many datasets."""
-        by: dict[tuple[str, str], int] = {}
-        for r in self.refs:
-            key = (r.dataset_type.name, r.run)
-            by[key] = by.get(key, 0) + 1
+        """One row per (dataset type, RUN): how many datasets this call removed (would
+        remove) and how many it found already removed by another."""
+        by: dict[tuple[str, str], list[int]] = {}
+        for k, refs in enumerate((self.refs, self.already_removed)):
+            for r in refs:
+                by.setdefault((r.dataset_type.name, r.run), [0, 0])[k] += 1
         return [
-            {"dataset_type": t, "run": run, "datasets": n} for (t, run), n in sorted(by.items())
+            {"dataset_type": t, "run": run, "datasets": n, "already_removed": gone}
+            for (t, run), (n, gone) in sorted(by.items())
         ]
 
 
@@ -199,6 +207,10 @@ def prune_datasets(
     unless ``unlink``. ``where`` may constrain only dimensions every type in
     ``dataset_types`` has (required or implied) and their records' columns; without
     ``dataset_types``, every type any of whose datasets it selects.
+
+    Two prunes of the same datasets at once (two processes) each report what their own
+    transaction deleted (``PruneResult.refs``): the later one waits for the first and
+    finds them gone (``PruneResult.already_removed``), which is not an error.
 
     Raises
     ------
@@ -242,7 +254,9 @@ def prune_datasets(
         )
     result = PruneResult(refs, [u.name for u in users], dry_run)
     if not dry_run and refs:
-        butler.remove(refs, unstore=unstore)
+        result.refs = butler.remove(refs, unstore=unstore)
+        removed = {r.id for r in result.refs}
+        result.already_removed = [r for r in refs if r.id not in removed]
     return result
 
 

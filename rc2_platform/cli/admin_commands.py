@@ -158,7 +158,9 @@ def prune_datasets(
     """Remove the datasets found in --collections (and their files), in one transaction.
 
     Datasets that TAGGED or CALIBRATION collections outside --collections still use are
-    refused (exit 1, the collections listed) unless --unlink. --where may name only
+    refused (exit 1, the collections listed) unless --unlink. The counts are what this
+    command's transaction deleted: datasets a concurrent removal deleted first are
+    counted as already_removed (exit 0). --where may name only
     dimensions the types have (required or implied) and their records' columns; another
     one (e.g. visit for a bias) is refused: with -d, for any type named; without, for
     any type it would prune.
@@ -178,9 +180,16 @@ def prune_datasets(
             dry_run=dry_run,
         )
     title = _verb(dry_run, "pruned", "would prune (dry run)")
-    emit_rows(result.counts(), ["dataset_type", "run", "datasets"], as_json=as_json, title=title)
+    gone = len(result.already_removed)
+    columns = ["dataset_type", "run", "datasets", *(["already_removed"] if gone else [])]
+    emit_rows(result.counts(), columns, as_json=as_json, title=title)
     if result.unlinked_from and not as_json:
         print_note(f"also removed from: {', '.join(result.unlinked_from)}")
+    if gone and not as_json:
+        print_note(
+            f"{gone} dataset(s) found were already removed by another removal (e.g. a "
+            "concurrent prune-datasets) before this one; nothing left to do for them"
+        )
 
 
 @click.command("remove-dataset-type")

@@ -393,22 +393,35 @@ class DatasetManager:
         ).one()
         return stored, DataCoordinate(dims, tuple(vals)), int(row.run_id)
 
-    def delete(self, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> None:
+    def delete(self, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Delete datasets with their tags rows and datastore records (calibrations cascade).
 
         ``tags_<n>`` and ``file_datastore_records`` hold no foreign key to ``dataset``
         (schema 1.2): their rows are deleted here, from the tags table of each type found.
+
+        Returns the ids this transaction deleted. The rows are locked first (``SELECT
+        ... FOR UPDATE``; SQLite's write transaction holds the database's write lock from
+        its start): a concurrent removal of the same datasets waits for this one and then
+        finds them gone, so each deletes (and reports) only what it removed.
         """
         d, records = self.schema.dataset, self.schema.file_datastore_records
+        deleted: set[uuid.UUID] = set()
         for part in chunks(list(ids)):
-            type_ids = conn.execute(
-                sa.select(d.c.dataset_type_id).where(d.c.dataset_id.in_(part)).distinct()
-            ).scalars()
-            for type_id in list(type_ids):
+            present = conn.execute(
+                sa.select(d.c.dataset_id, d.c.dataset_type_id)
+                .where(d.c.dataset_id.in_(part))
+                .with_for_update()
+            ).all()
+            mine = [row.dataset_id for row in present]
+            if not mine:
+                continue
+            for type_id in sorted({row.dataset_type_id for row in present}):
                 tags = self.by_id(conn, type_id).tags
-                conn.execute(tags.delete().where(tags.c.dataset_id.in_(part)))
-            conn.execute(records.delete().where(records.c.dataset_id.in_(part)))
-            conn.execute(d.delete().where(d.c.dataset_id.in_(part)))
+                conn.execute(tags.delete().where(tags.c.dataset_id.in_(mine)))
+            conn.execute(records.delete().where(records.c.dataset_id.in_(mine)))
+            conn.execute(d.delete().where(d.c.dataset_id.in_(mine)))
+            deleted.update(mine)
+        return deleted
 
     def delete_where(self, conn: sa.Connection, *where: Any) -> None:
         """Delete the datasets matching ``where`` (on ``dataset``'s columns), as :meth:`delete`.

@@ -373,11 +373,17 @@ class Registry(RegistryCollections, RegistryRecords, RegistryQueries, RegistryAd
         self._maybe_analyze(n, ["dataset"])
         return n
 
-    def remove_datasets(self, refs: Iterable[DatasetRef]) -> None:
-        """Delete datasets (and their tags, calibrations and datastore records)."""
-        ids = [r.id for r in refs]
+    def remove_datasets(self, refs: Iterable[DatasetRef]) -> list[DatasetRef]:
+        """Delete datasets (and their tags, calibrations and datastore records).
+
+        Returns the refs this call's transaction deleted, in the order given: a dataset
+        already gone (removed before, or by a concurrent removal that committed first,
+        which this one waits for) is not among them.
+        """
+        refs = list(refs)
         with self.transaction() as conn:
-            self.datasets.delete(conn, ids)
+            deleted = self.datasets.delete(conn, [r.id for r in refs])
+        return [r for r in refs if r.id in deleted]
 
     def get_dataset(self, id: uuid.UUID | str) -> DatasetRef:
         """The ref of dataset ``id`` (DatasetNotFoundError if absent)."""

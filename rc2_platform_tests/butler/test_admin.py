@@ -117,7 +117,9 @@ def test_prune_datasets_by_where_refuses_tagged_elsewhere_then_unlinks(butler: B
     assert len(dry.refs) == 2 and snapshot(butler) == before
     # Searching the tagged collection too makes it part of what is pruned.
     done = prune_datasets(butler, [RUN, "best"], dataset_types=["summary"], where="visit = 1")
-    assert done.counts() == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
+    assert done.counts() == [
+        {"dataset_type": "summary", "run": RUN, "datasets": 2, "already_removed": 0}
+    ]
     left = butler.query_datasets("summary")
     assert sorted(r.data_id["visit"] for r in left) == [2, 2]
     assert len(dataset_files(butler.root)) == 2
@@ -169,7 +171,9 @@ def test_prune_datasets_refuses_a_where_on_a_dimension_a_dataset_type_lacks(
     both = prune_datasets(butler, [RUN, CALIB_RUN], where="detector = 0", unlink=True)
     assert sorted(r.dataset_type.name for r in both.refs) == ["bias", "summary"]
     done = prune_datasets(butler, [RUN], where="visit = 1")
-    assert done.counts() == [{"dataset_type": "summary", "run": RUN, "datasets": 1}]
+    assert done.counts() == [
+        {"dataset_type": "summary", "run": RUN, "datasets": 1, "already_removed": 0}
+    ]
     assert butler.query_datasets("summary") == []
 
 

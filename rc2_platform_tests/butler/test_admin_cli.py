@@ -92,7 +92,7 @@ def test_remove_runs_lists_chains_then_unlinks_them(repo: Path) -> None:
 def test_prune_and_remove_dataset_type(repo: Path) -> None:
     fails("remove-dataset-type", repo, "summary", match=f"RUN(s) '{RUN}' (4)")
     pruned = ok_json("prune-datasets", repo, "-c", RUN, "-d", "summary", "--where", "visit = 2")
-    assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
+    assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2, "already_removed": 0}]
     assert ok_json("remove-dataset-type", repo, "summary", "--with-datasets", "--dry-run")[
         "datasets_by_run"
     ] == {RUN: 2}
@@ -148,7 +148,7 @@ def test_commands_moving_data_refuse_a_where_on_a_dimension_a_type_lacks(
                     "--where", "detector = 1")  # fmt: skip
     assert moved["new_datasets"] == 3
     pruned = ok_json("prune-datasets", repo, "-c", RUN, "--where", "visit = 1 AND band = 'g'")
-    assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2}]
+    assert pruned == [{"dataset_type": "summary", "run": RUN, "datasets": 2, "already_removed": 0}]
 
 
 def test_collections_tag_refuses_a_where_on_a_dimension_the_type_lacks(repo: Path) -> None:
