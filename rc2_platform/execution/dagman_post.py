@@ -62,6 +62,8 @@ __all__ = [
     "NodeSettlement",
     "PostVerdict",
     "load_dag_state",
+    "node_job",
+    "node_jobs",
     "post_command",
     "settle_dag_node",
 ]
@@ -240,7 +242,7 @@ def settle_dag_node(
         if recalled.retry is not None and number + 2 not in events:
             _prepare_submit_file(state, recalled.retry)  # the earlier run may have died first
         return recalled
-    status = _job_status(exit_code, cluster, *_node_job(_event_attempt(state, events[number])))
+    status = _job_status(exit_code, cluster, *node_job(_event_attempt(state, events[number])))
     settlement = _settle_attempt(
         state, events[number], finished.get(number), status, retries=retry < max_retries
     )
@@ -321,21 +323,31 @@ def _prepare_submit_file(state: RunState, retry: JobAttempt) -> None:
         )
 
 
-def _node_job(attempt: JobAttempt) -> tuple[str, JobStatus | None, Hold | None]:
-    """The id, status and last hold of the node's latest job, from its job event log."""
+def node_jobs(attempt: JobAttempt) -> list[tuple[str, JobStatus, Hold | None]]:
+    """Every job of ``attempt``'s DAG node, one per run of the node, in order: job id,
+    status and the hold it is in (or was removed in).
+
+    Read from the node's job event log (the submit file's ``log``: one log for every run
+    of the node); empty when the attempt is not a DAG node's or no job of it ran.
+    """
     import htcondor2
 
     from rc2_platform.execution.backends.htcondor import read_event_log_holds
 
     path = _submit_file(attempt)
     if path is None or not path.exists():
-        return "", None, None
+        return []
     log = Path(htcondor2.Submit(path.read_text())["log"])
     statuses, holds = read_event_log_holds(log, held_only=False)
-    if not statuses:
-        return "", None, None
-    latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
-    return latest, statuses[latest], holds.get(latest)
+    order = sorted(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
+    return [(job_id, statuses[job_id], holds.get(job_id)) for job_id in order]
+
+
+def node_job(attempt: JobAttempt) -> tuple[str, JobStatus | None, Hold | None]:
+    """The id, status and hold of the latest job of ``attempt``'s DAG node
+    (:func:`node_jobs`); ``("", None, None)`` if there is none."""
+    jobs = node_jobs(attempt)
+    return jobs[-1] if jobs else ("", None, None)
 
 
 def _all_succeeded(journal: Journal, cluster: str, number: int) -> NodeSettlement | None:

@@ -27,7 +27,7 @@ from rc2_platform.butler import Butler
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.aggregate import aggregate_run
 from rc2_platform.execution.backends import ClusterJob, JobHandle, JobState, JobStatus, make_backend
-from rc2_platform.execution.dagman_post import PostVerdict, load_dag_state, post_command
+from rc2_platform.execution.dagman_post import PostVerdict, load_dag_state, node_jobs, post_command
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.run_lock import release_lock
 from rc2_platform.execution.run_state import (
@@ -275,14 +275,16 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
     start = max((i for i, ev in enumerate(events) if ev["event"] == "run_started"), default=0)
     events = events[start:]
     finished = {(ev["cluster"], ev["attempt"]) for ev in events if ev["event"] == "job_finished"}
+    runs: dict[str, int] = {}  # the node's run (DAGMan's $RETRY) each attempt is
     for ev in (ev for ev in events if ev["event"] == "job_submitted"):
         attempt = state.restore_attempt(ev)
+        node_run = runs[attempt.cluster] = runs.get(attempt.cluster, -1) + 1
         if (attempt.cluster, attempt.attempt) in finished:  # by its POST script / a FINAL
-            outcomes, _died = state.read_outcomes(attempt, _node_status(attempt))
+            outcomes, _died = state.read_outcomes(attempt, _node_status(attempt, node_run))
             state.forget(attempt)
             state.absorb({o.index: o.status for o in outcomes})
             continue
-        status = _node_status(attempt)
+        status = _node_status(attempt, node_run)
         if status is None and not attempt.result_path.exists():
             state.forget(attempt)  # DAGMan never ran the node: its quanta stay PENDING
             continue
@@ -295,14 +297,22 @@ def register_results(repo: str | Path, run: str) -> RunSummary:
     return RunSummary(run, run_status.value, counts, journal.path)
 
 
-def _node_status(attempt: JobAttempt) -> JobStatus | None:
-    """The node job's final status from its event log; None if it never ran."""
-    from rc2_platform.execution.backends.htcondor import read_event_log
+def _node_status(attempt: JobAttempt, run: int) -> JobStatus | None:
+    """The final status of the node job that ran ``attempt`` (the node's run ``run``, 0
+    the first) from the node's event log; None if it never ran or has not ended.
 
-    log = attempt.directory / f"{attempt.cluster}.log"
-    statuses = read_event_log(log) if log.exists() else {}
-    if not statuses:
+    Every run of a node is a new job logged to the log its submit file names (in the
+    first attempt's folder): run R's job is the log's (R+1)-th.
+    """
+    jobs = node_jobs(attempt)
+    if not jobs:  # not written by `rc2 submit --dagman` (no submit file): its own log
+        from rc2_platform.execution.backends.htcondor import read_event_log
+
+        log = attempt.directory / f"{attempt.cluster}.log"
+        statuses = read_event_log(log) if log.exists() else {}
+        order = sorted(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
+        jobs = [(job_id, statuses[job_id], None) for job_id in order]
+    if run >= len(jobs):
         return None
-    latest = max(statuses, key=lambda k: tuple(int(p) for p in k.split(".")))
-    status = statuses[latest]
+    status = jobs[run][1]
     return status if status.state.is_terminal else None

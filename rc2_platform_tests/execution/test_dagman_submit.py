@@ -660,3 +660,43 @@ def test_a_post_script_killed_before_journaling_the_retry_settles_when_run_again
     assert states == (
         [(1, "failed")] if rerun == "same_retry" else [(1, "failed"), (2, "succeeded")]
     )
+
+
+@pytest.mark.parametrize("ran", [True, False])
+def test_final_settles_a_dag_retry_its_post_script_did_not_settle(
+    tmp_path: Path, ran: bool
+) -> None:
+    # a[1] fails once; the node's POST script prepares attempt 2 (RETRY). Attempt 2's job
+    # (the node's run 1, logged to the node's one event log) then dies, or never runs,
+    # and no POST script settles it. FINAL reads run 1's job from the node's log: a job
+    # that died fails its quanta (JobDied, attempt 2); one that never ran leaves attempt
+    # 2 unsettled (a[1] keeps its attempt-1 failure).
+    dag, nodes = _failing_dag(
+        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
+    )
+    node = _node(nodes, 1)
+    sub = htcondor2.Submit(nodes[node].read_text())
+    _run_node(sub)
+    log = EventLogWriter(Path(sub["log"]))
+    log.submitted(5, 0, node)
+    log.executing(5, 0)
+    log.terminated(5, 0, 0)
+    repo = tmp_path / "repo"
+    settled = dagman_post.settle_dag_node(
+        repo, RUN, node, first_attempt=1, exit_code=0, retry=0, max_retries=2
+    )
+    assert settled.verdict is dagman_post.PostVerdict.RETRY
+    if ran:
+        log.submitted(6, 0, node)
+        log.executing(6, 0)
+        log.terminated(6, 0, 3)
+    register_results(repo, RUN)
+    journal = Journal.for_run(repo, RUN)
+    finished = [e for e in journal.events("job_finished") if e["cluster"] == node]
+    assert [(e["attempt"], e["status"]["exit_code"], e["died"]) for e in finished] == (
+        [(1, 0, False), (2, 3, True)] if ran else [(1, 0, False)]
+    )
+    rows = query_provenance(repo, RUN, task=["a"], where="detector = 1", latest=True)
+    assert [(r["attempt"], r["state"], r["exception_type"]) for r in rows] == [
+        (2, "failed", "JobDied") if ran else (1, "failed", "TaskError")
+    ]
