@@ -483,9 +483,13 @@ def dagman_post(repo: str, run_name: str, node: str, attempt: int, exit_code: in
        prepared (with more memory after a memory failure: SIGKILL, MemoryError, or
        removed after memory holds), the node's submit file is rewritten for it, and
        DAGMan reruns the node.
-    2  failed for good: the job died and nothing is left to retry, or the node could
-       not be settled (message on stderr); DAGMan does not rerun it (UNLESS-EXIT 2)
-       and its children do not run.
+    2  failed for good: the job died and nothing is left to retry (also a job its
+       periodic_remove removed after a hold for good: the hold is the quanta's error),
+       or the node could not be settled (message on stderr); DAGMan does not rerun it
+       (UNLESS-EXIT 2) and its children do not run.
+
+    Running it again settles nothing twice, and completes what a run of it killed
+    half-way left undone (the retry of an attempt it had settled).
     """
     from rc2_platform.execution.dagman_post import PostVerdict, settle_dag_node
 
