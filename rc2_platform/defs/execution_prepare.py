@@ -17,6 +17,7 @@ from rc2_platform.defs.executor import REGISTRY_POOL
 from rc2_platform.defs.graph_assets import quantum_graph
 from rc2_platform.defs.partitions import tract_band_partitions
 from rc2_platform.defs.resources import ButlerResource
+from rc2_platform.defs.run_queue import TRACT_TAG
 from rc2_platform.errors import ExecutionError
 from rc2_platform.execution.execution_config import ExecutionConfig, load_execution_config
 from rc2_platform.execution.journal import run_directory
@@ -35,8 +36,6 @@ __all__ = [
     "tag_tracts",
 ]
 
-#: Run tag naming the tract(s) a run touches (comma-separated); see deploy/dagster.yaml.
-TRACT_TAG = "rc2/tract"
 #: The stages of the op graph: the clustering rules of the packaged execution config.
 STAGES = tuple(load_execution_config().clustering)
 #: ``ExecutionRunConfig.driver`` values.
