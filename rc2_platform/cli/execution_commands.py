@@ -281,7 +281,8 @@ def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> N
     folders are gone) and journal; says whether the orchestrator is running, ended, or
     died (its process is gone). Wall time runs from the first start to the last end.
     Each example failure names its attempt's job stderr file (the attempt's own: a
-    retry writes its own files). Without RUN, reports the RUN started last in REPO
+    retry writes its own files). Each job attempt killed for memory is one line with the
+    cause and the memory its retry requests. Without RUN, reports the RUN started last in REPO
     (`rc2 runs REPO` lists them).
     """
     from rc2_platform.execution.report import STATES, build_report, write_timeline_png
@@ -316,6 +317,8 @@ def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> N
         f"cumulative job wall time {rep.job_wall_seconds:.1f} s, badput "
         f"{rep.badput_seconds:.1f} s"
     )
+    for line in rep.memory_lines():
+        click.echo(line)
     for err in rep.errors:
         click.echo(
             f"{err['count']} failed [{', '.join(err['tasks'])}] {err['exception_type']}: "

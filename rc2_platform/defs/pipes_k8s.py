@@ -17,7 +17,9 @@ kubeconfig, as ``PipesK8sClient`` loads it). The wait is the backend's
 up to a day on a missing Secret, a pod no node can take or a volume that cannot mount):
 a pod that can never start fails after the same graces as on the backend, naming the
 cluster job, the pod and the cause; the step then fails naming each quantum's task and
-data ID with that cause, retried or not as on the backend.
+data ID with that cause, retried or not as on the backend. A pod whose container was
+killed for memory (``OOMKilled``) is ``memory_exceeded``: the next attempt's pod requests
+(and is limited to) the escalated memory the run-state machine gives its cluster job.
 """
 
 from __future__ import annotations

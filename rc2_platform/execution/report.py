@@ -75,6 +75,9 @@ class RunReport:
     timing : dict
         Per task, the attempts: count, succeeded, failed, blocked, min / max / mean /
         total seconds, CPU seconds, peak memory.
+    memory_retries : list of dict
+        Each job attempt killed for memory whose cluster was retried with more memory:
+        cluster, attempt, memory_mb, reason, retry_attempt, retry_memory_mb.
     """
 
     run: str
@@ -87,6 +90,15 @@ class RunReport:
     badput_seconds: float
     timing: dict[str, dict[str, float]]
     jobs: list[JobSpan] = field(default_factory=list)
+    memory_retries: list[dict[str, Any]] = field(default_factory=list)
+
+    def memory_lines(self) -> list[str]:
+        """One line per attempt killed for memory and the memory its retry requests."""
+        return [
+            f"{r['cluster']} attempt {r['attempt']} ({r['memory_mb']} MiB) killed for memory: "
+            f"{r['reason']} -> attempt {r['retry_attempt']} requests {r['retry_memory_mb']} MiB"
+            for r in self.memory_retries
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (``rc2 report --json``)."""
@@ -102,6 +114,7 @@ class RunReport:
             "badput_seconds": self.badput_seconds,
             "timing": self.timing,
             "jobs": [vars(j) for j in self.jobs],
+            "memory_retries": self.memory_retries,
         }
 
 
@@ -120,9 +133,11 @@ def _latest(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def _journal_view(journal: Journal) -> dict[str, Any]:
     """What only the journal says: skipped quanta, running attempts, cancelled jobs."""
     view: dict[str, Any] = {
-        "skipped": {}, "open": {}, "cancelled": set(), "sessions": [], "folders": {}
+        "skipped": {}, "open": {}, "cancelled": set(), "sessions": [], "folders": {},
+        "memory": {}, "finished": {}, "memory_retries": [],
     }  # fmt: skip
     for ev in journal.events():
+        _note_memory(view, ev)
         kind = ev["event"]
         key = (ev.get("cluster"), ev.get("attempt"))
         if kind == "run_started":
@@ -137,6 +152,32 @@ def _journal_view(journal: Journal) -> dict[str, Any]:
             if ev.get("cancelled"):
                 view["cancelled"].add(key)
     return view
+
+
+def _note_memory(view: dict[str, Any], ev: dict[str, Any]) -> None:
+    """Follow the attempts' memory; note a retry escalated after a memory kill."""
+    kind, cluster = ev["event"], ev.get("cluster")
+    if kind == "job_submitted":
+        view["memory"][(cluster, ev.get("attempt"))] = ev.get("memory_mb")
+    elif kind == "job_finished":
+        view["finished"][cluster] = ev
+    elif kind == "retry_scheduled" and ev.get("memory_escalated"):
+        killed = view["finished"].get(cluster) or {}
+        status = killed.get("status") or {}
+        code = status.get("exit_code")
+        reason = status.get("reason") or (
+            f"exit code {code}" if code else "a quantum raised MemoryError"
+        )
+        view["memory_retries"].append(
+            {
+                "cluster": cluster,
+                "attempt": killed.get("attempt"),
+                "memory_mb": view["memory"].get((cluster, killed.get("attempt"))),
+                "reason": reason,
+                "retry_attempt": ev.get("attempt"),
+                "retry_memory_mb": ev.get("memory_mb"),
+            }
+        )
 
 
 def _states(
@@ -369,6 +410,7 @@ def build_report(repo: str | Path, run: str) -> RunReport:
         badput_seconds=badput,
         timing=_timing(rows, tasks),
         jobs=spans,
+        memory_retries=view["memory_retries"],
     )
 
 

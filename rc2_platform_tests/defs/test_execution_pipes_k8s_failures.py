@@ -165,3 +165,37 @@ def test_a_pod_that_may_start_on_a_second_attempt_is_retried_and_the_run_succeed
     assert any(f"cluster job {STUCK} (Kubernetes pod rc2-test/" in m and cause in m for m in logs)
     graph = load_graph(next(tmp_path.rglob("*.qgraph")))
     assert outputs == sum(1 for q in graph.quanta for _ in q.all_outputs())
+
+
+def _oom_killed() -> Any:
+    m = kubernetes.client
+    ended = m.V1ContainerStateTerminated(exit_code=137, reason="OOMKilled")
+    container = m.V1ContainerStatus(
+        name="rc2", image=SETTINGS.image, image_id="", ready=False, restart_count=0,
+        state=m.V1ContainerState(terminated=ended),
+    )  # fmt: skip
+    return m.V1PodStatus(phase="Failed", container_statuses=[container])
+
+
+def test_a_pod_killed_for_memory_is_retried_as_a_pod_with_twice_the_memory(
+    tmp_path: Path,
+) -> None:
+    result, api, logs, outputs = _run(tmp_path, (_oom_killed(), []))
+    assert result.success
+    pods = [p for p in api.pods.values() if p.metadata.labels["rc2/cluster"] == STUCK]
+    memory = [
+        (c.resources.requests["memory"], c.resources.limits["memory"], env["RC2_JOB_MEMORY_MB"])
+        for c in (p.spec.containers[0] for p in pods)
+        for env in [{e.name: e.value for e in c.env or []}]
+    ]
+    (first, first_limit, first_env), (second, second_limit, second_env) = memory
+    base = int(first.removesuffix("Mi"))
+    assert (first_limit, first_env) == (first, str(base))
+    assert (second, second_limit, second_env) == (f"{2 * base}Mi",) * 2 + (str(2 * base),)
+    assert any(
+        f"cluster job {STUCK} (Kubernetes pod rc2-test/" in m
+        and "killed for memory: container rc2 OOMKilled (exit code 137)" in m
+        for m in logs
+    )
+    graph = load_graph(next(tmp_path.rglob("*.qgraph")))
+    assert outputs == sum(1 for q in graph.quanta for _ in q.all_outputs())

@@ -172,8 +172,9 @@ def pod(
 def _matches(pod: Any, label_selector: str, field_selector: str) -> bool:
     labels = pod.metadata.labels or {}
     wanted = dict(term.split("=", 1) for term in label_selector.split(","))
-    refused = {term.split("!=", 1)[1] for term in field_selector.split(",")}
-    assert all(t.startswith("status.phase!=") for t in field_selector.split(","))
+    terms = field_selector.split(",") if field_selector else []
+    assert all(t.startswith("status.phase!=") for t in terms), field_selector
+    refused = {term.split("!=", 1)[1] for term in terms}
     return all(labels.get(k) == v for k, v in wanted.items()) and pod.status.phase not in refused
 
 
@@ -219,7 +220,9 @@ class FakeCoreApi:
         ]
         return kubernetes.client.CoreV1EventList(items=items)
 
-    def list_namespaced_pod(self, namespace: str, label_selector: str, field_selector: str) -> Any:
+    def list_namespaced_pod(
+        self, namespace: str, label_selector: str, field_selector: str = ""
+    ) -> Any:
         self.lists += 1
         jobs = {name for ns, name in self.batch.jobs if ns == namespace}
         items = [
@@ -247,19 +250,80 @@ def fake_cluster(**settings: Any) -> tuple[FakeBatchApi, FakeCoreApi, Clock, Kub
     return batch, core, clock, KubernetesBackend(batch, config, core_api=core, clock=clock)
 
 
+def ended_pod(job: str, name: str, spec: dict[str, Any], code: int, reason: str | None) -> Any:
+    """A ``V1Pod`` of the Job ``job`` whose container ``rc2`` terminated with ``code`` and
+    kubelet's ``reason`` (``OOMKilled``); its spec is the Job's pod template, read into the
+    official client's ``V1PodSpec``."""
+    m = kubernetes.client
+    api = m.ApiClient()
+    terminated = m.V1ContainerStateTerminated(exit_code=code, reason=reason)
+    status = m.V1ContainerStatus(
+        name="rc2", image=SETTINGS.image, image_id="", ready=False, restart_count=0,
+        state=m.V1ContainerState(terminated=terminated),
+    )  # fmt: skip
+    labels = {**spec_labels(spec), "batch.kubernetes.io/job-name": job, "job-name": job}
+    return m.V1Pod(
+        metadata=m.V1ObjectMeta(
+            name=name, uid=f"uid-{name}", labels=labels, creation_timestamp=EPOCH
+        ),
+        spec=api.deserialize(_Response(spec["spec"]), "V1PodSpec"),
+        status=m.V1PodStatus(
+            phase="Succeeded" if code == 0 else "Failed", container_statuses=[status]
+        ),
+    )
+
+
+def spec_labels(template: dict[str, Any]) -> dict[str, str]:
+    return dict(template["metadata"]["labels"])
+
+
+def pod_failure_action(rules: list[dict[str, Any]], pod: Any) -> tuple[str, str | None]:
+    """What the Job controller does with a failed pod under ``podFailurePolicy.rules``
+    (``Count`` when no rule matches), and its ``FailJob`` message — the controller's rule
+    matching (``pkg/controller/job/pod_failure_policy.go``) for exit codes and conditions."""
+    for index, rule in enumerate(rules):
+        on_codes = rule.get("onExitCodes")
+        if on_codes is not None:
+            for status in pod.status.container_statuses or []:
+                ended = status.state.terminated
+                if ended is None or ended.exit_code == 0:
+                    continue
+                if on_codes.get("containerName") not in (None, status.name):
+                    continue
+                listed = ended.exit_code in on_codes["values"]
+                if listed == (on_codes["operator"] == "In"):
+                    message = (
+                        f"Container {status.name} for pod {pod.metadata.namespace}/"
+                        f"{pod.metadata.name} failed with exit code {ended.exit_code} "
+                        f"matching {rule['action']} rule at index {index}"
+                    )
+                    return rule["action"], message
+        for pattern in rule.get("onPodConditions") or []:
+            for condition in pod.status.conditions or []:
+                if (condition.type, condition.status) == (pattern["type"], pattern["status"]):
+                    return rule["action"], None
+    return "Count", None
+
+
 class FakeCluster(FakeBatchApi):
     """One node of ``memory_mb``: a Job whose pod fits runs its command here at once (with
     the pod's environment and working directory); a larger one stays Unschedulable. Each
-    pod listing advances the clock by a minute."""
+    pod listing advances the clock by a minute.
 
-    def __init__(self, memory_mb: int) -> None:
+    A cluster job named in ``needs_mb`` uses that much memory: a pod whose memory limit
+    is below it is ``OOMKilled`` (exit code 137) before it records anything. Failed pods
+    go through the Job's ``podFailurePolicy`` and ``backoffLimit`` as the Job controller
+    takes them: a new pod, or the Job ``Failed``. Every pod is kept (``core.pods``)."""
+
+    def __init__(self, memory_mb: int, needs_mb: dict[str, int] | None = None) -> None:
         super().__init__()
         self.memory_mb = memory_mb
+        self.needs_mb = dict(needs_mb or {})
         self.core = FakeCoreApi(self)
         self.clock = Clock()
         list_pods = self.core.list_namespaced_pod
 
-        def ticking(namespace: str, label_selector: str, field_selector: str) -> Any:
+        def ticking(namespace: str, label_selector: str, field_selector: str = "") -> Any:
             self.clock.now += 60.0
             return list_pods(namespace, label_selector, field_selector)
 
@@ -278,11 +342,37 @@ class FakeCluster(FakeBatchApi):
                 pod(name, f"{name}-pod", unschedulable=message)
             )
             return body
-        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-        proc = subprocess.run(container["command"], env=env, cwd=container["workingDir"])
-        done = "Complete" if proc.returncode == 0 else "Failed"
-        job["status"] = {
-            "succeeded" if done == "Complete" else "failed": 1,
-            "conditions": [{"type": done, "status": "True"}],
-        }
+        job["status"] = self._run_pods(namespace, name, body)
         return body
+
+    def _run_pods(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Start pods until one succeeds or the Job fails; the Job's final status."""
+        spec = body["spec"]
+        (container,) = spec["template"]["spec"]["containers"]
+        limit = int(container["resources"]["limits"]["memory"].removesuffix("Mi"))
+        needs = self.needs_mb.get(body["metadata"]["annotations"]["rc2/cluster-name"], 0)
+        rules = spec.get("podFailurePolicy", {}).get("rules", [])
+        failed = 0
+        for n in range(spec["backoffLimit"] + 1):
+            if limit < needs:
+                code, reason = 137, "OOMKilled"
+            else:
+                env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+                proc = subprocess.run(container["command"], env=env, cwd=container["workingDir"])
+                code, reason = proc.returncode, None if proc.returncode == 0 else "Error"
+            ended = ended_pod(name, f"{name}-{n}", spec["template"], code, reason)
+            ended.metadata.namespace = namespace
+            self.core.pods.setdefault(namespace, []).append(ended)
+            if code == 0:
+                return {"succeeded": 1, "failed": failed,
+                        "conditions": [{"type": "Complete", "status": "True"}]}  # fmt: skip
+            failed += 1
+            action, message = pod_failure_action(rules, ended)
+            assert action in ("Count", "FailJob"), action
+            if action == "FailJob":
+                return {"failed": failed, "conditions": [
+                    {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                     "message": message}]}  # fmt: skip
+        return {"failed": failed, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit"}]}  # fmt: skip

@@ -80,9 +80,34 @@ def test_wait_backs_off_while_the_pod_runs_and_keeps_the_exit_code() -> None:
     status = PodWaiter(api, settings, clock=clock, sleep=sleep).wait("rc2-prod", "p", "step1_0")
     assert pauses == [1, 2, 4, 4, 4]
     assert status.state is JobState.FAILED and status.exit_code == 137 and status.retryable
+    assert status.memory_exceeded  # the next attempt asks for more memory
     assert status.reason == (
-        "cluster job step1_0 (Kubernetes pod rc2-prod/p) failed: "
-        "container c0 exited with code 137: OOMKilled"
+        "cluster job step1_0 (Kubernetes pod rc2-prod/p) killed for memory: "
+        "container c0 OOMKilled (exit code 137)"
+    )
+
+
+def test_a_pod_killed_for_memory_names_its_limit_and_other_failures_do_not_count() -> None:
+    oom = _pod("Failed", _ended(137, "OOMKilled"))
+    oom.spec = m.V1PodSpec(
+        containers=[
+            m.V1Container(
+                name="c0",
+                resources=m.V1ResourceRequirements(
+                    requests={"memory": "2048Mi"}, limits={"memory": "3072Mi"}
+                ),
+            )
+        ]
+    )
+    error = _pod("Failed", _ended(1, "Error"))
+    statuses = [PodWaiter(OnePod([pod]), SETTINGS).wait("ns", "p", "c") for pod in (oom, error)]
+    assert statuses[0].memory_exceeded and statuses[0].reason == (
+        "cluster job c (Kubernetes pod ns/p) killed for memory: container c0 OOMKilled "
+        "(exit code 137) at its memory limit 3072Mi (request 2048Mi)"
+    )
+    assert not statuses[1].memory_exceeded and statuses[1].exit_code == 1
+    assert statuses[1].reason == (
+        "cluster job c (Kubernetes pod ns/p) failed: container c0 exited with code 1: Error"
     )
 
 

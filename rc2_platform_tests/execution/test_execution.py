@@ -170,6 +170,10 @@ def test_retries_are_counted_and_memory_is_escalated(setup: tuple[Path, dict]) -
     assert retries["step1_HSC_1"]["memory_escalated"] is True
     assert retries["step1_HSC_1"]["memory_mb"] == 4096
     assert retries["step1_HSC_0"]["memory_escalated"] is False
+    assert report.memory_lines() == [  # only the memory retry, with the memory asked for
+        "step1_HSC_1 attempt 1 (2048 MiB) killed for memory: a quantum raised MemoryError "
+        "-> attempt 2 requests 4096 MiB"
+    ]
 
 
 def test_unusable_data_is_not_retried_but_other_failures_are(setup: tuple[Path, dict]) -> None:

@@ -22,6 +22,7 @@ from rc2_platform.errors import BackendError, ConfigError, JobSubmissionError
 
 from ..execution_config import KubernetesSettings
 from .base import Backend, ClusterJob, JobHandle, JobState, JobStatus
+from .kubernetes_failures import failed_job_status, pod_failure_rules, policy_exit_code
 from .kubernetes_pods import PodView, PodWatch, api_field, pod_view, read_pod_events
 from .polling import Backoff
 
@@ -41,8 +42,6 @@ __all__ = [
 APP_NAME = "rc2-platform"
 #: Kubernetes version whose schema :func:`validate_manifest` checks by default.
 DEFAULT_SCHEMA_VERSION = "1.30"
-#: Container exit code of a process killed by SIGKILL (the kernel OOM killer).
-OOM_EXIT_CODE = 137
 #: Selects the pods of rc2's cluster jobs (the labels of every Job's pod template).
 POD_LABEL_SELECTOR = f"app.kubernetes.io/name={APP_NAME},app.kubernetes.io/component=cluster-job"
 #: Unfinished Jobs of one RUN read at once: from this many on, one ``list_namespaced_job``
@@ -105,7 +104,9 @@ def build_job_manifest(
     requests ``job.request_memory_mb`` MiB and ``job.request_cpus`` cores (memory limit
     = request x ``memory_limit_factor``; no CPU limit), mounts the datastore PVC, and is
     retried ``job.max_retries`` times (``backoffLimit``); disruptions (node drain,
-    preemption) do not count as failures.
+    preemption) do not count as failures, and a container killed by SIGKILL (exit code
+    137: the kernel's OOM killer) fails the Job at once, for the orchestrator to retry
+    with more memory (:func:`.kubernetes_failures.pod_failure_rules`).
     """
     settings = settings or KubernetesSettings()
     name = job_object_name(job)
@@ -150,14 +151,7 @@ def build_job_manifest(
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     spec: dict[str, Any] = {
         "backoffLimit": job.max_retries,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                }
-            ]
-        },
+        "podFailurePolicy": {"rules": pod_failure_rules(container["name"])},
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
     if settings.ttl_seconds_after_finished is not None:
@@ -211,8 +205,8 @@ def job_status_from_api(job_object: Any) -> JobStatus:
         text = ": ".join(str(p) for p in (reason, message) if p) or None
         if kind == "Complete":
             return JobStatus(JobState.SUCCEEDED, 0, None, attempts)
-        if kind == "Failed":
-            return JobStatus(JobState.FAILED, None, text, attempts)
+        if kind == "Failed":  # the exit code of a FailJob rule (137) is in its message
+            return JobStatus(JobState.FAILED, policy_exit_code(reason, message), text, attempts)
         if kind == "Suspended":
             return JobStatus(JobState.HELD, None, text, attempts)
     if active:
@@ -255,7 +249,8 @@ class KubernetesBackend(Backend):
         self.settings = settings or KubernetesSettings()
         self.clock = clock
         self._deleted: set[str] = set()
-        self._stuck: dict[str, JobStatus] = {}  # handle id -> FAILED (its Job deleted by us)
+        # handle id -> FAILED for good: a stuck Job we deleted, a failed one its pods explain
+        self._stuck: dict[str, JobStatus] = {}
         self._pods = PodWatch(self.settings)
         self._listed: dict[str, tuple[float, dict[str, list[PodView]]]] = {}
         self._backoff = Backoff(
@@ -310,7 +305,9 @@ class KubernetesBackend(Backend):
         statuses of the last read are returned. A Job that is not finished has its pods
         read too (one ``list_namespaced_pod`` per namespace, at most every
         ``pod_check_seconds``): it is RUNNING when a pod runs, and FAILED (the Job
-        deleted) when its pod can never start.
+        deleted) when its pod can never start. A failed Job has its pods read once
+        (:func:`.kubernetes_failures.failed_job_status`): a container killed for memory
+        (``OOMKilled``) makes it ``memory_exceeded``, and the reason names the pod.
         """
         self._check_handles(handles)
         now = self.clock()
@@ -338,6 +335,9 @@ class KubernetesBackend(Backend):
                 result[handle.id] = JobStatus(JobState.REMOVED, None, reason)
                 continue
             status = job_status_from_api(job_object)
+            if status.state is JobState.FAILED and self.core_api is not None:
+                status = failed_job_status(self.core_api, namespace, name, handle.job_name, status)
+                self._stuck[handle.id] = status
             if handle.id in self._deleted and not status.state.is_terminal:
                 status = JobStatus(JobState.REMOVED, None, "cancelled", status.attempts)
             elif not status.state.is_terminal and handle.id not in self._deleted:

@@ -7,7 +7,9 @@ at once on ``ErrImagePull`` and waits up to a day on a missing Secret
 :class:`PodWaiter` applies the backend's rules instead (:class:`.kubernetes_pods.PodWatch`:
 ``fatal_waiting_reasons`` with their graces, ``pending_timeout_seconds``,
 ``container_creating_timeout_seconds``), so the same pod fails the same way on both
-routes, naming the cluster job, the pod and the cause, and retryable or not alike.
+routes, naming the cluster job, the pod and the cause, and retryable or not alike. A pod
+whose container was killed for memory (``OOMKilled``) ends ``memory_exceeded``, as a Job
+of the backend does, so the next attempt's pod asks for more memory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..execution_config import KubernetesSettings
 from .base import JobState, JobStatus
+from .kubernetes_failures import oom_killed
 from .kubernetes_pods import PodWatch, StuckPod, api_field, pod_view, read_pod_events
 from .polling import Backoff
 
@@ -86,7 +89,8 @@ class PodWaiter:
 
     def wait(self, namespace: str, pod_name: str, cluster: str) -> JobStatus:
         """The pod's final status: SUCCEEDED, or FAILED with one line naming the cluster
-        job, the pod and the cause (``retryable`` as the backend decides it)."""
+        job, the pod and the cause (``retryable`` as the backend decides it;
+        ``memory_exceeded`` when a container was ``OOMKilled``)."""
         watch = PodWatch(self.settings)
         backoff = Backoff(self.settings.status_poll_seconds, self.settings.status_poll_max_seconds)
         where = f"cluster job {cluster} (Kubernetes pod {namespace}/{pod_name})"
@@ -108,6 +112,13 @@ class PodWaiter:
                 code, cause = ended
                 if code == 0:
                     return JobStatus(JobState.SUCCEEDED, 0, None, 1)
+                memory = oom_killed(pod)
+                if memory is not None:
+                    return JobStatus(
+                        JobState.FAILED, memory.exit_code,
+                        f"{where} killed for memory: {memory.describe()}", 1,
+                        memory_exceeded=True,
+                    )  # fmt: skip
                 return JobStatus(JobState.FAILED, code, f"{where} failed: {cause}", 1)
             view = pod_view(pod, job=pod_name)
             views = [] if view is None else [view]
