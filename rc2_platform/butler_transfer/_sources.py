@@ -62,6 +62,7 @@ class ExportFiles(FileSource):
         self.files_root = files_root
         self.root = Path(self.folder, files_root)  # an absolute files_root wins
         self.allow_outside = allow_outside
+        self._folders: dict[str, str] = {}  # folder -> its real path (once per folder)
 
     def locate(self, record: DatastoreRecord) -> Path:
         path = record.path
@@ -77,7 +78,7 @@ class ExportFiles(FileSource):
             why = f"names {path!r} under files_root {self.files_root!r}, an absolute path"
         elif not _inside(os.path.normpath(self.root / path), self.folder):
             why = f"names {path!r} (files_root {self.files_root!r}), which '..' leads out of the export's folder"
-        elif not _inside(target := os.path.realpath(self.root / path), self.folder):
+        elif not _inside(target := self._real(self.root / path), self.folder):
             why = f"names {path!r}, a symlink (or under one) to {target}, "
             why += "out of the export's folder"
         else:
@@ -88,6 +89,15 @@ class ExportFiles(FileSource):
             "of `direct`-ingested files names others): read files from outside it only from "
             f"an export you trust, with {ALLOW_OUTSIDE_FLAG} (nothing was written)"
         )
+
+    def _real(self, path: Path) -> str:
+        """``os.path.realpath(path)``, resolving each folder once (not once per file)."""
+        folder, name = os.path.split(os.path.normpath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        full = os.path.join(real, name)
+        return os.path.realpath(full) if os.path.islink(full) else full
 
 
 class RepositoryFiles(FileSource):

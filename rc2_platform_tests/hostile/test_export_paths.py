@@ -99,6 +99,22 @@ def _symlink_first(doc: dict[str, Any], out: Path) -> None:
     target.symlink_to(out.parent.parent / "secret.txt")
 
 
+def _symlink_folder(doc: dict[str, Any], out: Path) -> None:
+    """The first file's folder becomes a symlink to a folder outside holding the secret."""
+    _, rows, at = _first_file(doc)
+    target = out.parent / doc["files_root"] / rows[0][at]
+    elsewhere = out.parent.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / target.name).write_bytes(SECRET)
+    for other in target.parent.iterdir():
+        if other.name != target.name:
+            other.rename(elsewhere / other.name)  # the folder's other files stay readable
+        else:
+            other.unlink()
+    target.parent.rmdir()
+    target.parent.symlink_to(elsewhere)
+
+
 #: case -> (edit of the document (it may change the export folder), what the line names)
 CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Any], str]] = {
     "absolute path": (
@@ -121,6 +137,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], Path], Any], str]] = {
         _symlink_first,
         "a symlink (or under one) to {tmp}/secret.txt, out of the export's folder",
     ),
+    "folder symlinked out": (_symlink_folder, "a symlink (or under one) to {tmp}/elsewhere/"),
 }
 
 
