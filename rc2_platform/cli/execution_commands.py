@@ -282,8 +282,8 @@ def report(repo: str, run_name: str | None, png: str | None, as_json: bool) -> N
     died (its process is gone). Wall time runs from the first start to the last end.
     Each example failure names its attempt's job stderr file (the attempt's own: a
     retry writes its own files). Each job attempt killed for memory is one line with the
-    cause and the memory its retry requests. Without RUN, reports the RUN started last in REPO
-    (`rc2 runs REPO` lists them).
+    cause and the memory its retry requests (or "not retried" when it ran at the cap).
+    Without RUN, reports the RUN started last in REPO (`rc2 runs REPO` lists them).
     """
     from rc2_platform.execution.report import STATES, build_report, write_timeline_png
 

@@ -76,8 +76,9 @@ class RunReport:
         Per task, the attempts: count, succeeded, failed, blocked, min / max / mean /
         total seconds, CPU seconds, peak memory.
     memory_retries : list of dict
-        Each job attempt killed for memory whose cluster was retried with more memory:
-        cluster, attempt, memory_mb, reason, retry_attempt, retry_memory_mb.
+        Each job attempt killed for memory: cluster, attempt, memory_mb, reason, and the
+        retry with more memory (retry_attempt, retry_memory_mb), both None when it ran at
+        ``retry.max_memory_mb`` and was not retried.
     """
 
     run: str
@@ -96,7 +97,12 @@ class RunReport:
         """One line per attempt killed for memory and the memory its retry requests."""
         return [
             f"{r['cluster']} attempt {r['attempt']} ({r['memory_mb']} MiB) killed for memory: "
-            f"{r['reason']} -> attempt {r['retry_attempt']} requests {r['retry_memory_mb']} MiB"
+            f"{r['reason']} -> "
+            + (
+                f"attempt {r['retry_attempt']} requests {r['retry_memory_mb']} MiB"
+                if r["retry_attempt"] is not None
+                else "not retried: it ran at retry.max_memory_mb of the execution config"
+            )
             for r in self.memory_retries
         ]
 
@@ -155,13 +161,15 @@ def _journal_view(journal: Journal) -> dict[str, Any]:
 
 
 def _note_memory(view: dict[str, Any], ev: dict[str, Any]) -> None:
-    """Follow the attempts' memory; note a retry escalated after a memory kill."""
+    """Follow the attempts' memory; note a memory kill: its escalated retry, or the cap."""
     kind, cluster = ev["event"], ev.get("cluster")
     if kind == "job_submitted":
         view["memory"][(cluster, ev.get("attempt"))] = ev.get("memory_mb")
     elif kind == "job_finished":
         view["finished"][cluster] = ev
-    elif kind == "retry_scheduled" and ev.get("memory_escalated"):
+    elif (kind == "retry_scheduled" and ev.get("memory_escalated")) or (
+        kind == "memory_cap_reached"
+    ):
         killed = view["finished"].get(cluster) or {}
         status = killed.get("status") or {}
         code = status.get("exit_code")
@@ -172,10 +180,12 @@ def _note_memory(view: dict[str, Any], ev: dict[str, Any]) -> None:
             {
                 "cluster": cluster,
                 "attempt": killed.get("attempt"),
-                "memory_mb": view["memory"].get((cluster, killed.get("attempt"))),
+                "memory_mb": ev["memory_mb"]
+                if kind == "memory_cap_reached"
+                else view["memory"].get((cluster, killed.get("attempt"))),
                 "reason": reason,
-                "retry_attempt": ev.get("attempt"),
-                "retry_memory_mb": ev.get("memory_mb"),
+                "retry_attempt": None if kind == "memory_cap_reached" else ev.get("attempt"),
+                "retry_memory_mb": None if kind == "memory_cap_reached" else ev.get("memory_mb"),
             }
         )
 

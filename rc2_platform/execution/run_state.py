@@ -486,8 +486,11 @@ class RunState:
         ``memory × retry.memory_multiplier`` (capped) when the job was killed for memory
         (SIGKILL) or a quantum raised ``MemoryError``, ``memory × multiplier ** starts``
         when the batch system stopped it for memory after ``starts`` starts
-        (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). The new attempt is returned in the
-        settlement for the driver to submit; otherwise the cluster is finished.
+        (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). A job killed
+        for memory that already ran with ``retry.max_memory_mb`` is not retried (journal
+        ``memory_cap_reached``): the same memory again would be killed again. The new
+        attempt is returned in the settlement for the driver to submit; otherwise the
+        cluster is finished.
         ``next_attempt`` fixes the retry's attempt number (:meth:`make_job`);
         ``journaled``: the ``job_finished`` event of this attempt is in the journal
         already (a DAG POST script run again after dying half-way), do not append it again.
@@ -509,6 +512,16 @@ class RunState:
             or any(o.error_type == "MemoryError" for o in outcomes)
         )
         retry = self._retry_set(outcomes) if retries and status.retryable else set()
+        cap = self.config.retry.max_memory_mb
+        ran_with = float(attempt.memory_mb)
+        if status.memory_exceeded:  # the batch system escalated it at each start up to here
+            ran_with *= self.config.retry.memory_multiplier ** (max(status.attempts, 1) - 1)
+        if memory_killed and retry and ran_with >= cap:
+            # The same memory again would be killed again: a mature batch system stops here.
+            self.journal.append("memory_cap_reached", cluster=attempt.cluster,
+                                attempt=attempt.attempt, memory_mb=min(int(ran_with), cap),
+                                max_memory_mb=cap)  # fmt: skip
+            retry = set()
         for o in outcomes:
             if o.index not in retry:
                 self.states[o.index] = o.status

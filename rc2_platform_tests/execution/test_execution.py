@@ -176,6 +176,28 @@ def test_retries_are_counted_and_memory_is_escalated(setup: tuple[Path, dict]) -
     ]
 
 
+def test_a_job_killed_for_memory_at_the_cap_is_not_retried(setup: tuple[Path, dict]) -> None:
+    """The same memory again would be killed again: failed at once, the cap named."""
+    tmp, raws = setup
+    cfg = {"memory_error_on": [{"detector": 1}], "memory_needed_mb": 10000}
+    make_graph(tmp / "g.qgraph", raws, configs={"a": cfg})
+    config = make_config(retries=3, memory_multiplier=2.0, max_memory_mb=4096)
+    summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=config, options=OPTS)
+    assert summary.counts["failed"] == 1
+    journal = Journal.for_run(tmp / "repo", RUN)
+    assert [(e["attempt"], e["memory_mb"]) for e in journal.events("retry_scheduled")] == [
+        (2, 4096)
+    ]  # 2048 -> 4096, then not again at 4096
+    (capped,) = journal.events("memory_cap_reached")
+    assert (capped["attempt"], capped["memory_mb"], capped["max_memory_mb"]) == (2, 4096, 4096)
+    assert build_report(tmp / "repo", RUN).memory_lines() == [
+        "step1_HSC_1 attempt 1 (2048 MiB) killed for memory: a quantum raised MemoryError "
+        "-> attempt 2 requests 4096 MiB",
+        "step1_HSC_1 attempt 2 (4096 MiB) killed for memory: a quantum raised MemoryError "
+        "-> not retried: it ran at retry.max_memory_mb of the execution config",
+    ]
+
+
 def test_unusable_data_is_not_retried_but_other_failures_are(setup: tuple[Path, dict]) -> None:
     tmp, raws = setup
     cfg = {"data_error_on": [{"detector": 0}], "fail_on": [{"detector": 1}]}
