@@ -27,7 +27,6 @@ from rc2_platform.core.dataset_types import DatasetRef
 from rc2_platform.errors import DatasetConflictError, DimensionValueError
 from rc2_platform.registry._datasets import DatasetManager, StoredDatasetType
 from rc2_platform.registry._dialect import backend, insert_rows, savepoint
-from rc2_platform.registry._write_pipeline import WritePipeline
 from rc2_platform.registry.schema import RegistrySchema
 
 __all__ = ["DatasetColumns", "import_dataset_columns"]
@@ -143,10 +142,10 @@ def import_dataset_columns(
     except DimensionValueError:
         pass  # the path below checks only the datasets not yet registered, and names them
     else:
-        try:
-            return _insert_all_new(conn, schema, datasets, run, run_id, prepared)
-        except _SomeRegistered:
-            pass  # a repeated or interrupted registration, or a conflict: look every id up
+        new_only = _insert_all_new(conn, schema, datasets, run, run_id, prepared)
+        if new_only is not None:
+            return new_only
+        # A repeated or interrupted registration, or a conflict: look every id up.
     found = {
         r[0]: (r[1], r[2])
         for r in be.select_by_uuid_text(
@@ -188,10 +187,6 @@ def import_dataset_columns(
     return new
 
 
-class _SomeRegistered(Exception):
-    """Some dataset id of a registration is in the ``dataset`` table already."""
-
-
 def _insert_all_new(
     conn: sa.Connection,
     schema: RegistrySchema,
@@ -199,33 +194,24 @@ def _insert_all_new(
     run: str,
     run_id: int,
     prepared: list[tuple[StoredDatasetType, list[str], DatasetColumns]],
-) -> int:
-    """Register datasets that are all new (data IDs checked); _SomeRegistered if not.
+) -> int | None:
+    """Register datasets that are all new (data IDs checked); None if some id is not.
 
     Most registrations are of new datasets only: every ``dataset`` row goes in at once,
     in a savepoint, and only if some id exists already is that rolled back (the caller
-    then looks every id up). The inserts run on a worker thread (:class:`WritePipeline`)
-    while this thread builds the next table's rows: the database inserts the ``dataset``
-    rows while the tags rows are built, the tags rows while the file records are.
+    then looks every id up); the tags rows and file records follow.
     """
-    with WritePipeline() as pipeline:
-        ds_ids = [(stored.id, ids) for stored, ids, _ in prepared]
-
-        def insert_datasets() -> None:
-            if not _insert_datasets(conn, schema, run_id, ds_ids):
-                raise _SomeRegistered
-
-        pipeline.submit(insert_datasets)
-        tag_batches = [
-            (stored, ids, _tag_rows(stored, run_id, ids, batch.data_ids))
-            for stored, ids, batch in prepared
-        ]
-        pipeline.submit(lambda: _insert_tags(conn, datasets, run, run_id, tag_batches))
-        record_rows = [row for _, ids, batch in prepared for row in _record_rows(ids, batch)]
-        record_rows.sort(key=_first)  # by id: a key sort is ~2.5x faster than comparing tuples
-        pipeline.submit(
-            lambda: insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
-        )
+    ds_ids = [(stored.id, ids) for stored, ids, _ in prepared]
+    if not _insert_datasets(conn, schema, run_id, ds_ids):
+        return None
+    tag_batches = [
+        (stored, ids, _tag_rows(stored, run_id, ids, batch.data_ids))
+        for stored, ids, batch in prepared
+    ]
+    _insert_tags(conn, datasets, run, run_id, tag_batches)
+    record_rows = [row for _, ids, batch in prepared for row in _record_rows(ids, batch)]
+    record_rows.sort(key=_first)  # by id: a key sort is ~2.5x faster than comparing tuples
+    insert_rows(conn, schema.file_datastore_records, _RECORD_COLUMNS, record_rows)
     return sum(len(ids) for _, ids in ds_ids)
 
 

@@ -158,30 +158,3 @@ def test_types_sharing_a_tags_table_go_in_together_and_a_conflict_names_its_type
     for name, ids in (("calexp", calexp_ids), ("src", src_ids)):
         refs = reg.query_datasets(name, [RUN])
         assert sorted(r.id for r in refs) == sorted(ids)
-
-
-def test_the_writes_of_new_datasets_run_on_the_writer_thread(reg: Registry) -> None:
-    """The common case (every id new) inserts on a worker while the next rows are built.
-
-    The collection-summary insert goes through SQLAlchemy on every backend (PostgreSQL's
-    COPY does not): it ran on the writer thread, after the rows it follows.
-    """
-    import threading
-
-    import sqlalchemy as sa
-
-    seen: list[tuple[str, str]] = []
-
-    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append((threading.current_thread().name, " ".join(statement.split()[:3])))
-
-    sa.event.listen(reg.engine, "before_cursor_execute", note)
-    try:
-        ids = [uuid.uuid4() for _ in KEYS]
-        assert reg.import_dataset_columns(RUN, [_calexps(ids, KEYS)]) == len(KEYS)
-    finally:
-        sa.event.remove(reg.engine, "before_cursor_execute", note)
-    summary = [name for name, head in seen if head == "INSERT INTO collection_summary"]
-    assert summary and all(name.startswith("rc2-registry-writer") for name in summary)
-    assert sorted(r.id for r in reg.query_datasets("calexp", [RUN])) == sorted(ids)
-    assert set(reg.get_datastore_records(ids)) == set(ids)
