@@ -132,11 +132,17 @@ def collections_chain(
     """Make CHAINED collection PARENT search CHILDREN (created if missing), or edit it.
 
     Children already in the chain move (extend, prepend); remove and pop refuse names
-    or positions the chain does not have.
+    or positions the chain does not have. Every mode but pop needs at least one CHILD
+    (an empty value such as '' names none): a redefinition never empties a chain.
     """
     wanted = split_collections(children)
-    if not wanted and mode not in ("pop", "redefine"):
-        raise click.UsageError(f"--mode {mode} needs at least one CHILD")
+    if not wanted and mode != "pop":
+        given = f" ({' '.join(repr(c) for c in children)} names none)" if children else ""
+        raise click.UsageError(
+            f"--mode {mode} needs at least one CHILD{given}"
+            + (f"; redefining {parent} with none would empty it" if mode == "redefine" else "")
+            + f"; {parent} is unchanged"
+        )
     with open_butler(repo) as butler:
         chain = butler.registry.edit_collection_chain(parent, wanted, mode)
     if as_json:

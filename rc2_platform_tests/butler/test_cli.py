@@ -272,6 +272,12 @@ def test_collections_list_chain_tag_remove(repo: Path) -> None:
 
     fails("collections", "remove", repo, "other", match="chain")  # still a child of chain
     assert rc2("collections", "chain", repo, "chain", RUN).exit_code == 0
+    # No child (none given, or an empty value from an unset shell variable): refused, the
+    # chain keeps its children instead of being redefined empty.
+    for empty in ([], [""], [","]):
+        refused = rc2("collections", "chain", repo, "chain", *empty)
+        assert refused.exit_code == 2 and "chain is unchanged" in refused.output, refused.output
+    assert ok_json("collections", "list", repo, "chain")[0]["children"] == [RUN]
     removed = ok_json("collections", "remove", repo, "other")
     assert removed == [{"removed": "other", "datasets": 1}]
     with Butler(repo) as b:
