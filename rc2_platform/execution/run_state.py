@@ -487,7 +487,7 @@ class RunState:
         (SIGKILL) or a quantum raised ``MemoryError``, ``memory × multiplier ** starts``
         when the batch system stopped it for memory after ``starts`` starts
         (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). A job killed
-        for memory that already ran with ``retry.max_memory_mb`` is not retried (journal
+        for memory whose attempt requested ``retry.max_memory_mb`` is not retried (journal
         ``memory_cap_reached``): the same memory again would be killed again. The new
         attempt is returned in the settlement for the driver to submit; otherwise the
         cluster is finished.
@@ -513,13 +513,12 @@ class RunState:
         )
         retry = self._retry_set(outcomes) if retries and status.retryable else set()
         cap = self.config.retry.max_memory_mb
-        ran_with = float(attempt.memory_mb)
-        if status.memory_exceeded:  # the batch system escalated it at each start up to here
-            ran_with *= self.config.retry.memory_multiplier ** (max(status.attempts, 1) - 1)
-        if memory_killed and retry and ran_with >= cap:
+        # The attempt's own request, not what a batch system may have escalated it to in
+        # its queue: only Kubernetes' pod count would overstate that (non-memory restarts).
+        if memory_killed and retry and attempt.memory_mb >= cap:
             # The same memory again would be killed again: a mature batch system stops here.
             self.journal.append("memory_cap_reached", cluster=attempt.cluster,
-                                attempt=attempt.attempt, memory_mb=min(int(ran_with), cap),
+                                attempt=attempt.attempt, memory_mb=attempt.memory_mb,
                                 max_memory_mb=cap)  # fmt: skip
             retry = set()
         for o in outcomes:
