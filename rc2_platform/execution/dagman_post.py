@@ -300,7 +300,7 @@ def _status_of(data: dict[str, Any]) -> JobStatus:
     return JobStatus(
         JobState(data["state"]), data.get("exit_code"), data.get("reason"),
         int(data.get("attempts") or 0), bool(data.get("retryable", True)),
-        bool(data.get("memory_exceeded", False)),
+        bool(data.get("memory_exceeded", False)), bool(data.get("escalated_in_queue", False)),
     )  # fmt: skip
 
 
@@ -416,7 +416,7 @@ def _job_status(
             JobState.FAILED, None,
             f"held for memory at its start {starts} and removed, its in-queue memory "
             f"retries used up: {hold.reason} (DAGMan $RETURN {exit_code})",
-            starts, memory_exceeded=True,
+            starts, memory_exceeded=True, escalated_in_queue=True,
         )  # fmt: skip
     if removed and hold is not None:  # its periodic_remove after the grace
         line = held_line(cluster, job_id, hold, None)

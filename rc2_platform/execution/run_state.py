@@ -485,8 +485,8 @@ class RunState:
         job blocked behind them, go into a new attempt of the cluster, with
         ``memory × retry.memory_multiplier`` (capped) when the job was killed for memory
         (SIGKILL) or a quantum raised ``MemoryError``, ``memory × multiplier ** starts``
-        when the batch system stopped it for memory after ``starts`` starts
-        (``status.memory_exceeded``: HTCondor's in-queue escalation ran out). A job killed
+        when the batch system stopped it for memory after ``starts`` starts it escalated
+        itself (``status.escalated_in_queue``: HTCondor's in-queue escalation ran out). A job killed
         for memory whose attempt requested ``retry.max_memory_mb`` is not retried (journal
         ``memory_cap_reached``): the same memory again would be killed again. The new
         attempt is returned in the settlement for the driver to submit; otherwise the
@@ -531,7 +531,7 @@ class RunState:
         if memory_killed:
             # A job the batch system held for memory ran ``attempts`` times, its memory
             # escalated in the queue at each start: the retry asks for the next step.
-            steps = max(status.attempts, 1) if status.memory_exceeded else 1
+            steps = max(status.attempts, 1) if status.escalated_in_queue else 1
             self._memory[attempt.cluster] = min(
                 max(int(attempt.memory_mb * self.config.retry.memory_multiplier**steps), 1),
                 max(self.config.retry.max_memory_mb, attempt.memory_mb),

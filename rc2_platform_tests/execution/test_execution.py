@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -196,6 +197,46 @@ def test_a_job_killed_for_memory_at_the_cap_is_not_retried(setup: tuple[Path, di
         "step1_HSC_1 attempt 2 (4096 MiB) killed for memory: a quantum raised MemoryError "
         "-> not retried: it ran at retry.max_memory_mb of the execution config",
     ]
+
+
+@pytest.mark.parametrize(("in_queue", "retry_mb"), [(False, 4096), (True, 16384)])
+def test_a_memory_kill_after_three_starts_escalates_by_what_the_queue_did(
+    setup: tuple[Path, dict], in_queue: bool, retry_mb: int
+) -> None:
+    """Three starts of one job: HTCondor raised the request at each (x2 per start, so the
+    retry asks 2048 x 2**3); a Kubernetes Job's three pods all ran with 2048 (x2 once)."""
+    import dataclasses
+
+    from rc2_platform.execution.backends import JobState, JobStatus
+    from rc2_platform.execution.backends.local import LocalBackend
+
+    seen: list[str] = []
+
+    class StartedThrice(LocalBackend):
+        """The local backend, reporting a memory kill after three starts (a batch system's
+        restarts cannot run here)."""
+
+        def status(self, handles: Any) -> dict[str, JobStatus]:
+            out = super().status(handles)
+            for handle in handles:  # the first attempt of the cluster whose quantum needs more
+                status = out[handle.id]
+                if status.state.is_terminal and handle.job_name == "step1_HSC_1" and not seen:
+                    seen.append(handle.id)
+                    out[handle.id] = dataclasses.replace(
+                        status, state=JobState.FAILED, attempts=3, memory_exceeded=True,
+                        escalated_in_queue=in_queue,
+                    )  # fmt: skip
+            return out
+
+    tmp, raws = setup
+    cfg = {"memory_error_on": [{"detector": 1}], "memory_needed_mb": 3000}
+    make_graph(tmp / "g.qgraph", raws, configs={"a": cfg})
+    config = make_config(retries=1, memory_multiplier=2.0, max_memory_mb=65536)
+    summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=config, options=OPTS,
+                        backend=StartedThrice(max_workers=2))  # fmt: skip
+    assert summary.counts["failed"] == 0
+    (retry,) = Journal.for_run(tmp / "repo", RUN).events("retry_scheduled")
+    assert (retry["attempt"], retry["memory_mb"]) == (2, retry_mb)
 
 
 def test_unusable_data_is_not_retried_but_other_failures_are(setup: tuple[Path, dict]) -> None:

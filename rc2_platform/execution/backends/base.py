@@ -71,6 +71,11 @@ class JobStatus:
         The batch system stopped the job for its memory use (HTCondor: held for memory
         until its in-queue retries ran out, then removed); the orchestrator's retry asks
         for more memory, as after a SIGKILL or a ``MemoryError``.
+    escalated_in_queue : `bool`
+        The batch system itself raised the memory request at each of the ``attempts``
+        starts (HTCondor's ``request_memory`` expression), so the retry's request goes
+        one step beyond the last start's. False elsewhere: a Kubernetes Job's pods all
+        ran with the same request, whatever their number.
     """
 
     state: JobState
@@ -79,6 +84,7 @@ class JobStatus:
     attempts: int = 0
     retryable: bool = True
     memory_exceeded: bool = False
+    escalated_in_queue: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -92,6 +98,8 @@ class JobStatus:
             data["retryable"] = False
         if self.memory_exceeded:
             data["memory_exceeded"] = True
+        if self.escalated_in_queue:
+            data["escalated_in_queue"] = True
         return data
 
 

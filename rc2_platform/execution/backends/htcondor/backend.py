@@ -123,7 +123,9 @@ class HTCondorBackend(Backend):
                 elif status.state is JobState.REMOVED and hold and is_memory_hold(hold):
                     # its periodic_remove: held for memory with its in-queue retries used
                     # up; the orchestrator's retry of its quanta asks for more memory.
-                    status = dataclasses.replace(status, memory_exceeded=True)
+                    status = dataclasses.replace(
+                        status, memory_exceeded=True, escalated_in_queue=True
+                    )
                 elif status.state is JobState.HELD and hold is not None:
                     status = self._held_status(handle, status, hold)
                 else:
