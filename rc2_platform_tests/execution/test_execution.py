@@ -239,6 +239,32 @@ def test_a_memory_kill_after_three_starts_escalates_by_what_the_queue_did(
     assert (retry["attempt"], retry["memory_mb"]) == (2, retry_mb)
 
 
+def test_ready_jobs_are_submitted_in_growing_chunks_the_first_alone(
+    setup: tuple[Path, dict],
+) -> None:
+    """The first job starts before the other ready jobs' graph files are written (a tract
+    starts 50 at once), and a batch system still gets few submissions."""
+    from rc2_platform.execution.backends.local import LocalBackend
+
+    sizes: list[int] = []
+
+    class Counting(LocalBackend):
+        def submit(self, jobs: Any) -> Any:
+            sizes.append(len(jobs))
+            return super().submit(jobs)
+
+    tmp, raws = setup
+    make_graph(tmp / "g.qgraph", raws)
+    summary = run_graph(tmp / "g.qgraph", tmp / "repo", config=make_config(), options=OPTS,
+                        backend=Counting(max_workers=2))  # fmt: skip
+    assert summary.status == "succeeded"
+    submitted = list(Journal.for_run(tmp / "repo", RUN).events("job_submitted"))
+    assert sum(sizes) == len(submitted)
+    first_wave = len({e["cluster"] for e in submitted if e["cluster"].startswith("step1")})
+    assert first_wave >= 3  # enough ready jobs at the start for chunks to show
+    assert sizes[:2] == [1, 2]
+
+
 def test_unusable_data_is_not_retried_but_other_failures_are(setup: tuple[Path, dict]) -> None:
     tmp, raws = setup
     cfg = {"data_error_on": [{"detector": 0}], "fail_on": [{"detector": 1}]}
