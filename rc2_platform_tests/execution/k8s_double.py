@@ -22,7 +22,13 @@ from rc2_platform.execution.backends.kubernetes import (
     job_object_name,
     validate_manifest,
 )
-from rc2_platform.execution.execution_config import DatastoreVolume, KubernetesSettings
+from rc2_platform.execution.execution_config import (
+    DatastoreVolume,
+    ExecutionConfig,
+    KubernetesSettings,
+)
+from rc2_platform.execution.runner import RunOptions, RunSummary, run_graph
+from rc2_platform_tests.execution.helpers import make_config, make_graph, make_repo
 
 SETTINGS = KubernetesSettings(
     namespace="rc2-prod",
@@ -33,6 +39,30 @@ SETTINGS = KubernetesSettings(
     node_selector={"pool": "batch"},
     memory_limit_factor=1.5,
 )
+
+
+def run_on_cluster(
+    tmp_path: Path,
+    cluster: Any,
+    *,
+    settings: KubernetesSettings = SETTINGS,
+    config: ExecutionConfig | None = None,
+    configs: dict[str, dict[str, Any]] | None = None,
+) -> RunSummary:
+    """Make the test repository and graph under ``tmp_path`` (stand-in ``configs`` per task)
+    and run it on ``cluster`` (a :class:`FakeCluster`) through the real Kubernetes backend
+    (``config`` default: one retry)."""
+    butler, raws = make_repo(tmp_path / "repo")
+    butler.close()
+    make_graph(tmp_path / "g.qgraph", raws, configs=configs)
+    backend = KubernetesBackend(cluster, settings, core_api=cluster.core, clock=cluster.clock)
+    return run_graph(
+        tmp_path / "g.qgraph",
+        tmp_path / "repo",
+        config=config or make_config(retries=1),
+        options=RunOptions(poll_seconds=0.001),
+        backend=backend,
+    )
 
 
 def cluster_job(name: str = "step1-visit-1228", retries: int = 2) -> ClusterJob:

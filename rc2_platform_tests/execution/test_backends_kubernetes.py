@@ -22,9 +22,14 @@ from rc2_platform.execution.backends.kubernetes import (
 from rc2_platform.execution.execution_config import ResourceRequest, ResourcesConfig
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
-from rc2_platform.execution.runner import RunOptions, restart_run, run_graph
-from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
-from rc2_platform_tests.execution.k8s_double import SETTINGS, FakeBatchApi, FakeCluster
+from rc2_platform.execution.runner import restart_run
+from rc2_platform_tests.execution.helpers import RUN, make_config
+from rc2_platform_tests.execution.k8s_double import (
+    SETTINGS,
+    FakeBatchApi,
+    FakeCluster,
+    run_on_cluster,
+)
 from rc2_platform_tests.execution.k8s_double import cluster_job as _job
 from rc2_platform_tests.execution.k8s_double import fake_cluster as _cluster
 from rc2_platform_tests.execution.k8s_double import job_id as _id
@@ -277,18 +282,10 @@ def test_pods_are_listed_at_most_every_pod_check_seconds_and_only_when_needed() 
 
 
 def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path: Path) -> None:
-    butler, raws = make_repo(tmp_path / "repo")
-    butler.close()
-    make_graph(tmp_path / "g.qgraph", raws)
-    config = make_config(retries=1)
     big = ResourcesConfig(tasks={"c": ResourceRequest(request_memory_mb=8192)})
-    config = config.model_copy(update={"resources": big})
+    config = make_config(retries=1).model_copy(update={"resources": big})
     cluster = FakeCluster(memory_mb=4096)
-    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
-    options = RunOptions(poll_seconds=0.001)
-    summary = run_graph(
-        tmp_path / "g.qgraph", tmp_path / "repo", config=config, options=options, backend=backend
-    )
+    summary = run_on_cluster(tmp_path, cluster, config=config)
     assert summary.status == "failed"  # it ended instead of waiting forever
     assert summary.counts["succeeded"] == 6 and summary.counts["failed"] == 1
     report = build_report(tmp_path / "repo", RUN)
@@ -312,18 +309,8 @@ def test_run_with_an_unschedulable_cluster_ends_reports_it_and_resumes(tmp_path:
 
 
 def test_a_retried_cluster_gets_a_new_job_beside_the_finished_one(tmp_path: Path) -> None:
-    butler, raws = make_repo(tmp_path / "repo")
-    butler.close()
-    make_graph(tmp_path / "g.qgraph", raws, configs={"a": {"fail_on": [{"detector": 1}]}})
     cluster = FakeCluster(memory_mb=16384)
-    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
-    summary = run_graph(
-        tmp_path / "g.qgraph",
-        tmp_path / "repo",
-        config=make_config(retries=1),
-        options=RunOptions(poll_seconds=0.001),
-        backend=backend,
-    )
+    summary = run_on_cluster(tmp_path, cluster, configs={"a": {"fail_on": [{"detector": 1}]}})
     assert summary.status == "failed" and summary.counts["succeeded"] == 4
     journal = Journal.for_run(tmp_path / "repo", RUN)
     names = [

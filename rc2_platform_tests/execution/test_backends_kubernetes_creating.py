@@ -10,12 +10,10 @@ from typing import Any
 
 from rc2_platform.butler import Butler
 from rc2_platform.execution.backends import JobState
-from rc2_platform.execution.backends.kubernetes import KubernetesBackend
 from rc2_platform.execution.backends.kubernetes_pods import PodEvent, creating_cause
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
-from rc2_platform.execution.runner import RunOptions, run_graph
-from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
+from rc2_platform_tests.execution.helpers import RUN
 from rc2_platform_tests.execution.k8s_double import (
     SETTINGS,
     FakeBatchApi,
@@ -26,6 +24,7 @@ from rc2_platform_tests.execution.k8s_double import (
     job_id,
     job_name,
     pod,
+    run_on_cluster,
 )
 
 MULTI_ATTACH = (
@@ -173,20 +172,9 @@ class MountTrouble(FakeCluster):
 
 
 def _run(tmp_path: Path, stuck: dict[str, tuple[str, str]]) -> tuple[str, MountTrouble]:
-    butler, raws = make_repo(tmp_path / "repo")
-    butler.close()
-    make_graph(tmp_path / "g.qgraph", raws)
     cluster = MountTrouble(stuck)
     settings = SETTINGS.model_copy(update={"container_creating_timeout_seconds": 300})
-    backend = KubernetesBackend(cluster, settings, core_api=cluster.core, clock=cluster.clock)
-    summary = run_graph(
-        tmp_path / "g.qgraph",
-        tmp_path / "repo",
-        config=make_config(retries=1),
-        options=RunOptions(poll_seconds=0.001),
-        backend=backend,
-    )
-    return summary.status, cluster
+    return run_on_cluster(tmp_path, cluster, settings=settings).status, cluster
 
 
 def test_run_retries_a_cluster_whose_volume_did_not_attach_and_succeeds(tmp_path: Path) -> None:

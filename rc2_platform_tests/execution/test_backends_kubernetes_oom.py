@@ -27,8 +27,7 @@ from rc2_platform.execution.backends.kubernetes_failures import (
 )
 from rc2_platform.execution.journal import Journal
 from rc2_platform.execution.report import build_report
-from rc2_platform.execution.runner import RunOptions, run_graph
-from rc2_platform_tests.execution.helpers import RUN, make_config, make_graph, make_repo
+from rc2_platform_tests.execution.helpers import RUN, make_config
 from rc2_platform_tests.execution.k8s_double import (
     SETTINGS,
     FakeBatchApi,
@@ -39,6 +38,7 @@ from rc2_platform_tests.execution.k8s_double import (
     job_id,
     job_name,
     pod_failure_action,
+    run_on_cluster,
 )
 
 m = kubernetes.client
@@ -169,19 +169,8 @@ def _requests(cluster: FakeCluster, name: str) -> list[tuple[str, str, str]]:
 
 
 def _run(tmp_path: Path, needs_mb: int, **retry: Any) -> tuple[Any, FakeCluster]:
-    butler, raws = make_repo(tmp_path / "repo")
-    butler.close()
-    make_graph(tmp_path / "g.qgraph", raws)
     cluster = FakeCluster(memory_mb=65536, needs_mb={OOM_CLUSTER: needs_mb})
-    backend = KubernetesBackend(cluster, SETTINGS, core_api=cluster.core, clock=cluster.clock)
-    summary = run_graph(
-        tmp_path / "g.qgraph",
-        tmp_path / "repo",
-        config=make_config(**retry),
-        options=RunOptions(poll_seconds=0.001),
-        backend=backend,
-    )
-    return summary, cluster
+    return run_on_cluster(tmp_path, cluster, config=make_config(**retry)), cluster
 
 
 def test_a_cluster_oomkilled_once_is_retried_as_a_job_with_twice_the_memory(
