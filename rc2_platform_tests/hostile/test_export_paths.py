@@ -179,6 +179,18 @@ def test_import_refuses_files_outside_the_export_folder_unless_allowed(
     assert _repo_files(dest).count(SECRET) == 1
 
 
+def _source_and_export_args(tmp_path: Path) -> tuple[Any, Path, list[str]]:
+    """A source repository with files (its snapshot), the export file's path in a folder
+    of its own, and the `rc2 export` arguments of every collection."""
+    with Butler.create(tmp_path / "source") as source:
+        populate(source.registry)
+        write_files(source)
+        expected = snapshot(source.registry)
+    out = tmp_path / "exp" / "export.yaml"
+    out.parent.mkdir()
+    return expected, out, ["export", str(tmp_path / "source"), str(out), "-c", ",".join(ALL)]
+
+
 @pytest.mark.parametrize("with_files", [None, "beside", "symlinks"])
 def test_own_export_naming_outside_files_round_trips_with_the_flag(
     tmp_path: Path, db_url: str, with_files: str | None
@@ -186,13 +198,7 @@ def test_own_export_naming_outside_files_round_trips_with_the_flag(
     """An export without --with-files (the source datastore's absolute root), into a folder
     beside the export file, or of symlinks: `rc2 export` says the import needs the flag;
     without it the import is refused naming the flag; with it every answer is kept."""
-    with Butler.create(tmp_path / "source") as source:
-        populate(source.registry)
-        write_files(source)
-        expected = snapshot(source.registry)
-    out = tmp_path / "exp" / "export.yaml"
-    out.parent.mkdir()
-    args = ["export", str(tmp_path / "source"), str(out), "-c", ",".join(ALL)]
+    expected, out, args = _source_and_export_args(tmp_path)
     if with_files == "beside":
         args += ["--with-files", str(tmp_path / "files")]
     elif with_files == "symlinks":
@@ -212,13 +218,7 @@ def test_own_export_naming_outside_files_round_trips_with_the_flag(
 
 
 def test_own_export_with_files_in_its_folder_needs_no_flag(tmp_path: Path, db_url: str) -> None:
-    with Butler.create(tmp_path / "source") as source:
-        populate(source.registry)
-        write_files(source)
-        expected = snapshot(source.registry)
-    out = tmp_path / "exp" / "export.yaml"
-    out.parent.mkdir()
-    args = ["export", str(tmp_path / "source"), str(out), "-c", ",".join(ALL)]
+    expected, out, args = _source_and_export_args(tmp_path)
     exported = run_cli([*args, "--with-files", str(out.parent / "files")])
     assert exported.exit_code == 0 and FLAG not in exported.output, exported.output
     dest = _dest(tmp_path, db_url)
