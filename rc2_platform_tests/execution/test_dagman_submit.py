@@ -272,6 +272,18 @@ def _a_runs(tmp: Path, detector: int) -> int:
     return _runs(tmp, "a", detector)
 
 
+def _node_failing_once_after_its_first_run(
+    tmp: Path,
+) -> tuple[dict[str, Path], str, htcondor2.Submit]:
+    """A DAG whose a[1] fails once (retriable): its node, run once as a schedd would, with
+    the DAG's node files and the node's submit description."""
+    _, nodes = _failing_dag(tmp, fail_on=[{"detector": 1}], once_marker=str(tmp / "failed-once"))
+    node = _node(nodes, 1)
+    sub = htcondor2.Submit(nodes[node].read_text())
+    _run_node(sub)
+    return nodes, node, sub
+
+
 def _node(nodes: dict[str, Path], detector: int) -> str:
     return next(
         name for name in nodes if name.startswith("step1") and name.endswith(f"_{detector}")
@@ -610,12 +622,7 @@ def test_a_post_script_killed_before_journaling_the_retry_settles_when_run_again
     # the same run (recovery: $RETRY 0) or counts the node as failed and reruns it
     # ($RETRY 1: the job finds attempt 2's job graph and runs it). Either way the script
     # must settle correctly: not "done" with a[1] failed, not "no attempt 2".
-    dag, nodes = _failing_dag(
-        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
-    )
-    node = _node(nodes, 1)
-    sub = htcondor2.Submit(nodes[node].read_text())
-    _run_node(sub)
+    nodes, node, sub = _node_failing_once_after_its_first_run(tmp_path)
     repo = tmp_path / "repo"
     journal = Journal.for_run(repo, RUN)
 
@@ -671,12 +678,7 @@ def test_final_settles_a_dag_retry_its_post_script_did_not_settle(
     # and no POST script settles it. FINAL reads run 1's job from the node's log: a job
     # that died fails its quanta (JobDied, attempt 2); one that never ran leaves attempt
     # 2 unsettled (a[1] keeps its attempt-1 failure).
-    dag, nodes = _failing_dag(
-        tmp_path, fail_on=[{"detector": 1}], once_marker=str(tmp_path / "failed-once")
-    )
-    node = _node(nodes, 1)
-    sub = htcondor2.Submit(nodes[node].read_text())
-    _run_node(sub)
+    nodes, node, sub = _node_failing_once_after_its_first_run(tmp_path)
     log = EventLogWriter(Path(sub["log"]))
     log.submitted(5, 0, node)
     log.executing(5, 0)
